@@ -1,0 +1,1 @@
+"""Documents for every front end. Imports neither torch nor any UI library."""

@@ -1,0 +1,1 @@
+"""The diffusion runtime. Imports no UI code, and no torch until it is used."""

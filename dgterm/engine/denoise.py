@@ -1,0 +1,153 @@
+"""The step loop: encode, denoise canvas after canvas, yield a StepEvent per step.
+
+A run is a sequence of *windows*. Before each window the encoder appends to the KV
+cache whatever is pending: the previous window's finished canvas, then the window's
+own ``prefix`` tokens (the prompt, or the document text between two canvases). The
+decoder then refines the window's canvas, with some positions pinned if the window
+says so. Continuing text is the special case of one prefix and unpinned windows
+until EOS; it reproduces ``model.generate`` exactly (see :mod:`dgterm.engine.sampler`).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from dgterm.engine.events import RunResult, StepEvent
+from dgterm.engine.params import SamplerParams
+from dgterm.engine.sampler import Pins, Sampler
+
+
+@dataclass
+class Window:
+    prefix: list[int]  # tokens to encode before this canvas
+    known: torch.Tensor | None = None  # (C,) ids of the pinned positions (others ignored)
+    pinned: torch.Tensor | None = None  # (C,) bool
+
+
+class Run:
+    """Iterate for StepEvents; ``result`` holds the RunResult once iteration ends."""
+
+    def __init__(self, steps: Iterator[StepEvent]):
+        self._steps = steps
+        self.result: RunResult | None = None
+
+    def __iter__(self):
+        self.result = yield from self._steps
+
+    def collect(self) -> RunResult:
+        for _ in self:
+            pass
+        return self.result
+
+
+def seeds_for(params: SamplerParams, candidates: int) -> list[int]:
+    """Candidate b uses seed + b; no seed: a fresh random one."""
+    base = params.seed if params.seed is not None else random.SystemRandom().randrange(2**31)
+    return [base + b for b in range(candidates)]
+
+
+def denoise(lm, windows: Iterable[Window], params: SamplerParams, *, candidates: int = 1,
+            cancel: threading.Event | None = None, stop_at_eos: bool = True) -> Run:
+    return Run(_denoise(lm, windows, params, candidates, cancel, stop_at_eos))
+
+
+@torch.no_grad()
+def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEvent]:
+    model, device = lm.model, lm.device
+    C = lm.canvas_length
+    gens = [torch.Generator(device=device).manual_seed(s) for s in seeds_for(params, batch)]
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    eos = torch.tensor(lm.eos_ids, device=device)
+    sc_dtype = model.model.decoder.embed_tokens.weight.dtype
+    cur_len = 0
+    pending = None
+    canvases, steps = [], []
+    forwards = torch.zeros(batch, dtype=torch.int, device=device)
+    generated = torch.zeros(batch, dtype=torch.long, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    t0 = time.perf_counter()
+    encode_time = 0.0
+
+    def result(cancelled=False):
+        return RunResult(canvases=canvases, steps=steps, forwards=forwards.cpu(), generated=generated.cpu(),
+                         elapsed=time.perf_counter() - t0, cancelled=cancelled, finished_at_eos=done.cpu(),
+                         windows=len(canvases), timings={"encode": encode_time})
+
+    for wi, window in enumerate(windows):
+        if wi >= params.max_canvases(C):
+            break
+        # 1. Commit what is pending into the encoder's KV cache.
+        parts = [pending] if pending is not None else []
+        if window.prefix:
+            parts.append(torch.tensor(window.prefix, device=device).expand(batch, -1))
+        if parts:
+            t = time.perf_counter()
+            cur_len = _encode(model, cache, torch.cat(parts, dim=-1), cur_len)
+            encode_time += time.perf_counter() - t
+        # 2. Denoise the canvas.
+        pins = None
+        if window.pinned is not None:
+            pins = Pins(window.pinned.to(device).expand(batch, -1), window.known.to(device).expand(batch, -1))
+        sampler = Sampler(params, lm.vocab_size, gens, pins)
+        canvas = sampler.initial_canvas(batch, C, device)
+        positions = torch.arange(cur_len, cur_len + C, dtype=torch.int32, device=device)[None]
+        mask = model.model.decoder.create_diffusion_decoder_attention_mask(
+            config=model.config, inputs_embeds=canvas.unsqueeze(-1), past_key_values=cache,
+            decoder_attention_mask=torch.ones(batch, cur_len + C, dtype=torch.bool, device=device),
+        )
+        sc, argmax = None, canvas
+        finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        free = torch.ones(batch, C, dtype=torch.bool, device=device) if pins is None else ~pins.mask
+        step = 0
+        for cur_step in reversed(range(1, params.steps + 1)):
+            if cancel is not None and cancel.is_set():
+                return result(cancelled=True)
+            forwards += ~(finished | done)
+            step += 1
+            logits = model(decoder_input_ids=canvas, self_conditioning_logits=sc, decoder_attention_mask=mask,
+                           past_key_values=cache, decoder_position_ids=positions).logits
+            canvas, argmax, sc, finished, accepted, entropy = sampler.step(
+                logits, canvas, argmax, sc, finished, cur_step, sc_dtype)
+            yield StepEvent(window=wi, step=step, max_steps=params.steps, canvas=canvas, argmax=argmax,
+                            accepted=accepted, entropy=entropy, pinned=None if pins is None else pins.mask,
+                            finished=finished, elapsed=time.perf_counter() - t0,
+                            tokens=int(generated[0]) + int((accepted[0] & free[0]).sum()))
+            if finished.all():
+                break
+        steps.append(step)
+        # 3. Finish the canvas: after EOS everything is pad, and a finished candidate stays so.
+        final = argmax.clone()
+        if stop_at_eos:
+            final[done] = lm.pad_id
+            is_eos = torch.isin(final, eos)
+            csum = is_eos.cumsum(-1)
+            final[(csum > 0) & ~((csum == 1) & is_eos)] = lm.pad_id
+            done = done | is_eos.any(-1)
+        generated += ((final != lm.pad_id) & free).sum(-1)
+        canvases.append(final)
+        pending = final
+        if stop_at_eos and done.all():
+            break
+    return result()
+
+
+def _encode(model, cache, ids: torch.Tensor, cur_len: int) -> int:
+    """Append ``ids`` (B, n) to the cache at positions cur_len.., as ``generate`` does."""
+    batch, n = ids.shape
+    positions = torch.arange(cur_len, cur_len + n, dtype=torch.int32, device=ids.device)[None]
+    attention = torch.ones(batch, cur_len + n, dtype=torch.bool, device=ids.device)
+    encoder = model.model.encoder
+    masks = encoder.create_masks_for_generate(
+        config=model.config, inputs_embeds=torch.empty((batch, n, 0), dtype=model.dtype, device=ids.device),
+        attention_mask=attention, past_key_values=cache, position_ids=positions, mm_token_type_ids=None,
+    )
+    encoder(input_ids=ids.contiguous(), attention_mask=masks, past_key_values=cache, position_ids=positions)
+    return cur_len + n

@@ -1,0 +1,59 @@
+"""What a run yields: a StepEvent per denoising step, then one RunResult.
+
+Tensors are shared with the running loop, never written to after the event is
+yielded, so producing an event costs no copy; consumers convert what they show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class StepEvent:
+    window: int  # index of the canvas (window) being denoised
+    step: int  # 1-based step within this window
+    max_steps: int
+    canvas: torch.Tensor  # (B, C) ids the next step starts from (accepted + fresh noise)
+    argmax: torch.Tensor  # (B, C) most likely ids: the draft
+    accepted: torch.Tensor  # (B, C) bool, accepted this step (pinned positions included)
+    entropy: torch.Tensor  # (B, C) per-position entropy, 0 at pinned positions
+    pinned: torch.Tensor | None  # (B, C) bool, known positions, or None
+    finished: torch.Tensor  # (B,) bool, candidate stopped denoising this window
+    elapsed: float  # seconds since the run started
+    tokens: int = 0  # free tokens decided so far in the run (all windows, first candidate)
+
+    @property
+    def free(self) -> torch.Tensor:
+        return torch.ones_like(self.accepted) if self.pinned is None else ~self.pinned
+
+    def accepted_free(self, candidate: int = 0) -> int:
+        return int((self.accepted[candidate] & self.free[candidate]).sum())
+
+    def mean_entropy(self, candidate: int = 0) -> float:
+        free = self.free[candidate]
+        return float(self.entropy[candidate][free].mean()) if free.any() else 0.0
+
+
+@dataclass
+class RunResult:
+    canvases: list[torch.Tensor]  # per window: (B, C) final ids, pins imposed, pad after EOS
+    steps: list[int]  # decoder forwards spent on each window
+    forwards: torch.Tensor  # (B,) decoder forwards per candidate
+    generated: torch.Tensor  # (B,) tokens produced per candidate (free, non-pad)
+    elapsed: float
+    cancelled: bool = False
+    finished_at_eos: torch.Tensor | None = None  # (B,) bool
+    windows: int = 0
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def tokens_per_forward(self) -> list[float]:
+        f = self.forwards.clamp(min=1).to(torch.float32)
+        return (self.generated.to(torch.float32) / f).tolist()
+
+    @property
+    def tokens_per_second(self) -> float:
+        return float(self.generated.sum()) / self.elapsed if self.elapsed > 0 else 0.0

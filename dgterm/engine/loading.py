@@ -1,0 +1,224 @@
+"""Resolve a model spec and load it: the bundled model, a local directory, or a Hugging Face id.
+
+A Hugging Face id is looked up in the local cache only, unless the caller passes
+``download=True``. Nothing here sets ``trust_remote_code``. Each failure is a
+:class:`ModelLoadError` whose message says what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dgterm.errors import ModelLoadError
+
+BUNDLED_NAME = "stdlib-7m"
+MODEL_TYPE = "diffusion_gemma"
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+QUANTS = ("none", "int8", "nf4")
+
+
+def bundled_dir() -> Path:
+    """The bundled checkpoint: inside the package when installed from a wheel, else in the repo."""
+    package = Path(__file__).resolve().parents[1]
+    for root in (package / "runtime", package.parent / "runtime"):
+        if (root / "models" / BUNDLED_NAME / "config.json").exists():
+            return root / "models" / BUNDLED_NAME
+    return package.parent / "runtime" / "models" / BUNDLED_NAME
+
+
+def resolve(spec: str = "bundled", download: bool = False) -> Path:
+    """Turn a model spec into a directory holding config.json, weights and tokenizer."""
+    if spec in ("", "bundled"):
+        path = bundled_dir()
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"The bundled model is missing from {path}; reinstall dgterm.")
+        return path
+    path = Path(spec).expanduser()
+    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        if not path.exists():
+            raise ModelLoadError(f"Model path {path} does not exist; pass a checkpoint directory, a Hugging Face id, or 'bundled'.")
+        if not path.is_dir():
+            raise ModelLoadError(f"Model path {path} is a file; pass the directory that holds config.json.")
+        return path
+    return _from_hub_cache(spec, download)
+
+
+def _from_hub_cache(repo_id: str, download: bool) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=not download))
+    except LocalEntryNotFoundError:
+        raise ModelLoadError(
+            f"{repo_id} is not in the local Hugging Face cache; download it once with "
+            f"`dgterm generate --model {repo_id} --download` (or `huggingface-cli download {repo_id}`)."
+        ) from None
+    except Exception as e:  # network, auth, missing repo
+        raise ModelLoadError(f"Could not download {repo_id} ({type(e).__name__}: {e}); check the id and your network.") from None
+
+
+def check_checkpoint(path: Path) -> dict:
+    """Validate a checkpoint directory before loading it; return its config dict."""
+    config_file = path / "config.json"
+    if not config_file.exists():
+        raise ModelLoadError(f"{path} has no config.json; it is not a model checkpoint.")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{config_file} cannot be read as JSON ({e}); restore or re-download the checkpoint.") from None
+    found = config.get("model_type")
+    if found != MODEL_TYPE:
+        raise ModelLoadError(
+            f"{path} holds a '{found}' model, not a DiffusionGemma checkpoint (model_type '{MODEL_TYPE}'); "
+            "dgterm runs DiffusionGemma-architecture models only."
+        )
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        raise ModelLoadError(f"{path} has no *.safetensors weights; re-download the checkpoint or run `dgterm quantize`.")
+    for w in weights:
+        _check_safetensors(w)
+    if not any((path / name).exists() for name in ("tokenizer.json", "tokenizer.model")):
+        raise ModelLoadError(f"{path} has no tokenizer (tokenizer.json); copy the tokenizer files next to config.json.")
+    return config
+
+
+def _check_safetensors(file: Path) -> None:
+    """Read the header and check the file is as long as the header says (catches truncation)."""
+    import struct
+
+    try:
+        with file.open("rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        if file.stat().st_size < 8 + n + end:
+            raise ValueError("file is shorter than its header says")
+    except (OSError, ValueError, KeyError, struct.error) as e:
+        raise ModelLoadError(f"Weights file {file} is corrupt ({e}); re-download or re-export the checkpoint.") from None
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"Device {device} was requested but this machine has no usable CUDA GPU; use --device cpu.")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ModelLoadError(
+                f"Device {device} does not exist: {torch.cuda.device_count()} CUDA device(s) visible; pick another index.")
+        return device
+    if device != "cpu":
+        raise ModelLoadError(f"Unknown device '{device}'; use cpu, cuda or cuda:N.")
+    return device
+
+
+def pick_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"Unknown dtype '{dtype}'; use one of {', '.join(DTYPES)}.")
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    tokenizer: object
+    path: Path
+    spec: str
+    device: str
+    dtype: object
+    quant: str
+    defaults: object  # SamplerParams from generation_config.json
+    load_seconds: float = 0.0
+    info: dict = field(default_factory=dict)
+
+    @property
+    def canvas_length(self) -> int:
+        return self.model.config.canvas_length
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.config.text_config.vocab_size
+
+    @property
+    def eos_ids(self) -> list[int]:
+        eos = self.model.generation_config.eos_token_id or self.model.config.text_config.eos_token_id
+        return [eos] if isinstance(eos, int) else list(eos)
+
+    @property
+    def pad_id(self) -> int:
+        return self.model.config.text_config.pad_token_id or 0
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    @property
+    def name(self) -> str:
+        return BUNDLED_NAME if self.spec in ("", "bundled") else self.spec
+
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant: str = "none",
+         download: bool = False) -> LoadedModel:
+    """Load a DiffusionGemma checkpoint for inference."""
+    t0 = time.perf_counter()
+    if quant not in QUANTS:
+        raise ModelLoadError(f"Unknown quantization '{quant}'; use one of {', '.join(QUANTS)}.")
+    path = resolve(spec, download)
+    check_checkpoint(path)
+    device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, device)
+
+    import torch
+    from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
+    from transformers.utils import logging as hf_logging
+
+    from dgterm.engine.params import SamplerParams
+
+    hf_logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as e:
+        raise ModelLoadError(f"The tokenizer in {path} cannot be loaded ({type(e).__name__}); restore the tokenizer files.") from None
+    kwargs = {"dtype": torch_dtype, "local_files_only": True}
+    if quant != "none":
+        kwargs["quantization_config"] = _bnb_config(quant, torch_dtype)
+        kwargs["device_map"] = {"": device}
+    try:
+        model = DiffusionGemmaForBlockDiffusion.from_pretrained(path, **kwargs)
+    except torch.cuda.OutOfMemoryError:
+        raise ModelLoadError(f"{path.name} does not fit in {device} memory; try --quant nf4 or a smaller model.") from None
+    except Exception as e:
+        raise ModelLoadError(f"Loading {path} failed ({type(e).__name__}: {str(e)[:200]}); check the checkpoint files.") from None
+    if quant == "none":
+        model = model.to(device)
+    model.eval()
+    defaults = SamplerParams.from_generation_config(getattr(model, "generation_config", None))
+    return LoadedModel(model=model, tokenizer=tokenizer, path=path, spec=spec, device=device, dtype=torch_dtype,
+                       quant=quant, defaults=defaults, load_seconds=time.perf_counter() - t0)
+
+
+def _bnb_config(quant: str, compute_dtype):
+    try:
+        from transformers import BitsAndBytesConfig
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ModelLoadError("Quantization needs bitsandbytes; install it with `pip install 'dgterm[quant]'`.") from None
+    if quant == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype)

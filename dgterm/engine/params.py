@@ -1,0 +1,61 @@
+"""Sampler parameters: the checkpoint's generation_config.json, overridable per call."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SamplerParams:
+    steps: int = 48
+    entropy_bound: float = 0.1
+    t_max: float = 0.8
+    t_min: float = 0.4
+    stability: int = 1
+    confidence: float = 0.005
+    seed: int | None = None
+    max_new_tokens: int = 256
+    canvases: int | None = None  # at most this many canvases; None: from max_new_tokens
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError("steps must be at least 1")
+        if self.entropy_bound <= 0:
+            raise ValueError("entropy bound must be greater than 0")
+        if not 0 <= self.t_min < self.t_max:
+            raise ValueError("temperatures need 0 <= t_min < t_max")
+        if self.stability < 0 or self.confidence <= 0:
+            raise ValueError("stability must be >= 0 and confidence > 0")
+        if self.max_new_tokens < 1 or (self.canvases is not None and self.canvases < 1):
+            raise ValueError("max_new_tokens and canvases must be at least 1")
+
+    def replace(self, **overrides) -> SamplerParams:
+        """A copy with the overrides that are not None applied."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def max_canvases(self, canvas_length: int) -> int:
+        n = -(-self.max_new_tokens // canvas_length)
+        return min(n, self.canvases) if self.canvases else n
+
+    @classmethod
+    def from_generation_config(cls, gc) -> SamplerParams:
+        """Read a transformers DiffusionGemmaGenerationConfig (or None: the reference defaults)."""
+        if gc is None:
+            return cls()
+        defaults = cls()
+        sampler = getattr(gc, "sampler_config", None)
+
+        def pick(name, default):
+            value = getattr(gc, name, None)
+            return default if value is None else value
+
+        return cls(
+            steps=pick("max_denoising_steps", defaults.steps),
+            entropy_bound=float(getattr(sampler, "entropy_bound", defaults.entropy_bound) or defaults.entropy_bound),
+            t_max=float(pick("t_max", defaults.t_max)),
+            t_min=float(pick("t_min", defaults.t_min)),
+            stability=pick("stability_threshold", defaults.stability),
+            confidence=float(pick("confidence_threshold", defaults.confidence)),
+            max_new_tokens=pick("max_new_tokens", defaults.max_new_tokens),
+        )
