@@ -191,6 +191,7 @@ def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant
     from dgterm.engine.params import SamplerParams
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception as e:

@@ -1,0 +1,122 @@
+"""The ``dgterm`` entry point: subcommands, shared flags, and one clear sentence per user error."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from dgterm import __version__
+from dgterm.errors import DgtermError
+
+# name -> module exposing add_arguments(parser) and run(args) -> int
+COMMANDS = {
+    "open": ("dgterm.commands.open", "edit a file in the TUI (also: dgterm FILE)"),
+    "repl": ("dgterm.commands.repl", "interactive prompt with a live canvas"),
+    "generate": ("dgterm.commands.generate", "continue a prompt"),
+    "infill": ("dgterm.commands.infill", "rewrite spans of a file from both sides"),
+    "bench": ("dgterm.commands.bench", "speed and quality benchmarks"),
+    "doctor": ("dgterm.commands.doctor", "check the setup: versions, devices, model, memory"),
+    "serve": ("dgterm.commands.serve", "OpenAI-compatible HTTP server"),
+    "quantize": ("dgterm.commands.quantize", "save a pre-quantized checkpoint"),
+    "train": ("dgterm.commands.train", "train the bundled model"),
+}
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="'bundled' (default), a checkpoint directory, or a Hugging Face id")
+    g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"))
+    g.add_argument("--quant", choices=("none", "int8", "nf4"))
+    g.add_argument("--download", action="store_true", help="allow downloading a Hugging Face id")
+
+
+def add_sampler_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampler (defaults: the checkpoint's generation_config.json)")
+    g.add_argument("--steps", type=int, help="denoising steps per canvas")
+    g.add_argument("--entropy-bound", type=float)
+    g.add_argument("--t-max", type=float)
+    g.add_argument("--t-min", type=float)
+    g.add_argument("--stability", type=int)
+    g.add_argument("--confidence", type=float)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--max-new-tokens", type=int)
+    g.add_argument("--canvases", type=int, help="at most this many canvases")
+    g.add_argument("--candidates", type=int, default=1, help="candidates denoised together (default 1)")
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--trace", metavar="FILE", help="write every step as a JSON line")
+
+
+def settings_from(args):
+    from dgterm.config import load_settings
+
+    return load_settings().override(model=args.model, device=args.device, dtype=args.dtype, quant=args.quant)
+
+
+def load_model(args):
+    from dgterm.engine import loading
+
+    s = settings_from(args)
+    return loading.load(s.model, device=s.device, dtype=s.dtype, quant=s.quant, download=args.download)
+
+
+def sampler_params(args, lm):
+    """The model's defaults < the config file's [sampler] < flags."""
+    from dgterm.config import load_settings
+
+    try:
+        params = lm.defaults.replace(**load_settings().sampler)
+        params = params.replace(
+            steps=args.steps, entropy_bound=args.entropy_bound, t_max=args.t_max, t_min=args.t_min,
+            stability=args.stability, confidence=args.confidence, seed=args.seed,
+            max_new_tokens=args.max_new_tokens, canvases=args.canvases,
+        )
+    except (TypeError, ValueError) as e:
+        raise DgtermError(f"Bad sampler setting: {e}; fix the flag or the [sampler] table of the config file.") from None
+    if args.candidates < 1:
+        raise DgtermError("--candidates must be at least 1.")
+    return params
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dgterm", description="A terminal editor and REPL for text-diffusion models.")
+    parser.add_argument("--version", action="version", version=f"dgterm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name == module:
+                continue
+            raise
+        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip().split("\n\n")[0])
+        mod.add_arguments(p)
+        p.set_defaults(run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        argv.insert(0, "open")  # dgterm FILE
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.run(args) or 0
+    except DgtermError as e:
+        print(f"dgterm: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dgterm: cancelled.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

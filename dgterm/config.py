@@ -1,0 +1,77 @@
+"""Settings: defaults < config file < environment (DGTERM_*) < command-line flags.
+
+The config file is TOML at ``$DGTERM_CONFIG`` or ``<user config dir>/dgterm/config.toml``::
+
+    model = "bundled"        # or a directory, or a Hugging Face id
+    device = "auto"          # cpu, cuda, cuda:N
+    dtype = "auto"           # bf16, fp16, fp32
+    quant = "none"           # int8, nf4
+    theme = "dgterm-dark"
+
+    [sampler]                # any SamplerParams field
+    steps = 24
+
+    [keymap]                 # binding id = keys (Textual's App.set_keymap)
+    "dgterm.rewrite" = "ctrl+r"
+
+Settings are passed to the front ends through their constructors, never read from
+a global.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dgterm.errors import DgtermError
+
+ENV_PREFIX = "DGTERM_"
+
+
+@dataclass
+class Settings:
+    model: str = "bundled"
+    device: str = "auto"
+    dtype: str = "auto"
+    quant: str = "none"
+    theme: str = "dgterm-dark"
+    sampler: dict = field(default_factory=dict)
+    keymap: dict = field(default_factory=dict)
+
+    def override(self, **flags) -> Settings:
+        """A copy with every flag that is not None applied (the last layer)."""
+        return dataclasses.replace(self, **{k: v for k, v in flags.items() if v is not None})
+
+
+def config_path() -> Path:
+    if os.environ.get("DGTERM_CONFIG"):
+        return Path(os.environ["DGTERM_CONFIG"])
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("dgterm")) / "config.toml"
+
+
+def config_dir() -> Path:
+    return config_path().parent
+
+
+def load_settings(path: Path | None = None, env=None) -> Settings:
+    env = os.environ if env is None else env
+    path = path or config_path()
+    values: dict = {}
+    if path.exists():
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise DgtermError(f"Config file {path} is not valid TOML ({e}); fix or remove it.") from None
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise DgtermError(f"Config file {path} has unknown setting(s) {', '.join(unknown)}; remove them.")
+    for name in ("model", "device", "dtype", "quant", "theme"):
+        if env.get(ENV_PREFIX + name.upper()):
+            values[name] = env[ENV_PREFIX + name.upper()]
+    return Settings(**values)

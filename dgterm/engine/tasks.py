@@ -1,0 +1,420 @@
+"""What users ask for, turned into windows for the step loop: continue, infill, rewrite.
+
+Infill keeps every character outside the spans byte for byte: the document is cut at
+the span edges and each piece is tokenized on its own (so no token ever straddles an
+edge), the spans become free canvas positions among pinned known tokens, and the
+result is the original text with only the span ranges replaced by decoded drafts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from dgterm.engine.denoise import Window, denoise, seeds_for
+from dgterm.engine.events import RunResult, StepEvent
+from dgterm.engine.params import SamplerParams
+from dgterm.errors import InputError
+
+DEFAULT_INSERT_TOKENS = 16
+CHARS_PER_TOKEN_BOUND = 8  # generous: how many characters of context to tokenize per token wanted
+
+
+@dataclass(frozen=True)
+class SpanRequest:
+    start: int  # character offsets into the text, end exclusive
+    end: int
+    length: int | None = None  # tokens wanted; None: as many as the span has now
+
+
+@dataclass
+class Candidate:
+    text: str  # the whole new text (infill, rewrite) or the generated text (continue)
+    spans: list[str]  # the new text of each span (infill), or [answer] (rewrite, continue)
+    score: float  # mean entropy of the free positions at the last step: lower is surer
+    lengths: list[int]
+    seed: int
+    thinking: str | None = None
+
+
+@dataclass
+class TaskResult:
+    candidates: list[Candidate]  # ranked, best first
+    run: RunResult
+
+    @property
+    def best(self) -> Candidate:
+        return self.candidates[0]
+
+
+@dataclass
+class DraftToken:
+    text: str
+    state: str  # "noise" | "tentative" | "accepted"
+    entropy: float
+
+
+class Task:
+    """Iterate for StepEvents; then ``result`` holds the ranked candidates."""
+
+    def __init__(self, lm, plans: list[Plan], params: SamplerParams, candidates: int, cancel, stop_at_eos: bool,
+                 finish):
+        self.lm, self.plans, self.params = lm, plans, params
+        self.seeds = seeds_for(params, candidates)
+        batch_plan = _batch_windows(plans, candidates)
+        self._run = denoise(lm, batch_plan, params.replace(seed=self.seeds[0]), candidates=len(plans) * candidates,
+                            cancel=cancel, stop_at_eos=stop_at_eos)
+        self._finish = finish
+        self._candidates = candidates
+        self.result: TaskResult | None = None
+        self.last: dict[int, StepEvent] = {}  # last event of each window
+
+    def __iter__(self) -> Iterator[StepEvent]:
+        for event in self._run:
+            self.last[event.window] = event
+            yield event
+        run = self._run.result
+        if run.cancelled:
+            self.result = TaskResult([], run)
+            return
+        scores = self._scores(run)
+        out = []
+        for row, canvases in enumerate(_rows(run)):
+            plan = self.plans[row // self._candidates]
+            cand = self._finish(plan, canvases)
+            cand.score = scores[row]
+            cand.seed = self.seeds[0] + row
+            out.append(cand)
+        out.sort(key=lambda c: c.score)
+        self.result = TaskResult(out, run)
+
+    def collect(self) -> TaskResult:
+        for _ in self:
+            pass
+        return self.result
+
+    def _scores(self, run: RunResult) -> list[float]:
+        rows = run.forwards.shape[0]
+        totals = torch.zeros(rows)
+        for ev in self.last.values():
+            free = ev.free.cpu()
+            ent = ev.entropy.float().cpu()
+            totals += (ent * free).sum(-1) / free.sum(-1).clamp(min=1)
+        return (totals / max(len(self.last), 1)).tolist()
+
+    def drafts(self, event: StepEvent, row: int = 0) -> list[list[DraftToken]]:
+        """The live draft of each span (infill) or of the generated text, as coloured tokens."""
+        plan = self.plans[row // self._candidates]
+        return plan.drafts(self.lm.tokenizer, event, row, self.last)
+
+
+def _rows(run: RunResult):
+    """Per batch row: the list of final canvases (one per window)."""
+    return [[c[row] for c in run.canvases] for row in range(run.forwards.shape[0])]
+
+
+def _batch_windows(plans, candidates):
+    """Merge the windows of several plans (length search) into batched windows."""
+    if len(plans) == 1:
+        yield from plans[0].windows()
+        return
+    for group in zip(*(p.windows() for p in plans)):
+        known = torch.stack([w.known for w in group for _ in range(candidates)])
+        pinned = torch.stack([w.pinned for w in group for _ in range(candidates)])
+        yield Window(group[0].prefix, known, pinned)
+
+
+# ------------------------------------------------------------------ token text
+
+
+class TokenText:
+    """Decoded text of single ids, cached; special tokens read as empty."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.special = set(tokenizer.all_special_ids)
+        self.cache: dict[int, str] = {}
+
+    def __call__(self, token: int) -> str:
+        text = self.cache.get(token)
+        if text is None:
+            text = "" if token in self.special else self.tokenizer.decode([token])
+            self.cache[token] = text
+        return text
+
+
+def _token_text(tokenizer) -> TokenText:
+    cached = getattr(tokenizer, "_dgterm_token_text", None)
+    if cached is None:
+        cached = TokenText(tokenizer)
+        tokenizer._dgterm_token_text = cached
+    return cached
+
+
+def decode(tokenizer, ids) -> str:
+    """Decode draft ids: special tokens dropped, partial UTF-8 becomes U+FFFD, never raises."""
+    ids = [int(i) for i in ids]
+    return tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+def _draft(tokenizer, event: StepEvent, row: int, positions: list[int], threshold: float) -> list[DraftToken]:
+    text = _token_text(tokenizer)
+    argmax = event.argmax[row].tolist()
+    canvas = event.canvas[row].tolist()
+    accepted = event.accepted[row].tolist()
+    entropy = event.entropy[row].tolist()
+    out = []
+    for p in positions:
+        if accepted[p]:
+            out.append(DraftToken(text(argmax[p]), "accepted", entropy[p]))
+        elif entropy[p] < threshold:
+            out.append(DraftToken(text(argmax[p]), "tentative", entropy[p]))
+        else:
+            out.append(DraftToken(text(canvas[p]), "noise", entropy[p]))
+    return out
+
+
+NOISE_ENTROPY = 1.0  # nats: above this an undecided position shows its noise token
+
+
+# ------------------------------------------------------------------ continue
+
+
+@dataclass
+class ContinuePlan:
+    prompt: list[int]
+    canvas_length: int
+
+    def windows(self):
+        yield Window(self.prompt)
+        while True:
+            yield Window([])
+
+    def drafts(self, tokenizer, event, row, last):
+        finished = [_final(tokenizer, last[w], row) for w in sorted(last) if w < event.window]
+        current = _draft(tokenizer, event, row, list(range(self.canvas_length)), NOISE_ENTROPY)
+        return [[t for toks in finished for t in toks] + current]
+
+
+def _final(tokenizer, event, row):
+    text = _token_text(tokenizer)
+    return [DraftToken(text(i), "accepted", 0.0) for i in event.argmax[row].tolist()]
+
+
+def continue_text(lm, text: str, params: SamplerParams | None = None, *, candidates: int = 1,
+                  cancel: threading.Event | None = None, chat: bool = False, post=None) -> Task:
+    """Generate canvases after ``text`` (or, with ``chat``, answer it as a user turn).
+    ``post`` may reshape each finished Candidate (rewrite uses it)."""
+    params = params or lm.defaults
+    tok = lm.tokenizer
+    if chat:
+        prompt = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                         tokenize=False)
+        ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    else:
+        ids = [tok.bos_token_id] + tok(text, add_special_tokens=False)["input_ids"]
+    plan = ContinuePlan(ids, lm.canvas_length)
+
+    def finish(plan, canvases):
+        out = decode(tok, torch.cat(canvases).tolist())
+        answer, thinking = split_thinking(out) if chat else (out, None)
+        cand = Candidate(text=answer, spans=[answer], score=0.0, lengths=[], seed=0, thinking=thinking)
+        return post(cand) if post else cand
+
+    return Task(lm, [plan], params, candidates, cancel, True, finish)
+
+
+def split_thinking(text: str) -> tuple[str, str | None]:
+    """Separate a Gemma 4 thinking channel (``<|channel>thought ... <channel|>``) from the answer."""
+    open_tag, close_tag = "<|channel>", "<channel|>"
+    if open_tag not in text:
+        return text.strip(), None
+    before, _, rest = text.partition(open_tag)
+    thought, _, after = rest.partition(close_tag)
+    thought = thought.removeprefix("thought").strip()
+    return (before + after).strip(), thought
+
+
+# ------------------------------------------------------------------ infill
+
+
+@dataclass
+class InfillPlan:
+    text: str
+    spans: list[SpanRequest]
+    lengths: list[int]
+    seq: list[int]  # token ids of the region, free slots hold pad
+    free: list[bool]
+    slots: list[list[int]]  # per span: indices into seq
+    starts: list[int]  # start index (into seq) of each window
+    canvas_length: int
+    pad_id: int
+    max_context: int
+    _windows: list[Window] = field(default_factory=list)
+
+    def windows(self):
+        if not self._windows:
+            self._windows = list(self._build_windows())
+        return iter(self._windows)
+
+    def _build_windows(self):
+        C, prev_end = self.canvas_length, 0
+        for i, ws in enumerate(self.starts):
+            prefix = self.seq[prev_end:ws]
+            if i == 0:
+                prefix = prefix[-self.max_context:]
+            ids = self.seq[ws : ws + C]
+            free = self.free[ws : ws + C]
+            pad = C - len(ids)
+            known = torch.tensor(ids + [self.pad_id] * pad)
+            pinned = ~torch.tensor(free + [False] * pad)
+            yield Window(prefix, known, pinned)
+            prev_end = ws + C
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(window, canvas position) of a seq index."""
+        for w in range(len(self.starts) - 1, -1, -1):
+            if index >= self.starts[w]:
+                return w, index - self.starts[w]
+        raise IndexError(index)
+
+    def span_ids(self, canvases, span: int) -> list[int]:
+        return [int(canvases[w][p]) for w, p in map(self.locate, self.slots[span])]
+
+    def drafts(self, tokenizer, event, row, last):
+        out = []
+        text = _token_text(tokenizer)
+        for s in range(len(self.spans)):
+            toks = []
+            for w, p in map(self.locate, self.slots[s]):
+                if w == event.window:
+                    toks += _draft(tokenizer, event, row, [p], NOISE_ENTROPY)
+                elif w in last and w < event.window:
+                    toks.append(DraftToken(text(int(last[w].argmax[row][p])), "accepted", 0.0))
+                else:
+                    toks.append(DraftToken("", "noise", 99.0))
+            out.append(toks)
+        return out
+
+
+def plan_infill(lm, text: str, spans: list[SpanRequest], max_context: int = 1024, margin: int | None = None
+                ) -> InfillPlan:
+    """Tokenize around the spans and lay the canvases out."""
+    spans = check_spans(text, spans, lm.canvas_length)
+    tok = lm.tokenizer
+    C = lm.canvas_length
+    margin = min(16, C // 8) if margin is None else margin
+
+    def ids(s: str) -> list[int]:
+        return tok(s, add_special_tokens=False)["input_ids"] if s else []
+
+    first, last = spans[0], spans[-1]
+    head_from = max(0, first.start - max_context * CHARS_PER_TOKEN_BOUND)
+    tail_to = last.end + C * CHARS_PER_TOKEN_BOUND
+    seq, free, slots, lengths = [], [], [], []
+    if head_from == 0:
+        seq.append(tok.bos_token_id)
+        free.append(False)
+    cursor = head_from
+    for span in spans:
+        before = ids(text[cursor : span.start])
+        seq += before
+        free += [False] * len(before)
+        n = span.length if span.length is not None else (len(ids(text[span.start : span.end])) or DEFAULT_INSERT_TOKENS)
+        if n > C:
+            raise InputError(f"A span of {n} tokens does not fit the model's {C}-token canvas; mark a shorter span.")
+        slots.append(list(range(len(seq), len(seq) + n)))
+        lengths.append(n)
+        seq += [lm.pad_id] * n
+        free += [True] * n
+        cursor = span.end
+    after = ids(text[cursor:tail_to])
+    seq += after
+    free += [False] * len(after)
+    if tail_to >= len(text):
+        seq.append(lm.eos_ids[0])
+        free.append(False)
+    starts, end = [], 0
+    free_at = [i for i, f in enumerate(free) if f]
+    for i in free_at:
+        if i >= end:
+            ws = max(end, i - margin)
+            starts.append(ws)
+            end = ws + C
+    return InfillPlan(text, spans, lengths, seq, free, slots, starts, C, lm.pad_id, max_context)
+
+
+def check_spans(text: str, spans: list[SpanRequest], canvas_length: int) -> list[SpanRequest]:
+    """Sort spans; refuse empty text, out-of-range or overlapping spans."""
+    if not spans:
+        raise InputError("No span given; mark at least one span (START:END character offsets).")
+    spans = sorted(spans, key=lambda s: (s.start, s.end))
+    for s in spans:
+        if not 0 <= s.start <= s.end <= len(text):
+            raise InputError(f"Span {s.start}:{s.end} is outside the text (0:{len(text)}); give offsets inside it.")
+        if s.length is not None and not 0 <= s.length <= canvas_length:
+            raise InputError(f"Span length {s.length} must be between 0 and the canvas length {canvas_length}.")
+    for a, b in zip(spans, spans[1:]):
+        if b.start < a.end:
+            raise InputError(f"Spans {a.start}:{a.end} and {b.start}:{b.end} overlap; give disjoint spans.")
+    return spans
+
+
+def infill(lm, text: str, spans: list[SpanRequest], params: SamplerParams | None = None, *,
+           candidates: int = 1, lengths: list[int] | None = None, cancel: threading.Event | None = None,
+           max_context: int = 1024) -> Task:
+    """Rewrite the spans of ``text`` from both sides. ``lengths`` (one span only) runs a
+    length search: one plan per length in one batch, candidates ranked by entropy."""
+    params = params or lm.defaults
+    if lengths:
+        if len(spans) != 1:
+            raise InputError("A length search works on one span; mark a single span.")
+        plans = [plan_infill(lm, text, [SpanRequest(spans[0].start, spans[0].end, n)], max_context)
+                 for n in lengths]
+        if len({len(p.starts) for p in plans}) != 1 or len({tuple(p.windows().__next__().prefix) for p in plans}) != 1:
+            raise InputError("These lengths lay the canvas out differently; search fewer or shorter lengths.")
+        if len(plans[0].starts) != 1:
+            raise InputError("A length search needs the span to fit one canvas; mark a shorter span.")
+    else:
+        plans = [plan_infill(lm, text, spans, max_context)]
+    tok = lm.tokenizer
+
+    def finish(plan: InfillPlan, canvases):
+        pieces, new, cursor = [], [], 0
+        for i, span in enumerate(plan.spans):
+            draft = decode(tok, plan.span_ids(canvases, i))
+            new.append(draft)
+            pieces += [text[cursor : span.start], draft]
+            cursor = span.end
+        pieces.append(text[cursor:])
+        return Candidate(text="".join(pieces), spans=new, score=0.0, lengths=list(plan.lengths), seed=0)
+
+    return Task(lm, plans, params, candidates, cancel, False, finish)
+
+
+# ------------------------------------------------------------------ rewrite
+
+
+def rewrite(lm, text: str, span: SpanRequest, instruction: str, params: SamplerParams | None = None, *,
+            candidates: int = 1, cancel: threading.Event | None = None, context_chars: int = 2000) -> Task:
+    """Ask a chat checkpoint to rewrite one span following an instruction."""
+    if not lm.has_chat_template:
+        raise InputError(f"{lm.name} has no chat template, so it cannot follow instructions; use infill instead.")
+    check_spans(text, [span], lm.canvas_length)
+    before = text[max(0, span.start - context_chars) : span.start]
+    after = text[span.end : span.end + context_chars]
+    prompt = (
+        f"{instruction.strip()}\n\nRewrite the part between [[ and ]] and reply with the new text only.\n\n"
+        f"{before}[[{text[span.start:span.end]}]]{after}"
+    )
+
+    def post(cand: Candidate) -> Candidate:
+        answer = cand.text.removeprefix("[[").removesuffix("]]")
+        cand.spans = [answer]
+        cand.text = text[: span.start] + answer + text[span.end :]
+        return cand
+
+    return continue_text(lm, prompt, params, candidates=candidates, cancel=cancel, chat=True, post=post)

@@ -1,0 +1,49 @@
+"""Fixtures shared by every test: isolated user dirs, the bundled model, a tiny model."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """No test reads the developer's config or writes their state (journal, history)."""
+    root = tmp_path_factory.mktemp("user")
+    monkeypatch.setenv("DGTERM_CONFIG", str(root / "config.toml"))
+    monkeypatch.setenv("DGTERM_STATE_DIR", str(root / "state"))
+    for name in ("DGTERM_MODEL", "DGTERM_DEVICE", "DGTERM_DTYPE", "DGTERM_QUANT", "DGTERM_THEME"):
+        monkeypatch.delenv(name, raising=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def bundled():
+    """The real bundled checkpoint, loaded once."""
+    from dgterm.engine import loading
+
+    return loading.load("bundled")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A tiny random DiffusionGemmaForBlockDiffusion checkpoint (canvas 16) with the bundled tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
+
+    from dgterm.engine import loading, train
+
+    recipe = train.Recipe(hidden_size=64, layers=2, heads=2, kv_heads=1, head_dim=32, intermediate_size=128,
+                          expert_size=64, canvas_length=16)
+    torch.manual_seed(0)
+    model = DiffusionGemmaForBlockDiffusion(train.model_config(recipe))
+    tokenizer = AutoTokenizer.from_pretrained(loading.bundled_dir())
+    path = tmp_path_factory.mktemp("tiny") / "tiny16"
+    train.export(model, tokenizer, path, dict(steps=8, max_new_tokens=48))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_dir):
+    from dgterm.engine import loading
+
+    return loading.load(str(tiny_dir))
