@@ -1,0 +1,69 @@
+"""Chat with a running conversation, rendered by the checkpoint's chat template.
+
+``tasks.continue_text(chat=True)`` sends a single user turn; a REPL needs the whole
+conversation. The engine does not keep the encoder's KV cache between runs, so every
+turn re-encodes the rendered conversation (the prefix is short next to the canvases).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from dgterm.engine import tasks
+from dgterm.engine.params import SamplerParams
+from dgterm.errors import InputError
+
+THINK_OPEN, THINK_CLOSE = "<|channel>", "<channel|>"
+
+
+def chat(lm, messages: list[dict], params: SamplerParams | None = None, *, candidates: int = 1,
+         cancel: threading.Event | None = None) -> tasks.Task:
+    """Answer the last user turn of ``messages`` ({"role", "content"} dicts).
+
+    The oldest turns are dropped when the conversation and the answer's canvases would
+    not fit the model's context."""
+    if not lm.has_chat_template:
+        raise InputError(f"{lm.name} has no chat template, so it cannot chat; switch to /mode plain.")
+    if not messages or messages[-1].get("role") != "user":
+        raise InputError("A conversation must end with a user turn; add your message.")
+    params = params or lm.defaults
+    tok = lm.tokenizer
+    budget = lm.model.config.text_config.max_position_embeddings - params.max_canvases(lm.canvas_length) * lm.canvas_length
+    ids = prompt_ids(tok, messages, budget)
+    plan = tasks.ContinuePlan(ids, lm.canvas_length)
+
+    def finish(plan, canvases):
+        answer, thinking = split_answer(tok, [int(i) for c in canvases for i in c.tolist()])
+        return tasks.Candidate(text=answer, spans=[answer], score=0.0, lengths=[], seed=0, thinking=thinking)
+
+    return tasks.Task(lm, [plan], params, candidates, cancel, True, finish)
+
+
+def prompt_ids(tokenizer, messages: list[dict], budget: int) -> list[int]:
+    """Token ids of the rendered conversation, dropping the oldest turns to fit ``budget``."""
+    keep = list(messages)
+    system = [keep.pop(0)] if keep[0].get("role") == "system" else []
+    while True:
+        text = tokenizer.apply_chat_template(system + keep, add_generation_prompt=True, tokenize=False)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) <= budget:
+            return ids
+        if len(keep) == 1:
+            raise InputError(f"The message is {len(ids)} tokens, more than the {budget} the model's context leaves; "
+                             "shorten it or lower the number of canvases.")
+        keep.pop(0)
+
+
+def split_answer(tokenizer, ids: list[int]) -> tuple[str, str | None]:
+    """(answer, thinking) of generated ids.
+
+    The channel markers are special tokens, so the split happens on ids: decoding with
+    special tokens skipped (as ``tasks.decode`` does) would erase the markers first."""
+    open_id, close_id = tokenizer.convert_tokens_to_ids([THINK_OPEN, THINK_CLOSE])
+    if open_id in (None, tokenizer.unk_token_id) or open_id not in ids:
+        return tasks.decode(tokenizer, ids).strip(), None
+    start = ids.index(open_id)
+    end = ids.index(close_id, start) if close_id in ids[start:] else len(ids)
+    thought = tasks.decode(tokenizer, ids[start + 1 : end]).strip().removeprefix("thought").strip()
+    answer = tasks.decode(tokenizer, ids[:start] + ids[end + 1 :]).strip()
+    return answer, thought
