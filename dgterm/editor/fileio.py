@@ -1,0 +1,240 @@
+"""Bytes on disk <-> text in memory, and atomic saves.
+
+Decoding keeps what is needed to write the file back byte for byte: the encoding and
+BOM, and the line endings. The text itself only ever holds "\\n"; a file whose
+newlines are all alike stores just that style, a mixed one stores the ending of every
+line (``eol``). Files without a BOM must be UTF-8; a UTF-16/32 file needs its BOM,
+which is why the BOM is looked for before NUL bytes are taken as a sign of binary.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+import re
+import stat
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from itertools import chain
+from typing import NamedTuple
+
+from .errors import DocumentError
+
+# encoding name -> (Python codec, BOM written before the text)
+ENCODINGS = {
+    "utf-8": ("utf-8", b""),
+    "utf-8-sig": ("utf-8", codecs.BOM_UTF8),
+    "utf-16-le": ("utf-16-le", codecs.BOM_UTF16_LE),
+    "utf-16-be": ("utf-16-be", codecs.BOM_UTF16_BE),
+    "utf-32-le": ("utf-32-le", codecs.BOM_UTF32_LE),
+    "utf-32-be": ("utf-32-be", codecs.BOM_UTF32_BE),
+}
+# UTF-32-LE's BOM starts with UTF-16-LE's, so it is tried first.
+_BOM_ORDER = ("utf-32-le", "utf-32-be", "utf-8-sig", "utf-16-le", "utf-16-be")
+_EOL = re.compile(r"\r\n|\r|\n")
+_CR = re.compile(r"\r\n?")
+_TMP_SUFFIX = ".dgterm-tmp"
+
+
+@dataclass
+class Decoded:
+    text: str
+    encoding: str
+    newline: str  # the dominant style, used for new lines
+    eol: list[str] | None  # ending of each "\n" in text; None: all are ``newline``
+    error: str | None = None  # set when the bytes are not valid in ``encoding``
+
+
+class DiskState(NamedTuple):
+    """What the file on disk was when we last read or wrote it."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+    sha256: str
+
+    @classmethod
+    def of(cls, st: os.stat_result, data: bytes) -> DiskState:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, hashlib.sha256(data).hexdigest())
+
+    def same_stat(self, st: os.stat_result) -> bool:
+        return (self.size, self.mtime_ns, self.ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def read(path: str) -> tuple[bytes, os.stat_result] | None:
+    """The bytes of ``path``, or None when it does not exist but could be created."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        parent = os.path.dirname(path) or "."
+        if os.path.isdir(parent):
+            return None
+        if os.path.exists(parent):
+            raise DocumentError(f"Cannot open '{path}': '{parent}' is a file, not a folder; "
+                                "choose another path.") from None
+        raise DocumentError(f"Cannot open '{path}': the folder '{parent}' does not exist; "
+                            "create it first or choose another path.") from None
+    except NotADirectoryError:
+        raise DocumentError(f"Cannot open '{path}': part of its path is a file, not a folder; "
+                            "choose another path.") from None
+    except PermissionError:
+        raise DocumentError(f"Cannot open '{path}': permission denied on a folder in its path; "
+                            "check the folder's permissions.") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DocumentError(f"Cannot open '{path}': it is a folder; open a file inside it instead.")
+    if not stat.S_ISREG(st.st_mode):
+        raise DocumentError(f"Cannot open '{path}': it is not a regular file; "
+                            "open a text file instead.")
+    try:
+        with open(path, "rb") as f:
+            return f.read(), os.fstat(f.fileno())
+    except PermissionError:
+        raise DocumentError(f"Cannot open '{path}': permission denied; "
+                            "check the file's permissions or open a copy.") from None
+    except OSError as e:
+        raise DocumentError(f"Cannot open '{path}': {e.strerror}; "
+                            "check the path and try again.") from None
+
+
+def decode(raw: bytes, path: str) -> Decoded:
+    """Decode a file's bytes; raises DocumentError for binary data.
+
+    Bytes invalid in the encoding are decoded with U+FFFD and reported in ``error``:
+    such a document must never be written back.
+    """
+    for encoding in _BOM_ORDER:
+        codec, bom = ENCODINGS[encoding]
+        if raw.startswith(bom):
+            break
+    else:
+        encoding, codec, bom = "utf-8", "utf-8", b""
+        if b"\0" in raw:
+            raise _binary(path)
+    body = memoryview(raw)[len(bom):]
+    error = None
+    try:
+        text = str(body, codec)
+    except UnicodeDecodeError as e:
+        text = str(body, codec, "replace")
+        name = "UTF-8" if codec == "utf-8" else codec.upper()
+        error = f"it is not valid {name} (byte {e.start + len(bom)})"
+    if bom and "\0" in text:
+        raise _binary(path)
+    text, newline, eol = split_newlines(text)
+    return Decoded(text, encoding, newline, eol, error)
+
+
+def _binary(path: str) -> DocumentError:
+    return DocumentError(f"Cannot open '{path}': it contains NUL bytes and looks like a binary "
+                         "file; open a text file (UTF-8, or UTF-16 with a BOM) instead.")
+
+
+def split_newlines(s: str) -> tuple[str, str, list[str] | None]:
+    """(text with "\\n" only, dominant newline, per-line endings or None if uniform)."""
+    crlf = s.count("\r\n")
+    cr = s.count("\r") - crlf
+    lf = s.count("\n") - crlf
+    if not cr and not crlf:
+        return s, "\n", None
+    if not cr and not lf:
+        return s.replace("\r\n", "\n"), "\r\n", None
+    if not crlf and not lf:
+        return s.replace("\r", "\n"), "\r", None
+    eol = _EOL.findall(s)
+    newline = Counter(eol).most_common(1)[0][0]
+    return _CR.sub("\n", s), newline, eol
+
+
+def normalize(text: str) -> str:
+    """Inserted text with any CRLF or CR turned into "\\n"."""
+    return _CR.sub("\n", text) if "\r" in text else text
+
+
+def encode(text: str, encoding: str, newline: str, eol: list[str] | None) -> bytes:
+    """The inverse of ``decode`` (raises UnicodeEncodeError for unencodable text)."""
+    if eol is None:
+        s = text if newline == "\n" else text.replace("\n", newline)
+    else:
+        s = "".join(chain.from_iterable(zip(text.split("\n"), chain(eol, [""]))))
+    codec, bom = ENCODINGS[encoding]
+    return bom + s.encode(codec)
+
+
+def atomic_write(path: str, data: bytes) -> os.stat_result:
+    """Replace the file at ``path`` by ``data`` so that it is always old or new.
+
+    Writes a temp file in the same folder, fsyncs it and renames it over the target.
+    A symlink is followed (its target is replaced, the link stays); the permissions
+    (and owner, where allowed) of an existing file are kept. A hard-linked file is
+    detached from its other names, as with any atomic save.
+    """
+    target = os.path.realpath(path)
+    folder, name = os.path.split(target)
+    try:
+        old = os.stat(target)
+    except FileNotFoundError:
+        old = None
+    except OSError as e:
+        raise _save_error(path, e) from None
+    if old is not None and not os.access(target, os.W_OK):
+        raise DocumentError(f"Cannot save '{path}': the file is read-only on disk; "
+                            "change its permissions or save it under another name.")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=_TMP_SUFFIX, dir=folder)
+    except OSError as e:
+        raise _save_error(path, e) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.chmod(tmp, stat.S_IMODE(old.st_mode) if old else 0o666 & ~_umask())
+            if old and (old.st_uid, old.st_gid) != (os.getuid(), os.getgid()):
+                try:
+                    os.chown(tmp, old.st_uid, old.st_gid)
+                except OSError:
+                    pass  # not allowed to give the file away: it becomes ours
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise _save_error(path, e) from None
+        raise
+    _fsync_dir(folder)
+    return os.stat(target)
+
+
+def _save_error(path: str, e: OSError) -> DocumentError:
+    if isinstance(e, PermissionError):
+        return DocumentError(f"Cannot save '{path}': permission denied in its folder; "
+                             "save it somewhere else with save as.")
+    if isinstance(e, FileNotFoundError):
+        return DocumentError(f"Cannot save '{path}': its folder does not exist; "
+                             "save it somewhere else with save as.")
+    return DocumentError(f"Cannot save '{path}': {e.strerror or e}; the file on disk is "
+                         "unchanged, so fix that and save again.")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make the rename itself durable (not possible everywhere, hence best effort)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,197 @@
+"""Recovery journal: an append-only log of one editing session of one file.
+
+Layout: ``<state dir>/journal/<sha256 of the absolute path>[:20]/<time_ns>-<pid>.jsonl``,
+where the state dir is ``$DGTERM_STATE_DIR`` or platformdirs' user state dir for
+"dgterm". Each line is one JSON record written with a single ``write`` call, so a
+killed process leaves at most a torn last line, which readers drop. The first line is
+a header saying what the edits apply to; the document defines the records.
+
+A live session holds an exclusive ``flock`` on its file; a file nobody holds is an
+orphan left by a crash, offered for recovery when the same path is opened again.
+Appends are fsynced at most once a second: a killed process loses nothing (the
+kernel has the data), only a power cut can cost the last second of typing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): sessions cannot tell live files from orphans
+    fcntl = None
+
+FSYNC_INTERVAL = 1.0
+
+
+def state_dir() -> Path:
+    override = os.environ.get("DGTERM_STATE_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("dgterm"))
+
+
+def journal_dir(path: str) -> Path:
+    return state_dir() / "journal" / hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+def _lock(fd: int) -> bool:
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _line(record: dict) -> bytes:
+    # ASCII JSON: lone surrogates and any character survive the round trip.
+    return json.dumps(record, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+def _parse(data: bytes) -> list[dict]:
+    """The records of a journal file, stopping at the first torn or corrupt line."""
+    records = []
+    lines = data.split(b"\n")
+    for line in lines[:-1]:  # the part after the last newline is a torn write
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            break
+    return records
+
+
+class Journal:
+    """The journal of this session for the file at ``path`` (absolute)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.dir = journal_dir(path)
+        self.file: Path | None = None
+        self._fd: int | None = None
+        self._synced = 0.0
+        self.size = 0  # bytes written since the header
+
+    @property
+    def active(self) -> bool:
+        return self._fd is not None
+
+    def start(self, header: dict) -> None:
+        """Create this session's file with its header line."""
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        file = self.dir / f"{time.time_ns()}-{os.getpid()}.jsonl"
+        self._fd = self._create(file, _line(header))
+        self.file = file
+        self.size = 0
+
+    def append(self, record: dict) -> None:
+        data = _line(record)
+        _write_all(self._fd, data)
+        self.size += len(data)
+        now = time.monotonic()
+        if now - self._synced > FSYNC_INTERVAL:
+            os.fsync(self._fd)
+            self._synced = now
+
+    def compact(self, header: dict) -> None:
+        """Atomically replace the file by a single header (a snapshot of the state)."""
+        tmp = self.file.with_suffix(".tmp")
+        fd = self._create(tmp, _line(header))
+        os.replace(tmp, self.file)
+        os.close(self._fd)
+        self._fd, self.size = fd, 0
+
+    def clear(self) -> None:
+        """Delete this session's file: nothing is left to recover."""
+        if self._fd is None:
+            return
+        self.file.unlink(missing_ok=True)
+        self.close()
+
+    def close(self) -> None:
+        """Release the file and keep it (it will be offered for recovery)."""
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd, self.file = None, None
+
+    def orphans(self) -> list[Orphan]:
+        """Journals of dead sessions for this path, newest first, each locked by us."""
+        try:
+            names = sorted((n for n in os.listdir(self.dir) if n.endswith(".jsonl")),
+                           reverse=True)
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            file = self.dir / name
+            if file == self.file:
+                continue
+            try:
+                fd = os.open(file, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            if not _lock(fd):
+                os.close(fd)
+                continue
+            with os.fdopen(os.dup(fd), "rb") as f:
+                records = _parse(f.read())
+            found.append(Orphan(file, fd, records))
+        return found
+
+    def _create(self, file: Path, first: bytes) -> int:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        try:
+            _lock(fd)
+            _write_all(fd, first)
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            file.unlink(missing_ok=True)
+            raise
+        self._synced = time.monotonic()
+        return fd
+
+
+class Orphan:
+    """A journal left by a dead session; we hold its lock until it is dealt with."""
+
+    def __init__(self, file: Path, fd: int, records: list[dict]) -> None:
+        self.file, self._fd, self.records = file, fd, records
+
+    def discard(self) -> None:
+        self.file.unlink(missing_ok=True)
+        self.release()
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def rewrite(self, header: dict) -> None:
+        """Replace the file by a self-contained snapshot (kept locked)."""
+        tmp = self.file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            _lock(fd)
+            _write_all(fd, _line(header))
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.replace(tmp, self.file)
+        self.release()
+        self._fd = fd
+        self.records = [header]
