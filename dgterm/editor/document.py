@@ -75,13 +75,9 @@ class Document:
             return cls.new(path)
         raw, st = got
         d = fileio.decode(raw, path)
-        warning = None
-        if d.error:
-            warning = (f"'{path}' is open read-only because {d.error}; "
-                       "convert it to UTF-8 to edit it.")
         doc = cls(d.text, path=path, encoding=d.encoding, newline=d.newline, eol=d.eol,
                   disk=fileio.DiskState.of(st, raw), read_only=d.error is not None,
-                  warning=warning)
+                  warning=_read_only_warning(path, d.error))
         if not doc.read_only:
             doc._find_recovery()
         return doc
@@ -385,10 +381,7 @@ class Document:
         finally:
             self._journal = journal
         self._newline, self.encoding = d.newline, d.encoding
-        self.warning = None
-        if d.error:
-            self.warning = (f"'{self.path}' is open read-only because {d.error}; "
-                            "convert it to UTF-8 to edit it.")
+        self.warning = _read_only_warning(self.path, d.error)
         self.read_only = d.error is not None
         self._disk = fileio.DiskState.of(st, raw)
         self._mark_saved()
@@ -466,13 +459,12 @@ class Document:
             saves = [i for i, r in enumerate(records) if "saving" in r]
             if (saves and records[saves[-1]]["saving"] == disk
                     and not any("r" in r for r in records[saves[-1]:])):
-                return Document(self._text, newline=self._newline, eol=self._eol)
+                return self._copy()
             base = header.get("base")
             if base is not None:
                 doc = Document(base["text"], newline=base["newline"], eol=base["eol"])
             elif disk is not None and header.get("disk") == disk:
-                doc = Document(self._text, newline=self._newline,
-                               eol=None if self._eol is None else list(self._eol))
+                doc = self._copy()
             else:
                 return None
             doc._spans.restore(header["spans"])
@@ -489,6 +481,11 @@ class Document:
             return doc
         except (LookupError, TypeError, ValueError):
             return None
+
+    def _copy(self) -> Document:
+        """The same text and line endings, without spans, history or journal."""
+        return Document(self._text, newline=self._newline,
+                        eol=None if self._eol is None else list(self._eol))
 
     # ---- internals ---------------------------------------------------------------------------
 
@@ -509,7 +506,8 @@ class Document:
             old_eol = self._eol[k:k + m]
             self._eol[k:k + m] = eol if eol is not None else [self._newline] * text.count("\n")
         self._text = self._text[:start] + text + self._text[end:]
-        self._lines = None
+        if self._lines is not None:
+            self._lines = _moved_lines(self._lines, start, end, text)
         self._spans.edit(start, end, len(text))
         self._sel = moved(*self._sel, start, end, len(text), keep=True)
         if record:
@@ -691,6 +689,23 @@ class Document:
     def _check_not_grouping(self) -> None:
         if self._history.depth:
             raise RuntimeError("cannot undo or redo inside an edit group")
+
+
+def _read_only_warning(path: str, error: str | None) -> str | None:
+    if error is None:
+        return None
+    return f"'{path}' is open read-only because {error}; convert it to UTF-8 to edit it."
+
+
+def _moved_lines(starts: list[int], start: int, end: int, text: str) -> list[int]:
+    """The line starts after [start, end) became ``text`` (cheaper than a rebuild)."""
+    i, j = bisect_right(starts, start), bisect_right(starts, end)
+    new, p = [], text.find("\n")
+    while p >= 0:
+        new.append(start + p + 1)
+        p = text.find("\n", p + 1)
+    delta = len(text) - (end - start)
+    return starts[:i] + new + [x + delta for x in starts[j:]] if delta else starts[:i] + new + starts[j:]
 
 
 def _common_prefix(a: str, b: str) -> int:

@@ -134,4 +134,4 @@ class History:
 
 def _is_typing(step: Step) -> bool:
     return (not step.grouped and len(step.edits) == 1 and step.edits[0].old == ""
-            and len(step.edits[0].new) == 1 and step.before.spans == step.after.spans)
+            and len(step.edits[0].new) == 1)

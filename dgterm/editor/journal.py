@@ -8,8 +8,8 @@ a header saying what the edits apply to; the document defines the records.
 
 A live session holds an exclusive ``flock`` on its file; a file nobody holds is an
 orphan left by a crash, offered for recovery when the same path is opened again.
-Appends are fsynced at most once a second: a killed process loses nothing (the
-kernel has the data), only a power cut can cost the last second of typing.
+An append fsyncs only if the last fsync is over a second old: a killed process loses
+nothing (the kernel has the data); a power cut can cost the last edits not yet written.
 """
 
 from __future__ import annotations
@@ -48,6 +48,13 @@ def _lock(fd: int) -> bool:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
     except OSError:
+        return False
+
+
+def _same_file(fd: int, file: Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == os.stat(file).st_ino
+    except FileNotFoundError:
         return False
 
 
@@ -143,8 +150,8 @@ class Journal:
                 fd = os.open(file, os.O_RDONLY)
             except FileNotFoundError:
                 continue
-            if not _lock(fd):
-                os.close(fd)
+            if not _lock(fd) or not _same_file(fd, file):
+                os.close(fd)  # live, or replaced by a live session's compaction
                 continue
             with os.fdopen(os.dup(fd), "rb") as f:
                 records = _parse(f.read())

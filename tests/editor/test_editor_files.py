@@ -6,8 +6,11 @@ import stat
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dgterm.editor import ChangedOnDiskError, Document, DocumentError
+from dgterm.editor.fileio import ENCODINGS, decode, encode
 from tests.corpus import BINARY, INVALID_UTF8, UTF16_NO_BOM, make_odd
 
 
@@ -299,3 +302,18 @@ def test_open_20mb_quickly(tmp_path):
     doc.insert(len(doc.text) // 2, "typed")
     doc.location_of(len(doc.text) // 2)
     print(f"first edit + location in {(time.perf_counter() - t) * 1000:.0f} ms")
+
+
+chunks = st.lists(st.one_of(
+    st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\0\r\n"), max_size=5),
+    st.sampled_from(["\n", "\r\n", "\r"])), max_size=20).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(chunks, st.sampled_from(sorted(ENCODINGS)))
+def test_decode_encode_round_trip(text, encoding):
+    codec, bom = ENCODINGS[encoding]
+    raw = bom + text.encode(codec)
+    d = decode(raw, "x")
+    assert "\r" not in d.text and d.error is None
+    assert encode(d.text, d.encoding, d.newline, d.eol) == raw

@@ -49,6 +49,17 @@ def test_typing_is_undone_a_word_at_a_time():
     assert doc.text == ""
 
 
+def test_typing_runs_merge_even_when_spans_move():
+    doc = Document.from_text("[] end")
+    span = doc.add_span(1, 1)
+    inside = doc.add_span(3, 6)
+    for i, c in enumerate("abc"):
+        doc.insert(1 + i, c)
+    assert doc.text[span.start:] == "] end" and doc.text[inside.start:inside.end] == "end"
+    doc.undo()
+    assert doc.text == "[] end" and (span.start, inside.start) == (1, 3)
+
+
 def test_typing_elsewhere_starts_a_new_step():
     doc = Document.from_text("ab")
     doc.insert(2, "x")

@@ -198,6 +198,8 @@ class Model:
             assert e <= t  # no overlaps
         for s in doc.spans:
             assert 0 <= s.start <= s.end <= len(doc.text)
+        # the line index is updated edit by edit; it must equal a fresh one
+        assert doc._line_starts() == Document.from_text(doc.text)._line_starts()
 
 
 pos = st.integers(0, 60)
@@ -213,6 +215,7 @@ ops = st.lists(st.one_of(
 @given(st.text("abc\n", max_size=25), ops)
 def test_spans_track_their_characters(text, ops):
     doc, model = Document.from_text(text), Model(text)
+    doc.location_of(0)
     for op, *args in ops:
         n = len(doc.text) + 1
         if op == "replace":
