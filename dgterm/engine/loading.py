@@ -183,6 +183,10 @@ def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant
     check_checkpoint(path)
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device)
+    from dgterm.engine import quantized_loading  # int8/nf4 incl. MoE experts, pre-quantized checkpoints
+
+    if quant != "none" or quantized_loading.is_prequantized(path):
+        return quantized_loading.load(path, spec, device, torch_dtype, quant, t0)
 
     import torch
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
