@@ -1,0 +1,27 @@
+"""Check the setup: versions, devices, the model, its memory at each quantization.
+
+Exits 1 when the chosen model, device, dtype and quantization cannot run, with one
+sentence saying what to do.
+"""
+
+from __future__ import annotations
+
+from dgterm.cli import add_model_args
+
+
+def add_arguments(p):
+    add_model_args(p)
+    p.add_argument("--context", type=int, metavar="TOKENS",
+                   help="tokens of context to plan memory for (default 8192, at most the model's)")
+    p.add_argument("--json", action="store_true", help="the same report as JSON, for scripts")
+
+
+def run(args) -> int:
+    import json
+
+    from dgterm.cli import settings_from
+    from dgterm.doctor import format_text, probe
+
+    report = probe(settings_from(args), context=args.context, download=args.download)
+    print(json.dumps(report, indent=2) if args.json else format_text(report))
+    return 0 if report["ok"] else 1

@@ -1,0 +1,23 @@
+"""Chat with a model (or continue raw text) and watch each answer denoise live.
+
+Type /help inside for the slash commands and keys.
+"""
+
+from __future__ import annotations
+
+from dgterm.cli import add_model_args, add_sampler_args
+
+
+def add_arguments(p):
+    p.add_argument("--mode", choices=("chat", "plain"),
+                   help="chat (the model's chat template, a running conversation) or plain (continue raw text); "
+                        "default: chat when the model has a chat template")
+    p.add_argument("--keys", choices=("emacs", "vi"), default="emacs", help="editing keys of the prompt")
+    add_model_args(p)
+    add_sampler_args(p)
+
+
+def run(args) -> int:
+    from dgterm.repl.session import Repl
+
+    return Repl(args).run()

@@ -1,0 +1,262 @@
+"""``dgterm doctor``: probe the setup, then say whether the chosen model can run and how.
+
+Every value in the report comes from a probe on this machine (package metadata, torch's
+CUDA queries, /proc/meminfo, the checkpoint on disk, the engine's memory planner on a
+``meta`` build of the model); nothing is assumed. :func:`probe` returns the report as a
+dict (``--json`` prints it), :func:`format_text` renders it for people.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+from pathlib import Path
+
+from dgterm import __version__
+from dgterm.errors import DgtermError
+
+GiB = 1 << 30
+QUANTS = ("none", "int8", "nf4")  # the --quant values; "none" is the dense plan
+PACKAGES = ("torch", "transformers", "bitsandbytes", "triton")
+
+
+def probe(settings, context: int | None = None, download: bool = False) -> dict:
+    """The whole report for ``settings`` (a config.Settings: model, device, dtype, quant)."""
+    report = {"dgterm": __version__, "python": {"version": platform.python_version(), "executable": sys.executable},
+              "packages": {name: _version(name) for name in PACKAGES}}
+    report["cuda"] = _cuda()
+    report["cpu"] = _cpu()
+    model, config = _model(settings.model, download)
+    report["model"] = model
+    if config is not None:
+        context = min(context or 8192, config.text_config.max_position_embeddings)
+        report["memory"] = _memory(config, context, report["cuda"]["devices"], report["cpu"])
+        report["recommended"] = _recommend(settings.model, report["memory"])
+    report["chosen"] = _chosen(settings, model, config, report)
+    report["ok"] = report["chosen"]["problem"] is None
+    return report
+
+
+# ------------------------------------------------------------------ probes
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cuda() -> dict:
+    import torch
+
+    out = {"build": torch.version.cuda, "available": torch.cuda.is_available(), "devices": [], "reason": None}
+    if torch.version.cuda is None:
+        out["reason"] = (f"this torch build has no CUDA support (torch {torch.__version__}); "
+                         "install a CUDA build of torch to use a GPU")
+    elif not out["available"] or torch.cuda.device_count() == 0:
+        out["reason"] = (f"torch is built for CUDA {torch.version.cuda} but sees no GPU "
+                         "(no driver, or CUDA_VISIBLE_DEVICES hides them)")
+    else:
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            free, total = torch.cuda.mem_get_info(i)
+            out["devices"].append({"device": f"cuda:{i}", "name": props.name, "total": total, "free": free,
+                                   "capability": f"{props.major}.{props.minor}", "bf16": props.major >= 8})
+    return out
+
+
+def _cpu() -> dict:
+    meminfo = {}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            meminfo[key] = int(value.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    total = meminfo.get("MemTotal") or os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    available = meminfo.get("MemAvailable") or os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cores": os.cpu_count(), "usable_cores": usable, "ram_total": total, "ram_available": available}
+
+
+def _model(spec: str, download: bool) -> tuple[dict, object]:
+    """Resolve the model offline and read its config; (report, DiffusionGemmaConfig or None)."""
+    from dgterm.engine import loading, quant
+
+    out = {"spec": spec, "path": None, "resolves_offline": False, "kind": None, "problem": None}
+    try:
+        path = loading.resolve(spec, download)
+        loading.check_checkpoint(path)
+        out.update(path=str(path), resolves_offline=True, kind="checkpoint")
+    except DgtermError as e:
+        out["problem"] = str(e)
+        if spec not in quant.list_profiles():
+            return out, None
+        path = quant.profiles_dir() / spec  # a memory profile: a config without weights
+        out.update(path=str(path), kind="profile")
+    try:
+        config = quant.load_config(str(path))
+    except DgtermError as e:
+        out["problem"] = str(e)
+        return out, None
+    except Exception as e:  # noqa: BLE001 - this transformers cannot read the config
+        out["problem"] = (f"transformers {_version('transformers')} cannot read {path}/config.json "
+                          f"({type(e).__name__}); upgrade transformers.")
+        return out, None
+    from dgterm.engine import quantized_loading
+
+    counts = quant.parameter_counts(config)
+    out.update(
+        parameters=counts["total"], by_component={k: v for k, v in counts.items() if k not in ("text", "total") and v},
+        canvas_length=config.canvas_length, vocab_size=config.text_config.vocab_size,
+        layers=config.text_config.num_hidden_layers, max_positions=config.text_config.max_position_embeddings,
+        chat_template=out["kind"] == "checkpoint" and _has_chat_template(path),
+        prequantized=(quantized_loading.read_marker(path)["plan"]
+                      if out["kind"] == "checkpoint" and quantized_loading.is_prequantized(path) else None),
+    )
+    return out, config
+
+
+def _has_chat_template(path: Path) -> bool:
+    import json
+
+    if (path / "chat_template.jinja").exists():
+        return True
+    try:
+        return bool(json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8")).get("chat_template"))
+    except (OSError, ValueError):
+        return False
+
+
+def _targets(cuda_devices: list[dict], cpu: dict) -> list[dict]:
+    """Where the model could run, with the free bytes and the compute dtype loading.pick_dtype would choose."""
+    gpus = [{"device": d["device"], "free": d["free"], "dtype": "bf16" if d["bf16"] else "fp16"} for d in cuda_devices]
+    return gpus + [{"device": "cpu", "free": cpu["ram_available"], "dtype": "fp32"}]
+
+
+def _memory(config, context: int, cuda_devices: list[dict], cpu: dict) -> dict:
+    """The planner's bytes for each --quant on each device, and whether they fit."""
+    from dgterm.engine import quant
+
+    rows = []
+    for target in _targets(cuda_devices, cpu):
+        plans = {q: quant.plan_memory(config, quant.QUANT_TO_PLAN[q], context, 1, target["dtype"]) for q in QUANTS}
+        rows.append({**target, "needs": {q: p.total for q, p in plans.items()},
+                     "fits": {q: p.fits(target["free"]) for q, p in plans.items()}})
+    return {"context": context, "candidates": 1, "reserve": 512 << 20, "devices": rows}
+
+
+def _recommend(spec: str, memory: dict) -> str | None:
+    """The best setup: the GPU with the most free memory at the least quantization that fits, else the CPU."""
+    gpus = sorted((r for r in memory["devices"] if r["device"] != "cpu"), key=lambda r: -r["free"])
+    cpus = [r for r in memory["devices"] if r["device"] == "cpu"]
+    for row in gpus + cpus:
+        for q in QUANTS:
+            if row["fits"][q]:
+                quant_flag = "" if q == "none" else f" --quant {q}"
+                return f"dgterm repl --model {spec} --device {row['device']}{quant_flag}"
+    return None
+
+
+def _chosen(settings, model: dict, config, report: dict) -> dict:
+    """Can the configured model/device/dtype/quant run? ``problem`` is one sentence or None."""
+    from dgterm.engine import loading, quant
+
+    out = {"model": settings.model, "device": settings.device, "dtype": settings.dtype, "quant": settings.quant,
+           "needs": None, "free": None, "problem": None}
+    if config is None or model["kind"] != "checkpoint":
+        problem = model["problem"]
+        if model["kind"] == "profile":
+            problem = (f"'{settings.model}' is a memory profile without weights; pass a downloaded checkpoint "
+                       "(a directory or a cached Hugging Face id) with --model to run it.")
+        out["problem"] = problem
+        return out
+    try:
+        device = loading.pick_device(settings.device)
+        dtype = loading.pick_dtype(settings.dtype, device)
+    except DgtermError as e:
+        out["problem"] = str(e)
+        return out
+    if device == "cuda":
+        import torch
+
+        device = f"cuda:{torch.cuda.current_device()}"
+    quant_name = model["prequantized"] or settings.quant
+    if quant_name not in quant.QUANT_TO_PLAN:
+        out["problem"] = f"Unknown quantization '{quant_name}'; use one of {', '.join(QUANTS)}."
+        return out
+    eb = quant.dense_bytes_per_element(dtype)
+    context = report["memory"]["context"]
+    need = quant.plan_memory(config, quant.QUANT_TO_PLAN[quant_name], context, 1, eb)
+    free = next(r["free"] for r in report["memory"]["devices"] if r["device"] == device)
+    out.update(device=device, dtype=str(dtype).removeprefix("torch."), quant=quant_name, needs=need.total, free=free)
+    if not need.fits(free):
+        where = device if device != "cpu" else "host RAM"
+        out["problem"] = quant.refusal(config, quant.QUANT_TO_PLAN[quant_name], free, context, 1, eb, where)
+    return out
+
+
+# ------------------------------------------------------------------ text
+
+
+def _gib(n: int) -> str:
+    return f"{n / GiB:.1f} GiB" if n >= GiB / 10 else f"{n / (1 << 20):.0f} MiB"
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n:,}"
+
+
+def format_text(r: dict) -> str:
+    lines = [f"dgterm doctor {r['dgterm']}", "", "software"]
+    lines.append(f"  python        {r['python']['version']}  {r['python']['executable']}")
+    notes = {"bitsandbytes": "not installed (not needed: dgterm quantizes with its own kernels)",
+             "triton": "not installed: quantized experts use the PyTorch kernels"}
+    for name, version in r["packages"].items():
+        lines.append(f"  {name:<13} {version or notes.get(name, 'not installed')}")
+    lines += ["", "devices"]
+    cuda = r["cuda"]
+    if cuda["devices"]:
+        for d in cuda["devices"]:
+            lines.append(f"  {d['device']:<13} {d['name']} · {_gib(d['total'])} total, {_gib(d['free'])} free · "
+                         f"compute {d['capability']}{'' if d['bf16'] else ' (no bf16: fp16)'}")
+    else:
+        lines.append(f"  CUDA          none: {cuda['reason']}")
+    cpu = r["cpu"]
+    lines.append(f"  cpu           {cpu['usable_cores']} of {cpu['cores']} cores usable · {_gib(cpu['ram_total'])} RAM, "
+                 f"{_gib(cpu['ram_available'])} available")
+    m = r["model"]
+    lines += ["", f"model {m['spec']}"]
+    if m["path"]:
+        lines.append(f"  path          {m['path']}")
+    offline = ("resolves" if m["resolves_offline"] else
+               "a memory profile: a config without weights" if m["kind"] == "profile" else "does not resolve")
+    lines.append(f"  offline       {offline}")
+    if "parameters" in m:
+        parts = ", ".join(f"{k} {_count(v)}" for k, v in sorted(m["by_component"].items(), key=lambda kv: -kv[1]))
+        lines.append(f"  parameters    {_count(m['parameters'])} ({parts})")
+        lines.append(f"  shape         {m['layers']} layers · vocab {m['vocab_size']} · canvas {m['canvas_length']} · "
+                     f"context up to {m['max_positions']}")
+        if m["kind"] == "checkpoint":
+            pre = f" · pre-quantized {m['prequantized']}" if m["prequantized"] else ""
+            lines.append(f"  chat template {'yes' if m['chat_template'] else 'no (plain mode only)'}{pre}")
+    mem = r.get("memory")
+    if mem:
+        lines += ["", f"memory at {mem['context']} tokens of context, 1 candidate (engine planner, "
+                      f"{_gib(mem['reserve'])} kept in reserve)"]
+        lines.append("  " + f"{'':<16}" + "".join(f"{'--quant ' + q:<17}" for q in QUANTS) + "free")
+        for row in mem["devices"]:
+            cells = "".join(f"{_gib(row['needs'][q]) + (' fits' if row['fits'][q] else ' no'):<17}" for q in QUANTS)
+            lines.append(f"  {row['device'] + ' (' + row['dtype'] + ')':<16}{cells}{_gib(row['free'])}")
+    c = r["chosen"]
+    lines.append("")
+    if c["needs"] is not None:
+        lines.append(f"chosen        --model {c['model']} on {c['device']} ({c['dtype']}), --quant {c['quant']}: "
+                     f"needs {_gib(c['needs'])} of {_gib(c['free'])} free")
+    if r.get("recommended"):
+        lines.append(f"recommended   {r['recommended']}")
+    lines.append("ok: the chosen setup can run." if r["ok"] else f"problem: {c['problem']}")
+    return "\n".join(lines)

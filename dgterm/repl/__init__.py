@@ -1,0 +1,1 @@
+"""The prompt-toolkit REPL: session (loop), driver (worker thread), render (live canvas), commands."""

@@ -1,0 +1,84 @@
+"""Run a task's step loop in a worker thread and follow it from the main thread.
+
+The main thread only waits, draws and listens: Ctrl-C raises KeyboardInterrupt there
+(never inside a model forward), which sets the task's cancel event; the engine stops
+before its next decoder forward and the worker ends on its own.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from rich.console import Console
+from rich.text import Text
+
+from dgterm.repl.render import STATUS, LiveRegion, canvas_text, status_text
+
+
+class Worker(threading.Thread):
+    """Iterates the task, keeping every event (for /trace) and the newest (for drawing)."""
+
+    def __init__(self, task):
+        super().__init__(daemon=True, name="dgterm-denoise")
+        self.task = task
+        self.events: list = []
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def run(self):
+        try:
+            for event in self.task:
+                self.events.append(event)
+        except BaseException as e:  # handed to the main thread, which reports it
+            self.error = e
+        finally:
+            self.done.set()
+
+
+def follow(task, cancel: threading.Event, console: Console, live: bool, fps: float = 15.0) -> Worker:
+    """Run ``task`` to its end (or until Ctrl-C cancels it), drawing the canvas if ``live``.
+
+    Returns the finished Worker: ``task.result`` is set unless ``worker.error`` is."""
+    worker = Worker(task)
+    region = LiveRegion(console, fps) if live else None
+    max_canvases = task.params.max_canvases(task.lm.canvas_length)
+    drawn = None
+    worker.start()
+    try:
+        if region:
+            region.draw(Text(""), Text("encoding the prompt… · Ctrl-C cancels", STATUS))
+        while True:
+            try:
+                while not worker.done.wait(region.interval if region else 0.1):
+                    latest = worker.events[-1] if worker.events else None
+                    if region and latest is not drawn:
+                        drawn = latest
+                        region.draw(_draft_text(task, latest), status_text(latest, max_canvases))
+                break
+            except KeyboardInterrupt:
+                cancel.set()
+                if region:
+                    region.draw(Text(""), Text("cancelling…", STATUS))
+    finally:
+        if not worker.done.is_set():  # something escaped the loop: never leave a run behind
+            cancel.set()
+            _join(worker)
+        if region:
+            region.clear()
+    return worker
+
+
+def _join(worker: Worker) -> None:
+    while True:
+        try:
+            worker.done.wait()
+            return
+        except KeyboardInterrupt:
+            continue
+
+
+def _draft_text(task, event) -> Text:
+    # task.last is written by the worker; a copy keeps it from changing while drafts are built.
+    plan = task.plans[0]
+    drafts = plan.drafts(task.lm.tokenizer, event, 0, dict(task.last))
+    return canvas_text(drafts[0])

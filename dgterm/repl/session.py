@@ -1,0 +1,260 @@
+"""The REPL loop: read a prompt (prompt-toolkit), run it live, print the answer (rich).
+
+Results go to ``console`` (standard output); loading messages, notes and errors go to
+``notes``, which is standard error when standard output is not a terminal, so a pipe
+receives the answers only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import nullcontext
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.text import Text
+
+from dgterm.errors import DgtermError, InputError
+from dgterm.repl import commands
+from dgterm.repl.driver import follow
+from dgterm.repl.render import STATUS, printable
+
+HISTORY_FILE = "repl_history"
+
+
+def state_dir() -> Path:
+    override = os.environ.get("DGTERM_STATE_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("dgterm"))
+
+
+@dataclass
+class LastRun:
+    """What /stats and /trace report: one run, finished or cancelled."""
+
+    mode: str
+    prompt: str
+    task: object
+    events: list = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def result(self):
+        return self.task.result
+
+
+class Repl:
+    def __init__(self, args, *, console: Console | None = None, notes: Console | None = None, input=None,
+                 output=None):
+        self.args = args
+        self.console = console or Console()
+        self.notes = notes or (self.console if self.console.is_terminal else Console(stderr=True))
+        self.live = self.console.is_terminal and not self.console.is_dumb_terminal
+        self.lm = None
+        self.mode = args.mode
+        self.overrides: dict = {}  # sampler settings changed with slash commands
+        self.messages: list[dict] = []
+        self.last: LastRun | None = None
+        self.running = True
+        interactive = input is not None or sys.stdin.isatty()
+        self.session = self._session(input, output) if interactive else None
+
+    # ------------------------------------------------------------------ prompt-toolkit
+
+    def _session(self, input, output):
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+        from prompt_toolkit.enums import EditingMode
+        from prompt_toolkit.history import FileHistory, InMemoryHistory
+        from prompt_toolkit.output import create_output
+
+        history = InMemoryHistory()
+        try:
+            directory = state_dir()
+            directory.mkdir(parents=True, exist_ok=True)
+            history = FileHistory(str(directory / HISTORY_FILE))
+        except OSError as e:
+            self.note(f"History will not be saved: {e.strerror} ({directory}); set DGTERM_STATE_DIR to a writable folder.")
+        return PromptSession(
+            history=history,
+            completer=commands.SlashCompleter(),
+            complete_while_typing=True,
+            auto_suggest=AutoSuggestFromHistory(),
+            multiline=True,
+            key_bindings=commands.key_bindings(),
+            prompt_continuation=lambda width, line, wrapped: "." * (width - 1) + " ",
+            editing_mode=EditingMode.VI if self.args.keys == "vi" else EditingMode.EMACS,
+            bottom_toolbar=self._toolbar,
+            input=input,
+            output=output or create_output(always_prefer_tty=True),
+        )
+
+    def _toolbar(self):
+        if self.lm is None:
+            return " no model · /model SPEC loads one · /help"
+        p = self.params()
+        seed = "random" if p.seed is None else p.seed
+        return f" {self.lm.name} · {self.mode} · steps {p.steps} · seed {seed} · /help"
+
+    def read(self) -> str | None:
+        """The next input, or None at end of input (Ctrl-D)."""
+        if self.session is None:
+            line = sys.stdin.readline()
+            return line.rstrip("\n") if line else None
+        while True:
+            try:
+                return self.session.prompt([("class:prompt", f"{self.mode or 'dgterm'}› ")])
+            except KeyboardInterrupt:
+                continue  # Ctrl-C at the prompt drops the line, as in a shell
+            except EOFError:
+                return None
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> int:
+        self.load(self.args.model)
+        while self.running:
+            text = self.read()
+            if text is None:
+                break
+            self.handle(text)
+        return 0
+
+    def handle(self, text: str) -> None:
+        """One input: a slash command or a prompt. Errors become one sentence; the loop goes on."""
+        if not text.strip():
+            return
+        try:
+            if text.lstrip().startswith("/"):
+                commands.dispatch(self, text.strip())
+            else:
+                self.ask(text)
+        except DgtermError as e:
+            self.error(str(e))
+
+    def note(self, message: str, style: str = "dim") -> None:
+        self.notes.print(Text(message, style))
+
+    def error(self, message: str) -> None:
+        self.notes.print(Text(message, "bold red"))
+
+    # ------------------------------------------------------------------ model and settings
+
+    def load(self, spec: str | None) -> None:
+        """Load a model (None: the configured one). On failure no model is loaded and the REPL stays up."""
+        from dgterm.cli import settings_from
+        from dgterm.engine import loading
+
+        s = settings_from(self.args).override(model=spec)
+        self.lm = None
+        try:
+            with self.notes.status(f"Loading {s.model}…") if self.notes.is_terminal else nullcontext():
+                lm = loading.load(s.model, device=s.device, dtype=s.dtype, quant=s.quant, download=self.args.download)
+        except DgtermError as e:
+            self.error(str(e))
+            return
+        except KeyboardInterrupt:
+            self.error("Loading cancelled; load a model with /model SPEC.")
+            return
+        except Exception as e:  # noqa: BLE001 - out of memory while moving to the device, broken install
+            self.error(f"Loading {s.model} failed ({type(e).__name__}: {str(e)[:200]}); pick another model with /model.")
+            return
+        self.lm = lm
+        if self.mode is None or (self.mode == "chat" and not lm.has_chat_template):
+            self.mode = "chat" if lm.has_chat_template else "plain"
+        dtype = str(lm.dtype).removeprefix("torch.")
+        quant = "" if lm.quant == "none" else f", {lm.quant}"
+        self.note(f"{lm.name}: {lm.parameters() / 1e6:.1f} M parameters on {lm.device} ({dtype}{quant}), "
+                  f"{self.mode} mode, loaded in {lm.load_seconds:.1f} s. /help lists commands.")
+
+    def params(self):
+        """The model's defaults < config [sampler] < flags < slash commands."""
+        from dgterm.cli import sampler_params
+
+        try:
+            params = sampler_params(self.args, self.lm).replace(**self.overrides)
+            if "canvases" in self.overrides:  # /canvases N means N whole canvases
+                params = params.replace(max_new_tokens=params.canvases * self.lm.canvas_length)
+            return params
+        except ValueError as e:
+            raise InputError(f"Bad sampler setting: {e}.") from None
+
+    def set_params(self, **values) -> None:
+        """Change sampler settings, refusing values the sampler would reject."""
+        before = dict(self.overrides)
+        self.overrides.update(values)
+        try:
+            if self.lm is not None:
+                self.params()
+            else:
+                from dgterm.engine.params import SamplerParams
+
+                SamplerParams().replace(**self.overrides)
+        except (InputError, ValueError) as e:
+            self.overrides = before
+            raise InputError(f"Not changed: {str(e).removeprefix('Bad sampler setting: ').rstrip('.')}.") from None
+
+    # ------------------------------------------------------------------ generation
+
+    def ask(self, text: str) -> None:
+        if self.lm is None:
+            raise InputError("No model is loaded; load one with /model SPEC (or /model bundled).")
+        from dgterm.engine import chat, tasks
+
+        params = self.params()
+        cancel = threading.Event()
+        if self.mode == "chat":
+            turn = self.messages + [{"role": "user", "content": text}]
+            task = chat.chat(self.lm, turn, params, candidates=self.args.candidates, cancel=cancel)
+        else:
+            task = tasks.continue_text(self.lm, text, params, candidates=self.args.candidates, cancel=cancel)
+        self.last = LastRun(self.mode, text, task)
+        worker = follow(task, cancel, self.console, self.live)
+        self.last.events = worker.events
+        if worker.error is not None:
+            self.last.error = self._failure(worker.error)
+            self.error(self.last.error)
+            return
+        result = task.result
+        if result.run.cancelled:
+            ev = worker.events[-1] if worker.events else None
+            where = f" at step {ev.step}/{ev.max_steps} of canvas {ev.window + 1}" if ev else ""
+            self.note(f"Cancelled{where}; /stats and /trace FILE still show the run.", "yellow")
+            return
+        best = result.best
+        if self.mode == "chat":
+            self.messages = turn + [{"role": "assistant", "content": best.text}]
+        self.show(best, result.run, task.seeds[0])
+
+    def _failure(self, error: BaseException) -> str:
+        import torch
+
+        if isinstance(error, DgtermError):
+            return str(error)
+        if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+            return (f"{self.lm.name} ran out of memory on {self.lm.device}; lower /canvases or --candidates, "
+                    "or restart with --quant nf4.")
+        return f"Generation failed ({type(error).__name__}: {str(error)[:200]}); try again, or /trace FILE and report it."
+
+    def show(self, cand, run, seed: int) -> None:
+        """The answer: Markdown (chat) or the raw continuation (plain); raw text when piped."""
+        if cand.thinking:
+            words = len(cand.thinking.split())
+            self.notes.print(Text(f"▸ thought for {words} words (/thinking shows it)", STATUS))
+        answer = printable(cand.text)
+        if not self.console.is_terminal:
+            self.console.out(answer, highlight=False)
+        elif self.mode == "chat":
+            self.console.print(Markdown(answer))
+        else:
+            self.console.print(Text(answer), soft_wrap=False)
+        tokens = int(run.generated[0])
+        self.notes.print(Text(f"{sum(run.steps)} steps · {tokens} tokens · {run.tokens_per_second:.1f} tok/s · "
+                              f"{run.elapsed:.1f} s · seed {seed}", STATUS))
