@@ -178,21 +178,28 @@ def _make_modules():
             return sum(b.numel() * b.element_size() for b in self.buffers())
 
         @torch.no_grad()
-        def load_dense_(self, w, index=None) -> None:
-            """Quantize the dense ``w`` into place (``index``: a slice of the leading dim)."""
-            if tuple(w.shape) != (self.shape if index is None else tuple(w.shape[:1]) + self.shape[1:]):
+        def load_dense_(self, w, index: slice | None = None) -> None:
+            """Quantize the dense ``w`` into place; ``index``: the slice of the leading dim it
+            covers. Works through ``w`` a few rows at a time to bound the temporaries
+            (2^20 elements on the CPU, 2^26 on a GPU)."""
+            if tuple(w.shape[1:]) != self.shape[1:] or (index is None and w.shape[0] != self.shape[0]):
                 raise ValueError(f"shape {tuple(w.shape)} does not match {self.shape}")
             dev = self.qweight.device
-            w = w.to(dev)
-            sel = slice(None) if index is None else index
-            if self.fmt == "nf4":
-                q, a = K.quantize_nf4(w, self.blocksize)
-                self.qweight[sel].copy_(q)
-                self.absmax[sel].copy_(a)
-            else:
-                q, s = K.quantize_int8(w)
-                self.qweight[sel].copy_(q)
-                self.scale[sel].copy_(s)
+            base = 0 if index is None else (index.start or 0)
+            row = max(1, w[0].numel()) if w.shape[0] else 1
+            step = max(1, (1 << (26 if dev.type == "cuda" else 20)) // row)
+            for r in range(0, w.shape[0], step):
+                part = w[r:r + step].to(dev, non_blocking=True)
+                sel = slice(base + r, base + r + part.shape[0])
+                if self.fmt == "nf4":
+                    q, a = K.quantize_nf4(part, self.blocksize)
+                    self.qweight[sel].copy_(q)
+                    self.absmax[sel].copy_(a)
+                else:
+                    q, s = K.quantize_int8(part)
+                    self.qweight[sel].copy_(q)
+                    self.scale[sel].copy_(s)
+                del part, q
 
         def dequantize(self, index=None, dtype=None, device=None):
             dtype = dtype or self.compute_dtype

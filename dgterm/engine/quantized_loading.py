@@ -37,7 +37,8 @@ from dgterm.errors import ModelLoadError
 MARKER = "dgterm-quant.json"
 FORMAT = "dgterm-quant"
 FORMAT_VERSION = 1
-CHUNK_BYTES = 256 << 20
+CHUNK_BYTES = 256 << 20  # host-side read size when the target is a GPU
+CPU_CHUNK_BYTES = 16 << 20  # ... and when it is the CPU (quantization temporaries are host RAM too)
 DEFAULT_CONTEXT = 8192
 
 _ST_DTYPES = {
@@ -237,6 +238,8 @@ def fill(model, reader: ShardReader, dtype, progress: bool | None = None, desc: 
     done: set = set()
     unexpected, quantized, copied = [], 0, 0
     bar = _progress(reader.total_bytes, desc, progress)
+    on_gpu = any(t.is_cuda for t in tensors.values())
+    chunk_bytes = CHUNK_BYTES if on_gpu else CPU_CHUNK_BYTES
     t0 = time.perf_counter()
     with torch.no_grad():
         for entry in reader.entries:
@@ -249,7 +252,7 @@ def fill(model, reader: ShardReader, dtype, progress: bool | None = None, desc: 
                 bar.update(entry.nbytes)
                 continue
             if target_q is not None:
-                for rows, chunk in reader.chunks(entry):
+                for rows, chunk in reader.chunks(entry, chunk_bytes):
                     target_q.load_dense_(chunk.to(target_q.device, non_blocking=True), index=rows)
                     bar.update(chunk.numel() * chunk.element_size())
                     del chunk
@@ -259,12 +262,14 @@ def fill(model, reader: ShardReader, dtype, progress: bool | None = None, desc: 
                 if tuple(target.shape) != entry.shape:
                     raise ModelLoadError(f"{entry.name} has shape {entry.shape} in the checkpoint but the model "
                                          f"expects {tuple(target.shape)}; the checkpoint does not match its config.json.")
-                for rows, chunk in reader.chunks(entry):
+                for rows, chunk in reader.chunks(entry, chunk_bytes):
                     (target if rows is None else target[rows]).copy_(chunk, non_blocking=True)
                     bar.update(chunk.numel() * chunk.element_size())
                     del chunk
                 copied += 1
             done.add(key)
+            if not on_gpu:
+                _trim()
     bar.close()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
@@ -280,6 +285,23 @@ def fill(model, reader: ShardReader, dtype, progress: bool | None = None, desc: 
     _check_missing(model, missing)
     return {"quantized_tensors": quantized, "copied_tensors": copied, "unexpected": unexpected[:20],
             "missing": missing[:20], "read_bytes": reader.total_bytes, "fill_seconds": time.perf_counter() - t0}
+
+
+def _trim():
+    """Hand freed heap memory back to the OS (glibc), so host RSS tracks live tensors."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 def _unique(model):
@@ -496,6 +518,10 @@ def quantize_checkpoint(src, out, plan="nf4", device="cpu", dtype="bf16", max_sh
     reader = ShardReader(src)
     writer = _ShardWriter(out, max_shard_bytes)
     seen: set = set()
+    from dgterm.engine.kernels.nf4 import quantize_rows
+
+    on_gpu = device.startswith("cuda")
+    chunk_bytes, max_elems = (CHUNK_BYTES, 1 << 26) if on_gpu else (CPU_CHUNK_BYTES, 1 << 20)
     t0 = time.perf_counter()
     bar = _progress(reader.total_bytes, f"Quantizing {src.name} to {spec.name}", progress)
     with torch.no_grad():
@@ -512,20 +538,13 @@ def quantize_checkpoint(src, out, plan="nf4", device="cpu", dtype="bf16", max_sh
                 bar.update(entry.nbytes)
                 continue
             parts: dict = {}
-            for rows, chunk in reader.chunks(entry):
-                chunk = chunk.to(device)
-                if qw.fmt == "nf4":
-                    q, s = quant_format_nf4(chunk, qw.blocksize)
-                    names = ("qweight", "absmax")
-                else:
-                    from dgterm.engine.kernels.nf4 import quantize_int8
-
-                    q, s = quantize_int8(chunk)
-                    names = ("qweight", "scale")
+            names = ("qweight", "absmax") if qw.fmt == "nf4" else ("qweight", "scale")
+            for rows, chunk in reader.chunks(entry, chunk_bytes):
+                q, s = quantize_rows(chunk, qw.fmt, qw.blocksize, max_elems, device)
                 parts.setdefault(names[0], []).append(q.cpu())
                 parts.setdefault(names[1], []).append(s.cpu())
                 bar.update(chunk.numel() * chunk.element_size())
-                del chunk
+                del chunk, q, s
             for suffix, pieces in parts.items():
                 writer.add(f"{entry.name}.{suffix}", torch.cat(pieces) if len(pieces) > 1 else pieces[0])
     bar.close()
@@ -540,8 +559,3 @@ def quantize_checkpoint(src, out, plan="nf4", device="cpu", dtype="bf16", max_sh
     (out / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
     return {**marker, "seconds": time.perf_counter() - t0}
 
-
-def quant_format_nf4(w, blocksize):
-    from dgterm.engine.kernels.nf4 import quantize_nf4
-
-    return quantize_nf4(w, blocksize)

@@ -126,6 +126,24 @@ def dequantize_int8(q: torch.Tensor, scale: torch.Tensor, dtype=torch.float32) -
     return (q.float() * scale.unsqueeze(-1)).to(dtype)
 
 
+def quantize_rows(w: torch.Tensor, fmt: str, blocksize: int = BLOCKSIZE, max_elems: int = 1 << 20, device=None):
+    """Quantize ``w`` (..., N, K) to ``fmt`` a few leading rows at a time (bounded temporaries);
+    returns the two tensors of the format on ``device`` (default: ``w``'s)."""
+    device = device or w.device
+    row = max(1, w[0].numel()) if w.shape[0] else 1
+    step = max(1, max_elems // row)
+    qs, ss = [], []
+    for r in range(0, w.shape[0], step):
+        part = w[r:r + step].to(device)
+        q, s = quantize_nf4(part, blocksize) if fmt == "nf4" else quantize_int8(part)
+        qs.append(q)
+        ss.append(s)
+        del part
+    if len(qs) == 1:
+        return qs[0], ss[0]
+    return torch.cat(qs), torch.cat(ss)
+
+
 # ---------------------------------------------------------------- grouped matmul
 
 
