@@ -1,0 +1,122 @@
+"""The confidence lens: how much would the model change each token of a region?
+
+Diffusion-native proofreading. The region is laid on canvases like an infill where
+every token is pinned except a small group that slides over the canvas; the group's
+positions hold uniform noise, as the model saw undecided positions in training. A
+group is every ``stride``-th position (offset r for batch row r), so each hidden
+token keeps its neighbours and one batched decoder forward scores a whole canvas.
+The result is the probability the model gives the token that is really there: low
+means the model would likely write something else. Nothing is edited.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import torch
+
+from dgterm.engine.denoise import _encode
+from dgterm.errors import InputError
+
+CHARS_PER_TOKEN_BOUND = 8
+
+
+@dataclass(frozen=True)
+class LensToken:
+    start: int  # character offsets of the token in the text, end exclusive
+    end: int
+    token: str
+    prob: float  # probability of this token with it hidden (its group noised)
+    top: str  # the model's most likely token at this position
+    top_prob: float
+
+    @property
+    def surprise(self) -> float:
+        """-log prob, in nats."""
+        return -math.log(max(self.prob, 1e-12))
+
+
+@torch.no_grad()
+def confidence(lm, text: str, start: int = 0, end: int | None = None, *, stride: int = 8, batch: int = 8,
+               max_context: int = 512, seed: int = 0, cancel: threading.Event | None = None) -> list[LensToken]:
+    """Score every token of ``text[start:end]``; an empty list if cancelled or empty."""
+    end = len(text) if end is None else end
+    if not 0 <= start <= end <= len(text):
+        raise InputError(f"Lens region {start}:{end} is outside the text (0:{len(text)}).")
+    if stride < 1 or batch < 1:
+        raise InputError("The lens stride and batch must be at least 1.")
+    tok, model, device = lm.tokenizer, lm.model, lm.device
+    C = lm.canvas_length
+    enc = tok(text[start:end], add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    if not ids:
+        return []
+    head_from = max(0, start - max_context * CHARS_PER_TOKEN_BOUND)
+    head = tok(text[head_from:start], add_special_tokens=False)["input_ids"] if start > head_from else []
+    if head_from == 0:
+        head = [tok.bos_token_id] + head
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    texts: dict[int, str] = {}
+
+    def text_of(i: int) -> str:
+        if i not in texts:
+            texts[i] = tok.decode([i])
+        return texts[i]
+
+    out: list[LensToken] = []
+    for c0 in range(0, len(ids), C):
+        chunk = ids[c0 : c0 + C]
+        prefix = (head + ids[:c0])[-max_context:]
+        probs, tops, top_probs = _score_chunk(lm, model, device, prefix, chunk, C, stride, batch, gen, cancel)
+        if probs is None:
+            return []
+        for k, token_id in enumerate(chunk):
+            a, b = offsets[c0 + k]
+            out.append(LensToken(start + a, start + b, text_of(token_id), probs[k], text_of(tops[k]), top_probs[k]))
+    return out
+
+
+def _score_chunk(lm, model, device, prefix, chunk, C, stride, batch, gen, cancel):
+    n = len(chunk)
+    tail = [lm.eos_ids[0]] + [lm.pad_id] * C
+    known = torch.tensor(chunk + tail[: C - n])
+    groups = [list(range(r, n, stride)) for r in range(min(stride, n))]
+    B = min(batch, len(groups))
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    cur_len = _encode(model, cache, torch.tensor(prefix, device=device)[None], 0)
+    cache.batch_repeat_interleave(B)  # encode the prefix once, share it with every row
+    positions = torch.arange(cur_len, cur_len + C, dtype=torch.int32, device=device)[None]
+    mask = None
+    probs, tops, top_probs = [0.0] * n, [0] * n, [0.0] * n
+    for g0 in range(0, len(groups), B):
+        if cancel is not None and cancel.is_set():
+            return None, None, None
+        rows = groups[g0 : g0 + B]
+        rows = rows + [rows[-1]] * (B - len(rows))  # the cache has B rows: pad with repeats
+        canvas = known.repeat(B, 1)
+        for r, pos in enumerate(rows):
+            canvas[r, pos] = torch.randint(0, lm.vocab_size, (len(pos),), generator=gen)
+        canvas = canvas.to(device)
+        if mask is None:
+            mask = model.model.decoder.create_diffusion_decoder_attention_mask(
+                config=model.config, inputs_embeds=canvas.unsqueeze(-1), past_key_values=cache,
+                decoder_attention_mask=torch.ones(B, cur_len + C, dtype=torch.bool, device=device),
+            )
+        logits = model(decoder_input_ids=canvas, self_conditioning_logits=None, decoder_attention_mask=mask,
+                       past_key_values=cache, decoder_position_ids=positions).logits
+        p = torch.softmax(logits.float(), dim=-1)
+        for r, pos in enumerate(rows[: len(groups[g0 : g0 + B])]):
+            idx = torch.tensor(pos, device=device)
+            truth = known[pos].to(device)
+            probs_r = p[r, idx]
+            best = probs_r.max(dim=-1)
+            got = probs_r.gather(-1, truth[:, None])[:, 0]
+            for k, q in enumerate(pos):
+                probs[q] = float(got[k])
+                tops[q] = int(best.indices[k])
+                top_probs[q] = float(best.values[k])
+    return probs, tops, top_probs

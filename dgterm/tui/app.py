@@ -1,0 +1,256 @@
+"""The dgterm editor: the App, its layout and mode, and ``make_app`` (shared by the CLI,
+the tests and the screenshot script). Actions live in ``dgterm.tui.actions``."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from textual.app import App, ComposeResult
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.screen import ModalScreen
+from textual.widgets import Footer
+
+from dgterm.config import Settings, config_dir
+from dgterm.editor import Document, DocumentError
+from dgterm.tui import keymap
+from dgterm.tui.actions.files import FileActions
+from dgterm.tui.actions.model import LABELS, ModelActions
+from dgterm.tui.commands import EditorCommands
+from dgterm.tui.screens.help import HelpScreen
+from dgterm.tui.themes import load_themes
+from dgterm.tui.widgets.canvas import CanvasPanel
+from dgterm.tui.widgets.editor import EditorView
+from dgterm.tui.widgets.status import StatusBar
+
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+REVIEW_KEYS = {"accept", "next_candidate", "prev_candidate", "step_back", "step_forward"}
+EDIT_KEYS = {"mask", "unmask_all", "grow", "shrink", "infill", "search", "rewrite", "continue_text", "lens", "save",
+             "save_as", "reload"}
+
+
+class DgtermApp(FileActions, ModelActions, App[None]):
+    CSS_PATH = "styles.tcss"
+    TITLE = "dgterm"
+    BINDINGS = keymap.bindings()
+    COMMANDS = App.COMMANDS | {EditorCommands}
+
+    mode: reactive[str] = reactive("edit")  # edit | running | review | lens
+
+    def __init__(self, doc: Document, *, settings: Settings, lm=None, load: bool = True,
+                 sampler: dict | None = None, candidates: int = 2, trace: str | None = None,
+                 replay: str | None = None, replay_delay: float = 0.05, download: bool = False,
+                 notice: str | None = None) -> None:
+        super().__init__()
+        self.doc, self.settings, self.lm = doc, settings, lm
+        self.load_on_start = load and lm is None and replay is None
+        self.sampler_overrides = {k: v for k, v in (sampler or {}).items() if v is not None}
+        self.candidates, self.trace_path, self.download = max(1, candidates), trace, download
+        self.replay_path, self.replay_delay = replay, replay_delay
+        self.notice = notice
+        self.keymap_overrides = dict(settings.keymap)
+        self.model_error: str | None = None
+        self.job = self.review = self.layout = None
+        self.step_label = ""
+        self.loading_since: float | None = None
+        self.disk_warned = self.quit_after_save = False
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            yield EditorView(self.doc, id="editor")
+            yield CanvasPanel(id="canvas")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    @property
+    def editor(self) -> EditorView:
+        return self.query_one(EditorView)
+
+    @property
+    def canvas(self) -> CanvasPanel:
+        return self.query_one(CanvasPanel)
+
+    def on_mount(self) -> None:
+        themes, problems = load_themes(config_dir() / "themes")
+        for theme in themes.values():
+            self.register_theme(theme)
+        if self.settings.theme in self.available_themes:
+            self.theme = self.settings.theme
+        else:
+            problems.append(f"Theme '{self.settings.theme}' was not found; using dgterm-dark. "
+                            f"Available: {', '.join(sorted(themes))}.")
+            self.theme = "dgterm-dark" if "dgterm-dark" in themes else "textual-dark"
+        self.theme_changed_signal.subscribe(self, lambda _theme: self.repaint())
+        known = {a.id for a in keymap.ACTIONS}
+        unknown = sorted(set(self.keymap_overrides) - known)
+        if unknown:
+            problems.append(f"Unknown binding id(s) in [keymap]: {', '.join(unknown)}; see the help screen (F1).")
+        self.set_keymap({k: v for k, v in self.keymap_overrides.items() if k in known})
+        for problem in problems + ([self.notice] if self.notice else []):
+            self.notify(problem, severity="error", timeout=12)
+        if self.doc.warning:
+            self.notify(self.doc.warning, severity="warning", timeout=12)
+        self.editor.focus()
+        self.refresh_file()
+        self.refresh_spans()
+        self.refresh_status()
+        self.set_interval(2.0, self.check_disk)
+        self.call_after_refresh(self.startup)
+
+    def startup(self) -> None:
+        """After the first paint: load the model, offer recovery, start a replay."""
+        if self.load_on_start:
+            self.loading_since = time.monotonic()
+            self._spinner = self.set_interval(0.2, self.refresh_status)
+            self.load_model_worker()
+        self.offer_recovery()
+        if self.replay_path is not None:
+            self.start_replay()
+
+    def start_replay(self) -> None:
+        from dgterm.engine.params import SamplerParams
+        from dgterm.errors import DgtermError
+        from dgterm.tui.workers import Job, read_replay
+
+        try:
+            trace = read_replay(self.replay_path)
+        except DgtermError as e:
+            self.notify(str(e), title="Cannot replay", severity="error", timeout=12)
+            return
+        meta, header = trace.header["dgterm"], trace.header
+        if self.doc.text != meta["text"]:
+            self.notify("The file differs from the text the trace was recorded on; replaying on the recorded text.",
+                        severity="warning")
+            self.editor.read_only = False
+            self.doc.replace(0, len(self.doc.text), meta["text"])
+            self.editor.sync_from_doc()
+        self.doc.clear_spans()
+        ids = [self.doc.add_span(s, e, n).id for s, e, n in meta["spans"]]
+        try:
+            params = SamplerParams(**header.get("params", {}))
+        except (TypeError, ValueError):
+            params = SamplerParams()
+        kind = header.get("task", "infill")
+        job = Job(kind if kind in LABELS else "infill", self.doc.text, [tuple(s) for s in meta["spans"]], ids,
+                  params=params, instruction=meta.get("instruction", ""))
+        self.start_job(job)
+
+    def repaint(self) -> None:
+        self.editor.restyle()
+        if self.review is not None:
+            self.show_review()
+
+    # ------------------------------------------------------------------ mode and status
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        modal = isinstance(self.screen, ModalScreen)
+        if action in REVIEW_KEYS:
+            return self.mode == "review" and not modal
+        if action == "cancel":
+            return not modal and (self.mode != "edit" or self.editor.lens_active)
+        if action in EDIT_KEYS:
+            return self.mode == "edit" or None
+        return True
+
+    def watch_mode(self, _old: str, _new: str) -> None:
+        self.refresh_bindings()
+        self.refresh_status()
+
+    def refresh_file(self) -> None:
+        doc = self.doc
+        flags = (" ●" if doc.dirty else "") + (" [read-only]" if doc.read_only else "") + \
+            (" [new]" if doc.is_new and doc.path else "")
+        self.query_one(StatusBar).set_file(self.file_name() + flags)
+        self.sub_title = self.file_name()
+
+    def refresh_status(self) -> None:
+        bar = self.query_one(StatusBar)
+        lm = self.lm
+        if lm is not None:
+            dtype = str(lm.dtype).removeprefix("torch.")
+            bar.set_model(f"{lm.name} · {lm.device} · {dtype} · quant {lm.quant}")
+        elif self.replay_path is not None:
+            bar.set_model(f"replay {os.path.basename(self.replay_path)}")
+        elif self.model_error:
+            bar.set_model(f"{self.settings.model}: not loaded")
+        else:
+            bar.set_model(f"{self.settings.model} · {self.settings.device} · quant {self.settings.quant}")
+        if lm is not None or self.model_error:
+            spinner = getattr(self, "_spinner", None)
+            if spinner is not None:
+                spinner.stop()
+                self._spinner = None
+        mode = self.mode
+        if mode == "running" and self.job is not None:
+            bar.set_state(f"{LABELS[self.job.kind]} · {self.step_label or 'starting'} · escape cancels", "busy")
+        elif mode == "lens":
+            bar.set_state("lens · scoring the visible text · escape cancels", "busy")
+        elif mode == "review" and self.review is not None:
+            rv = self.review
+            bar.set_state(f"candidate {rv.choice + 1}/{len(rv.choices)} · enter accept · escape reject · "
+                          "tab next · ←/→ steps", "review")
+        elif self.model_error and lm is None and self.replay_path is None:
+            bar.set_state("model unavailable: editing only", "error")
+        elif lm is None and self.loading_since is not None:
+            spin = SPINNER[int(time.monotonic() * 5) % len(SPINNER)]
+            bar.set_state(f"{spin} loading model… {time.monotonic() - self.loading_since:.1f}s (editing works)",
+                          "busy")
+        else:
+            n = len(self.doc.spans)
+            bar.set_state(f"ready · {n} masked span{'s' if n != 1 else ''}" if n else "ready")
+
+    # ------------------------------------------------------------------ view actions
+
+    def on_editor_view_edited(self, _message: EditorView.Edited) -> None:
+        self.refresh_file()
+        if self.doc.spans:
+            self.refresh_spans()
+
+    def on_editor_view_refused(self, message: EditorView.Refused) -> None:
+        self.notify(message.reason, severity="error")
+
+    def action_toggle_canvas(self) -> None:
+        self.canvas.toggle_class("-hidden")
+
+    def action_toggle_wrap(self) -> None:
+        self.editor.soft_wrap = not self.editor.soft_wrap
+
+    def action_next_theme(self) -> None:
+        names = sorted(n for n in self.available_themes if n.startswith("dgterm")) or sorted(self.available_themes)
+        self.theme = names[(names.index(self.theme) + 1) % len(names)] if self.theme in names else names[0]
+        self.notify(f"Theme: {self.theme}", timeout=2)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.keymap_overrides))
+
+    def on_worker_state_changed(self, event) -> None:
+        from textual.worker import WorkerState
+
+        if event.state == WorkerState.ERROR:
+            self.notify(f"Internal error in {event.worker.name}: {event.worker.error}; the document is unchanged.",
+                        severity="error", timeout=12)
+            if self.mode != "edit":
+                self.end_run(restore=True)
+
+
+def open_document(path: str | None) -> tuple[Document, str | None]:
+    """The document for ``path``; a scratch buffer and the reason if it cannot be opened."""
+    if path is None:
+        return Document.from_text(""), None
+    try:
+        return Document.open(path), None
+    except DocumentError as e:
+        return Document.from_text(""), str(e)
+
+
+def make_app(path: str | None = None, *, settings: Settings | None = None, doc: Document | None = None,
+             **options) -> DgtermApp:
+    """The editor for ``path`` (or ``doc``). ``options``: lm, load, sampler, candidates, trace,
+    replay, replay_delay, download (see DgtermApp)."""
+    notice = None
+    if doc is None:
+        doc, notice = open_document(path)
+    return DgtermApp(doc, settings=settings or Settings(), notice=notice, **options)

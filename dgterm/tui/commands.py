@@ -1,0 +1,28 @@
+"""The command palette (ctrl+p): every editor action, searchable by name."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from dgterm.tui.keymap import ACTIONS, keys_for
+
+
+class EditorCommands(Provider):
+    def _entries(self):
+        app = self.app
+        keymap = getattr(app, "keymap_overrides", {})
+        for a in ACTIONS:
+            yield a, f"{a.title}  [{keys_for(a, keymap)}]", partial(app.run_action, a.action)
+
+    async def discover(self) -> Hits:
+        for a, title, run in self._entries():
+            yield DiscoveryHit(title, run, help=a.help)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for a, title, run in self._entries():
+            score = max(matcher.match(title), matcher.match(a.help) * 0.5)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), run, help=a.help)

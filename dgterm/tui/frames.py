@@ -1,0 +1,150 @@
+"""What the UI shows of a run, as plain data: no torch, no Textual.
+
+A run is a sequence of step records (plain lists, the same shape as a trace's step
+lines) plus a :class:`Layout` that says where each masked span sits in the canvases.
+:func:`build_frame` turns one record into a :class:`Frame`: the coloured draft of every
+span (or of the generated stream) and of the whole canvas, for every batch row. The
+live worker and the trace replayer both go through it, so what a replay shows is
+what the live run showed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+NOISE_ENTROPY = 1.0  # nats; an undecided position under this shows its argmax (engine.tasks.NOISE_ENTROPY)
+STATES = ("noise", "tentative", "accepted", "pinned")
+
+
+@dataclass(frozen=True, slots=True)
+class Tok:
+    text: str
+    state: str  # noise | tentative | accepted | pinned
+    entropy: float
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the drafts live. ``kind`` is ``spans`` (infill: ``slots[plan][span]`` lists the
+    (window, position) of each free token) or ``stream`` (continue, rewrite: the draft is
+    every canvas in order). Batch row r belongs to plan ``r // candidates``."""
+
+    kind: str
+    canvas_length: int
+    candidates: int = 1
+    slots: list = field(default_factory=list)
+
+    def rows(self) -> int:
+        return self.candidates * max(1, len(self.slots))
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "canvas_length": self.canvas_length, "candidates": self.candidates,
+                "slots": self.slots}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Layout:
+        slots = [[[tuple(p) for p in span] for span in plan] for plan in data.get("slots", [])]
+        return cls(data["kind"], int(data["canvas_length"]), int(data.get("candidates", 1)), slots)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One denoising step as the UI paints it."""
+
+    window: int
+    step: int
+    max_steps: int
+    elapsed: float
+    tokens: int  # free tokens decided so far (first row)
+    drafts: list  # [row][span] -> list[Tok]  (stream: one "span")
+    canvas: list  # [row] -> list[Tok], the whole current canvas
+    accepted: list  # [row] free tokens accepted at this step
+    entropy: list  # [row] mean entropy of the free positions
+    finished: list  # [row] bool
+
+    def draft_text(self, row: int = 0) -> list[str]:
+        return ["".join(t.text for t in span) for span in self.drafts[row]]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A finished candidate: the new text of each span, ranked by ``score`` (lower is surer)."""
+
+    texts: list[str]
+    score: float
+    lengths: list[int]
+    row: int
+    thinking: str | None = None
+
+
+def _state(accepted: int, entropy: float) -> str:
+    if accepted:
+        return "accepted"
+    return "tentative" if entropy < NOISE_ENTROPY else "noise"
+
+
+def _tok(text_of, canvas, argmax, accepted, entropy, p) -> Tok:
+    state = _state(accepted[p], entropy[p])
+    return Tok(text_of(canvas[p] if state == "noise" else argmax[p]), state, float(entropy[p]))
+
+
+def build_frame(record: Mapping, layout: Layout, last: dict[int, Mapping],
+                text_of: Callable[[int], str]) -> Frame:
+    """Turn a step record into a Frame. ``last`` maps each earlier window to its final
+    record (the caller keeps it up to date); ``text_of`` decodes one token id."""
+    w = record["window"]
+    rows = len(record["canvas"])
+    drafts, canvas, acc, ent = [], [], [], []
+    pinned_all = record.get("pinned")
+    for r in range(rows):
+        cv, am, ac, en = record["canvas"][r], record["argmax"][r], record["accepted"][r], record["entropy"][r]
+        pinned = pinned_all[r] if pinned_all is not None else [0] * len(cv)
+        canvas.append([Tok(text_of(am[p]), "pinned", 0.0) if pinned[p] else _tok(text_of, cv, am, ac, en, p)
+                       for p in range(len(cv))])
+        free = [p for p in range(len(cv)) if not pinned[p]]
+        acc.append(sum(1 for p in free if ac[p]))
+        ent.append(sum(en[p] for p in free) / len(free) if free else 0.0)
+        if layout.kind == "stream":
+            done = [Tok(text_of(i), "accepted", 0.0) for v in sorted(last) if v < w for i in last[v]["argmax"][r]]
+            drafts.append([done + canvas[r]])
+            continue
+        plan = layout.slots[min(r // layout.candidates, len(layout.slots) - 1)]
+        spans = []
+        for slots in plan:
+            toks = []
+            for sw, p in slots:
+                if sw == w:
+                    toks.append(canvas[r][p])
+                elif sw < w and sw in last:
+                    toks.append(Tok(text_of(last[sw]["argmax"][r][p]), "accepted", 0.0))
+                else:
+                    toks.append(Tok("", "noise", 99.0))
+            spans.append(toks)
+        drafts.append(spans)
+    return Frame(window=w, step=record["step"], max_steps=record["max_steps"], elapsed=record["elapsed"],
+                 tokens=record.get("tokens", 0), drafts=drafts, canvas=canvas, accepted=acc, entropy=ent,
+                 finished=[bool(x) for x in record["finished"]])
+
+
+class FrameBuilder:
+    """Feeds records in order and keeps ``last`` (final record of each window)."""
+
+    def __init__(self, layout: Layout, text_of: Callable[[int], str]):
+        self.layout, self.text_of = layout, text_of
+        self.last: dict[int, Mapping] = {}
+        self._current: Mapping | None = None
+
+    def __call__(self, record: Mapping) -> Frame:
+        cur = self._current
+        if cur is not None and cur["window"] != record["window"]:
+            self.last[cur["window"]] = cur
+        self._current = record
+        return build_frame(record, self.layout, self.last, self.text_of)
+
+
+def display_text(tok: Tok) -> str:
+    """What a token shows in the document: noise keeps one line (newlines and tabs as glyphs)."""
+    if tok.state == "noise":
+        return tok.text.replace("\r", "").replace("\n", "↵").replace("\t", "→")
+    return tok.text

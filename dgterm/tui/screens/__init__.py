@@ -1,0 +1,1 @@
+"""Modal screens: help, instruction and file-name prompts, confirmations."""

@@ -1,0 +1,56 @@
+"""The state of a finished run under review: candidates and the step timeline.
+Plain Python: the app asks it what to show and paints that."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dgterm.tui.frames import Choice, Frame, Layout, Tok
+
+
+@dataclass
+class Review:
+    job: object  # workers.Job
+    layout: Layout
+    frames: list[Frame]
+    choices: list[Choice]
+    stats: dict = field(default_factory=dict)
+    choice: int = 0
+    step: int | None = None  # index into frames; None: the finished text
+
+    @property
+    def row(self) -> int:
+        return self.choices[self.choice].row if self.choices else 0
+
+    @property
+    def current(self) -> Choice:
+        return self.choices[self.choice]
+
+    def next_choice(self, delta: int = 1) -> None:
+        self.choice = (self.choice + delta) % len(self.choices)
+
+    def scrub(self, delta: int) -> None:
+        """Move along the timeline; past the last step is the finished text."""
+        last = len(self.frames)  # == "final"
+        pos = last if self.step is None else self.step
+        pos = max(0, min(last, pos + delta))
+        self.step = None if pos == last else pos
+
+    def frame(self) -> Frame | None:
+        if not self.frames:
+            return None
+        return self.frames[-1] if self.step is None else self.frames[self.step]
+
+    def drafts(self) -> dict[int, list[Tok]]:
+        """What each span shows now: the candidate's text, or the draft at the scrubbed step."""
+        ids = self.job.span_ids
+        if self.step is None:
+            return {sid: [Tok(text, "accepted", 0.0)] for sid, text in zip(ids, self.current.texts)}
+        spans = self.frames[self.step].drafts[self.row]
+        return dict(zip(ids, spans))
+
+    def position_label(self) -> str:
+        if self.step is None:
+            return f"final text · {len(self.frames)} steps (←/→ to scrub)"
+        f = self.frames[self.step]
+        return f"step {self.step + 1}/{len(self.frames)} · window {f.window + 1} step {f.step}"

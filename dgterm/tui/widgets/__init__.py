@@ -1,0 +1,1 @@
+"""Widgets of the editor: the document view, the canvas panel, the status bar, a sparkline."""

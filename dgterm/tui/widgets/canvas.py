@@ -1,0 +1,104 @@
+"""The canvas panel: the whole canvas of the current step, its statistics, the spans
+with their token budget, and the candidates of a finished run."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from dgterm.tui.frames import Choice, Frame, display_text
+from dgterm.tui.themes import palette_of
+from dgterm.tui.widgets.sparkline import Sparkline
+
+
+def _short(text: str, n: int = 28) -> str:
+    text = text.replace("\n", "↵").replace("\t", "→")
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+class CanvasPanel(VerticalScroll):
+    DEFAULT_CSS = """
+    CanvasPanel { width: 48; border-left: vkey $panel; padding: 0 1; background: $surface; }
+    CanvasPanel.-hidden { display: none; }
+    CanvasPanel Static { width: 100%; }
+    CanvasPanel .title { color: $primary; text-style: bold; margin-top: 1; }
+    CanvasPanel #canvas-stats { color: $text; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("Run", classes="title")
+        yield Static("No run yet.", id="canvas-stats")
+        yield Sparkline(id="canvas-spark")
+        yield Static("Canvas", classes="title")
+        yield Static("", id="canvas-tokens")
+        yield Static("Spans", classes="title")
+        yield Static("", id="canvas-spans")
+        yield Static("Candidates", classes="title", id="canvas-choices-title")
+        yield Static("", id="canvas-choices")
+
+    def show_frame(self, frame: Frame, row: int, *, frames: list[Frame], threshold: float, label: str) -> None:
+        """Paint one step: statistics, sparkline (accepted per step) and the whole canvas."""
+        forwards = sum(1 for f in frames if not f.finished[row] or f is frames[-1]) or 1
+        tokens = frame.tokens or sum(f.accepted[row] for f in frames)
+        rate = tokens / frame.elapsed if frame.elapsed > 0 else 0.0
+        stats = Text()
+        stats.append(f"{label}\n", style="bold")
+        stats.append(f"window {frame.window + 1} · step {frame.step}/{frame.max_steps}\n")
+        stats.append(f"accepted +{frame.accepted[row]} this step\n")
+        mean = frame.entropy[row]
+        stats.append(f"mean entropy {mean:.3f} / stop {threshold:g}",
+                     style="green" if mean <= threshold else "yellow")
+        stats.append(f"\n{rate:.1f} tok/s · {tokens / forwards:.2f} tok/forward")
+        self.query_one("#canvas-stats", Static).update(stats)
+        self.query_one(Sparkline).values = tuple(f.accepted[row] for f in frames)
+        pal = palette_of(self.app.current_theme)
+        canvas = Text(no_wrap=False, overflow="fold")
+        for tok in frame.canvas[row]:
+            shown = display_text(tok) if tok.state != "pinned" else tok.text.replace("\n", "↵")
+            canvas.append(shown or "∅", style=pal.token(tok.state, tok.entropy) if tok.state != "pinned"
+                          else f"{pal.color('pinned').hex}")
+        self.query_one("#canvas-tokens", Static).update(canvas)
+
+    def show_stats(self, text: str) -> None:
+        self.query_one("#canvas-stats", Static).update(text)
+
+    def clear_run(self, message: str = "No run yet.") -> None:
+        self.query_one("#canvas-stats", Static).update(message)
+        self.query_one(Sparkline).values = ()
+        self.query_one("#canvas-tokens", Static).update("")
+        self.show_choices([], 0)
+
+    def show_spans(self, rows: list[tuple[str, int | None, int | None]], canvas_length: int | None) -> None:
+        """``rows``: (text, target tokens, current tokens) per span."""
+        if not rows:
+            self.query_one("#canvas-spans", Static).update(Text("No masked spans. Select text and press ctrl+t.",
+                                                                  style="dim"))
+            return
+        out = Text()
+        total = 0
+        for i, (text, target, current) in enumerate(rows, 1):
+            n = target if target is not None else current
+            total += n or 0
+            size = "?" if n is None else str(n)
+            mark = "" if target is None else " (set)"
+            out.append(f"{i}. ", style="bold")
+            out.append(f"{_short(text) or '⎀ insert'}")
+            out.append(f"  {size} tok{mark}\n", style="dim")
+        budget = f"budget {total}/{canvas_length} tokens" if canvas_length else f"budget {total} tokens"
+        over = canvas_length is not None and total > canvas_length
+        out.append(budget + (" — spans the canvas more than once" if over else ""),
+                   style="yellow" if over else "green")
+        self.query_one("#canvas-spans", Static).update(out)
+
+    def show_choices(self, choices: list[Choice], current: int, step_label: str = "") -> None:
+        out = Text()
+        for i, c in enumerate(choices):
+            pointer = "▸ " if i == current else "  "
+            lengths = f" · {'/'.join(map(str, c.lengths))} tok" if c.lengths else ""
+            out.append(f"{pointer}{i + 1}. score {c.score:.3f}{lengths}\n", style="bold" if i == current else "")
+            out.append(f"     {_short(' | '.join(c.texts), 36)}\n", style="dim")
+        if step_label:
+            out.append(step_label, style="italic")
+        self.query_one("#canvas-choices", Static).update(out)

@@ -1,0 +1,287 @@
+"""The editor view: a TextArea that mirrors a ``dgterm.editor.Document``.
+
+The Document is the source of truth. Every edit typed here is applied to the
+Document first and then to the view; undo and redo are the Document's (so masked
+spans come back with the text). Masked spans, live drafts and the confidence lens
+are painted over the text in ``get_line`` (the TextArea's documented hook for extra
+styling). While a run is previewed the view shows the drafts in place of the spans
+and is read-only; the Document does not change until the user accepts.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+from rich.style import Style
+from rich.text import Text
+from textual.widgets.text_area import Edit
+from textual.message import Message
+from textual.widgets import TextArea
+
+from dgterm.editor import Document, DocumentError
+from dgterm.tui.frames import Tok, display_text
+from dgterm.tui.syntax import Highlighter, lexer_for
+from dgterm.tui.themes import Palette, lens_level, palette_of
+
+SYNTAX_DELAY = 0.2  # seconds: re-highlight at most this often while text changes
+INSERTION_MARK = "▏"
+
+
+class EditorView(TextArea):
+    """Edits go to the Document; the view paints spans, drafts and the lens."""
+
+    DEFAULT_CSS = """
+    EditorView { border: none; padding: 0; }
+    EditorView:focus { border: none; }
+    """
+
+    class Edited(Message):
+        """The user changed the Document (text or spans) from the view."""
+
+    class Refused(Message):
+        def __init__(self, reason: str) -> None:
+            super().__init__()
+            self.reason = reason
+
+    def __init__(self, doc: Document, **kwargs) -> None:
+        path = doc.path or ""
+        prose = path.endswith((".md", ".markdown", ".txt", ".rst")) or not path
+        super().__init__(doc.text, soft_wrap=prose, show_line_numbers=True, tab_behavior="indent", **kwargs)
+        self.doc = doc
+        self.highlighter = Highlighter(lexer_for(path, doc.text))
+        self.highlighter.update(doc.text)
+        self._mirroring = False
+        self._preview: dict[int, list[Tok]] | None = None
+        self._lens: list[tuple[int, int, int]] | None = None
+        self._overlay: dict[int, list[tuple[int, int, Style]]] = {}
+        self._marks: dict[int, Style] = {}
+        self._syntax_timer = None
+        self.read_only = doc.read_only
+
+    # ------------------------------------------------------------------ edits
+
+    def edit(self, edit: Edit):
+        if self._mirroring:
+            return super().edit(edit)
+        top, bottom = sorted((edit.from_location, edit.to_location))
+        try:
+            start, end = self.doc.offset_of(*top), self.doc.offset_of(*bottom)
+            self.doc.replace(start, end, edit.text)
+        except (DocumentError, IndexError) as e:
+            self.post_message(self.Refused(str(e)))
+            self.call_later(self.sync_from_doc)
+            return super().edit(Edit("", top, top, True))
+        result = super().edit(edit)
+        self._lens = None
+        self._after_change()
+        self.post_message(self.Edited())
+        return result
+
+    def action_undo(self) -> None:
+        self._history_step(self.doc.undo)
+
+    def action_redo(self) -> None:
+        self._history_step(self.doc.redo)
+
+    def _history_step(self, step) -> None:
+        if self.read_only:
+            return
+        try:
+            changed = step()
+        except DocumentError as e:
+            self.post_message(self.Refused(str(e)))
+            return
+        if changed:
+            self.sync_from_doc(select=True)
+            self.post_message(self.Edited())
+
+    def sync_from_doc(self, select: bool = False) -> None:
+        """Make the view show the Document's text (smallest replacement) and drop any preview."""
+        self._preview = None
+        self._set_view_text(self.doc.text)
+        if select:
+            a, b = self.doc.selection
+            self.selection = (self.doc.location_of(a), self.doc.location_of(b))
+        self._after_change()
+
+    def _set_view_text(self, new: str) -> None:
+        old = self.text
+        if old == new:
+            return
+        p = _common_prefix(old, new)
+        q = _common_suffix(old, new, min(len(old), len(new)) - p)
+        doc = self.document
+        start, end = doc.get_location_from_index(p), doc.get_location_from_index(len(old) - q)
+        self._mirroring = True
+        try:
+            self.replace(new[p : len(new) - q], start, end, maintain_selection_offset=True)
+        finally:
+            self._mirroring = False
+        self.history.clear()
+
+    # ------------------------------------------------------------------ selection <-> offsets
+
+    def selected_range(self) -> tuple[int, int]:
+        """The selection as Document offsets, start <= end."""
+        a, b = sorted(self.selection)
+        return self.doc.offset_of(*a), self.doc.offset_of(*b)
+
+    def cursor_offset(self) -> int:
+        return self.doc.offset_of(*self.cursor_location)
+
+    def move_to_offset(self, offset: int) -> None:
+        self.move_cursor(self.doc.location_of(offset))
+
+    # ------------------------------------------------------------------ overlays
+
+    @property
+    def previewing(self) -> bool:
+        return self._preview is not None
+
+    def show_preview(self, drafts: dict[int, list[Tok]]) -> None:
+        """Show ``drafts`` (span id -> tokens) in place of those spans."""
+        doc_text, pieces, ranges, cursor, pos = self.doc.text, [], [], 0, 0
+        for span in self.doc.spans:
+            toks = drafts.get(span.id)
+            if toks is None:
+                continue
+            pieces.append(doc_text[cursor : span.start])
+            pos += span.start - cursor
+            for tok in toks:
+                shown = display_text(tok)
+                if shown:
+                    ranges.append((pos, pos + len(shown), tok))
+                    pieces.append(shown)
+                    pos += len(shown)
+            cursor = span.end
+        pieces.append(doc_text[cursor:])
+        self._preview = drafts
+        self._set_view_text("".join(pieces))
+        self._paint(ranges)
+        self._schedule_syntax()
+
+    def show_lens(self, scores: list[tuple[int, int, float]]) -> None:
+        """Tint each (start, end, probability) range by how surely the model keeps it."""
+        self._lens = [(a, b, lens_level(p)) for a, b, p in scores]
+        self._paint()
+
+    def clear_lens(self) -> None:
+        self._lens = None
+        self._paint()
+
+    @property
+    def lens_active(self) -> bool:
+        return self._lens is not None
+
+    def restyle(self) -> None:
+        """Repaint the overlays (after a theme change or a span change)."""
+        if self._preview is None:
+            self._paint()
+
+    def _palette(self) -> Palette:
+        return palette_of(self.app.current_theme)
+
+    def _after_change(self) -> None:
+        self._paint()
+        self._schedule_syntax()
+
+    def _paint(self, preview_ranges: list | None = None) -> None:
+        pal = self._palette()
+        styled: list[tuple[int, int, Style]] = []
+        self._marks = {}
+        if preview_ranges is not None:
+            styled = [(a, b, pal.token(t.state, t.entropy)) for a, b, t in preview_ranges]
+            starts = _line_starts(self.text)
+        else:
+            starts = None
+            if self._lens:
+                styled += [(a, b, pal.lens(level)) for a, b, level in self._lens if level]
+            for span in self.doc.spans:
+                if span.start < span.end:
+                    styled.append((span.start, span.end, pal.span()))
+                else:
+                    line, col = self.doc.location_of(span.start)
+                    if col < len(self.doc.line_text(line)):
+                        styled.append((span.start, span.start + 1, pal.span(insertion=True)))
+                    else:
+                        self._marks[line] = Style(color=pal.color("span-edge").rich_color, bold=True)
+        overlay: dict[int, list] = {}
+        for a, b, style in styled:
+            for line, c0, c1 in _split_lines(a, b, starts, self.doc):
+                overlay.setdefault(line, []).append((c0, c1, style))
+        self._overlay = overlay
+        self.notify_style_update()
+        self.refresh()
+
+    def _schedule_syntax(self) -> None:
+        if self._syntax_timer is None and self.highlighter.lexer is not None:
+            self._syntax_timer = self.set_timer(SYNTAX_DELAY, self._rehighlight)
+
+    def _rehighlight(self) -> None:
+        self._syntax_timer = None
+        self.highlighter.update(self.text)
+        self.notify_style_update()
+        self.refresh()
+
+    def get_line(self, line_index: int) -> Text:
+        line = super().get_line(line_index)
+        pal = self._palette()
+        for c0, c1, name in self.highlighter.lines.get(line_index, ()):
+            style = pal.syntax_style(name)
+            if style is not None:
+                line.stylize(style, c0, c1)
+        for c0, c1, style in self._overlay.get(line_index, ()):
+            line.stylize(style, c0, c1)
+        mark = self._marks.get(line_index)
+        if mark is not None:
+            line.append(INSERTION_MARK, mark)
+        return line
+
+
+def _line_starts(text: str) -> list[int]:
+    starts, i = [0], text.find("\n")
+    while i != -1:
+        starts.append(i + 1)
+        i = text.find("\n", i + 1)
+    return starts
+
+
+def _split_lines(a: int, b: int, starts: list[int] | None, doc: Document):
+    """(line, start col, end col) pieces of the offset range [a, b)."""
+    if starts is None:
+        (l0, c0), (l1, c1) = doc.location_of(a), doc.location_of(b)
+    else:
+        l0 = bisect_right(starts, a) - 1
+        l1 = bisect_right(starts, b) - 1
+        c0, c1 = a - starts[l0], b - starts[l1]
+    if l0 == l1:
+        yield l0, c0, c1
+        return
+    yield l0, c0, 1 << 30
+    for line in range(l0 + 1, l1):
+        yield line, 0, 1 << 30
+    if c1:
+        yield l1, 0, c1
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    lo, hi = 0, n
+    while lo < hi:  # binary search on slice equality: fast in C
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: str, b: str, limit: int) -> int:
+    lo, hi = 0, max(0, limit)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid :] == b[len(b) - mid :]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -1,0 +1,37 @@
+"""The status bar: file, model, device, quantization and what the editor is doing."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Label
+
+
+class StatusBar(Horizontal):
+    DEFAULT_CSS = """
+    StatusBar { height: 1; background: $panel; color: $text; }
+    StatusBar Label { padding: 0 1; height: 1; }
+    StatusBar #status-file { text-style: bold; max-width: 50%; }
+    StatusBar #status-state { width: 1fr; color: $text-muted; }
+    StatusBar #status-state.-busy { color: $warning; }
+    StatusBar #status-state.-error { color: $error; }
+    StatusBar #status-state.-review { color: $success; }
+    StatusBar #status-model { color: $text-muted; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Label("", id="status-file")
+        yield Label("", id="status-state")
+        yield Label("", id="status-model")
+
+    def set_file(self, text: str) -> None:
+        self.query_one("#status-file", Label).update(text)
+
+    def set_model(self, text: str) -> None:
+        self.query_one("#status-model", Label).update(text)
+
+    def set_state(self, text: str, kind: str = "") -> None:
+        label = self.query_one("#status-state", Label)
+        label.update(text)
+        for k in ("busy", "error", "review"):
+            label.set_class(k == kind, f"-{k}")

@@ -1,0 +1,235 @@
+"""What the model worker does, off the UI thread: load a model, drive a task, replay a
+trace, compute the confidence lens. Every function here reports only by ``post``-ing
+typed messages; none touches a widget. torch is imported inside the functions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from dgterm.errors import DgtermError
+from dgterm.tui.frames import Choice, FrameBuilder, Layout
+from dgterm.tui.messages import (LensReady, ModelFailed, ModelLoaded, RunCancelled, RunFailed, RunFinished,
+                                 RunStarted, StepMessage)
+
+Post = Callable[[object], object]
+
+
+@dataclass(eq=False)
+class Job:
+    """One run the user asked for. ``spans`` are (start, end, target tokens) in document
+    offsets, in document order, matching ``span_ids``."""
+
+    kind: str  # infill | search | rewrite | continue | lens
+    text: str
+    spans: list = field(default_factory=list)
+    span_ids: list = field(default_factory=list)
+    params: object = None  # SamplerParams
+    candidates: int = 1
+    instruction: str = ""
+    lengths: list | None = None
+    trace: str | None = None
+    created_span: bool = False  # the UI marked span_ids[0] for this run; unmark it if rejected
+    cancel: threading.Event = field(default_factory=threading.Event)
+    frames: list = field(default_factory=list)  # every Frame so far; appended by the worker only
+
+    @property
+    def stream(self) -> bool:
+        return self.kind in ("rewrite", "continue")
+
+
+class TokenTexts:
+    """Text of single token ids, cached; special tokens read as empty."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.special = set(tokenizer.all_special_ids)
+        self.cache: dict[int, str] = {}
+
+    def __call__(self, token: int) -> str:
+        text = self.cache.get(token)
+        if text is None:
+            text = "" if token in self.special else self.tokenizer.decode([token])
+            self.cache[token] = text
+        return text
+
+
+def load_model(settings, post: Post, download: bool = False) -> None:
+    from dgterm.engine import loading
+
+    try:
+        lm = loading.load(settings.model, device=settings.device, dtype=settings.dtype, quant=settings.quant,
+                          download=download)
+    except DgtermError as e:
+        post(ModelFailed(str(e)))
+        return
+    except Exception as e:  # noqa: BLE001 - anything else still becomes one sentence
+        post(ModelFailed(f"The model could not be loaded ({type(e).__name__}: {e}); check the checkpoint."))
+        return
+    post(ModelLoaded(lm))
+
+
+def record_of(event) -> dict:
+    """A StepEvent as plain lists (the shape of a trace's step line)."""
+    return {
+        "window": event.window, "step": event.step, "max_steps": event.max_steps, "elapsed": event.elapsed,
+        "tokens": event.tokens, "canvas": event.canvas.tolist(), "argmax": event.argmax.tolist(),
+        "accepted": event.accepted.int().tolist(), "entropy": event.entropy.float().tolist(),
+        "pinned": None if event.pinned is None else event.pinned.int().tolist(),
+        "finished": event.finished.int().tolist(),
+    }
+
+
+def make_task(lm, job: Job):
+    from dgterm.engine import tasks
+
+    reqs = [tasks.SpanRequest(s, e, n) for s, e, n in job.spans]
+    if job.kind == "infill":
+        return tasks.infill(lm, job.text, reqs, job.params, candidates=job.candidates, cancel=job.cancel)
+    if job.kind == "search":
+        return tasks.infill(lm, job.text, reqs, job.params, candidates=1, lengths=job.lengths, cancel=job.cancel)
+    if job.kind == "rewrite":
+        return tasks.rewrite(lm, job.text, reqs[0], job.instruction, job.params, candidates=job.candidates,
+                             cancel=job.cancel)
+    if job.kind == "continue":
+        return tasks.continue_text(lm, job.text[: job.spans[0][0]], job.params, candidates=job.candidates,
+                                   cancel=job.cancel)
+    raise ValueError(job.kind)
+
+
+def layout_of(task, lm, job: Job) -> Layout:
+    if job.stream:
+        return Layout("stream", lm.canvas_length, job.candidates)
+    slots = [[[plan.locate(i) for i in span] for span in plan.slots] for plan in task.plans]
+    return Layout("spans", lm.canvas_length, 1 if job.kind == "search" else job.candidates, slots)
+
+
+def execute(lm, job: Job, post: Post) -> None:
+    """Run ``job`` to the end (or until ``job.cancel``), posting a message per step."""
+    try:
+        task = make_task(lm, job)
+        layout = layout_of(task, lm, job)
+    except DgtermError as e:
+        post(RunFailed(job, str(e)))
+        return
+    post(RunStarted(job, layout))
+    build = FrameBuilder(layout, TokenTexts(lm.tokenizer))
+    frames, seen, writer = job.frames, set(), None
+    try:
+        if job.trace:
+            writer = _trace_writer(job, lm, task, layout)
+        for event in task:
+            frame = build(record_of(event))
+            frames.append(frame)
+            post(StepMessage(job, frame))
+            if writer is not None:
+                writer.step(event, lm.tokenizer)
+                seen.update(event.canvas.unique().tolist())
+                seen.update(event.argmax.unique().tolist())
+        result = task.result
+        if writer is not None:
+            _finish_trace(writer, result, seen, lm)
+        if result.run.cancelled:
+            post(RunCancelled(job))
+            return
+        base = task.seeds[0]
+        choices = [Choice(list(c.spans), c.score, list(c.lengths), c.seed - base, c.thinking) for c in result.candidates]
+        post(RunFinished(job, frames, choices, _stats(result.run)))
+    except DgtermError as e:
+        post(RunFailed(job, str(e)))
+    except Exception as e:  # noqa: BLE001
+        post(RunFailed(job, f"The run failed ({type(e).__name__}: {e}); the document is unchanged."))
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _stats(run) -> dict:
+    return {"tokens_per_second": run.tokens_per_second, "tokens_per_forward": run.tokens_per_forward[0],
+            "elapsed": run.elapsed, "steps": list(run.steps)}
+
+
+def _trace_writer(job, lm, task, layout):
+    from dgterm.engine.trace import TraceWriter
+
+    header = {"task": job.kind, "model": lm.name, "canvas_length": lm.canvas_length,
+              "params": asdict(task.params), "seed": task.seeds[0],
+              "dgterm": {"layout": layout.to_json(), "text": job.text, "spans": [list(s) for s in job.spans],
+                         "instruction": job.instruction}}
+    try:
+        return TraceWriter(job.trace, header)
+    except OSError as e:
+        raise DgtermError(f"Cannot write the trace {job.trace} ({e.strerror}); choose another path.") from None
+
+
+def _finish_trace(writer, result, seen, lm) -> None:
+    from dgterm.commands.common import result_record
+
+    texts = TokenTexts(lm.tokenizer)
+    writer.result({**result_record(result), "tokens": {str(i): texts(i) for i in sorted(seen)}})
+
+
+def replay(path: str, job: Job, post: Post, delay: float = 0.0) -> None:
+    """Post a recorded run's steps as if it ran now (``delay`` seconds between steps)."""
+    try:
+        trace = read_replay(path)
+    except DgtermError as e:
+        post(RunFailed(job, str(e)))
+        return
+    meta = trace.header["dgterm"]
+    layout = Layout.from_json(meta["layout"])
+    tokens = (trace.result or {}).get("tokens", {})
+    build = FrameBuilder(layout, lambda i: tokens.get(str(i), "\ufffd"))
+    post(RunStarted(job, layout))
+    frames = job.frames
+    for record in trace.steps:
+        if job.cancel.is_set():
+            post(RunCancelled(job))
+            return
+        frame = build(record)
+        frames.append(frame)
+        post(StepMessage(job, frame))
+        if delay:
+            job.cancel.wait(delay)
+    result = trace.result or {}
+    cands = result.get("candidates", [])
+    if not cands or result.get("stats", {}).get("cancelled"):
+        post(RunCancelled(job))
+        return
+    base = trace.header.get("seed", 0)
+    choices = [Choice(c["spans"], c["score"], c["lengths"], c["seed"] - base, c.get("thinking")) for c in cands]
+    stats = result.get("stats", {})
+    post(RunFinished(job, frames, choices, {
+        "tokens_per_second": stats.get("tokens_per_second", 0.0),
+        "tokens_per_forward": (stats.get("tokens_per_forward") or [0.0])[0],
+        "elapsed": stats.get("elapsed", 0.0), "steps": stats.get("steps_per_canvas", [])}))
+
+
+def read_replay(path: str):
+    from dgterm.engine.trace import read_trace
+    from dgterm.errors import InputError
+
+    trace = read_trace(path)
+    if "dgterm" not in trace.header:
+        raise InputError(f"{path} was not recorded by the editor; record one with `dgterm open FILE --trace {path}`.")
+    return trace
+
+
+def lens(lm, job: Job, post: Post) -> None:
+    """Score every token of the region ``job.spans[0]`` by how surely the model keeps it."""
+    from dgterm.engine.lens import confidence
+
+    start, end, _ = job.spans[0]
+    try:
+        scores = confidence(lm, job.text, start, end, cancel=job.cancel)
+    except DgtermError as e:
+        post(RunFailed(job, str(e)))
+        return
+    except Exception as e:  # noqa: BLE001
+        post(RunFailed(job, f"The lens failed ({type(e).__name__}: {e}); the document is unchanged."))
+        return
+    if job.cancel.is_set():
+        post(RunCancelled(job))
+    else:
+        post(LensReady(job, scores))
