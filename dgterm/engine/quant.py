@@ -617,11 +617,13 @@ _meta_cache: dict = {}
 
 
 def _weights_for(config, plan, dtype) -> tuple[dict, dict]:
-    key = (id(config), get_plan(plan).name, dense_bytes_per_element(dtype))
+    spec = get_plan(plan)
+    key = (config.to_json_string(use_diff=False), spec, dense_bytes_per_element(dtype))
     if key not in _meta_cache:
-        _meta_cache.clear() if len(_meta_cache) > 8 else None
-        _meta_cache[key] = (config, weight_bytes(build_meta(config, plan), dtype))
-    return _meta_cache[key][1]
+        if len(_meta_cache) > 16:
+            _meta_cache.clear()
+        _meta_cache[key] = weight_bytes(build_meta(config, spec), dtype)
+    return _meta_cache[key]
 
 
 def plan_memory(config, plan="nf4", context: int = 8192, candidates: int = 1, dtype="bf16",
