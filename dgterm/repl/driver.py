@@ -18,10 +18,10 @@ from dgterm.repl.render import STATUS, LiveRegion, canvas_text, status_text
 class Worker(threading.Thread):
     """Iterates the task, keeping every event (for /trace) and the newest (for drawing)."""
 
-    def __init__(self, task):
+    def __init__(self, task, events: list | None = None):
         super().__init__(daemon=True, name="dgterm-denoise")
         self.task = task
-        self.events: list = []
+        self.events = [] if events is None else events
         self.error: BaseException | None = None
         self.done = threading.Event()
 
@@ -35,11 +35,10 @@ class Worker(threading.Thread):
             self.done.set()
 
 
-def follow(task, cancel: threading.Event, console: Console, live: bool, fps: float = 15.0) -> Worker:
-    """Run ``task`` to its end (or until Ctrl-C cancels it), drawing the canvas if ``live``.
-
-    Returns the finished Worker: ``task.result`` is set unless ``worker.error`` is."""
-    worker = Worker(task)
+def follow(worker: Worker, cancel: threading.Event, console: Console, live: bool, fps: float = 15.0) -> None:
+    """Start ``worker`` and wait for its task's end (or until Ctrl-C cancels it), drawing the
+    canvas if ``live``. Afterwards ``task.result`` is set unless ``worker.error`` is."""
+    task = worker.task
     region = LiveRegion(console, fps) if live else None
     max_canvases = task.params.max_canvases(task.lm.canvas_length)
     drawn = None
@@ -65,7 +64,6 @@ def follow(task, cancel: threading.Event, console: Console, live: bool, fps: flo
             _join(worker)
         if region:
             region.clear()
-    return worker
 
 
 def _join(worker: Worker) -> None:

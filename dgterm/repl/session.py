@@ -20,7 +20,7 @@ from rich.text import Text
 
 from dgterm.errors import DgtermError, InputError
 from dgterm.repl import commands
-from dgterm.repl.driver import follow
+from dgterm.repl.driver import Worker, follow
 from dgterm.repl.render import STATUS, printable
 
 HISTORY_FILE = "repl_history"
@@ -51,8 +51,10 @@ class LastRun:
 
 
 class Repl:
-    def __init__(self, args, *, console: Console | None = None, notes: Console | None = None, input=None,
-                 output=None):
+    def __init__(self, args, *, lm=None, console: Console | None = None, notes: Console | None = None,
+                 input=None, output=None):
+        """``lm``: a model loaded already (else ``run`` loads the configured one); ``input`` and
+        ``output``: prompt-toolkit's (tests pass a pipe input and a DummyOutput)."""
         self.args = args
         self.console = console or Console()
         self.notes = notes or (self.console if self.console.is_terminal else Console(stderr=True))
@@ -65,6 +67,8 @@ class Repl:
         self.running = True
         interactive = input is not None or sys.stdin.isatty()
         self.session = self._session(input, output) if interactive else None
+        if lm is not None:
+            self._use(lm)
 
     # ------------------------------------------------------------------ prompt-toolkit
 
@@ -119,7 +123,8 @@ class Repl:
     # ------------------------------------------------------------------ loop
 
     def run(self) -> int:
-        self.load(self.args.model)
+        if self.lm is None:
+            self.load(self.args.model)
         while self.running:
             text = self.read()
             if text is None:
@@ -153,7 +158,7 @@ class Repl:
         from dgterm.engine import loading
 
         s = settings_from(self.args).override(model=spec)
-        self.lm = None
+        self._unload()
         try:
             with self.notes.status(f"Loading {s.model}…") if self.notes.is_terminal else nullcontext():
                 lm = loading.load(s.model, device=s.device, dtype=s.dtype, quant=s.quant, download=self.args.download)
@@ -166,13 +171,28 @@ class Repl:
         except Exception as e:  # noqa: BLE001 - out of memory while moving to the device, broken install
             self.error(f"Loading {s.model} failed ({type(e).__name__}: {str(e)[:200]}); pick another model with /model.")
             return
-        self.lm = lm
-        if self.mode is None or (self.mode == "chat" and not lm.has_chat_template):
-            self.mode = "chat" if lm.has_chat_template else "plain"
+        self._use(lm)
         dtype = str(lm.dtype).removeprefix("torch.")
         quant = "" if lm.quant == "none" else f", {lm.quant}"
         self.note(f"{lm.name}: {lm.parameters() / 1e6:.1f} M parameters on {lm.device} ({dtype}{quant}), "
                   f"{self.mode} mode, loaded in {lm.load_seconds:.1f} s. /help lists commands.")
+
+    def _unload(self) -> None:
+        """Free the current model first (the last run holds it too): two big models rarely fit at once."""
+        self.lm = self.last = None
+        if "torch" in sys.modules:
+            import gc
+
+            import torch
+
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def _use(self, lm) -> None:
+        self.lm = lm
+        if self.mode is None or (self.mode == "chat" and not lm.has_chat_template):
+            self.mode = "chat" if lm.has_chat_template else "plain"
 
     def params(self):
         """The model's defaults < config [sampler] < flags < slash commands."""
@@ -216,8 +236,8 @@ class Repl:
         else:
             task = tasks.continue_text(self.lm, text, params, candidates=self.args.candidates, cancel=cancel)
         self.last = LastRun(self.mode, text, task)
-        worker = follow(task, cancel, self.console, self.live)
-        self.last.events = worker.events
+        worker = Worker(task, self.last.events)
+        follow(worker, cancel, self.console, self.live)
         if worker.error is not None:
             self.last.error = self._failure(worker.error)
             self.error(self.last.error)
