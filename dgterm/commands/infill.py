@@ -1,0 +1,80 @@
+"""Rewrite spans of a file from both sides of their context and print the result.
+
+Spans are START:END character offsets into the file's text (newlines counted as one
+character, end exclusive), or START:END:LENGTH to ask for LENGTH tokens; a zero-length
+span START:START:LENGTH inserts. Overlapping spans are refused. With --in-place the
+file is rewritten atomically in its own encoding and newline style.
+"""
+
+from __future__ import annotations
+
+from dgterm.cli import add_model_args, add_output_args, add_sampler_args
+
+
+def add_arguments(p):
+    p.add_argument("file", help="the file to rewrite")
+    p.add_argument("--span", action="append", default=[], metavar="START:END[:LENGTH]", help="a span to rewrite")
+    p.add_argument("--length", type=int, help="tokens wanted for every span without its own LENGTH")
+    p.add_argument("--lengths", help="length search for one span: comma-separated token lengths, ranked")
+    p.add_argument("--in-place", action="store_true", help="write the best candidate back into the file")
+    add_model_args(p)
+    add_sampler_args(p)
+    add_output_args(p)
+
+
+def parse_span(text: str, default_length: int | None):
+    from dgterm.engine.tasks import SpanRequest
+    from dgterm.errors import InputError
+
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        start, end = int(parts[0]), int(parts[1])
+        length = int(parts[2]) if len(parts) == 3 else default_length
+    except ValueError:
+        raise InputError(f"Span '{text}' is not START:END or START:END:LENGTH with whole numbers.") from None
+    return SpanRequest(start, end, length)
+
+
+def run(args) -> int:
+    from dgterm.cli import load_model, sampler_params
+    from dgterm.commands.common import drive, emit
+    from dgterm.editor import Document, DocumentError
+    from dgterm.engine import tasks
+    from dgterm.errors import InputError
+
+    if not args.span:
+        raise InputError("No span given; pass --span START:END (character offsets into the file).")
+    spans = [parse_span(s, args.length) for s in args.span]
+    try:
+        lengths = [int(x) for x in args.lengths.split(",")] if args.lengths else None
+    except ValueError:
+        raise InputError("--lengths takes comma-separated whole numbers, like 4,8,16.") from None
+    try:
+        doc = Document.open(args.file)
+    except DocumentError as e:
+        raise InputError(str(e)) from None
+    if doc.is_new:
+        raise InputError(f"{args.file} does not exist; give an existing file.")
+    if not doc.text:
+        raise InputError(f"{args.file} is empty; there is nothing to infill around.")
+    if args.in_place and doc.read_only:
+        raise InputError(f"{args.file} is opened read-only ({doc.warning}); drop --in-place.")
+    tasks.check_spans(doc.text, spans, canvas_length=10**9)  # range and overlap, before loading a model
+    lm = load_model(args)
+    task = tasks.infill(lm, doc.text, spans, sampler_params(args, lm), candidates=args.candidates, lengths=lengths)
+    header = {"task": "infill", "file": str(args.file), "text": doc.text,
+              "spans": [[s.start, s.end, s.length] for s in spans]}
+    result = drive(task, lm, args, header)
+    best = result.best
+    if args.in_place:
+        marked = [doc.add_span(s.start, s.end) for s in sorted(spans, key=lambda s: s.start)]
+        doc.apply_rewrite(dict(zip(marked, best.spans)))
+        try:
+            doc.save()
+        except DocumentError as e:
+            raise InputError(str(e)) from None
+        doc.close()
+    emit(result, args, best.text)
+    return 0
