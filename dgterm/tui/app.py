@@ -40,14 +40,15 @@ class DgtermApp(FileActions, ModelActions, App[None]):
 
     def __init__(self, doc: Document, *, settings: Settings, lm=None, load: bool = True,
                  sampler: dict | None = None, candidates: int = 2, trace: str | None = None,
-                 replay: str | None = None, replay_delay: float = 0.05, download: bool = False,
+                 replay: str | None = None, replay_delay: float = 0.05, replay_until: int | None = None,
+                 download: bool = False,
                  notice: str | None = None) -> None:
         super().__init__()
         self.doc, self.settings, self.lm = doc, settings, lm
         self.load_on_start = load and lm is None and replay is None
         self.sampler_overrides = {k: v for k, v in (sampler or {}).items() if v is not None}
         self.candidates, self.trace_path, self.download = max(1, candidates), trace, download
-        self.replay_path, self.replay_delay = replay, replay_delay
+        self.replay_path, self.replay_delay, self.replay_until = replay, replay_delay, replay_until
         self.notice = notice
         self.keymap_overrides = dict(settings.keymap)
         self.model_error: str | None = None
@@ -137,6 +138,10 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         job = Job(kind if kind in LABELS else "infill", self.doc.text, [tuple(s) for s in meta["spans"]], ids,
                   params=params, instruction=meta.get("instruction", ""))
         self.start_job(job)
+
+    def on_unmount(self) -> None:
+        if self.job is not None:
+            self.job.cancel.set()  # let a worker thread that is mid-run stop at its next step
 
     def repaint(self) -> None:
         self.editor.restyle()

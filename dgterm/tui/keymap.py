@@ -25,11 +25,11 @@ class Action:
 
 ACTIONS: tuple[Action, ...] = (
     Action("dgterm.mask", "ctrl+t", "mask", "Mask", "Mask the selection as a span for the model, or unmask the span at the cursor.", "Masking", True),
-    Action("dgterm.unmask_all", "f7", "unmask_all", "Unmask all", "Remove every masked span.", "Masking"),
+    Action("dgterm.unmask_all", "f2", "unmask_all", "Unmask all", "Remove every masked span.", "Masking"),
     Action("dgterm.grow", "ctrl+up,f9", "grow", "Grow span", "Give the span at the cursor 4 more target tokens.", "Masking"),
     Action("dgterm.shrink", "ctrl+down,f8", "shrink", "Shrink span", "Give the span at the cursor 4 fewer target tokens.", "Masking"),
     Action("dgterm.infill", "ctrl+g", "infill", "Infill", "Rewrite all masked spans from both sides (infill).", "Model", True),
-    Action("dgterm.search", "f6", "search", "Length search", "Infill one span at several lengths and offer them ranked.", "Model"),
+    Action("dgterm.search", "ctrl+o", "search", "Length search", "Infill one span at several lengths and offer them ranked.", "Model"),
     Action("dgterm.rewrite", "ctrl+r", "rewrite", "Rewrite", "Rewrite the selection following an instruction (chat models).", "Model", True),
     Action("dgterm.continue", "ctrl+n", "continue_text", "Continue", "Continue the text after the cursor.", "Model"),
     Action("dgterm.lens", "ctrl+l", "lens", "Lens", "Tint the visible text by how much the model would change each token; never edits.", "Model", True),

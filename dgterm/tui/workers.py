@@ -170,8 +170,10 @@ def _finish_trace(writer, result, seen, lm) -> None:
     writer.result({**result_record(result), "tokens": {str(i): texts(i) for i in sorted(seen)}})
 
 
-def replay(path: str, job: Job, post: Post, delay: float = 0.0) -> None:
-    """Post a recorded run's steps as if it ran now (``delay`` seconds between steps)."""
+def replay(path: str, job: Job, post: Post, delay: float = 0.0, until: int | None = None) -> None:
+    """Post a recorded run's steps as if it ran now (``delay`` seconds between steps).
+    With ``until``, stop after that many steps and hold the run there until cancelled
+    (screenshots and snapshot tests of a run in progress)."""
     try:
         trace = read_replay(path)
     except DgtermError as e:
@@ -185,6 +187,10 @@ def replay(path: str, job: Job, post: Post, delay: float = 0.0) -> None:
     frames = job.frames
     for record in trace.steps:
         if job.cancel.is_set():
+            post(RunCancelled(job))
+            return
+        if until is not None and len(frames) >= until:
+            _hold(job)
             post(RunCancelled(job))
             return
         frame = build(record)
@@ -204,6 +210,14 @@ def replay(path: str, job: Job, post: Post, delay: float = 0.0) -> None:
         "tokens_per_second": stats.get("tokens_per_second", 0.0),
         "tokens_per_forward": (stats.get("tokens_per_forward") or [0.0])[0],
         "elapsed": stats.get("elapsed", 0.0), "steps": stats.get("steps_per_canvas", [])}))
+
+
+def _hold(job: Job) -> None:
+    from textual.worker import get_current_worker
+
+    worker = get_current_worker()
+    while not job.cancel.wait(0.05) and not worker.is_cancelled:
+        pass
 
 
 def read_replay(path: str):

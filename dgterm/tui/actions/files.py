@@ -159,6 +159,8 @@ class FileActions:
             self.finish(discard=True)
 
     def finish(self, discard: bool = False) -> None:
+        if self.job is not None:
+            self.job.cancel.set()
         try:
             self.doc.close(discard=discard)
         except OSError:

@@ -31,7 +31,7 @@ class ModelActions:
         if job.kind == "lens":
             workers.lens(self.lm, job, self.post_message)
         elif self.replay_path is not None and self.lm is None:
-            workers.replay(self.replay_path, job, self.post_message, self.replay_delay)
+            workers.replay(self.replay_path, job, self.post_message, self.replay_delay, self.replay_until)
         else:
             workers.execute(self.lm, job, self.post_message)
 

@@ -41,7 +41,7 @@ class CanvasPanel(VerticalScroll):
     def show_frame(self, frame: Frame, row: int, *, frames: list[Frame], threshold: float, label: str) -> None:
         """Paint one step: statistics, sparkline (accepted per step) and the whole canvas."""
         forwards = sum(1 for f in frames if not f.finished[row] or f is frames[-1]) or 1
-        tokens = frame.tokens or sum(f.accepted[row] for f in frames)
+        tokens = sum(1 for span in frame.drafts[row] for t in span if t.state == "accepted")
         rate = tokens / frame.elapsed if frame.elapsed > 0 else 0.0
         stats = Text()
         stats.append(f"{label}\n", style="bold")
@@ -50,7 +50,7 @@ class CanvasPanel(VerticalScroll):
         mean = frame.entropy[row]
         stats.append(f"mean entropy {mean:.3f} / stop {threshold:g}",
                      style="green" if mean <= threshold else "yellow")
-        stats.append(f"\n{rate:.1f} tok/s · {tokens / forwards:.2f} tok/forward")
+        stats.append(f"\n{tokens} decided · {rate:.1f} tok/s · {tokens / forwards:.2f} tok/forward")
         self.query_one("#canvas-stats", Static).update(stats)
         self.query_one(Sparkline).values = tuple(f.accepted[row] for f in frames)
         pal = palette_of(self.app.current_theme)
