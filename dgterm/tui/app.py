@@ -157,7 +157,7 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         if action == "cancel":
             return not modal and (self.mode != "edit" or self.editor.lens_active)
         if action in EDIT_KEYS:
-            return self.mode == "edit" or None
+            return self.mode == "edit"
         return True
 
     def watch_mode(self, _old: str, _new: str) -> None:

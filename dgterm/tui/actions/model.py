@@ -215,6 +215,7 @@ class ModelActions:
         self.editor.read_only = True
         self.editor.restyle()
         self.canvas.clear_run(f"Starting {LABELS[job.kind]}…")
+        self.refresh_spans()
         self.refresh_status()
         self.run_job_worker(job)
 

@@ -1,0 +1,112 @@
+"""SVG snapshots of the main states. None depends on the model's weights: runs come
+from the committed trace (tests/tui/data/demo-infill.trace), replayed."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from dgterm.config import Settings
+from dgterm.tui.app import make_app
+
+from .conftest import DEMO, SIZE, TRACE
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture
+def doc(tmp_path):
+    path = tmp_path / "demo.md"
+    shutil.copy(DEMO, path)
+    return str(path)
+
+
+async def steady(pilot):
+    pilot.app.editor.cursor_blink = False
+    await pilot.pause()
+
+
+async def replayed(pilot, steps: int | None = None):
+    app = pilot.app
+    app.editor.cursor_blink = False
+    if steps is None:
+        await app.workers.wait_for_complete()
+    else:
+        for _ in range(2000):
+            if app.job is not None and len(app.job.frames) >= steps:
+                break
+            await pilot.pause()
+    await pilot.pause()
+    await pilot.pause()
+
+
+def test_idle(snap_compare, doc):
+    assert snap_compare(make_app(doc, load=False), run_before=steady, terminal_size=SIZE)
+
+
+def test_masked_spans(snap_compare, doc):
+    app = make_app(doc, load=False)
+
+    async def mask(pilot):
+        text = app.doc.text
+        a = text.index("sum(values) / len(values)")
+        app.doc.add_span(a, a + 25)
+        b = text.index("text before it")
+        app.doc.add_span(b, b + 14, 6)
+        c = text.index("Limit")
+        app.doc.add_span(c, c)
+        app.spans_changed()
+        app.editor.move_cursor(app.doc.location_of(a + 3))
+        await steady(pilot)
+
+    assert snap_compare(app, run_before=mask, terminal_size=SIZE)
+
+
+def test_mid_denoising(snap_compare, doc):
+    app = make_app(doc, load=False, replay=str(TRACE), replay_delay=0, replay_until=5)
+    assert snap_compare(app, run_before=lambda pilot: replayed(pilot, 5), terminal_size=SIZE)
+
+
+def test_finished_with_candidates(snap_compare, doc):
+    app = make_app(doc, load=False, replay=str(TRACE), replay_delay=0)
+
+    async def second(pilot):
+        await replayed(pilot)
+        await pilot.press("tab")
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=second, terminal_size=SIZE)
+
+
+def test_scrubbed_timeline(snap_compare, doc):
+    app = make_app(doc, load=False, replay=str(TRACE), replay_delay=0)
+
+    async def back(pilot):
+        await replayed(pilot)
+        await pilot.press("left", "left", "left", "left")
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=back, terminal_size=SIZE)
+
+
+def test_model_error(snap_compare, doc):
+    app = make_app(doc, settings=Settings(model="/nonexistent/dgterm-model"))
+
+    async def failed(pilot):
+        await pilot.app.workers.wait_for_complete()
+        await steady(pilot)
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=failed, terminal_size=SIZE)
+
+
+def test_help_screen(snap_compare, doc):
+    app = make_app(doc, load=False)
+
+    async def helpme(pilot):
+        await steady(pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=helpme, terminal_size=SIZE)
