@@ -24,6 +24,7 @@ are.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -151,23 +152,44 @@ def _progress(total: int, desc: str, enabled: bool | None):
 # ---------------------------------------------------------------- building and filling
 
 
+@contextlib.contextmanager
+def _parameters_on_meta():
+    """Build a model with its parameters on the meta device but its buffers computed for real
+    on the CPU (rotary tables, embedding scale, layer scalars): what a checkpoint does not
+    hold keeps the value the model's own constructor and init give it. Parameters are
+    allocated (never touched) and moved to meta as they are registered."""
+    import torch
+
+    original = torch.nn.Module.register_parameter
+
+    def register(self, name, param):
+        if param is not None and param.device.type != "meta":
+            param = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        original(self, name, param)
+
+    torch.nn.Module.register_parameter = register
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = original
+
+
 def build(config, plan, device, dtype, offload_experts: str | None = None):
-    """The model with ``plan`` applied, every tensor allocated (uninitialized) on ``device``."""
+    """The model with ``plan`` applied on ``device``: parameters and quantized buffers
+    allocated uninitialized, the model's computed buffers copied over with their values."""
     import torch
     from transformers import DiffusionGemmaForBlockDiffusion
 
     from dgterm.engine import quant
 
-    with torch.device("meta"):
+    with _parameters_on_meta():
         model = DiffusionGemmaForBlockDiffusion(config)
     quant.apply_plan(model, plan, dtype=dtype, device="meta")
     QuantWeight, _, QuantizedExperts = quant.modules()
-    expert_ids, quant_ids = set(), set()
+    expert_ids = set()
     for m in model.modules():
         if isinstance(m, QuantizedExperts):
             expert_ids.update(id(b) for b in m.buffers())
-        if isinstance(m, QuantWeight):
-            quant_ids.update(id(b) for b in m.buffers())
     pin = offload_experts is not None and torch.cuda.is_available()
     made: dict = {}
     for module in model.modules():
@@ -177,46 +199,21 @@ def build(config, plan, device, dtype, offload_experts: str | None = None):
                 if t is None:
                     continue
                 if id(t) not in made:
-                    if id(t) in expert_ids and offload_experts is not None:
+                    if t.device.type != "meta":  # a computed buffer: keep its value (and float32 if transient)
+                        keep = not t.is_floating_point() or name in nonpersistent
+                        new = t.to(device=device, dtype=t.dtype if keep else dtype)
+                    elif id(t) in expert_ids and offload_experts is not None:
                         new = torch.empty(t.shape, dtype=t.dtype, device=offload_experts, pin_memory=pin)
                     else:
-                        keep = (not t.is_floating_point() or id(t) in quant_ids
-                                or (kind == "_buffers" and name in nonpersistent))
+                        keep = not t.is_floating_point() or kind == "_buffers"  # quantized buffers keep theirs
                         new = torch.empty(t.shape, dtype=t.dtype if keep else dtype, device=device)
                     if kind == "_parameters":
                         new = torch.nn.Parameter(new, requires_grad=False)
                     made[id(t)] = new
                 getattr(module, kind)[name] = made[id(t)]
-    _init_computed_buffers(model)
     model.eval()
     model.requires_grad_(False)
     return model
-
-
-def _init_computed_buffers(model):
-    """Tables that are computed, not stored (rotary inv_freq, the embedding scale): rotary
-    modules are rebuilt from their config on the CPU and their tables copied; the others
-    go through the model's own ``_init_weights``."""
-    import torch
-
-    with torch.no_grad():
-        for module in model.modules():
-            names = getattr(module, "_non_persistent_buffers_set", None)
-            if not names:
-                continue
-            fresh = None
-            if getattr(module, "config", None) is not None:
-                try:
-                    with torch.device("cpu"):
-                        fresh = type(module)(module.config)
-                except Exception:
-                    fresh = None
-            if fresh is not None:
-                for name in names:
-                    if getattr(module, name, None) is not None:
-                        getattr(module, name).copy_(getattr(fresh, name))
-            else:
-                model._init_weights(module)
 
 
 def _targets(model):
@@ -345,7 +342,11 @@ def random_init_(model, std: float = 0.02, seed: int = 0) -> None:
                         w = torch.randn((n, *module.shape[1:]), device=module.device) * std
                         module.load_dense_(w, index=slice(e, e + n))
             else:
-                model._init_weights(module)
+                try:
+                    model._init_weights(module)
+                except Exception:  # e.g. Gemma 4's axial vision rope: its table was computed by build()
+                    if not getattr(module, "_non_persistent_buffers_set", None):
+                        raise
 
 
 # ---------------------------------------------------------------- the load path

@@ -1,0 +1,253 @@
+#!/usr/bin/env python
+"""GPU check of the quantized runtime: DiffusionGemma 26B-A4B, random weights, one GPU.
+
+    python scripts/gpu_quant_bench.py                    # H200: nf4 and bf16, < 8 minutes
+    python scripts/gpu_quant_bench.py --out bench.json   # also write the numbers as JSON
+    python scripts/gpu_quant_bench.py --profile bundled --device cpu --context 64 --steps 2,3  # dry run
+
+For each plan it builds the full-size model from runtime/profiles/<profile>/config.json
+on the one device (no checkpoint needed: random N(0, 0.02) weights, quantized on the GPU
+with the loader's own code), then
+
+* compares the weights' bytes on the device (``torch.cuda.memory_allocated``) with the
+  planner's ``weights``, and the peak of a run (``max_memory_allocated``: prefill of
+  ``--context`` tokens, then one 256-token canvas) with the planner's ``total`` at that
+  context: both must agree within 5 %;
+* times one canvas at 16 and at 48 denoising steps (random weights never stop early, so
+  every step runs) and reports tokens/s and ms per decoder forward.
+
+Before that, smoke checks that need a GPU: the Triton NF4 kernel against its torch twin
+in bf16, and ``loading.load(..., quant="nf4")`` of the bundled (trained) checkpoint onto
+``cuda:N``: logits against the dense model, the Triton path against the torch twin, a
+generation, and no allocation on any other GPU.
+
+It prints a markdown table for docs/benchmarks.md and exits 1 if a memory check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from dgterm.engine import quant, quantized_loading  # noqa: E402
+
+GiB = 1 << 30
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def allocated(device) -> int:
+    return torch.cuda.memory_allocated(device) if device.startswith("cuda") else 0
+
+
+def smoke(device: str) -> dict:
+    """Triton kernel vs twin on the GPU; quantized load of a saved checkpoint onto the device."""
+    from dgterm.engine import loading, tasks
+    from dgterm.engine.kernels import nf4 as K
+
+    out = {}
+    if device.startswith("cuda") and K.triton_available():
+        torch.manual_seed(0)
+        for name, (e, n, k, rows) in {"experts": (128, 1408, 2816, 2048), "down": (128, 2816, 704, 2048),
+                                      "prefill": (128, 1408, 2816, 65536), "linear": (1, 4096, 2816, 300)}.items():
+            w = torch.randn(e, n, k, device=device, dtype=torch.bfloat16) * 0.02
+            q, a = K.quantize_nf4(w)
+            del w
+            idx = torch.randint(0, e, (rows,), device=device).sort().values
+            offsets = torch.zeros(e + 1, dtype=torch.long, device=device)
+            offsets[1:] = torch.bincount(idx, minlength=e).cumsum(0)
+            x = torch.randn(rows, k, device=device, dtype=torch.bfloat16)
+            twin = K.grouped_matmul_nf4_torch(x, offsets, q, a, k)
+            tri = K.grouped_matmul_nf4(x, offsets, q, a, k, impl="triton")
+            err = ((tri.float() - twin.float()).norm() / twin.float().norm()).item()
+            times = {}
+            for impl in ("torch", "triton"):
+                K.grouped_matmul_nf4(x, offsets, q, a, k, impl=impl)
+                sync(device)
+                t = time.perf_counter()
+                for _ in range(5):
+                    K.grouped_matmul_nf4(x, offsets, q, a, k, impl=impl)
+                sync(device)
+                times[impl] = (time.perf_counter() - t) / 5 * 1e3
+            out[f"kernel_{name}"] = {"rel_err": err, "ms_torch": times["torch"], "ms_triton": times["triton"]}
+            log(f"kernel {name}: rel err {err:.2e}, torch twin {times['torch']:.2f} ms, triton {times['triton']:.2f} ms")
+            assert err < 2e-2, f"Triton kernel disagrees with its twin ({name}: {err})"
+            del q, a, x, twin, tri
+    # The trained bundled model: a random MoE routes by noise, so any perturbation flips experts.
+    dt = "bf16" if device.startswith("cuda") else "fp32"
+    ref = loading.load("bundled", device=device, dtype=dt)
+    lm = loading.load("bundled", device=device, dtype=dt, quant="nf4")
+    torch.manual_seed(1)
+    ids = torch.randint(0, ref.vocab_size, (2, 64), device=lm.device)
+    canvas = torch.randint(0, ref.vocab_size, (2, ref.canvas_length), device=lm.device)
+
+    def logits(model):
+        with torch.no_grad():
+            return model(input_ids=ids, decoder_input_ids=canvas).logits.float()
+
+    a, b = logits(ref.model), logits(lm.model)
+    rel = ((a - b).norm() / a.norm()).item()
+    top1 = (a.argmax(-1) == b.argmax(-1)).float().mean().item()
+    previous = os.environ.get("DGTERM_KERNELS")
+    os.environ["DGTERM_KERNELS"] = "torch"
+    try:
+        c = logits(lm.model)
+    finally:
+        os.environ.pop("DGTERM_KERNELS") if previous is None else os.environ.__setitem__("DGTERM_KERNELS", previous)
+    twin = ((b - c).norm() / c.norm()).item()
+    result = tasks.continue_text(lm, "def f(x):", lm.defaults.replace(seed=0, max_new_tokens=64)).collect()
+    others = []
+    if device.startswith("cuda"):
+        mine = torch.device(lm.device).index
+        others = [i for i in range(torch.cuda.device_count()) if i != mine and torch.cuda.memory_allocated(i)]
+    out["load"] = {"device": lm.device, "logits_rel_err_vs_dense": rel, "top1_vs_dense": top1,
+                   "kernel_vs_twin_rel_err": twin, "generated": int(result.run.generated.sum()),
+                   "other_gpus_with_allocations": others}
+    log(f"bundled nf4 on {lm.device}: logits vs dense {rel:.2%} (top-1 {top1:.1%}), Triton vs twin path "
+        f"{twin:.2e}, other GPUs touched: {others or 'none'}")
+    assert not others, f"allocations on other GPUs: {others}"
+    assert rel < 0.05 and twin < 0.02, out["load"]
+    del ref, lm
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return out
+
+
+def bench_plan(config, plan: str, device: str, dtype, context: int, steps_list, seed: int = 0) -> dict:
+    from dgterm.engine import denoise
+    from dgterm.engine.loading import LoadedModel
+    from dgterm.engine.params import SamplerParams
+
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    base = allocated(device)
+    eb = torch.empty((), dtype=dtype).element_size()
+    planned = quant.plan_memory(config, plan, context=context, candidates=1, dtype=eb)
+    t = time.perf_counter()
+    model = quantized_loading.build(config, plan, device, dtype)
+    quantized_loading.random_init_(model, seed=seed)
+    sync(device)
+    init_s = time.perf_counter() - t
+    weights = allocated(device) - base
+    log(f"[{plan}] built and initialized in {init_s:.1f} s: {weights / GiB:.2f} GiB on {device} "
+        f"(planned {planned.weights / GiB:.2f} GiB)")
+    lm = LoadedModel(model=model, tokenizer=None, path=Path("."), spec=f"random:{plan}", device=device, dtype=dtype,
+                     quant=plan, defaults=SamplerParams())
+    vocab = config.text_config.vocab_size
+    g = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(3, vocab, (context,), generator=g).tolist()
+
+    def run(steps):
+        params = SamplerParams(steps=steps, seed=seed, max_new_tokens=config.canvas_length)
+        r = denoise.denoise(lm, [denoise.Window(prefix=prompt)], params, candidates=1, stop_at_eos=False).collect()
+        sync(device)
+        return r
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+    warm = run(2)  # prefill + compile/warm-up; its peak is the memory check
+    peak = (torch.cuda.max_memory_allocated(device) - base) if device.startswith("cuda") else 0
+    row = {"plan": plan, "context": context, "init_seconds": init_s, "weights_planned": planned.weights,
+           "weights_measured": weights, "peak_planned": planned.total, "peak_measured": peak,
+           "prefill_seconds": warm.timings.get("encode", 0.0), "speed": {}}
+    for steps in steps_list:
+        r = run(steps)
+        decode = r.elapsed - r.timings.get("encode", 0.0)
+        fwd = int(r.forwards.sum())
+        row["speed"][steps] = {"tokens_per_s": config.canvas_length / decode, "ms_per_forward": decode / fwd * 1e3,
+                               "forwards": fwd}
+        log(f"[{plan}] {steps} steps: {config.canvas_length / decode:.1f} tok/s, {decode / fwd * 1e3:.1f} ms/forward")
+    if device.startswith("cuda"):
+        row["reserved"] = torch.cuda.memory_reserved(device)
+        row["peak_all_runs"] = torch.cuda.max_memory_allocated(device) - base
+    del lm, model
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return row
+
+
+def pct(measured, planned):
+    return (measured - planned) / planned * 100 if planned else float("nan")
+
+
+def table(rows, steps_list, gpu: str, name: str) -> str:
+    head = ("| plan | weights planned | weights measured | Δ | peak planned | peak measured | Δ | "
+            + " | ".join(f"tok/s @{s} steps" for s in steps_list) + " | ms/forward |")
+    lines = [f"{name} (random weights), {gpu}, context {rows[0]['context']} tokens, 1 candidate, "
+             f"canvas 256; `python scripts/gpu_quant_bench.py`", "", head,
+             "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(steps_list) + "---:|"]
+    for r in rows:
+        speeds = " | ".join(f"{r['speed'][s]['tokens_per_s']:.1f}" for s in steps_list)
+        lines.append(
+            f"| {r['plan']} | {r['weights_planned'] / GiB:.2f} GiB | {r['weights_measured'] / GiB:.2f} GiB | "
+            f"{pct(r['weights_measured'], r['weights_planned']):+.1f}% | {r['peak_planned'] / GiB:.2f} GiB | "
+            f"{r['peak_measured'] / GiB:.2f} GiB | {pct(r['peak_measured'], r['peak_planned']):+.1f}% | {speeds} | "
+            f"{r['speed'][steps_list[-1]]['ms_per_forward']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="diffusiongemma-26b-a4b", help="profile name, config directory or 'bundled'")
+    ap.add_argument("--device", default="cuda:0")
+    ap.add_argument("--plans", default="nf4,bf16")
+    ap.add_argument("--steps", default="16,48")
+    ap.add_argument("--context", type=int, default=8192, help="prompt tokens prefilled before the canvas")
+    ap.add_argument("--tolerance", type=float, default=5.0, help="allowed planner error, percent")
+    ap.add_argument("--no-smoke", action="store_true")
+    ap.add_argument("--out", help="write the results as JSON here")
+    a = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    device = quantized_loading.pin_device(a.device)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    gpu = torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
+    steps_list = [int(s) for s in a.steps.split(",")]
+    results = {"device": device, "gpu": gpu, "torch": torch.__version__}
+    if not a.no_smoke:
+        results["smoke"] = smoke(device)
+    config = quant.load_config(a.profile)
+    rows = [bench_plan(config, p, device, dtype, a.context, steps_list) for p in a.plans.split(",")]
+    results["rows"] = rows
+    md = table(rows, steps_list, gpu, a.profile)
+    results["markdown"] = md
+    ok = True
+    if device.startswith("cuda"):
+        for r in rows:
+            for what in ("weights", "peak"):
+                err = pct(r[f"{what}_measured"], r[f"{what}_planned"])
+                good = abs(err) <= a.tolerance
+                ok &= good
+                log(f"[{r['plan']}] {what}: measured vs planned {err:+.1f}% {'ok' if good else 'OUTSIDE'} "
+                    f"±{a.tolerance:.0f}%")
+    results["ok"] = ok
+    results["seconds"] = time.perf_counter() - t0
+    print(md)
+    print(f"\nplanner within ±{a.tolerance:.0f}%: {'yes' if ok else 'NO'}; total {results['seconds']:.0f} s")
+    if a.out:
+        Path(a.out).write_text(json.dumps(results, indent=2, default=str))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
