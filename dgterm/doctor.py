@@ -33,7 +33,8 @@ def probe(settings, context: int | None = None, download: bool = False) -> dict:
     if config is not None:
         context = min(context or 8192, config.text_config.max_position_embeddings)
         report["memory"] = _memory(config, context, report["cuda"]["devices"], report["cpu"])
-        report["recommended"] = _recommend(settings.model, report["memory"])
+        if model["kind"] == "checkpoint":
+            report["recommended"] = _recommend(settings.model, report["memory"])
     report["chosen"] = _chosen(settings, model, config, report)
     report["ok"] = report["chosen"]["problem"] is None
     return report

@@ -7,7 +7,9 @@ before its next decoder forward and the worker ends on its own.
 
 from __future__ import annotations
 
+import sys
 import threading
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.text import Text
@@ -80,3 +82,28 @@ def _draft_text(task, event) -> Text:
     plan = task.plans[0]
     drafts = plan.drafts(task.lm.tokenizer, event, 0, dict(task.last))
     return canvas_text(drafts[0])
+
+
+@contextmanager
+def no_echo(stream=None):
+    """Do not echo typed keys while the REPL is away from the prompt (loading, denoising):
+    an echo moves the cursor under the live canvas and breaks the redraw. The keys stay
+    buffered for the next prompt, and Ctrl-C still interrupts."""
+    stream = stream or sys.stdin
+    try:
+        import termios
+
+        fd = stream.fileno()
+        saved = termios.tcgetattr(fd) if stream.isatty() else None
+    except (ImportError, OSError, ValueError, AttributeError):
+        saved = None
+    if saved is None:
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~termios.ECHO
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)  # TCSANOW: keep what was typed ahead
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)

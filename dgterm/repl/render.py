@@ -88,7 +88,7 @@ class LiveRegion:
         width, height = self.console.size
         options = self.console.options.update(width=width)
         foot = self.console.render_lines(footer, options, pad=False)
-        lines = self.console.render_lines(body, options, pad=False)
+        lines = self.console.render_lines(body, options, pad=False) if body.plain else []
         room = max(height - 1 - len(foot), 2)
         if len(lines) > room:
             note = Text(f"… {len(lines) - room + 1} more lines above", STATUS)

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from dgterm.errors import DgtermError, InputError
 from dgterm.repl import commands
-from dgterm.repl.driver import Worker, follow
+from dgterm.repl.driver import Worker, follow, no_echo
 from dgterm.repl.render import STATUS, printable
 
 HISTORY_FILE = "repl_history"
@@ -160,7 +160,7 @@ class Repl:
         s = settings_from(self.args).override(model=spec)
         self._unload()
         try:
-            with self.notes.status(f"Loading {s.model}…") if self.notes.is_terminal else nullcontext():
+            with no_echo(), self.notes.status(f"Loading {s.model}…") if self.notes.is_terminal else nullcontext():
                 lm = loading.load(s.model, device=s.device, dtype=s.dtype, quant=s.quant, download=self.args.download)
         except DgtermError as e:
             self.error(str(e))
@@ -237,7 +237,8 @@ class Repl:
             task = tasks.continue_text(self.lm, text, params, candidates=self.args.candidates, cancel=cancel)
         self.last = LastRun(self.mode, text, task)
         worker = Worker(task, self.last.events)
-        follow(worker, cancel, self.console, self.live)
+        with no_echo():
+            follow(worker, cancel, self.console, self.live)
         if worker.error is not None:
             self.last.error = self._failure(worker.error)
             self.error(self.last.error)

@@ -73,3 +73,18 @@ def test_not_enough_memory_anywhere(capsys, monkeypatch):
     rc, out = _run(capsys, "--device", "cpu")
     assert rc == 1 and "recommended" not in out
     assert "problem: The bf16 plan needs" in out and "host RAM has 0.0 GiB free" in out
+
+
+def test_the_gpu_with_room_is_recommended(capsys, monkeypatch):
+    """The decision over CUDA devices (this machine may have none: the probe is replaced)."""
+    gpus = [{"device": "cuda:0", "name": "Small GPU", "total": 2 << 30, "free": 100 << 20, "capability": "7.5",
+             "bf16": False},
+            {"device": "cuda:1", "name": "Big GPU", "total": 80 << 30, "free": 40 << 30, "capability": "9.0",
+             "bf16": True}]
+    monkeypatch.setattr(doctor, "_cuda", lambda: {"build": "12.8", "available": True, "devices": gpus, "reason": None})
+    rc, out = _run(capsys, "--device", "cpu")
+    assert rc == 0
+    assert "  cuda:0        Small GPU · 2.0 GiB total, 100 MiB free · compute 7.5 (no bf16: fp16)" in out
+    assert "recommended   dgterm repl --model bundled --device cuda:1\n" in out
+    small = next(line for line in out.splitlines() if line.startswith("  cuda:0 (fp16)"))
+    assert small.count(" no ") == 3  # 0.5 GiB reserve: nothing fits in 100 MiB

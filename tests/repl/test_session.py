@@ -162,3 +162,12 @@ def _watch_results(repl):
 def test_multi_line_prompt(run_repl, tiny):
     r = run_repl(["line one\x1b\rline two"], "--mode", "plain", "--steps", "1", lm=tiny)
     assert r.repl.last.prompt == "line one\nline two"
+
+
+def test_a_thinking_channel_is_shown_collapsed(run_repl, tiny, monkeypatch):
+    from dgterm.engine import chat
+
+    monkeypatch.setattr(chat, "split_answer", lambda tok, ids: ("The answer.", "first this, then that"))
+    r = run_repl(["Why?", "/thinking"], "--mode", "chat", "--steps", "1", lm=tiny)
+    assert "▸ thought for 4 words (/thinking shows it)" in r.err
+    assert "first this, then that" not in r.err and r.out.splitlines() == ["The answer.", "first this, then that"]
