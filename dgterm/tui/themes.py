@@ -115,10 +115,11 @@ class Palette:
         return Style.parse(value) if value else None
 
 
-def lens_level(prob: float) -> int:
-    """0 (the model keeps it) .. 10 (the model would almost surely change it)."""
-    surprise = -math.log10(max(prob, 1e-12))
-    return max(0, min(10, round(surprise * 2.5)))
+def lens_level(prob: float, top_prob: float = 1.0) -> int:
+    """0 (the token is the model's own pick) .. 10 (the model prefers another token
+    ~10,000 times more): how much the model would change it, relative to its best guess."""
+    ratio = max(top_prob, prob) / max(prob, 1e-12)
+    return max(0, min(10, round(math.log10(ratio) * 2.5)))
 
 
 def palette_of(theme: Theme) -> Palette:

@@ -267,10 +267,12 @@ class ModelActions:
             return
         self.job, self.mode = None, "edit"
         scores = message.scores
-        self.editor.show_lens([(t.start, t.end, t.prob) for t in scores])
-        worst = sorted(scores, key=lambda t: t.prob)[:8]
-        lines = [f"Lens: {len(scores)} tokens scored; escape or ctrl+l clears it.", "Least sure (→ model's pick):"]
-        lines += [f"  {t.token!r} p={t.prob:.2g} → {t.top!r}" for t in worst]
+        self.editor.show_lens([(t.start, t.end, t.prob, t.top_prob) for t in scores])
+        worst = sorted(scores, key=lambda t: t.prob / max(t.top_prob, 1e-12))[:8]
+        changed = sum(1 for t in scores if t.top_prob > t.prob)
+        lines = [f"Lens: {len(scores)} tokens scored, {changed} not the model's pick; escape or ctrl+l clears it.",
+                 "Most likely to change (→ model's pick):"]
+        lines += [f"  {t.token!r} → {t.top!r}  ({t.top_prob / max(t.prob, 1e-12):.0f}×)" for t in worst]
         self.canvas.show_stats("\n".join(lines))
         self.refresh_status()
 

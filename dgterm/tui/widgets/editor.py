@@ -160,9 +160,10 @@ class EditorView(TextArea):
         self._paint(ranges)
         self._schedule_syntax()
 
-    def show_lens(self, scores: list[tuple[int, int, float]]) -> None:
-        """Tint each (start, end, probability) range by how surely the model keeps it."""
-        self._lens = [(a, b, lens_level(p)) for a, b, p in scores]
+    def show_lens(self, scores: list[tuple[int, int, float, float]]) -> None:
+        """Tint each (start, end, probability, model's best probability) range by how much
+        the model would change it."""
+        self._lens = [(a, b, lens_level(p, top)) for a, b, p, top in scores]
         self._paint()
 
     def clear_lens(self) -> None:
