@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import nullcontext
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,7 +103,10 @@ class Repl:
     def _toolbar(self):
         if self.lm is None:
             return " no model · /model SPEC loads one · /help"
-        p = self.params()
+        try:
+            p = self.params()
+        except DgtermError:
+            return f" {self.lm.name} · {self.mode} · bad sampler settings: /settings says why"
         seed = "random" if p.seed is None else p.seed
         return f" {self.lm.name} · {self.mode} · steps {p.steps} · seed {seed} · /help"
 
@@ -255,11 +258,11 @@ class Repl:
         self.show(best, result.run, task.seeds[0])
 
     def _failure(self, error: BaseException) -> str:
-        import torch
+        from dgterm.engine.quant import is_oom
 
         if isinstance(error, DgtermError):
             return str(error)
-        if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        if is_oom(error):
             return (f"{self.lm.name} ran out of memory on {self.lm.device}; lower /canvases or --candidates, "
                     "or restart with --quant nf4.")
         return f"Generation failed ({type(error).__name__}: {str(error)[:200]}); try again, or /trace FILE and report it."

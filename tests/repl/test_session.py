@@ -12,6 +12,7 @@ from dgterm.engine.trace import read_trace
 from dgterm.repl.render import printable
 
 FAST = ("--steps", "2", "--seed", "5")
+TINY = ("--steps", "2", "--canvases", "1")
 
 
 def test_a_chat_prompt_on_the_bundled_model(run_repl, bundled, isolated_user_dirs):
@@ -31,8 +32,8 @@ def test_a_chat_prompt_on_the_bundled_model(run_repl, bundled, isolated_user_dir
     assert "What does zip do?" in history and "/stats" in history
 
 
-def test_the_conversation_grows_turn_by_turn(run_repl, bundled):
-    r = run_repl(["First question.", "Second question.", "/clear"], *FAST, "--mode", "chat", lm=bundled,
+def test_the_conversation_grows_turn_by_turn(run_repl, tiny):
+    r = run_repl(["First question.", "Second question.", "/clear"], *TINY, "--mode", "chat", lm=tiny,
                  setup=lambda repl: _watch_messages(repl))
     assert [len(m) for m in r.repl.seen] == [2, 4]
     assert r.repl.seen[1][2] == {"role": "user", "content": "Second question."}
@@ -80,9 +81,9 @@ def test_ctrl_c_cancels_and_the_repl_goes_on(run_repl, bundled, tmp_path):
     assert f"Wrote {len(last.events)} steps" in r.err
 
 
-def test_errors_are_one_sentence_and_the_repl_stays_up(run_repl, tiny):
+def test_errors_are_one_sentence_and_the_repl_stays_up(run_repl, bundled):
     r = run_repl(["/model /no/such/model", "/steps many", "/steps 0", "/frobnicate", "/trace out.jsonl",
-                  "/mode chatty", "continue this"], "--steps", "2", "--mode", "plain", lm=tiny)
+                  "/mode chatty", "continue this"], "--steps", "1", "--mode", "plain", lm=bundled)
     errors = r.err.strip().splitlines()
     assert errors[:6] == [
         "Model path /no/such/model does not exist; pass a checkpoint directory, a Hugging Face id, or 'bundled'.",
@@ -92,7 +93,7 @@ def test_errors_are_one_sentence_and_the_repl_stays_up(run_repl, tiny):
         "Nothing has run yet; send a prompt first.",
         "Use /mode chat or /mode plain.",
     ]
-    assert r.repl.lm is tiny  # a bad /model spec is refused before the loaded model is dropped
+    assert r.repl.lm is bundled  # a bad /model spec is refused before the loaded model is dropped
     assert r.repl.last.result.candidates  # the prompt after the errors ran
 
 
@@ -109,7 +110,7 @@ def test_a_failing_generation_is_one_sentence(run_repl, tiny, monkeypatch):
         return task
 
     monkeypatch.setattr(tasks, "continue_text", out_of_memory)
-    r = run_repl(["a prompt", "/steps 3"], "--mode", "plain", lm=tiny)
+    r = run_repl(["a prompt", "/steps 3"], "--mode", "plain", *TINY, lm=tiny)
     assert "ran out of memory on cpu; lower /canvases or --candidates, or restart with --quant nf4." in r.err
     assert "steps = 3" in r.err  # still reading input afterwards
 
@@ -133,14 +134,14 @@ def test_live_canvas_in_a_terminal(run_repl, tiny, monkeypatch):
     from dgterm.repl import driver, session
 
     monkeypatch.setattr(session, "follow", lambda *a, **kw: driver.follow(*a, fps=1e6))  # draw every step
-    r = run_repl(["some text"], "--mode", "plain", "--seed", "1", lm=tiny, terminal=True, width=50, height=12)
+    r = run_repl(["some text"], "--mode", "plain", "--seed", "1", *TINY, lm=tiny, terminal=True, width=50, height=12)
     assert "\x1b[2K" in r.out  # lines erased in place
-    assert "/8 · canvas 1/" in r.out and "tok/s" in r.out and "Ctrl-C cancels" in r.out
+    assert "/2 · canvas 1/1" in r.out and "tok/s" in r.out and "Ctrl-C cancels" in r.out
     assert r.repl.last.result.best.text.strip()[:10] in r.out
 
 
 def test_plain_mode_and_a_fixed_seed_repeat(run_repl, tiny):
-    r = run_repl(["/seed 11", "def add(a, b):", "def add(a, b):", "/seed random"], "--mode", "plain", "--steps", "3",
+    r = run_repl(["/seed 11", "def add(a, b):", "def add(a, b):", "/seed random"], "--mode", "plain", *TINY,
                  lm=tiny,
                  setup=_watch_results)
     first, second = r.repl.results
@@ -160,7 +161,7 @@ def _watch_results(repl):
 
 
 def test_multi_line_prompt(run_repl, tiny):
-    r = run_repl(["line one\x1b\rline two"], "--mode", "plain", "--steps", "1", lm=tiny)
+    r = run_repl(["line one\x1b\rline two"], "--mode", "plain", *TINY, lm=tiny)
     assert r.repl.last.prompt == "line one\nline two"
 
 
@@ -168,6 +169,6 @@ def test_a_thinking_channel_is_shown_collapsed(run_repl, tiny, monkeypatch):
     from dgterm.engine import chat
 
     monkeypatch.setattr(chat, "split_answer", lambda tok, ids: ("The answer.", "first this, then that"))
-    r = run_repl(["Why?", "/thinking"], "--mode", "chat", "--steps", "1", lm=tiny)
+    r = run_repl(["Why?", "/thinking"], "--mode", "chat", *TINY, lm=tiny)
     assert "▸ thought for 4 words (/thinking shows it)" in r.err
     assert "first this, then that" not in r.err and r.out.splitlines() == ["The answer.", "first this, then that"]
