@@ -672,19 +672,23 @@ def max_context(config, plan, free_bytes: int, candidates: int = 1, dtype="bf16"
     return lo * 256
 
 
-def refusal(config, plan, free_bytes: int, context: int, candidates: int = 1, dtype="bf16", device="the GPU") -> str:
+def refusal(config, plan, free_bytes: int, context: int, candidates: int = 1, dtype="bf16", device="the GPU",
+            reserve: int = 512 << 20) -> str:
     """One sentence: why ``plan`` does not fit and what would."""
     cfg = load_config(config)
     need = plan_memory(cfg, plan, context, candidates, dtype)
-    msg = (f"The {need.plan} plan needs {need.total / GiB:.1f} GiB at {context} tokens of context but {device} has "
-           f"{free_bytes / GiB:.1f} GiB free")
-    better = choose_plan(cfg, free_bytes, context, candidates, dtype)
+    msg = (f"The {need.plan} plan needs {need.total / GiB:.1f} GiB + {reserve / GiB:.1f} GiB headroom at {context} "
+           f"tokens of context but {device} has {free_bytes / GiB:.1f} GiB free")
+    better = choose_plan(cfg, free_bytes, context, candidates, dtype, reserve)
     if better is not None and better.plan != need.plan:
         return msg + f"; use --quant {'none' if better.plan == 'bf16' else better.plan} ({better.total / GiB:.1f} GiB)."
-    ctx = max_context(cfg, "nf4", free_bytes, candidates, dtype)
-    if ctx >= 512:
-        return msg + f"; use --quant nf4 with at most {ctx} tokens of context, or free GPU memory."
-    return msg + "; no plan fits: free GPU memory, use a bigger GPU, or pass --allow-offload to keep the experts in RAM."
+    for name in dict.fromkeys((need.plan, "nf4")):
+        ctx = max_context(cfg, name, free_bytes, candidates, dtype, reserve)
+        if ctx >= 1024:
+            how = "" if name == need.plan else f"--quant {name} and "
+            return msg + f"; use {how}at most {ctx} tokens of context, or free GPU memory."
+    return msg + ("; no plan fits: free GPU memory, use a bigger GPU, or set DGTERM_ALLOW_OFFLOAD=1 to keep the "
+                  "experts in host RAM (slow).")
 
 
 # ---------------------------------------------------------------- out of memory

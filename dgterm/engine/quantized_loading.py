@@ -40,7 +40,8 @@ FORMAT = "dgterm-quant"
 FORMAT_VERSION = 1
 CHUNK_BYTES = 256 << 20  # host-side read size when the target is a GPU
 CPU_CHUNK_BYTES = 16 << 20  # ... and when it is the CPU (quantization temporaries are host RAM too)
-DEFAULT_CONTEXT = 8192
+DEFAULT_CONTEXT = 8192  # the context the plan check assumes
+MIN_CONTEXT = 1024  # below this much context a plan is refused rather than loaded with a note
 
 _ST_DTYPES = {
     "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
@@ -416,7 +417,10 @@ def load(path: Path, spec: str, device: str, dtype, quant_name: str, t0: float |
     free = _free_bytes(device)
     where = device if device != "cpu" else "host RAM"
     offload = None
-    if free is not None and not need.fits(free):
+    max_ctx = quant.max_context(config, plan, free, 1, eb) if free is not None and not need.fits(free) else None
+    if max_ctx is not None and max_ctx >= MIN_CONTEXT:
+        notes.append(f"the {plan.name} plan fits {where} with at most {max_ctx} tokens of context")
+    elif max_ctx is not None:
         if _offload_allowed(allow_offload) and device.startswith("cuda"):
             off = quant.plan_memory(config, plan, context, 1, eb, offload=True)
             if not off.fits(free):
@@ -443,6 +447,7 @@ def load(path: Path, spec: str, device: str, dtype, quant_name: str, t0: float |
             pass
     defaults = SamplerParams.from_generation_config(getattr(model, "generation_config", None))
     info = {"plan": plan.name, "formats": plan.formats(), "prequantized": bool(marker), "offload": offload,
+            "max_context": max_ctx,
             "memory_plan": need.as_dict(), "notes": notes, "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             **stats}
     if device.startswith("cuda"):

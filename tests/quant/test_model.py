@@ -184,3 +184,12 @@ def test_the_tied_embedding_is_the_most_sensitive_tensor(bundled, bundled_nf4):
     finally:
         w.data.copy_(saved)
     assert embed_err > 3 * plan_err, (embed_err, plan_err)
+
+
+def test_a_plan_that_fits_only_a_shorter_context_loads_with_a_note(tiny_dir, monkeypatch):
+    cfg = quant.load_config(str(tiny_dir))
+    free = quant.plan_memory(cfg, "nf4", context=4096, dtype=4).total + (512 << 20)
+    monkeypatch.setattr(quantized_loading, "_free_bytes", lambda device: free)
+    lm = loading.load(str(tiny_dir), quant="nf4")
+    assert 4096 <= lm.info["max_context"] < 8192
+    assert any("at most" in n for n in lm.info["notes"])
