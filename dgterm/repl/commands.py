@@ -203,7 +203,7 @@ def _trace(repl, arg):
     if not arg:
         raise InputError("Say where to write: /trace FILE.")
     task = last.task
-    header = {"model": task.lm.name, "canvas_length": task.lm.canvas_length, "params": vars_of(task.params),
+    header = {"model": task.lm.name, "canvas_length": task.lm.canvas_length, "params": vars_of(task.params.replace(seed=task.seeds[0])),
               "task": "repl", "mode": last.mode, "prompt": last.prompt}
     try:
         with TraceWriter(arg, header) as trace:

@@ -78,6 +78,7 @@ def test_ctrl_c_cancels_and_the_repl_goes_on(run_repl, bundled, tmp_path):
     assert "cancelled" in r.out  # /stats after the cancel
     saved = read_trace(trace)
     assert saved.header["mode"] == "chat" and len(saved.steps) == len(last.events)
+    assert saved.header["params"]["seed"] == last.task.seeds[0]  # the seed that ran, even when it was random
     assert f"Wrote {len(last.events)} steps" in r.err
 
 
