@@ -14,7 +14,7 @@ checkpoint (a directory with ``dgterm-quant.json``) end up in:
    other GPU gets an allocation).
 3. Safetensors shards are read tensor by tensor with plain reads (no mmap), the fused
    expert tensors a few experts at a time, converted or quantized on the target device
-   and written into place: host RAM peaks near one chunk (≤ 256 MiB), not the model.
+   and written into place: host RAM peaks near one chunk (≤ 128 MiB), not the model.
    A tqdm bar shows bytes and ETA.
 
 :func:`quantize_checkpoint` (``dgterm quantize MODEL OUT``) writes a pre-quantized
@@ -38,7 +38,7 @@ from dgterm.errors import ModelLoadError
 MARKER = "dgterm-quant.json"
 FORMAT = "dgterm-quant"
 FORMAT_VERSION = 1
-CHUNK_BYTES = 256 << 20  # host-side read size when the target is a GPU
+CHUNK_BYTES = 128 << 20  # host-side read size when the target is a GPU
 CPU_CHUNK_BYTES = 16 << 20  # ... and when it is the CPU (quantization temporaries are host RAM too)
 DEFAULT_CONTEXT = 8192  # the context the plan check assumes
 MIN_CONTEXT = 1024  # below this much context a plan is refused rather than loaded with a note
@@ -527,7 +527,7 @@ def quantize_checkpoint(src, out, plan="nf4", device="cpu", dtype="bf16", max_sh
     from dgterm.engine.kernels.nf4 import quantize_rows
 
     on_gpu = device.startswith("cuda")
-    chunk_bytes, max_elems = (CHUNK_BYTES, 1 << 26) if on_gpu else (CPU_CHUNK_BYTES, 1 << 20)
+    chunk_bytes, max_elems = (CHUNK_BYTES, 1 << 24) if on_gpu else (CPU_CHUNK_BYTES, 1 << 20)
     t0 = time.perf_counter()
     bar = _progress(reader.total_bytes, f"Quantizing {src.name} to {spec.name}", progress)
     with torch.no_grad():
