@@ -58,6 +58,15 @@ def config_dir() -> Path:
     return config_path().parent
 
 
+def state_dir() -> Path:
+    """Where the recovery journal and the REPL history live (``$DGTERM_STATE_DIR`` overrides)."""
+    if os.environ.get("DGTERM_STATE_DIR"):
+        return Path(os.environ["DGTERM_STATE_DIR"])
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir("dgterm"))
+
+
 def load_settings(path: Path | None = None, env=None) -> Settings:
     env = os.environ if env is None else env
     path = path or config_path()

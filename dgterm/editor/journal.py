@@ -20,21 +20,14 @@ import os
 import time
 from pathlib import Path
 
+from dgterm.config import state_dir
+
 try:
     import fcntl
 except ImportError:  # no flock (Windows): sessions cannot tell live files from orphans
     fcntl = None
 
 FSYNC_INTERVAL = 1.0
-
-
-def state_dir() -> Path:
-    override = os.environ.get("DGTERM_STATE_DIR")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_state_dir("dgterm"))
 
 
 def journal_dir(path: str) -> Path:

@@ -13,8 +13,6 @@ from dgterm.engine import tasks
 from dgterm.engine.params import SamplerParams
 from dgterm.errors import InputError
 
-THINK_OPEN, THINK_CLOSE = "<|channel>", "<channel|>"
-
 
 def chat(lm, messages: list[dict], params: SamplerParams | None = None, *, candidates: int = 1,
          cancel: threading.Event | None = None) -> tasks.Task:
@@ -30,13 +28,7 @@ def chat(lm, messages: list[dict], params: SamplerParams | None = None, *, candi
     tok = lm.tokenizer
     budget = lm.model.config.text_config.max_position_embeddings - params.max_canvases(lm.canvas_length) * lm.canvas_length
     ids = prompt_ids(tok, messages, budget)
-    plan = tasks.ContinuePlan(ids, lm.canvas_length)
-
-    def finish(plan, canvases):
-        answer, thinking = split_answer(tok, [int(i) for c in canvases for i in c.tolist()])
-        return tasks.Candidate(text=answer, spans=[answer], score=0.0, lengths=[], seed=0, thinking=thinking)
-
-    return tasks.Task(lm, [plan], params, candidates, cancel, True, finish)
+    return tasks.continue_ids(lm, ids, params, candidates=candidates, cancel=cancel, chat=True)
 
 
 def prompt_ids(tokenizer, messages: list[dict], budget: int) -> list[int]:
@@ -52,18 +44,3 @@ def prompt_ids(tokenizer, messages: list[dict], budget: int) -> list[int]:
             raise InputError(f"The message is {len(ids)} tokens, more than the {budget} the model's context leaves; "
                              "shorten it or lower the number of canvases.")
         keep.pop(0)
-
-
-def split_answer(tokenizer, ids: list[int]) -> tuple[str, str | None]:
-    """(answer, thinking) of generated ids.
-
-    The channel markers are special tokens, so the split happens on ids: decoding with
-    special tokens skipped (as ``tasks.decode`` does) would erase the markers first."""
-    open_id, close_id = tokenizer.convert_tokens_to_ids([THINK_OPEN, THINK_CLOSE])
-    if open_id in (None, tokenizer.unk_token_id) or open_id not in ids:
-        return tasks.decode(tokenizer, ids).strip(), None
-    start = ids.index(open_id)
-    end = ids.index(close_id, start) if close_id in ids[start:] else len(ids)
-    thought = tasks.decode(tokenizer, ids[start + 1 : end]).strip().removeprefix("thought").strip()
-    answer = tasks.decode(tokenizer, ids[:start] + ids[end + 1 :]).strip()
-    return answer, thought

@@ -106,9 +106,10 @@ class Task:
         return (totals / max(len(self.last), 1)).tolist()
 
     def drafts(self, event: StepEvent, row: int = 0) -> list[list[DraftToken]]:
-        """The live draft of each span (infill) or of the generated text, as coloured tokens."""
+        """The live draft of each span (infill) or of the generated text, as coloured tokens.
+        Safe to call from another thread than the one iterating (the dict copy is atomic)."""
         plan = self.plans[row // self._candidates]
-        return plan.drafts(self.lm.tokenizer, event, row, self.last)
+        return plan.drafts(self.lm.tokenizer, event, row, dict(self.last))
 
 
 def _rows(run: RunResult):
@@ -208,7 +209,6 @@ def continue_text(lm, text: str, params: SamplerParams | None = None, *, candida
                   cancel: threading.Event | None = None, chat: bool = False, post=None) -> Task:
     """Generate canvases after ``text`` (or, with ``chat``, answer it as a user turn).
     ``post`` may reshape each finished Candidate (rewrite uses it)."""
-    params = params or lm.defaults
     tok = lm.tokenizer
     if chat:
         prompt = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
@@ -216,26 +216,39 @@ def continue_text(lm, text: str, params: SamplerParams | None = None, *, candida
         ids = tok(prompt, add_special_tokens=False)["input_ids"]
     else:
         ids = [tok.bos_token_id] + tok(text, add_special_tokens=False)["input_ids"]
-    plan = ContinuePlan(ids, lm.canvas_length)
+    return continue_ids(lm, ids, params, candidates=candidates, cancel=cancel, chat=chat, post=post)
+
+
+def continue_ids(lm, ids: list[int], params: SamplerParams | None = None, *, candidates: int = 1,
+                 cancel: threading.Event | None = None, chat: bool = False, post=None) -> Task:
+    """Generate canvases after the prompt ``ids``; with ``chat`` the answer is split from
+    a thinking channel."""
+    tok = lm.tokenizer
 
     def finish(plan, canvases):
-        out = decode(tok, torch.cat(canvases).tolist())
-        answer, thinking = split_thinking(out) if chat else (out, None)
+        generated = [int(i) for c in canvases for i in c.tolist()]
+        answer, thinking = split_thinking(tok, generated) if chat else (decode(tok, generated), None)
         cand = Candidate(text=answer, spans=[answer], score=0.0, lengths=[], seed=0, thinking=thinking)
         return post(cand) if post else cand
 
-    return Task(lm, [plan], params, candidates, cancel, True, finish)
+    return Task(lm, [ContinuePlan(ids, lm.canvas_length)], params or lm.defaults, candidates, cancel, True, finish)
 
 
-def split_thinking(text: str) -> tuple[str, str | None]:
-    """Separate a Gemma 4 thinking channel (``<|channel>thought ... <channel|>``) from the answer."""
-    open_tag, close_tag = "<|channel>", "<channel|>"
-    if open_tag not in text:
-        return text.strip(), None
-    before, _, rest = text.partition(open_tag)
-    thought, _, after = rest.partition(close_tag)
-    thought = thought.removeprefix("thought").strip()
-    return (before + after).strip(), thought
+THINK_OPEN, THINK_CLOSE = "<|channel>", "<channel|>"
+
+
+def split_thinking(tokenizer, ids: list[int]) -> tuple[str, str | None]:
+    """(answer, thinking) of generated ids, for a Gemma 4 ``<|channel>thought ... <channel|>``.
+
+    The channel markers are special tokens, so the split happens on ids: decoding with
+    special tokens skipped would erase the markers first."""
+    open_id, close_id = tokenizer.convert_tokens_to_ids([THINK_OPEN, THINK_CLOSE])
+    if open_id in (None, tokenizer.unk_token_id) or open_id not in ids:
+        return decode(tokenizer, ids).strip(), None
+    start = ids.index(open_id)
+    end = ids.index(close_id, start) if close_id in ids[start:] else len(ids)
+    thought = decode(tokenizer, ids[start + 1 : end]).strip().removeprefix("thought").strip()
+    return decode(tokenizer, ids[:start] + ids[end + 1 :]).strip(), thought
 
 
 # ------------------------------------------------------------------ infill
@@ -337,7 +350,7 @@ def plan_infill(lm, text: str, spans: list[SpanRequest], max_context: int = 1024
     if tail_to >= len(text):
         seq.append(lm.eos_ids[0])
         free.append(False)
-    starts, end = [], 0
+    starts, end = [], 1  # at least one token (BOS) goes to the encoder
     free_at = [i for i, f in enumerate(free) if f]
     for i in free_at:
         if i >= end:

@@ -78,10 +78,7 @@ def _join(worker: Worker) -> None:
 
 
 def _draft_text(task, event) -> Text:
-    # task.last is written by the worker; a copy keeps it from changing while drafts are built.
-    plan = task.plans[0]
-    drafts = plan.drafts(task.lm.tokenizer, event, 0, dict(task.last))
-    return canvas_text(drafts[0])
+    return canvas_text(task.drafts(event)[0])
 
 
 @contextmanager

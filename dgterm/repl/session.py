@@ -7,32 +7,22 @@ receives the answers only.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.text import Text
 
+from dgterm.config import state_dir
 from dgterm.errors import DgtermError, InputError
 from dgterm.repl import commands
 from dgterm.repl.driver import Worker, follow, no_echo
 from dgterm.repl.render import STATUS, printable
 
 HISTORY_FILE = "repl_history"
-
-
-def state_dir() -> Path:
-    override = os.environ.get("DGTERM_STATE_DIR")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_state_dir("dgterm"))
 
 
 @dataclass

@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from dgterm.engine import chat
+from dgterm.engine import chat, tasks
 from dgterm.errors import InputError
 
 CONVERSATION = [
@@ -26,11 +26,12 @@ def test_chat_encodes_the_whole_conversation(tiny):
 
 
 def test_thinking_channel_is_split_on_ids(tiny):
+    """The markers are special tokens: a split after decoding would lose them."""
     tok = tiny.tokenizer
     ids = tok("<|channel>thought add them<channel|>It is 4.", add_special_tokens=False)["input_ids"]
-    assert chat.split_answer(tok, ids + [tiny.pad_id]) == ("It is 4.", "add them")
+    assert tasks.split_thinking(tok, ids + [tiny.pad_id]) == ("It is 4.", "add them")
     plain = tok("Just 4.", add_special_tokens=False)["input_ids"]
-    assert chat.split_answer(tok, plain) == ("Just 4.", None)
+    assert tasks.split_thinking(tok, plain) == ("Just 4.", None)
 
 
 def test_oldest_turns_are_dropped_to_fit(tiny):

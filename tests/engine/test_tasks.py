@@ -114,12 +114,6 @@ def test_continue_and_cancel(tiny):
     assert task.result.run.cancelled and task.result.candidates == []
 
 
-def test_split_thinking():
-    answer, thought = tasks.split_thinking("<|channel>thought\nplan it<channel|>The answer.")
-    assert (answer, thought) == ("The answer.", "plan it")
-    assert tasks.split_thinking("plain") == ("plain", None)
-
-
 def test_rewrite_replaces_only_the_span(bundled):
     text = "def add(a, b):\n    return a + b\n"
     span = SpanRequest(4, 7)

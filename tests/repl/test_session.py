@@ -167,9 +167,9 @@ def test_multi_line_prompt(run_repl, tiny):
 
 
 def test_a_thinking_channel_is_shown_collapsed(run_repl, tiny, monkeypatch):
-    from dgterm.engine import chat
+    from dgterm.engine import tasks
 
-    monkeypatch.setattr(chat, "split_answer", lambda tok, ids: ("The answer.", "first this, then that"))
+    monkeypatch.setattr(tasks, "split_thinking", lambda tok, ids: ("The answer.", "first this, then that"))
     r = run_repl(["Why?", "/thinking"], "--mode", "chat", *TINY, lm=tiny)
     assert "▸ thought for 4 words (/thinking shows it)" in r.err
     assert "first this, then that" not in r.err and r.out.splitlines() == ["The answer.", "first this, then that"]

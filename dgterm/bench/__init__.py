@@ -1,0 +1,1 @@
+"""Benchmarks behind `dgterm bench`: slow, never part of the test suite."""

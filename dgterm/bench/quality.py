@@ -1,0 +1,186 @@
+"""Held-out quality of a checkpoint: denoising loss by noise level, infill exact match, baselines.
+
+Cases come from the held-out split of :mod:`dgterm.engine.corpus` (files never trained
+on), drawn with a fixed seed. Three infill kinds: one masked token, one masked
+identifier, one masked whole line; each asks the engine's infill task for the true
+token length and scores an exact string match. Two baselines answer the same cases
+from the left context alone: the most frequent training token, and copying the token
+that followed the nearest earlier occurrence of the left neighbour (repeated for
+multi-token spans).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from dgterm.engine import corpus
+
+KINDS = ("token", "identifier", "line")
+IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
+
+
+@dataclass
+class Case:
+    kind: str
+    file: str
+    text: str
+    start: int
+    end: int
+
+    @property
+    def answer(self) -> str:
+        return self.text[self.start : self.end]
+
+
+def _window(text: str, start: int, end: int, radius: int = 1500) -> tuple[str, int, int]:
+    """Cut the file down to the span and some context on both sides (keeps runs cheap)."""
+    a = max(0, start - radius)
+    return text[a : end + radius], start - a, end - a
+
+
+def sample_cases(tokenizer, n: int, seed: int = 0) -> list[Case]:
+    """``n`` cases of each kind from held-out files, deterministic for a seed."""
+    rng = random.Random(seed)
+    files = [f for f in corpus.iter_files("heldout") if len(f.text) > 2000 and f.name.endswith(".py")]
+    cases = []
+    for kind in KINDS:
+        got = 0
+        while got < n:
+            f = rng.choice(files)
+            text = f.text
+            if kind == "token":
+                pos = rng.randrange(200, len(text) - 200)
+                enc = tokenizer(text[pos - 200 : pos + 200], return_offsets_mapping=True, add_special_tokens=False)
+                offsets = [o for o in enc["offset_mapping"][5:-5] if text[pos - 200 + o[0] : pos - 200 + o[1]].strip()]
+                if not offsets:
+                    continue
+                a, b = rng.choice(offsets)
+                start, end = pos - 200 + a, pos - 200 + b
+            elif kind == "identifier":
+                matches = list(IDENT.finditer(text, 200))
+                if not matches:
+                    continue
+                m = rng.choice(matches)
+                start, end = m.span()
+            else:
+                lines = [m for m in re.finditer(r"(?m)^[ \t]*(\S[^\n]{5,80})$", text)]
+                if not lines:
+                    continue
+                m = rng.choice(lines)
+                start, end = m.span(1)
+            window, s, e = _window(text, start, end)
+            cases.append(Case(kind, f.name, window, s, e))
+            got += 1
+    return cases
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+class Baselines:
+    def __init__(self, tokenizer, frequent: int):
+        self.tokenizer = tokenizer
+        self.frequent = frequent
+
+    @classmethod
+    def from_training_data(cls, tokenizer, files: int = 300) -> Baselines:
+        counts = Counter()
+        for i, f in enumerate(corpus.iter_files("train")):
+            if i >= files:
+                break
+            counts.update(_ids(tokenizer, f.text))
+        return cls(tokenizer, counts.most_common(1)[0][0])
+
+    def predict(self, case: Case, n: int) -> dict[str, str]:
+        left = _ids(self.tokenizer, case.text[: case.start])
+        copy = []
+        context = list(left)
+        for _ in range(n):
+            nxt = self.frequent
+            if context:
+                neighbour = context[-1]
+                for j in range(len(context) - 2, -1, -1):
+                    if context[j] == neighbour:
+                        nxt = context[j + 1]
+                        break
+            copy.append(nxt)
+            context.append(nxt)
+        decode = self.tokenizer.decode
+        return {"frequency": decode([self.frequent] * n), "copy": decode(copy)}
+
+
+def infill_scores(lm, cases: list[Case], params, baselines: Baselines, progress=None) -> dict:
+    """Exact-match rate per kind for the model and both baselines."""
+    from dgterm.engine import tasks
+
+    hits = {k: Counter() for k in KINDS}
+    totals = Counter()
+    for case in cases:
+        n = len(_ids(lm.tokenizer, case.answer))
+        if not 0 < n <= lm.canvas_length // 2:
+            continue
+        totals[case.kind] += 1
+        span = tasks.SpanRequest(case.start, case.end, n)
+        got = tasks.infill(lm, case.text, [span], params).collect().best.spans[0]
+        hits[case.kind]["model"] += got == case.answer
+        for name, guess in baselines.predict(case, n).items():
+            hits[case.kind][name] += guess == case.answer
+        if progress:
+            progress()
+    return {k: {who: hits[k][who] / max(totals[k], 1) for who in ("model", "frequency", "copy")} | {"n": totals[k]}
+            for k in KINDS}
+
+
+def denoising_loss(lm, levels=(0.1, 0.3, 0.5, 0.7, 0.9), windows: int = 32, seed: int = 0) -> dict[float, float]:
+    """Cross-entropy on the corrupted canvas positions of held-out windows, by noise level."""
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    tok = lm.tokenizer
+    C = lm.canvas_length
+    stream = []
+    for f in corpus.iter_files("heldout"):
+        stream += _ids(tok, f.text) + [lm.eos_ids[0]]
+    stream = torch.tensor(stream)
+    P = 64
+    starts = torch.randint(0, len(stream) - P - C, (windows,), generator=g)
+    batch = torch.stack([stream[s : s + P + C] for s in starts.tolist()]).to(lm.device)
+    prefix, clean = batch[:, :P], batch[:, P:]
+    out = {}
+    with torch.no_grad():
+        for t in levels:
+            mask = (torch.rand(clean.shape, generator=g) < t).to(lm.device)
+            noise = torch.randint(0, lm.vocab_size, clean.shape, generator=g).to(lm.device)
+            noisy = torch.where(mask, noise, clean)
+            logits = lm.model(input_ids=prefix, decoder_input_ids=noisy).logits
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), clean.reshape(-1), reduction="none")
+            out[t] = float((ce.view_as(clean) * mask).sum() / mask.sum().clamp(min=1))
+    return out
+
+
+SWEEP = [
+    dict(steps=16, t_max=0.8, t_min=0.4, entropy_bound=0.1),
+    dict(steps=24, t_max=0.8, t_min=0.4, entropy_bound=0.1),
+    dict(steps=48, t_max=0.8, t_min=0.4, entropy_bound=0.1),
+    dict(steps=24, t_max=0.5, t_min=0.1, entropy_bound=0.1),
+    dict(steps=24, t_max=0.3, t_min=0.05, entropy_bound=0.1),
+    dict(steps=24, t_max=0.5, t_min=0.1, entropy_bound=0.3),
+]
+
+
+def sweep(lm, cases: list[Case], baselines: Baselines, grid=SWEEP) -> list[dict]:
+    """Infill exact match and time for each sampler setting of ``grid`` (tunes generation_config)."""
+    import time
+
+    rows = []
+    for setting in grid:
+        t = time.perf_counter()
+        scores = infill_scores(lm, cases, lm.defaults.replace(seed=0, **setting), baselines)
+        rows.append({**setting, "seconds": round(time.perf_counter() - t, 1),
+                     **{k: round(v["model"], 3) for k, v in scores.items()}})
+    return rows

@@ -1,0 +1,107 @@
+"""Engine speed side by side with transformers' ``model.generate``, in one process.
+
+Each repetition runs, in rotating order, the same prompt, seed and steps through
+(a) ``model.generate``, (b) the engine collecting nothing, (c) the engine with a
+consumer that turns every event into coloured draft tokens (what a UI does). Medians
+are compared as ratios, so machine noise hits all three alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+PROMPT = "import os\nimport sys\n\n\ndef main(argv):\n    \"\"\"Parse the arguments and run.\"\"\"\n"
+
+
+def _prompt_ids(lm):
+    tok = lm.tokenizer
+    return [tok.bos_token_id] + tok(PROMPT, add_special_tokens=False)["input_ids"]
+
+
+def run_generate(lm, ids, steps, seed, max_new):
+    import torch
+
+    torch.manual_seed(seed)
+    t = time.perf_counter()
+    out = lm.model.generate(torch.tensor([ids]), max_new_tokens=max_new, max_denoising_steps=steps)
+    elapsed = time.perf_counter() - t
+    new = out.sequences[0, len(ids):]
+    return elapsed, int((new != lm.pad_id).sum()), float(out.tokens_per_forward[0]), new.tolist()
+
+
+def run_engine(lm, steps, seed, max_new, consume: bool):
+    from dgterm.engine import tasks
+
+    params = lm.defaults.replace(steps=steps, seed=seed, max_new_tokens=max_new)
+    task = tasks.continue_text(lm, PROMPT, params)  # the same ids as _prompt_ids
+    t = time.perf_counter()
+    for event in task:
+        if consume:
+            task.drafts(event)
+    elapsed = time.perf_counter() - t
+    run = task.result.run
+    import torch
+
+    return elapsed, int(run.generated[0]), run.tokens_per_forward[0], torch.cat(run.canvases, -1)[0].tolist()
+
+
+def compare(lm, steps_list=(16, 48), seeds=(0, 1, 2), repeats: int = 3, max_new: int | None = None) -> list[dict]:
+    import torch
+
+    torch.set_grad_enabled(False)
+    ids = _prompt_ids(lm)
+    max_new = max_new or lm.canvas_length
+    rows = []
+    run_engine(lm, 4, 0, max_new, False)  # warm-up
+    run_generate(lm, ids, 4, 0, max_new)
+    for steps in steps_list:
+        times = {"generate": [], "engine": [], "engine+events": []}
+        tokens = {k: 0 for k in times}
+        tpf = {k: [] for k in times}
+        identical = True
+        runners = [
+            ("generate", lambda s: run_generate(lm, ids, steps, s, max_new)),
+            ("engine", lambda s: run_engine(lm, steps, s, max_new, False)),
+            ("engine+events", lambda s: run_engine(lm, steps, s, max_new, True)),
+        ]
+        for r in range(repeats):
+            for seed in seeds:
+                outputs = {}
+                order = runners[r % 3:] + runners[: r % 3]
+                for name, fn in order:
+                    elapsed, n, per_forward, new = fn(seed)
+                    times[name].append(elapsed)
+                    tokens[name] += n
+                    tpf[name].append(per_forward)
+                    outputs[name] = new
+                identical &= outputs["generate"] == outputs["engine"][: len(outputs["generate"])]
+        med = {k: statistics.median(v) for k, v in times.items()}
+        rows.append({
+            "steps": steps,
+            "median_s": med,
+            "tok_per_s": {k: tokens[k] / sum(times[k]) for k in times},
+            "tokens_per_forward": {k: statistics.mean(v) for k, v in tpf.items()},
+            "speed_ratio_engine_vs_generate": med["generate"] / med["engine"],
+            "event_overhead": med["engine+events"] / med["engine"] - 1,
+            "identical_tokens": identical,
+        })
+    return rows
+
+
+def load_and_first_run(spec: str = "bundled") -> dict:
+    """Load time (after imports) and a 128-token continuation at default settings."""
+    import torch  # noqa: F401  (imports are not part of the load time)
+    import transformers  # noqa: F401
+
+    from dgterm.engine import loading, tasks
+
+    t = time.perf_counter()
+    lm = loading.load(spec)
+    load = time.perf_counter() - t
+    times = []
+    for seed in range(3):
+        t = time.perf_counter()
+        tasks.continue_text(lm, PROMPT, lm.defaults.replace(seed=seed, max_new_tokens=128)).collect()
+        times.append(time.perf_counter() - t)
+    return {"load_s": load, "continue_128_s": statistics.median(times), "continue_128_all": times}

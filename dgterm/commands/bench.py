@@ -1,0 +1,74 @@
+"""Benchmarks: engine speed against transformers, load time, held-out quality.
+
+Results print as a Markdown table (or JSON with --json) ready for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+
+def add_arguments(p):
+    sub = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    s = sub.add_parser("speed", help="engine vs model.generate, event-stream overhead, load time")
+    s.add_argument("--steps", default="16,48", help="comma-separated step counts")
+    s.add_argument("--repeats", type=int, default=3)
+    q = sub.add_parser("quality", help="held-out denoising loss, infill exact match vs baselines")
+    q.add_argument("-n", type=int, default=100, help="cases per kind")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--sweep", action="store_true", help="also try a grid of sampler settings on a small sample")
+    for sp in (s, q):
+        sp.add_argument("--model", default="bundled")
+        sp.add_argument("--json", action="store_true")
+
+
+def run(args) -> int:
+    import json
+
+    from dgterm.engine import loading
+
+    if args.bench == "speed":
+        from dgterm.bench import speed
+
+        first = speed.load_and_first_run(args.model)
+        lm = loading.load(args.model)
+        rows = speed.compare(lm, [int(x) for x in args.steps.split(",")], repeats=args.repeats)
+        if args.json:
+            print(json.dumps({"load": first, "compare": rows}, indent=2))
+            return 0
+        print(f"load after imports: {first['load_s']:.2f} s; 128-token continuation at defaults: "
+              f"{first['continue_128_s']:.2f} s (median of 3)\n")
+        print("| steps | generate s | engine s | engine+events s | engine/generate speed | event overhead "
+              "| tok/s generate | tok/s engine | tokens/forward | identical |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            m, t = r["median_s"], r["tok_per_s"]
+            print(f"| {r['steps']} | {m['generate']:.3f} | {m['engine']:.3f} | {m['engine+events']:.3f} "
+                  f"| {r['speed_ratio_engine_vs_generate']:.3f} | {100 * r['event_overhead']:+.1f}% "
+                  f"| {t['generate']:.0f} | {t['engine']:.0f} | {r['tokens_per_forward']['engine']:.2f} "
+                  f"| {r['identical_tokens']} |")
+        return 0
+
+    from tqdm import tqdm
+
+    from dgterm.bench import quality
+
+    lm = loading.load(args.model)
+    cases = quality.sample_cases(lm.tokenizer, args.n, args.seed)
+    baselines = quality.Baselines.from_training_data(lm.tokenizer)
+    report = {"denoising_loss": quality.denoising_loss(lm)}
+    with tqdm(total=len(cases), desc="infill", leave=False) as bar:
+        report["infill"] = quality.infill_scores(lm, cases, lm.defaults.replace(seed=args.seed), baselines, bar.update)
+    if args.sweep:
+        report["sweep"] = quality.sweep(lm, cases[:: max(1, len(cases) // 60)], baselines)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print("| noise level | " + " | ".join(f"{t:.1f}" for t in report["denoising_loss"]) + " |")
+    print("|---" * (len(report["denoising_loss"]) + 1) + "|")
+    print("| loss (nats) | " + " | ".join(f"{v:.3f}" for v in report["denoising_loss"].values()) + " |\n")
+    print("| infill exact match | n | model | frequency baseline | copy baseline |")
+    print("|---|---|---|---|---|")
+    for kind, r in report["infill"].items():
+        print(f"| {kind} | {r['n']} | {100 * r['model']:.1f}% | {100 * r['frequency']:.1f}% | {100 * r['copy']:.1f}% |")
+    for row in report.get("sweep", []):
+        print(row)
+    return 0

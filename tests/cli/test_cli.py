@@ -1,0 +1,164 @@
+"""The script-facing CLI as a user runs it: real processes, real files."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from dgterm.cli import main
+from tests.corpus import BINARY, INVALID_UTF8, odd_files
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def dgterm(*args):
+    """Run the CLI in this process (fast: no interpreter start, no torch import per call)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse
+            code = e.code
+    return Outcome(code, out.getvalue(), err.getvalue())
+
+
+def test_a_user_error_in_a_real_process_is_one_line_and_exit_2(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "dgterm.cli", "infill", tmp_path / "missing.py", "--span", "0:1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [f"dgterm: {tmp_path / 'missing.py'} does not exist; give an existing file."]
+
+
+@pytest.fixture
+def odd_copy(tmp_path):
+    """The odd corpus copied to a temp dir (tests write in place)."""
+    paths = []
+    for src in odd_files():
+        dst = tmp_path / src.name
+        shutil.copyfile(src, dst)
+        paths.append(dst)
+    return paths
+
+
+def test_infill_in_place_keeps_everything_outside_the_span_byte_for_byte(tiny_dir, odd_copy):
+    from dgterm.editor import Document
+
+    checked = 0
+    for path in odd_copy:
+        doc = Document.open(path)
+        if len(doc.text) < 4 or doc.read_only:
+            continue
+        before_bytes = path.read_bytes()
+        text = doc.text
+        out = dgterm("infill", path, "--span", "1:3", "--in-place", "--model", tiny_dir, "--seed", "0", "--json")
+        assert out.returncode == 0, out.stderr
+        new_span = json.loads(out.stdout)["candidates"][0]["spans"][0]
+        after = Document.open(path)
+        assert after.text == text[:1] + new_span + text[3:]
+        assert after.encoding == doc.encoding and after.newline == doc.newline
+        # Writing the old text back through the same file restores the very same bytes.
+        after.replace(1, 1 + len(new_span), text[1:3])
+        after.save()
+        assert path.read_bytes() == before_bytes
+        checked += 1
+    assert checked >= 10
+
+
+def test_generate_json_and_trace(tiny_dir, tmp_path):
+    trace = tmp_path / "run.jsonl"
+    out = dgterm("generate", "def main():", "--model", tiny_dir, "--seed", "3", "--json", "--trace", trace)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["stats"]["steps_per_canvas"]
+    from dgterm.engine.trace import read_trace
+
+    t = read_trace(trace)
+    assert t.header["task"] == "generate"
+    assert len(t.steps) == sum(report["stats"]["steps_per_canvas"])
+    assert t.result["candidates"][0]["text"] == report["candidates"][0]["text"]
+    first = t.steps[0]
+    assert len(first["argmax"][0]) == len(first["entropy"][0]) == len(first["accepted"][0])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--span", "0:9999"], "outside the text"),
+        (["--span", "0:5", "--span", "3:8"], "overlap"),
+        (["--span", "a:b"], "whole numbers"),
+        ([], "No span"),
+    ],
+)
+def test_bad_spans_exit_2_with_one_sentence_and_leave_the_file(tiny_dir, tmp_path, args, message):
+    path = tmp_path / "f.py"
+    path.write_bytes(b"x = 1\r\ny = 2\r\n")
+    out = dgterm("infill", path, *args, "--in-place", "--model", tiny_dir)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert path.read_bytes() == b"x = 1\r\ny = 2\r\n"
+
+
+def test_bad_files_exit_2(tiny_dir, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    for path, message in [(BINARY, "binary"), (tmp_path, "folder"), (empty, "empty"),
+                          (tmp_path / "missing.txt", "does not exist")]:
+        out = dgterm("infill", path, "--span", "0:1", "--model", tiny_dir)
+        assert out.returncode == 2, path
+        assert message in out.stderr and "Traceback" not in out.stderr
+    out = dgterm("infill", INVALID_UTF8, "--span", "0:1", "--in-place", "--model", tiny_dir)
+    assert out.returncode == 2 and "read-only" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [("/no/such/dir", "does not exist"), ("nobody/no-such-model", "not in the local Hugging Face cache")],
+)
+def test_model_errors_exit_2(model, message, tmp_path):
+    out = dgterm("generate", "hi", "--model", model)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_checkpoint_problems_are_named(tiny_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    out = dgterm("generate", "hi", "--model", broken)
+    assert out.returncode == 2 and "corrupt" in out.stderr
+    (broken / "model.safetensors").unlink()
+    out = dgterm("generate", "hi", "--model", broken)
+    assert out.returncode == 2 and "no *.safetensors" in out.stderr
+    cfg = json.loads((tiny_dir / "config.json").read_text())
+    cfg["model_type"] = "llama"
+    shutil.copyfile(tiny_dir / "model.safetensors", broken / "model.safetensors")
+    (broken / "config.json").write_text(json.dumps(cfg))
+    out = dgterm("generate", "hi", "--model", broken)
+    assert out.returncode == 2 and "'llama'" in out.stderr
+    (broken / "config.json").write_text((tiny_dir / "config.json").read_text())
+    (broken / "tokenizer.json").unlink()
+    out = dgterm("generate", "hi", "--model", broken)
+    assert out.returncode == 2 and "no tokenizer" in out.stderr
+
+
+def test_cuda_requested_without_a_gpu(tiny_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = dgterm("generate", "hi", "--model", tiny_dir, "--device", "cuda")
+    assert out.returncode == 2 and "no usable CUDA GPU" in out.stderr
