@@ -142,6 +142,7 @@ class DgtermApp(FileActions, ModelActions, App[None]):
     def on_unmount(self) -> None:
         if self.job is not None:
             self.job.cancel.set()  # let a worker thread that is mid-run stop at its next step
+            self.job = None  # and ignore what it still posts
 
     def repaint(self) -> None:
         self.editor.restyle()

@@ -48,7 +48,7 @@ class Layout:
         return cls(data["kind"], int(data["canvas_length"]), int(data.get("candidates", 1)), slots)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Frame:
     """One denoising step as the UI paints it."""
 

@@ -231,7 +231,9 @@ class ModelActions:
             return
         frame = message.frame
         self.editor.show_preview(dict(zip(job.span_ids, frame.drafts[0])))
-        frames = job.frames[: job.frames.index(frame) + 1] if frame in job.frames else job.frames
+        done = job.frames
+        at = next((i for i in range(len(done) - 1, -1, -1) if done[i] is frame), len(done) - 1)
+        frames = done[: at + 1]
         self.canvas.show_frame(frame, 0, frames=frames, threshold=self.threshold(job), label=LABELS[job.kind])
         self.step_label = f"step {frame.step}/{frame.max_steps} · window {frame.window + 1}"
         self.refresh_status()

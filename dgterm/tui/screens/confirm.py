@@ -13,6 +13,7 @@ class ConfirmScreen(ModalScreen[str]):
     """``choices``: (id, label) pairs; dismisses with the chosen id, or ``cancel`` on escape."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dgterm.confirm.cancel")]
+    AUTO_FOCUS = "Button"
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
     ConfirmScreen > Vertical { width: 80%; max-width: 80; height: auto; border: round $warning;
@@ -32,9 +33,6 @@ class ConfirmScreen(ModalScreen[str]):
             with Horizontal():
                 for i, (cid, label) in enumerate(self.choices):
                     yield Button(label, id=f"choice-{cid}", variant="primary" if i == 0 else "default")
-
-    def on_mount(self) -> None:
-        self.query(Button).first().focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
