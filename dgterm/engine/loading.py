@@ -200,30 +200,13 @@ def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception as e:
         raise ModelLoadError(f"The tokenizer in {path} cannot be loaded ({type(e).__name__}); restore the tokenizer files.") from None
-    kwargs = {"dtype": torch_dtype, "local_files_only": True}
-    if quant != "none":
-        kwargs["quantization_config"] = _bnb_config(quant, torch_dtype)
-        kwargs["device_map"] = {"": device}
     try:
-        model = DiffusionGemmaForBlockDiffusion.from_pretrained(path, **kwargs)
+        model = DiffusionGemmaForBlockDiffusion.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
     except torch.cuda.OutOfMemoryError:
         raise ModelLoadError(f"{path.name} does not fit in {device} memory; try --quant nf4 or a smaller model.") from None
     except Exception as e:
         raise ModelLoadError(f"Loading {path} failed ({type(e).__name__}: {str(e)[:200]}); check the checkpoint files.") from None
-    if quant == "none":
-        model = model.to(device)
-    model.eval()
+    model = model.to(device).eval()
     defaults = SamplerParams.from_generation_config(getattr(model, "generation_config", None))
     return LoadedModel(model=model, tokenizer=tokenizer, path=path, spec=spec, device=device, dtype=torch_dtype,
                        quant=quant, defaults=defaults, load_seconds=time.perf_counter() - t0)
-
-
-def _bnb_config(quant: str, compute_dtype):
-    try:
-        from transformers import BitsAndBytesConfig
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise ModelLoadError("Quantization needs bitsandbytes; install it with `pip install 'dgterm[quant]'`.") from None
-    if quant == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype)

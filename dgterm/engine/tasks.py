@@ -147,7 +147,7 @@ class TokenText:
         return text
 
 
-def _token_text(tokenizer) -> TokenText:
+def token_text(tokenizer) -> TokenText:
     cached = getattr(tokenizer, "_dgterm_token_text", None)
     if cached is None:
         cached = TokenText(tokenizer)
@@ -162,7 +162,7 @@ def decode(tokenizer, ids) -> str:
 
 
 def _draft(tokenizer, event: StepEvent, row: int, positions: list[int], threshold: float) -> list[DraftToken]:
-    text = _token_text(tokenizer)
+    text = token_text(tokenizer)
     argmax = event.argmax[row].tolist()
     canvas = event.canvas[row].tolist()
     accepted = event.accepted[row].tolist()
@@ -201,7 +201,7 @@ class ContinuePlan:
 
 
 def _final(tokenizer, event, row):
-    text = _token_text(tokenizer)
+    text = token_text(tokenizer)
     return [DraftToken(text(i), "accepted", 0.0) for i in event.argmax[row].tolist()]
 
 
@@ -299,7 +299,7 @@ class InfillPlan:
 
     def drafts(self, tokenizer, event, row, last):
         out = []
-        text = _token_text(tokenizer)
+        text = token_text(tokenizer)
         for s in range(len(self.spans)):
             toks = []
             for w, p in map(self.locate, self.slots[s]):
