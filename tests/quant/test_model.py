@@ -193,3 +193,11 @@ def test_a_plan_that_fits_only_a_shorter_context_loads_with_a_note(tiny_dir, mon
     lm = loading.load(str(tiny_dir), quant="nf4")
     assert 4096 <= lm.info["max_context"] < 8192
     assert any("at most" in n for n in lm.info["notes"])
+
+
+def test_dgterm_generate_with_quant_nf4(tiny_dir, capsys):
+    from dgterm import cli
+
+    assert cli.main(["generate", "x = ", "--model", str(tiny_dir), "--device", "cpu", "--quant", "nf4",
+                     "--steps", "2", "--max-new-tokens", "16", "--seed", "0"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
