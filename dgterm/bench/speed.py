@@ -2,7 +2,9 @@
 
 Each repetition runs, in rotating order, the same prompt, seed and steps through
 (a) ``model.generate``, (b) the engine collecting nothing, (c) the engine with a
-consumer that turns every event into coloured draft tokens (what a UI does). Medians
+consumer that reads every event (accepted count, mean entropy, the argmax ids: what a
+trace or a status line needs), (d) the same plus coloured draft tokens per step (what
+a UI paints). Medians
 are compared as ratios, so machine noise hits all three alike.
 """
 
@@ -30,7 +32,7 @@ def run_generate(lm, ids, steps, seed, max_new):
     return elapsed, int((new != lm.pad_id).sum()), float(out.tokens_per_forward[0]), new.tolist()
 
 
-def run_engine(lm, steps, seed, max_new, consume: bool):
+def run_engine(lm, steps, seed, max_new, consume: str | None):
     from dgterm.engine import tasks
 
     params = lm.defaults.replace(steps=steps, seed=seed, max_new_tokens=max_new)
@@ -38,6 +40,8 @@ def run_engine(lm, steps, seed, max_new, consume: bool):
     t = time.perf_counter()
     for event in task:
         if consume:
+            event.accepted_free(), event.mean_entropy(), event.argmax.tolist()
+        if consume == "drafts":
             task.drafts(event)
     elapsed = time.perf_counter() - t
     run = task.result.run
@@ -53,22 +57,23 @@ def compare(lm, steps_list=(16, 48), seeds=(0, 1, 2), repeats: int = 3, max_new:
     ids = _prompt_ids(lm)
     max_new = max_new or lm.canvas_length
     rows = []
-    run_engine(lm, 4, 0, max_new, False)  # warm-up
+    run_engine(lm, 4, 0, max_new, "drafts")  # warm-up (and the token-text cache)
     run_generate(lm, ids, 4, 0, max_new)
     for steps in steps_list:
-        times = {"generate": [], "engine": [], "engine+events": []}
+        times = {"generate": [], "engine": [], "engine+events": [], "engine+drafts": []}
         tokens = {k: 0 for k in times}
         tpf = {k: [] for k in times}
         identical = True
         runners = [
             ("generate", lambda s: run_generate(lm, ids, steps, s, max_new)),
-            ("engine", lambda s: run_engine(lm, steps, s, max_new, False)),
-            ("engine+events", lambda s: run_engine(lm, steps, s, max_new, True)),
+            ("engine", lambda s: run_engine(lm, steps, s, max_new, None)),
+            ("engine+events", lambda s: run_engine(lm, steps, s, max_new, "events")),
+            ("engine+drafts", lambda s: run_engine(lm, steps, s, max_new, "drafts")),
         ]
         for r in range(repeats):
             for seed in seeds:
                 outputs = {}
-                order = runners[r % 3:] + runners[: r % 3]
+                order = runners[r % len(runners):] + runners[: r % len(runners)]
                 for name, fn in order:
                     elapsed, n, per_forward, new = fn(seed)
                     times[name].append(elapsed)
@@ -84,6 +89,7 @@ def compare(lm, steps_list=(16, 48), seeds=(0, 1, 2), repeats: int = 3, max_new:
             "tokens_per_forward": {k: statistics.mean(v) for k, v in tpf.items()},
             "speed_ratio_engine_vs_generate": med["generate"] / med["engine"],
             "event_overhead": med["engine+events"] / med["engine"] - 1,
+            "draft_overhead": med["engine+drafts"] / med["engine"] - 1,
             "identical_tokens": identical,
         })
     return rows
@@ -92,7 +98,7 @@ def compare(lm, steps_list=(16, 48), seeds=(0, 1, 2), repeats: int = 3, max_new:
 def load_and_first_run(spec: str = "bundled") -> dict:
     """Load time (after imports) and a 128-token continuation at default settings."""
     import torch  # noqa: F401  (imports are not part of the load time)
-    import transformers  # noqa: F401
+    from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion  # noqa: F401
 
     from dgterm.engine import loading, tasks
 

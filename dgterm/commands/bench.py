@@ -36,13 +36,14 @@ def run(args) -> int:
             return 0
         print(f"load after imports: {first['load_s']:.2f} s; 128-token continuation at defaults: "
               f"{first['continue_128_s']:.2f} s (median of 3)\n")
-        print("| steps | generate s | engine s | engine+events s | engine/generate speed | event overhead "
+        print("| steps | generate s | engine s | engine/generate speed | event overhead | draft overhead "
               "| tok/s generate | tok/s engine | tokens/forward | identical |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             m, t = r["median_s"], r["tok_per_s"]
-            print(f"| {r['steps']} | {m['generate']:.3f} | {m['engine']:.3f} | {m['engine+events']:.3f} "
+            print(f"| {r['steps']} | {m['generate']:.3f} | {m['engine']:.3f} "
                   f"| {r['speed_ratio_engine_vs_generate']:.3f} | {100 * r['event_overhead']:+.1f}% "
+                  f"| {100 * r['draft_overhead']:+.1f}% "
                   f"| {t['generate']:.0f} | {t['engine']:.0f} | {r['tokens_per_forward']['engine']:.2f} "
                   f"| {r['identical_tokens']} |")
         return 0

@@ -10,6 +10,8 @@ until EOS; it reproduces ``model.generate`` exactly (see :mod:`dgterm.engine.sam
 
 from __future__ import annotations
 
+import functools
+import inspect
 import random
 import threading
 import time
@@ -82,15 +84,13 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
                          windows=len(canvases), timings={"encode": encode_time})
 
     for wi, window in enumerate(windows):
-        if wi >= params.max_canvases(C):
-            break
         # 1. Commit what is pending into the encoder's KV cache.
         parts = [pending] if pending is not None else []
         if window.prefix:
             parts.append(torch.tensor(window.prefix, device=device).expand(batch, -1))
         if parts:
             t = time.perf_counter()
-            cur_len = _encode(model, cache, torch.cat(parts, dim=-1), cur_len)
+            cur_len = encode(model, cache, torch.cat(parts, dim=-1), cur_len)
             encode_time += time.perf_counter() - t
         # 2. Denoise the canvas.
         pins = None
@@ -99,10 +99,7 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
         sampler = Sampler(params, lm.vocab_size, gens, pins)
         canvas = sampler.initial_canvas(batch, C, device)
         positions = torch.arange(cur_len, cur_len + C, dtype=torch.int32, device=device)[None]
-        mask = model.model.decoder.create_diffusion_decoder_attention_mask(
-            config=model.config, inputs_embeds=canvas.unsqueeze(-1), past_key_values=cache,
-            decoder_attention_mask=torch.ones(batch, cur_len + C, dtype=torch.bool, device=device),
-        )
+        mask = decoder_mask(model, canvas, cache, cur_len)
         sc, argmax = None, canvas
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         free = torch.ones(batch, C, dtype=torch.bool, device=device) if pins is None else ~pins.mask
@@ -112,8 +109,7 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
                 return result(cancelled=True)
             forwards += ~(finished | done)
             step += 1
-            logits = model(decoder_input_ids=canvas, self_conditioning_logits=sc, decoder_attention_mask=mask,
-                           past_key_values=cache, decoder_position_ids=positions).logits
+            logits = decoder_logits(model, canvas, sc, mask, cache, positions)
             canvas, argmax, sc, finished, accepted, entropy = sampler.step(
                 logits, canvas, argmax, sc, finished, cur_step, sc_dtype)
             yield StepEvent(window=wi, step=step, max_steps=params.steps, canvas=canvas, argmax=argmax,
@@ -139,15 +135,35 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
     return result()
 
 
-def _encode(model, cache, ids: torch.Tensor, cur_len: int) -> int:
+def _cache_keyword(model) -> str:
+    """transformers 5.24 renamed ``past_key_values`` to ``cache``; accept both releases."""
+    return _cache_keyword_of(type(model))
+
+
+@functools.cache
+def _cache_keyword_of(cls) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+
+
+def encode(model, cache, ids: torch.Tensor, cur_len: int) -> int:
     """Append ``ids`` (B, n) to the cache at positions cur_len.., as ``generate`` does."""
     batch, n = ids.shape
     positions = torch.arange(cur_len, cur_len + n, dtype=torch.int32, device=ids.device)[None]
     attention = torch.ones(batch, cur_len + n, dtype=torch.bool, device=ids.device)
     encoder = model.model.encoder
-    masks = encoder.create_masks_for_generate(
-        config=model.config, inputs_embeds=torch.empty((batch, n, 0), dtype=model.dtype, device=ids.device),
-        attention_mask=attention, past_key_values=cache, position_ids=positions, mm_token_type_ids=None,
-    )
-    encoder(input_ids=ids.contiguous(), attention_mask=masks, past_key_values=cache, position_ids=positions)
+    empty = torch.empty((batch, n, 0), dtype=model.dtype, device=ids.device)
+    masks = encoder.create_masks_for_generate(model.config, empty, attention, cache, positions, None)
+    encoder(input_ids=ids.contiguous(), attention_mask=masks, position_ids=positions, **{_cache_keyword(model): cache})
     return cur_len + n
+
+
+def decoder_mask(model, canvas: torch.Tensor, cache, cur_len: int):
+    """The decoder's attention masks for a canvas over ``cur_len`` cached tokens (built once per window)."""
+    full = torch.ones(canvas.shape[0], cur_len + canvas.shape[1], dtype=torch.bool, device=canvas.device)
+    return model.model.decoder.create_diffusion_decoder_attention_mask(model.config, canvas.unsqueeze(-1), cache, full)
+
+
+def decoder_logits(model, canvas, self_conditioning, mask, cache, positions) -> torch.Tensor:
+    """One decoder forward over the canvas: the logits of every canvas position."""
+    return model(decoder_input_ids=canvas, self_conditioning_logits=self_conditioning, decoder_attention_mask=mask,
+                 decoder_position_ids=positions, **{_cache_keyword(model): cache}).logits

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dgterm.engine.denoise import _encode
+from dgterm.engine.denoise import decoder_logits, decoder_mask, encode
 from dgterm.errors import InputError
 
 CHARS_PER_TOKEN_BOUND = 8
@@ -87,7 +87,7 @@ def _score_chunk(lm, model, device, prefix, chunk, C, stride, batch, gen, cancel
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config.get_text_config(decoder=True))
-    cur_len = _encode(model, cache, torch.tensor(prefix, device=device)[None], 0)
+    cur_len = encode(model, cache, torch.tensor(prefix, device=device)[None], 0)
     cache.batch_repeat_interleave(B)  # encode the prefix once, share it with every row
     positions = torch.arange(cur_len, cur_len + C, dtype=torch.int32, device=device)[None]
     mask = None
@@ -102,12 +102,8 @@ def _score_chunk(lm, model, device, prefix, chunk, C, stride, batch, gen, cancel
             canvas[r, pos] = torch.randint(0, lm.vocab_size, (len(pos),), generator=gen)
         canvas = canvas.to(device)
         if mask is None:
-            mask = model.model.decoder.create_diffusion_decoder_attention_mask(
-                config=model.config, inputs_embeds=canvas.unsqueeze(-1), past_key_values=cache,
-                decoder_attention_mask=torch.ones(B, cur_len + C, dtype=torch.bool, device=device),
-            )
-        logits = model(decoder_input_ids=canvas, self_conditioning_logits=None, decoder_attention_mask=mask,
-                       past_key_values=cache, decoder_position_ids=positions).logits
+            mask = decoder_mask(model, canvas, cache, cur_len)
+        logits = decoder_logits(model, canvas, None, mask, cache, positions)
         p = torch.softmax(logits.float(), dim=-1)
         for r, pos in enumerate(rows[: len(groups[g0 : g0 + B])]):
             idx = torch.tensor(pos, device=device)

@@ -188,10 +188,11 @@ NOISE_ENTROPY = 1.0  # nats: above this an undecided position shows its noise to
 class ContinuePlan:
     prompt: list[int]
     canvas_length: int
+    canvases: int  # at most this many (the run also stops when every candidate hit EOS)
 
     def windows(self):
         yield Window(self.prompt)
-        while True:
+        for _ in range(self.canvases - 1):
             yield Window([])
 
     def drafts(self, tokenizer, event, row, last):
@@ -231,7 +232,9 @@ def continue_ids(lm, ids: list[int], params: SamplerParams | None = None, *, can
         cand = Candidate(text=answer, spans=[answer], score=0.0, lengths=[], seed=0, thinking=thinking)
         return post(cand) if post else cand
 
-    return Task(lm, [ContinuePlan(ids, lm.canvas_length)], params or lm.defaults, candidates, cancel, True, finish)
+    params = params or lm.defaults
+    plan = ContinuePlan(ids, lm.canvas_length, params.max_canvases(lm.canvas_length))
+    return Task(lm, [plan], params, candidates, cancel, True, finish)
 
 
 THINK_OPEN, THINK_CLOSE = "<|channel>", "<channel|>"

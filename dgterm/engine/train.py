@@ -124,7 +124,7 @@ def model_config(r: Recipe):
     )
 
 
-def generation_config(steps=24, entropy_bound=0.1, t_max=0.5, t_min=0.1, max_new_tokens=128):
+def generation_config(steps=16, entropy_bound=0.1, t_max=0.5, t_min=0.1, max_new_tokens=128):
     """Defaults tuned for the bundled model on held-out infill (`dgterm bench quality --sweep`)."""
     from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
         DiffusionGemmaGenerationConfig,

@@ -11,9 +11,9 @@ from dgterm.engine.denoise import Window, denoise
 from dgterm.engine.sampler import token_entropy
 
 
-def _continue_windows(prompt):
+def _continue_windows(lm, prompt, params):
     yield Window(prompt)
-    while True:
+    for _ in range(params.max_canvases(lm.canvas_length) - 1):
         yield Window([])
 
 
@@ -25,7 +25,7 @@ def _reference(lm, prompt, seed, **kw):
 
 
 def _ours(lm, prompt, params):
-    result = denoise(lm, _continue_windows(prompt), params).collect()
+    result = denoise(lm, _continue_windows(lm, prompt, params), params).collect()
     return torch.cat(result.canvases, dim=-1), result
 
 
@@ -97,7 +97,7 @@ def test_pinned_positions_never_change_and_cost_no_entropy(tiny):
 def test_cancel_returns_within_one_step_and_leaves_nothing_behind(tiny):
     cancel = threading.Event()
     params = tiny.defaults.replace(seed=1, steps=8, max_new_tokens=48)
-    run = denoise(tiny, _continue_windows([2, 3, 4]), params, cancel=cancel)
+    run = denoise(tiny, _continue_windows(tiny, [2, 3, 4], params), params, cancel=cancel)
     seen = 0
     for _ in run:
         seen += 1
@@ -113,7 +113,7 @@ def test_cancel_returns_within_one_step_and_leaves_nothing_behind(tiny):
 
 def test_candidates_denoise_together_each_with_its_own_seed(tiny):
     params = tiny.defaults.replace(seed=10, max_new_tokens=16)
-    batch = denoise(tiny, _continue_windows([2, 7]), params, candidates=3).collect()
+    batch = denoise(tiny, _continue_windows(tiny, [2, 7], params), params, candidates=3).collect()
     assert batch.canvases[0].shape[0] == 3
     for b in range(3):
         single, _ = _ours(tiny, [2, 7], params.replace(seed=10 + b))
@@ -122,7 +122,7 @@ def test_candidates_denoise_together_each_with_its_own_seed(tiny):
 
 def test_events_carry_step_numbers_and_timing(tiny):
     params = tiny.defaults.replace(seed=0, steps=5, max_new_tokens=32)
-    events = list(denoise(tiny, _continue_windows([2]), params))
+    events = list(denoise(tiny, _continue_windows(tiny, [2], params), params))
     assert [e.step for e in events if e.window == 0] == [1, 2, 3, 4, 5]
     assert {e.window for e in events} == {0, 1}
     assert all(e.max_steps == 5 for e in events)

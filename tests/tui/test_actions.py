@@ -66,7 +66,8 @@ async def test_infill_live_then_accept_is_one_undo_step(demo, tiny):
         await pilot.press("ctrl+t")
         c, d = select(app, "text before it")
         await pilot.press("ctrl+t", "ctrl+g")
-        assert app.mode == "running" and app.editor.read_only
+        # The tiny model may already be done on an idle machine.
+        assert (app.mode == "running" and app.editor.read_only) or app.mode == "review"
         await settle(app, pilot)
         assert app.mode == "review"
         assert rec.kinds()[-4:] == ["RunStarted", "StepMessage", "RunFinished", "ReviewReady"]
@@ -170,7 +171,7 @@ async def test_rewrite_asks_for_an_instruction(demo, tiny):
         await pilot.press("ctrl+r")
         assert isinstance(app.screen, PromptScreen)
         await pilot.press(*"shorter", "enter")
-        assert app.mode == "running"
+        assert app.mode in ("running", "review")
         await settle(app, pilot)
         assert app.mode == "review"
         answer = app.review.current.texts[0]
@@ -205,7 +206,7 @@ async def test_lens_tints_and_never_edits(demo, tiny):
     async with app.run_test(size=SIZE, message_hook=rec) as pilot:
         before = app.doc.text
         await pilot.press("ctrl+l")
-        assert app.mode == "lens"
+        assert app.mode == "lens" or app.editor.lens_active
         await settle(app, pilot)
         assert app.mode == "edit" and app.editor.lens_active
         scores = [x for x in rec.seen if isinstance(x, m.LensReady)][0].scores
