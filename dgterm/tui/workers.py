@@ -39,22 +39,6 @@ class Job:
         return self.kind in ("rewrite", "continue")
 
 
-class TokenTexts:
-    """Text of single token ids, cached; special tokens read as empty."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-        self.special = set(tokenizer.all_special_ids)
-        self.cache: dict[int, str] = {}
-
-    def __call__(self, token: int) -> str:
-        text = self.cache.get(token)
-        if text is None:
-            text = "" if token in self.special else self.tokenizer.decode([token])
-            self.cache[token] = text
-        return text
-
-
 def load_model(settings, post: Post, download: bool = False) -> None:
     from dgterm.engine import loading
 
@@ -114,7 +98,9 @@ def execute(lm, job: Job, post: Post) -> None:
         post(RunFailed(job, str(e)))
         return
     post(RunStarted(job, layout))
-    build = FrameBuilder(layout, TokenTexts(lm.tokenizer))
+    from dgterm.engine.tasks import token_text
+
+    build = FrameBuilder(layout, token_text(lm.tokenizer))
     frames, seen, writer = job.frames, set(), None
     try:
         if job.trace:
@@ -165,8 +151,9 @@ def _trace_writer(job, lm, task, layout):
 
 def _finish_trace(writer, result, seen, lm) -> None:
     from dgterm.commands.common import result_record
+    from dgterm.engine.tasks import token_text
 
-    texts = TokenTexts(lm.tokenizer)
+    texts = token_text(lm.tokenizer)
     writer.result({**result_record(result), "tokens": {str(i): texts(i) for i in sorted(seen)}})
 
 

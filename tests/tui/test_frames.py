@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dgterm.tui.frames import Frame, FrameBuilder, Layout, Tok, display_text
 from dgterm.tui.session import Review
-from dgterm.tui.workers import Job, TokenTexts, layout_of, make_task, record_of
+from dgterm.engine.tasks import token_text
+from dgterm.tui.workers import Job, layout_of, make_task, record_of
 
 
 def test_frames_match_engine_drafts(tiny):
@@ -14,7 +15,7 @@ def test_frames_match_engine_drafts(tiny):
               params=tiny.defaults.replace(seed=3, steps=5), candidates=2)
     task = make_task(tiny, job)
     layout = layout_of(task, tiny, job)
-    build = FrameBuilder(layout, TokenTexts(tiny.tokenizer))
+    build = FrameBuilder(layout, token_text(tiny.tokenizer))
     n = 0
     for event in task:
         frame = build(record_of(event))
@@ -31,7 +32,7 @@ def test_frames_match_engine_drafts(tiny):
 def test_stream_frames_concatenate_windows(tiny):
     job = Job("continue", "Once upon", [(9, 9, None)], [1], params=tiny.defaults.replace(seed=1, steps=3))
     task = make_task(tiny, job)
-    build = FrameBuilder(layout_of(task, tiny, job), TokenTexts(tiny.tokenizer))
+    build = FrameBuilder(layout_of(task, tiny, job), token_text(tiny.tokenizer))
     frames = [build(record_of(e)) for e in task]
     windows = {f.window for f in frames}
     last = frames[-1]
