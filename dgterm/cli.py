@@ -30,6 +30,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"))
     g.add_argument("--quant", choices=("none", "int8", "nf4"))
     g.add_argument("--download", action="store_true", help="allow downloading a Hugging Face id")
+    g.add_argument("--allow-offload", action="store_true", default=None,
+                   help="let a quantized model keep experts in host memory when the GPU is too small")
 
 
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
@@ -61,7 +63,8 @@ def load_model(args):
     from dgterm.engine import loading
 
     s = settings_from(args)
-    return loading.load(s.model, device=s.device, dtype=s.dtype, quant=s.quant, download=args.download)
+    return loading.load(s.model, device=s.device, dtype=s.dtype, quant=s.quant, download=args.download,
+                        allow_offload=args.allow_offload)
 
 
 def sampler_params(args, lm):

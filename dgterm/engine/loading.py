@@ -174,8 +174,9 @@ class LoadedModel:
 
 
 def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant: str = "none",
-         download: bool = False) -> LoadedModel:
-    """Load a DiffusionGemma checkpoint for inference."""
+         download: bool = False, allow_offload: bool | None = None) -> LoadedModel:
+    """Load a DiffusionGemma checkpoint for inference. ``allow_offload`` lets a quantized
+    model keep expert weights in host memory when the GPU is too small (never by default)."""
     t0 = time.perf_counter()
     if quant not in QUANTS:
         raise ModelLoadError(f"Unknown quantization '{quant}'; use one of {', '.join(QUANTS)}.")
@@ -186,7 +187,7 @@ def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant
     from dgterm.engine import quantized_loading  # int8/nf4 incl. MoE experts, pre-quantized checkpoints
 
     if quant != "none" or quantized_loading.is_prequantized(path):
-        return quantized_loading.load(path, spec, device, torch_dtype, quant, t0)
+        return quantized_loading.load(path, spec, device, torch_dtype, quant, t0, allow_offload=allow_offload)
 
     import torch
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
