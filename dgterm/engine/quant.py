@@ -474,7 +474,6 @@ def dense_bytes_per_element(dtype) -> int:
 def weight_bytes(model, dtype=2) -> tuple[dict, dict]:
     """Bytes and parameter counts of every distinct tensor of a (meta) model, by component.
     Float tensors that stay dense count at ``dtype``; quantized buffers at their own size."""
-    torch = _torch()
     QuantWeight = modules()[0]
     quant_buffers = {}
     for mname, m in model.named_modules(remove_duplicate=False):

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import dataclasses
 
-import pytest
 
 from dgterm.tui import messages as m
 from dgterm.tui.app import make_app
-from dgterm.tui.screens.confirm import ConfirmScreen
 from dgterm.tui.screens.help import HelpScreen
 from dgterm.tui.screens.prompt import PromptScreen
 

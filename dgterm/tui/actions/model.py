@@ -4,7 +4,7 @@ in ``dgterm.tui.workers``."""
 
 from __future__ import annotations
 
-from textual import on, work
+from textual import work
 
 from dgterm.editor import DocumentError
 from dgterm.tui import messages as m
