@@ -3,6 +3,7 @@ the tests and the screenshot script). Actions live in ``dgterm.tui.actions``."""
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 
@@ -23,6 +24,7 @@ from dgterm.tui.themes import load_themes
 from dgterm.tui.widgets.canvas import CanvasPanel
 from dgterm.tui.widgets.editor import EditorView
 from dgterm.tui.widgets.status import StatusBar
+from dgterm.tui.workers import settle_heap
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 REVIEW_KEYS = {"accept", "next_candidate", "prev_candidate", "step_back", "step_forward"}
@@ -103,6 +105,8 @@ class DgtermApp(FileActions, ModelActions, App[None]):
 
     def startup(self) -> None:
         """After the first paint: load the model, offer recovery, start a replay."""
+        if self.lm is not None:
+            settle_heap()
         if self.load_on_start:
             self.loading_since = time.monotonic()
             self._spinner = self.set_interval(0.2, self.refresh_status)
@@ -140,6 +144,7 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         self.start_job(job)
 
     def on_unmount(self) -> None:
+        gc.unfreeze()  # let the interpreter's exit clean up what settle_heap set aside
         if self.job is not None:
             self.job.cancel.set()  # let a worker thread that is mid-run stop at its next step
             self.job = None  # and ignore what it still posts

@@ -4,6 +4,8 @@ typed messages; none touches a widget. torch is imported inside the functions.""
 
 from __future__ import annotations
 
+import gc
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -89,8 +91,26 @@ def layout_of(task, lm, job: Job) -> Layout:
     return Layout("spans", lm.canvas_length, 1 if job.kind == "search" else job.candidates, slots)
 
 
+def settle_heap() -> None:
+    """Set everything alive now (torch, transformers, the model: millions of objects) aside
+    from the cyclic garbage collector. Otherwise a full collection walks them all and
+    freezes the UI for 100-300 ms in the middle of a run (tests/bench/tui_latency.py)."""
+    gc.freeze()
+
+
+def leave_a_core(lm) -> None:
+    """On the CPU, run the model on all cores but one, so that the UI thread always has a
+    core to take keys and paint on (the benchmark in tests/bench/tui_latency.py)."""
+    if str(lm.device).startswith("cpu"):
+        import torch
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores - 1))
+
+
 def execute(lm, job: Job, post: Post) -> None:
     """Run ``job`` to the end (or until ``job.cancel``), posting a message per step."""
+    leave_a_core(lm)
     try:
         task = make_task(lm, job)
         layout = layout_of(task, lm, job)
@@ -222,6 +242,7 @@ def lens(lm, job: Job, post: Post) -> None:
     from dgterm.engine.lens import confidence
 
     start, end, _ = job.spans[0]
+    leave_a_core(lm)
     try:
         scores = confidence(lm, job.text, start, end, cancel=job.cancel)
     except DgtermError as e:

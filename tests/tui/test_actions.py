@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
+import time
 
 
 from dgterm.tui import messages as m
+from dgterm.tui.actions.model import STEP_PAINT_INTERVAL
 from dgterm.tui.app import make_app
 from dgterm.tui.screens.help import HelpScreen
 from dgterm.tui.screens.prompt import PromptScreen
+from dgterm.tui.widgets.canvas import CanvasPanel
 
-from .conftest import FAST, SIZE, Recorder, select, settle
+from .conftest import FAST, SIZE, TRACE, Recorder, select, settle
 
 
 def app_for(path, lm, **kw):
@@ -52,6 +56,25 @@ async def test_grow_and_shrink_target_length(demo, tiny):
         await pilot.press("f8", "f8")
         assert app.doc.spans[0].target_tokens == max(1, n - 4)
         assert "budget" in str(app.canvas.query_one("#canvas-spans").render())
+
+
+async def test_step_paints_are_spaced_and_end_on_the_newest(demo, monkeypatch):
+    paints = []
+    show = CanvasPanel.show_frame
+
+    def timed(self, frame, *args, **kwargs):
+        paints.append((time.monotonic(), frame))
+        show(self, frame, *args, **kwargs)
+
+    monkeypatch.setattr(CanvasPanel, "show_frame", timed)
+    app = make_app(str(demo), load=False, replay=str(TRACE), replay_delay=0, replay_until=8)
+    async with app.run_test(size=SIZE) as pilot:
+        while app.job is None or len(app.job.frames) < 8 or app.pending_frame is not None:
+            await asyncio.sleep(0.01)
+        assert paints[-1][1] is app.job.frames[-1]
+        gaps = [b[0] - a[0] for a, b in zip(paints, paints[1:])]
+        assert all(gap >= STEP_PAINT_INTERVAL * 0.9 for gap in gaps)
+        await pilot.press("escape")
 
 
 async def test_infill_live_then_accept_is_one_undo_step(demo, tiny):

@@ -34,7 +34,7 @@ async def replayed(pilot, steps: int | None = None):
         await app.workers.wait_for_complete()
     else:
         for _ in range(2000):
-            if app.job is not None and len(app.job.frames) >= steps:
+            if app.job is not None and len(app.job.frames) >= steps and app.pending_frame is None:
                 break
             await pilot.pause()
     await pilot.pause()

@@ -4,6 +4,8 @@ in ``dgterm.tui.workers``."""
 
 from __future__ import annotations
 
+import time
+
 from textual import work
 
 from dgterm.editor import DocumentError
@@ -13,12 +15,17 @@ from dgterm.tui.screens.prompt import PromptScreen
 from dgterm.tui.session import Review
 
 SPAN_STEP = 4  # tokens added or removed by grow / shrink
+STEP_PAINT_INTERVAL = 1 / 15  # seconds: run steps repaint at most 15 times a second, like the REPL
 LABELS = {"infill": "infill", "search": "length search", "rewrite": "rewrite", "continue": "continue",
           "lens": "lens"}
 
 
 class ModelActions:
     """Needs from the app: doc, editor, canvas, lm, model_error, settings, mode, job, review."""
+
+    pending_frame = None  # the newest step not painted yet
+    _step_timer = None
+    _painted_at = 0.0
 
     # ------------------------------------------------------------------ workers
 
@@ -39,6 +46,7 @@ class ModelActions:
 
     def on_model_loaded(self, message: m.ModelLoaded) -> None:
         self.lm, self.model_error = message.lm, None
+        workers.settle_heap()
         self.refresh_status()
         self.refresh_spans()
 
@@ -226,10 +234,25 @@ class ModelActions:
             self.layout = message.layout
 
     def on_step_message(self, message: m.StepMessage) -> None:
-        job = self.job
-        if message.job is not job:
+        """Paint the newest step, at most once per STEP_PAINT_INTERVAL: a paint costs the UI
+        thread ~10 ms on a small machine, and key presses must not queue behind paints."""
+        if message.job is not self.job:
             return
-        frame = message.frame
+        self.pending_frame = message.frame
+        if self._step_timer is None:
+            wait = self._painted_at + STEP_PAINT_INTERVAL - time.monotonic()
+            if wait > 0:
+                self._step_timer = self.set_timer(wait, self.paint_step)
+            else:
+                self.paint_step()
+
+    def paint_step(self) -> None:
+        self._step_timer = None
+        frame, self.pending_frame = self.pending_frame, None
+        job = self.job
+        if frame is None or job is None or self.mode != "running":
+            return
+        self._painted_at = time.monotonic()
         self.editor.show_preview(dict(zip(job.span_ids, frame.drafts[0])))
         done = job.frames
         at = next((i for i in range(len(done) - 1, -1, -1) if done[i] is frame), len(done) - 1)

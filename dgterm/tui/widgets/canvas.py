@@ -18,6 +18,21 @@ def _short(text: str, n: int = 28) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+class FlowText(Static):
+    """Wrapped text that changes every run step. It asks for a layout pass (which costs
+    more than the repaint) only when its wrapped height changes."""
+
+    def __init__(self, text: str, **kwargs) -> None:
+        super().__init__(text, **kwargs)
+        self._lines = -1
+
+    def show(self, text: Text) -> None:
+        width = self.content_size.width
+        lines = len(text.wrap(self.app.console, width)) if width and text else 0
+        self.update(text, layout=lines != self._lines or not width)
+        self._lines = lines
+
+
 class CanvasPanel(VerticalScroll):
     DEFAULT_CSS = """
     CanvasPanel { width: 48; border-left: vkey $panel; padding: 0 1; background: $surface; }
@@ -29,10 +44,10 @@ class CanvasPanel(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         yield Static("Run", classes="title")
-        yield Static("No run yet.", id="canvas-stats")
+        yield FlowText("No run yet.", id="canvas-stats")
         yield Sparkline(id="canvas-spark")
         yield Static("Canvas", classes="title")
-        yield Static("", id="canvas-tokens")
+        yield FlowText("", id="canvas-tokens")
         yield Static("Spans", classes="title")
         yield Static("", id="canvas-spans")
         yield Static("Candidates", classes="title", id="canvas-choices-title")
@@ -51,7 +66,7 @@ class CanvasPanel(VerticalScroll):
         stats.append(f"mean entropy {mean:.3f} / stop {threshold:g}",
                      style="green" if mean <= threshold else "yellow")
         stats.append(f"\n{tokens} decided · {rate:.1f} tok/s · {tokens / forwards:.2f} tok/forward")
-        self.query_one("#canvas-stats", Static).update(stats)
+        self.query_one("#canvas-stats", FlowText).show(stats)
         self.query_one(Sparkline).values = tuple(f.accepted[row] for f in frames)
         pal = palette_of(self.app.current_theme)
         canvas = Text(no_wrap=False, overflow="fold")
@@ -59,15 +74,15 @@ class CanvasPanel(VerticalScroll):
             shown = display_text(tok) if tok.state != "pinned" else tok.text.replace("\n", "↵")
             canvas.append(shown or "∅", style=pal.token(tok.state, tok.entropy) if tok.state != "pinned"
                           else f"{pal.color('pinned').hex}")
-        self.query_one("#canvas-tokens", Static).update(canvas)
+        self.query_one("#canvas-tokens", FlowText).show(canvas)
 
     def show_stats(self, text: str) -> None:
-        self.query_one("#canvas-stats", Static).update(text)
+        self.query_one("#canvas-stats", FlowText).show(Text(text))
 
     def clear_run(self, message: str = "No run yet.") -> None:
-        self.query_one("#canvas-stats", Static).update(message)
+        self.query_one("#canvas-stats", FlowText).show(Text(message))
         self.query_one(Sparkline).values = ()
-        self.query_one("#canvas-tokens", Static).update("")
+        self.query_one("#canvas-tokens", FlowText).show(Text())
         self.show_choices([], 0)
 
     def show_spans(self, rows: list[tuple[str, int | None, int | None]], canvas_length: int | None) -> None:

@@ -19,19 +19,31 @@ class StatusBar(Horizontal):
     StatusBar #status-model { color: $text-muted; }
     """
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._shown: dict[str, str] = {}
+
     def compose(self) -> ComposeResult:
         yield Label("", id="status-file")
         yield Label("", id="status-state")
         yield Label("", id="status-model")
 
     def set_file(self, text: str) -> None:
-        self.query_one("#status-file", Label).update(text)
+        self._set("#status-file", text, layout=True)
 
     def set_model(self, text: str) -> None:
-        self.query_one("#status-model", Label).update(text)
+        self._set("#status-model", text, layout=True)
 
     def set_state(self, text: str, kind: str = "") -> None:
-        label = self.query_one("#status-state", Label)
-        label.update(text)
+        label = self._set("#status-state", text, layout=False)  # 1fr wide: its size never depends on the text
         for k in ("busy", "error", "review"):
             label.set_class(k == kind, f"-{k}")
+
+    def _set(self, selector: str, text: str, layout: bool) -> Label:
+        """Update a label only when its text changes: a layout pass per run step would
+        cost more than the step's repaint."""
+        label = self.query_one(selector, Label)
+        if self._shown.get(selector) != text:
+            self._shown[selector] = text
+            label.update(text, layout=layout)
+        return label
