@@ -56,7 +56,8 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
 def settings_from(args):
     from dgterm.config import load_settings
 
-    return load_settings().override(model=args.model, device=args.device, dtype=args.dtype, quant=args.quant)
+    return load_settings().override(model=args.model, device=args.device, dtype=args.dtype, quant=args.quant,
+                                    allow_offload=args.allow_offload)
 
 
 def load_model(args):
@@ -64,7 +65,7 @@ def load_model(args):
 
     s = settings_from(args)
     return loading.load(s.model, device=s.device, dtype=s.dtype, quant=s.quant, download=args.download,
-                        allow_offload=args.allow_offload)
+                        allow_offload=s.allow_offload)
 
 
 def sampler_params(args, lm):
@@ -111,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
+    from dgterm.engine.quant import guard_oom
+
     try:
-        return args.run(args) or 0
+        with guard_oom(getattr(args, "quant", None), candidates=getattr(args, "candidates", None) or 1):
+            return args.run(args) or 0
     except DgtermError as e:
         print(f"dgterm: {e}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ The config file is TOML at ``$DGTERM_CONFIG`` or ``<user config dir>/dgterm/conf
     device = "auto"          # cpu, cuda, cuda:N
     dtype = "auto"           # bf16, fp16, fp32
     quant = "none"           # int8, nf4
+    allow_offload = false    # or DGTERM_ALLOW_OFFLOAD=1, or --allow-offload
     theme = "dgterm-dark"
 
     [sampler]                # any SamplerParams field
@@ -38,6 +39,7 @@ class Settings:
     dtype: str = "auto"
     quant: str = "none"
     theme: str = "dgterm-dark"
+    allow_offload: bool = False  # a quantized model may keep experts in host RAM when the GPU is too small
     sampler: dict = field(default_factory=dict)
     keymap: dict = field(default_factory=dict)
 
@@ -83,4 +85,8 @@ def load_settings(path: Path | None = None, env=None) -> Settings:
     for name in ("model", "device", "dtype", "quant", "theme"):
         if env.get(ENV_PREFIX + name.upper()):
             values[name] = env[ENV_PREFIX + name.upper()]
+    if env.get(ENV_PREFIX + "ALLOW_OFFLOAD"):
+        values["allow_offload"] = env[ENV_PREFIX + "ALLOW_OFFLOAD"].lower() in ("1", "true", "yes")
+    if not isinstance(values.get("allow_offload", False), bool):
+        raise DgtermError(f"Config file {path}: allow_offload must be true or false.")
     return Settings(**values)

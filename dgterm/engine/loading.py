@@ -174,7 +174,7 @@ class LoadedModel:
 
 
 def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant: str = "none",
-         download: bool = False, allow_offload: bool | None = None) -> LoadedModel:
+         download: bool = False, allow_offload: bool = False) -> LoadedModel:
     """Load a DiffusionGemma checkpoint for inference. ``allow_offload`` lets a quantized
     model keep expert weights in host memory when the GPU is too small (never by default)."""
     t0 = time.perf_counter()

@@ -687,7 +687,7 @@ def refusal(config, plan, free_bytes: int, context: int, candidates: int = 1, dt
         if ctx >= 1024:
             how = "" if name == need.plan else f"--quant {name} and "
             return msg + f"; use {how}at most {ctx} tokens of context, or free GPU memory."
-    return msg + ("; no plan fits: free GPU memory, use a bigger GPU, or set DGTERM_ALLOW_OFFLOAD=1 to keep the "
+    return msg + ("; no plan fits: free GPU memory, use a bigger GPU, or pass --allow-offload to keep the "
                   "experts in host RAM (slow).")
 
 

@@ -6,7 +6,7 @@ checkpoint (a directory with ``dgterm-quant.json``) end up in:
 1. The plan's memory is checked against the device's free memory *before* anything is
    loaded; a plan that does not fit is refused with one sentence saying what would fit.
    Nothing is offloaded to the CPU or disk unless the caller allows it
-   (``allow_offload=True`` or ``DGTERM_ALLOW_OFFLOAD=1``): then the expert weights stay in
+   (``allow_offload=True``: ``--allow-offload``, ``DGTERM_ALLOW_OFFLOAD=1`` or the config file): then the expert weights stay in
    (pinned) host RAM and each routed expert is copied to the GPU when used.
 2. The model is built on the ``meta`` device, the plan's quantized modules replace the
    experts and linears (tied encoder/decoder modules share one), and every tensor is
@@ -368,12 +368,6 @@ def _free_bytes(device: str) -> int | None:
     return None
 
 
-def _offload_allowed(allow_offload) -> bool:
-    if allow_offload is not None:
-        return bool(allow_offload)
-    return os.environ.get("DGTERM_ALLOW_OFFLOAD", "").lower() in ("1", "true", "yes")
-
-
 def pin_device(device: str) -> str:
     """'cuda' -> 'cuda:N' of the current device, made current so nothing lands on another GPU."""
     import torch
@@ -386,7 +380,7 @@ def pin_device(device: str) -> str:
 
 
 def load(path: Path, spec: str, device: str, dtype, quant_name: str, t0: float | None = None, *,
-         allow_offload: bool | None = None, context: int | None = None, progress: bool | None = None):
+         allow_offload: bool = False, context: int | None = None, progress: bool | None = None):
     """Load ``path`` quantized per ``quant_name`` (or its pre-quantized plan) on ``device``."""
     import torch
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
@@ -421,7 +415,7 @@ def load(path: Path, spec: str, device: str, dtype, quant_name: str, t0: float |
     if max_ctx is not None and max_ctx >= MIN_CONTEXT:
         notes.append(f"the {plan.name} plan fits {where} with at most {max_ctx} tokens of context")
     elif max_ctx is not None:
-        if _offload_allowed(allow_offload) and device.startswith("cuda"):
+        if allow_offload and device.startswith("cuda"):
             off = quant.plan_memory(config, plan, context, 1, eb, offload=True)
             if not off.fits(free):
                 raise ModelLoadError(quant.refusal(config, plan, free, context, 1, eb, device)) from None

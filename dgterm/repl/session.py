@@ -154,7 +154,8 @@ class Repl:
         self._unload()
         try:
             with no_echo(), self.notes.status(f"Loading {s.model}…") if self.notes.is_terminal else nullcontext():
-                lm = loading.load(s.model, device=s.device, dtype=s.dtype, quant=s.quant, download=self.args.download)
+                lm = loading.load(s.model, device=s.device, dtype=s.dtype, quant=s.quant, download=self.args.download,
+                                  allow_offload=s.allow_offload)
         except DgtermError as e:
             self.error(str(e))
             return

@@ -46,7 +46,7 @@ def load_model(settings, post: Post, download: bool = False) -> None:
 
     try:
         lm = loading.load(settings.model, device=settings.device, dtype=settings.dtype, quant=settings.quant,
-                          download=download)
+                          download=download, allow_offload=settings.allow_offload)
     except DgtermError as e:
         post(ModelFailed(str(e)))
         return
@@ -118,6 +118,7 @@ def execute(lm, job: Job, post: Post) -> None:
         post(RunFailed(job, str(e)))
         return
     post(RunStarted(job, layout))
+    from dgterm.engine.quant import guard_oom
     from dgterm.engine.tasks import token_text
 
     build = FrameBuilder(layout, token_text(lm.tokenizer))
@@ -125,14 +126,15 @@ def execute(lm, job: Job, post: Post) -> None:
     try:
         if job.trace:
             writer = _trace_writer(job, lm, task, layout)
-        for event in task:
-            frame = build(record_of(event))
-            frames.append(frame)
-            post(StepMessage(job, frame))
-            if writer is not None:
-                writer.step(event, lm.tokenizer)
-                seen.update(event.canvas.unique().tolist())
-                seen.update(event.argmax.unique().tolist())
+        with guard_oom(lm.quant, candidates=job.candidates):
+            for event in task:
+                frame = build(record_of(event))
+                frames.append(frame)
+                post(StepMessage(job, frame))
+                if writer is not None:
+                    writer.step(event, lm.tokenizer)
+                    seen.update(event.canvas.unique().tolist())
+                    seen.update(event.argmax.unique().tolist())
         result = task.result
         if writer is not None:
             _finish_trace(writer, result, seen, lm)

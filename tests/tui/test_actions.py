@@ -77,6 +77,37 @@ async def test_step_paints_are_spaced_and_end_on_the_newest(demo, monkeypatch):
         await pilot.press("escape")
 
 
+async def test_out_of_memory_is_one_message_and_the_editor_goes_on(demo, tiny):
+    import torch
+
+    real, calls = tiny.model.forward, []
+
+    def once_out_of_memory(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the encoder ran; the first decoder forward runs out of memory
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, **kwargs)
+
+    tiny.model.forward = once_out_of_memory
+    rec = Recorder()
+    app = app_for(demo, tiny)
+    try:
+        async with app.run_test(size=SIZE, message_hook=rec) as pilot:
+            before = app.doc.text
+            select(app, "sum(values) / len(values)")
+            await pilot.press("ctrl+t", "ctrl+g")
+            await settle(app, pilot)
+            failed = [x for x in rec.seen if isinstance(x, m.RunFailed)]
+            assert len(failed) == 1 and failed[0].reason.startswith("Out of memory on the device during the run; "
+                                                                   "nothing was changed — try fewer candidates")
+            assert app.mode == "edit" and app.doc.text == before == app.editor.text and not app.editor.read_only
+            await pilot.press("ctrl+g")  # the session goes on: the next run works
+            await settle(app, pilot)
+            assert app.mode == "review"
+    finally:
+        del tiny.model.forward
+
+
 async def test_infill_live_then_accept_is_one_undo_step(demo, tiny):
     rec = Recorder()
     app = app_for(demo, tiny)
