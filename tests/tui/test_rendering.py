@@ -1,0 +1,79 @@
+"""What the terminal shows for the awkward cases: wide characters, very long lines and a
+terminal resized in the middle of a run."""
+
+from __future__ import annotations
+
+import asyncio
+
+from dgterm.tui.app import make_app
+
+from .conftest import FAST, SIZE, TRACE, select, settle
+
+WIDE = "# 東京 notes 🎉\n\n名前 = '東京タワー'  # 展望台\nprint(名前)  # ｆｕｌｌ width\n"
+
+
+def row_text(app, y: int) -> str:
+    return "".join(seg.text for seg in app.editor.render_line(y))
+
+
+def underlined(app, y: int) -> str:
+    """The cells of row ``y`` drawn as a masked span."""
+    return "".join(seg.text for seg in app.editor.render_line(y) if seg.style and seg.style.underline)
+
+
+async def test_wide_characters_are_masked_painted_and_rewritten_cell_exact(tmp_path, tiny):
+    path = tmp_path / "wide.py"
+    path.write_bytes(WIDE.encode("utf-8"))
+    app = make_app(str(path), lm=tiny, sampler=FAST, candidates=1)
+    async with app.run_test(size=SIZE) as pilot:
+        a, b = select(app, "東京タワー")
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert "名前 = '東京タワー'  # 展望台" in row_text(app, 2)
+        assert underlined(app, 2) == "東京タワー"
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        draft = app.review.current.texts[0]
+        await pilot.press("enter", "ctrl+s")
+        await pilot.pause()
+    assert path.read_bytes() == (WIDE[:a] + draft + WIDE[b:]).encode("utf-8")
+
+
+async def test_a_very_long_line_scrolls_to_its_end_in_code_and_wraps_in_prose(tmp_path):
+    line = "s = '" + "".join(f"w{i} " for i in range(4000)) + "'"
+    code = tmp_path / "long.py"
+    code.write_text(f"x = 1\n{line}\ny = 2\n", encoding="utf-8")
+    app = make_app(str(code), load=False)
+    async with app.run_test(size=SIZE) as pilot:
+        assert row_text(app, 1).lstrip(" 0123456789│▎").startswith("s = 'w0 w1 ")
+        app.editor.move_cursor((1, 0))
+        await pilot.press("end")
+        await pilot.pause()
+        assert "w3999 '" in row_text(app, 1)
+        assert "y = 2" not in row_text(app, 1)
+    prose = tmp_path / "long.md"
+    prose.write_text(f"x = 1\n{line}\ny = 2\n", encoding="utf-8")
+    app = make_app(str(prose), load=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        width = app.editor.wrap_width
+        assert app.editor.wrapped_document.height >= 2 + len(line) // width
+        assert "w0 w1 " in row_text(app, 1) and "w0 w1 " not in row_text(app, 2)
+
+
+async def test_resizing_mid_run_keeps_the_draft_and_rejecting_restores_the_file(demo):
+    before = demo.read_bytes()
+    app = make_app(str(demo), load=False, replay=str(TRACE), replay_delay=0, replay_until=5)
+    async with app.run_test(size=SIZE) as pilot:
+        while app.job is None or len(app.job.frames) < 5 or app.pending_frame is not None:
+            await asyncio.sleep(0.01)
+        draft = app.editor.text
+        for size in ((70, 20), (44, 12), SIZE):
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            assert app.size == size and app.editor.text == draft and app.mode == "running"
+            assert app.editor.size.width >= size[0] // 2  # the canvas panel gives way to the text
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert app.mode == "edit" and app.editor.text == app.doc.text
+    assert demo.read_bytes() == before
