@@ -20,7 +20,7 @@ from dgterm.tui.actions.files import FileActions
 from dgterm.tui.actions.model import LABELS, ModelActions
 from dgterm.tui.commands import EditorCommands
 from dgterm.tui.screens.help import HelpScreen
-from dgterm.tui.themes import load_themes
+from dgterm.tui import themes
 from dgterm.tui.widgets.canvas import CanvasPanel
 from dgterm.tui.widgets.editor import EditorView
 from dgterm.tui.widgets.status import StatusBar
@@ -58,6 +58,7 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         self.step_label = ""
         self.loading_since: float | None = None
         self.disk_warned = self.quit_after_save = False
+        self.theme_stamp: tuple = ()  # of the theme files, see check_themes
 
     # ------------------------------------------------------------------ layout
 
@@ -76,16 +77,34 @@ class DgtermApp(FileActions, ModelActions, App[None]):
     def canvas(self) -> CanvasPanel:
         return self.query_one(CanvasPanel)
 
-    def on_mount(self) -> None:
-        themes, problems = load_themes(config_dir() / "themes")
-        for theme in themes.values():
+    def install_themes(self) -> tuple[dict, list[str]]:
+        """Register every theme file (built in, then the user's); the problems as sentences."""
+        folder = config_dir() / "themes"
+        self.theme_stamp = themes.stamp(folder)
+        found, problems = themes.load_themes(folder)
+        for theme in found.values():
             self.register_theme(theme)
+        return found, problems
+
+    def check_themes(self) -> None:
+        """Timer: a theme file was edited, added or removed; apply it live."""
+        if themes.stamp(config_dir() / "themes") == self.theme_stamp:
+            return
+        found, problems = self.install_themes()
+        for problem in problems:
+            self.notify(problem, title="Theme", severity="warning", timeout=10)
+        if self.theme in found:
+            self.refresh_css(animate=False)
+            self.repaint()
+
+    def on_mount(self) -> None:
+        found, problems = self.install_themes()
         if self.settings.theme in self.available_themes:
             self.theme = self.settings.theme
         else:
             problems.append(f"Theme '{self.settings.theme}' was not found; using dgterm-dark. "
-                            f"Available: {', '.join(sorted(themes))}.")
-            self.theme = "dgterm-dark" if "dgterm-dark" in themes else "textual-dark"
+                            f"Available: {', '.join(sorted(found))}.")
+            self.theme = "dgterm-dark" if "dgterm-dark" in found else "textual-dark"
         self.theme_changed_signal.subscribe(self, lambda _theme: self.repaint())
         known = {a.id for a in keymap.ACTIONS}
         unknown = sorted(set(self.keymap_overrides) - known)
@@ -101,6 +120,7 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         self.refresh_spans()
         self.refresh_status()
         self.set_interval(2.0, self.check_disk)
+        self.set_interval(1.0, self.check_themes)
         self.call_after_refresh(self.startup)
 
     def startup(self) -> None:

@@ -65,6 +65,19 @@ def load_theme(path: Path) -> Theme:
         raise ValueError(f"Theme {path} has a bad colour ({e}); fix it.") from None
 
 
+def stamp(user_dir: Path | None = None) -> tuple:
+    """Changes when a theme file is added, removed or edited (for live reloading)."""
+    out = []
+    for folder in theme_dirs(user_dir):
+        for path in sorted(folder.glob("*.toml")):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            out.append((str(path), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
 def load_themes(user_dir: Path | None = None) -> tuple[dict[str, Theme], list[str]]:
     """All themes by name, and a message for each file that could not be used."""
     themes, problems = {}, []

@@ -77,3 +77,39 @@ async def test_resizing_mid_run_keeps_the_draft_and_rejecting_restores_the_file(
         await settle(app, pilot)
         assert app.mode == "edit" and app.editor.text == app.doc.text
     assert demo.read_bytes() == before
+
+
+async def test_an_edited_theme_file_applies_live_and_a_broken_one_is_one_message(demo, tmp_path):
+    import os
+    from pathlib import Path
+
+    from dgterm.config import Settings
+    from dgterm.tui.themes import palette_of
+
+    folder = Path(os.environ["DGTERM_CONFIG"]).parent / "themes"
+    folder.mkdir(parents=True, exist_ok=True)
+    light = (Path(__file__).parents[2] / "themes" / "dgterm-light.toml").read_text(encoding="utf-8")
+    mine = folder / "mine.toml"
+    mine.write_text(light.replace('name = "dgterm-light"', 'name = "mine"'), encoding="utf-8")
+    app = make_app(str(demo), load=False, settings=Settings(theme="mine"))
+    async with app.run_test(size=SIZE) as pilot:
+        select(app, "sum(values)")
+        await pilot.press("ctrl+t")
+        app.editor.move_cursor((0, 0))  # no selection drawn over the span
+        await pilot.pause()
+        assert palette_of(app.current_theme).color("span").hex == "#DBE7FF"
+        mine.write_text(light.replace('name = "dgterm-light"', 'name = "mine"').replace('span = "#dbe7ff"',
+                                                                                         'span = "#123456"'),
+                        encoding="utf-8")
+        os.utime(mine, ns=(0, 1))  # a new stamp even within the file system's time resolution
+        app.check_themes()
+        await pilot.pause()
+        assert palette_of(app.current_theme).color("span").hex == "#123456"
+        row = next(y for y in range(SIZE[1]) if "sum(values)" in "".join(s.text for s in app.editor.render_line(y)))
+        styles = [s.style for s in app.editor.render_line(row) if s.style and s.style.underline]
+        assert styles and all(s.bgcolor.triplet.hex == "#123456" for s in styles)
+        mine.write_text("name = 'mine'\nprimary = 'not a colour'\n", encoding="utf-8")
+        app.check_themes()
+        await pilot.pause()
+        assert app.theme == "mine" and palette_of(app.current_theme).color("span").hex == "#123456"
+        assert any("mine.toml has a bad colour" in n.message for n in app._notifications)
