@@ -36,6 +36,12 @@ async def settle(app, pilot) -> None:
     await pilot.pause()
 
 
+async def painted(app, steps: int) -> None:
+    """Wait until a run held at ``steps`` (``replay_until``) shows its last step."""
+    while app.job is None or len(app.job.frames) < steps or app.painted_frame is not app.job.frames[steps - 1]:
+        await asyncio.sleep(0.01)
+
+
 def select(app, text: str, occurrence: int = 0) -> tuple[int, int]:
     """Select ``text`` in the editor (as a user would with shift+arrows); returns offsets."""
     doc = app.doc

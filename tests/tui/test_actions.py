@@ -15,7 +15,7 @@ from dgterm.tui.screens.help import HelpScreen
 from dgterm.tui.screens.prompt import PromptScreen
 from dgterm.tui.widgets.canvas import CanvasPanel
 
-from .conftest import FAST, SIZE, TRACE, Recorder, select, settle
+from .conftest import FAST, SIZE, TRACE, Recorder, painted, select, settle
 
 
 def app_for(path, lm, **kw):
@@ -69,8 +69,7 @@ async def test_step_paints_are_spaced_and_end_on_the_newest(demo, monkeypatch):
     monkeypatch.setattr(CanvasPanel, "show_frame", timed)
     app = make_app(str(demo), load=False, replay=str(TRACE), replay_delay=0, replay_until=8)
     async with app.run_test(size=SIZE) as pilot:
-        while app.job is None or len(app.job.frames) < 8 or app.pending_frame is not None:
-            await asyncio.sleep(0.01)
+        await painted(app, 8)
         assert paints[-1][1] is app.job.frames[-1]
         gaps = [b[0] - a[0] for a, b in zip(paints, paints[1:])]
         assert all(gap >= STEP_PAINT_INTERVAL * 0.9 for gap in gaps)

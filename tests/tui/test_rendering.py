@@ -7,7 +7,7 @@ import asyncio
 
 from dgterm.tui.app import make_app
 
-from .conftest import FAST, SIZE, TRACE, select, settle
+from .conftest import FAST, SIZE, TRACE, painted, select, settle
 
 WIDE = "# 東京 notes 🎉\n\n名前 = '東京タワー'  # 展望台\nprint(名前)  # ｆｕｌｌ width\n"
 
@@ -65,8 +65,7 @@ async def test_resizing_mid_run_keeps_the_draft_and_rejecting_restores_the_file(
     before = demo.read_bytes()
     app = make_app(str(demo), load=False, replay=str(TRACE), replay_delay=0, replay_until=5)
     async with app.run_test(size=SIZE) as pilot:
-        while app.job is None or len(app.job.frames) < 5 or app.pending_frame is not None:
-            await asyncio.sleep(0.01)
+        await painted(app, 5)
         draft = app.editor.text
         for size in ((70, 20), (44, 12), SIZE):
             await pilot.resize_terminal(*size)
@@ -113,3 +112,34 @@ async def test_an_edited_theme_file_applies_live_and_a_broken_one_is_one_message
         await pilot.pause()
         assert app.theme == "mine" and palette_of(app.current_theme).color("span").hex == "#123456"
         assert any("mine.toml has a bad colour" in n.message for n in app._notifications)
+
+
+async def test_syntax_colours_stay_on_their_words_around_a_live_draft(demo):
+    """A draft with more lines than its span shifts the text below it; the keywords there
+    keep their colour at once, not only after the highlighter's debounce."""
+    from dgterm.tui.frames import Tok
+    from dgterm.tui.themes import palette_of
+
+    app = make_app(str(demo), load=False)
+    async with app.run_test(size=SIZE) as pilot:
+        a, b = select(app, "sum(values) / len(values)")
+        span = app.doc.add_span(a, b)
+        await asyncio.sleep(0.3)
+        editor, keyword = app.editor, palette_of(app.current_theme).syntax_style("keyword")
+        for draft in (["x", "\n\n", "  y"], ["z"], ["1\n2\n3\n4"]):
+            editor.show_preview({span.id: [Tok(t, "tentative", 1.0) for t in draft]})
+            for wait in (0.0, 0.3):  # at once, and past the highlighter's debounce
+                await asyncio.sleep(wait)
+                checked = 0
+                for y, line in enumerate(editor.text.split("\n")):
+                    words = line.split()
+                    if words and words[0] in ("def", "return", "if", "raise"):
+                        text = editor.get_line(y)
+                        coloured = [text.plain[s.start:s.end] for s in text.spans if s.style == keyword]
+                        assert words[0] in coloured, (draft, line, coloured)
+                        assert all(w in ("def", "return", "if", "not", "raise") for w in coloured), (line, coloured)
+                        checked += 1
+                assert checked >= 6
+        editor.sync_from_doc()
+        await pilot.pause()
+        assert editor.text == app.doc.text

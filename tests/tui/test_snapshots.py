@@ -10,7 +10,7 @@ import pytest
 from dgterm.config import Settings
 from dgterm.tui.app import make_app
 
-from .conftest import DEMO, SIZE, TRACE
+from .conftest import DEMO, SIZE, TRACE, painted
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -33,10 +33,7 @@ async def replayed(pilot, steps: int | None = None):
     if steps is None:
         await app.workers.wait_for_complete()
     else:
-        for _ in range(2000):
-            if app.job is not None and len(app.job.frames) >= steps and app.pending_frame is None:
-                break
-            await pilot.pause()
+        await painted(app, steps)
     await pilot.pause()
     await pilot.pause()
 

@@ -23,7 +23,8 @@ LABELS = {"infill": "infill", "search": "length search", "rewrite": "rewrite", "
 class ModelActions:
     """Needs from the app: doc, editor, canvas, lm, model_error, settings, mode, job, review."""
 
-    pending_frame = None  # the newest step not painted yet
+    _pending_frame = None  # the newest step not painted yet
+    painted_frame = None  # the step on screen
     _step_timer = None
     _painted_at = 0.0
 
@@ -238,7 +239,7 @@ class ModelActions:
         thread ~10 ms on a small machine, and key presses must not queue behind paints."""
         if message.job is not self.job:
             return
-        self.pending_frame = message.frame
+        self._pending_frame = message.frame
         if self._step_timer is None:
             wait = self._painted_at + STEP_PAINT_INTERVAL - time.monotonic()
             if wait > 0:
@@ -248,11 +249,11 @@ class ModelActions:
 
     def paint_step(self) -> None:
         self._step_timer = None
-        frame, self.pending_frame = self.pending_frame, None
+        frame, self._pending_frame = self._pending_frame, None
         job = self.job
         if frame is None or job is None or self.mode != "running":
             return
-        self._painted_at = time.monotonic()
+        self._painted_at, self.painted_frame = time.monotonic(), frame
         self.editor.show_preview(dict(zip(job.span_ids, frame.drafts[0])))
         done = job.frames
         at = next((i for i in range(len(done) - 1, -1, -1) if done[i] is frame), len(done) - 1)

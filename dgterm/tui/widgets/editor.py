@@ -52,6 +52,9 @@ class EditorView(TextArea):
         self.highlighter.update(doc.text)
         self._mirroring = False
         self._preview: dict[int, list[Tok]] | None = None
+        # While previewing: (view offset, document offset, length) of each stretch of text
+        # outside the drafts, so the Document's syntax highlighting stays put around them.
+        self._kept: list[tuple[int, int, int]] | None = None
         self._lens: list[tuple[int, int, int]] | None = None
         self._overlay: dict[int, list[tuple[int, int, Style]]] = {}
         self._marks: dict[int, Style] = {}
@@ -97,7 +100,7 @@ class EditorView(TextArea):
 
     def sync_from_doc(self, select: bool = False) -> None:
         """Make the view show the Document's text (smallest replacement) and drop any preview."""
-        self._preview = None
+        self._preview = self._kept = None
         self._set_view_text(self.doc.text)
         if select:
             a, b = self.doc.selection
@@ -141,11 +144,13 @@ class EditorView(TextArea):
     def show_preview(self, drafts: dict[int, list[Tok]]) -> None:
         """Show ``drafts`` (span id -> tokens) in place of those spans."""
         doc_text, pieces, ranges, cursor, pos = self.doc.text, [], [], 0, 0
+        kept = []
         for span in self.doc.spans:
             toks = drafts.get(span.id)
             if toks is None:
                 continue
             pieces.append(doc_text[cursor : span.start])
+            kept.append((pos, cursor, span.start - cursor))
             pos += span.start - cursor
             for tok in toks:
                 shown = display_text(tok)
@@ -155,10 +160,11 @@ class EditorView(TextArea):
                     pos += len(shown)
             cursor = span.end
         pieces.append(doc_text[cursor:])
+        kept.append((pos, cursor, len(doc_text) - cursor))
         self._preview = drafts
+        self._kept = kept
         self._set_view_text("".join(pieces))
         self._paint(ranges)
-        self._schedule_syntax()
 
     def show_lens(self, scores: list[tuple[int, int, float, float]]) -> None:
         """Tint each (start, end, probability, model's best probability) range by how much
@@ -220,14 +226,37 @@ class EditorView(TextArea):
 
     def _rehighlight(self) -> None:
         self._syntax_timer = None
-        self.highlighter.update(self.text)
+        self.highlighter.update(self.doc.text)
         self.notify_style_update()
         self.refresh()
+
+    def _syntax_of(self, line_index: int):
+        """The Document's highlighting of view line ``line_index``: (start, end, name) triples
+        in view columns. A preview shifts the text after each draft; map it back."""
+        if self._kept is None:
+            return self.highlighter.lines.get(line_index, ())
+        start = self.document.get_index_from_location((line_index, 0))
+        end = start + len(self.document[line_index])
+        out = []
+        i = max(0, bisect_right(self._kept, (start, 1 << 62)) - 1)
+        for view, doc, n in self._kept[i:]:
+            if view >= end:
+                break
+            a, b = max(view, start), min(view + n, end)
+            if a >= b:
+                continue
+            line, col = self.doc.location_of(doc + a - view)
+            shift = a - start - col
+            for c0, c1, name in self.highlighter.lines.get(line, ()):
+                x0, x1 = max(c0, col), min(c1, col + b - a)
+                if x0 < x1:
+                    out.append((x0 + shift, x1 + shift, name))
+        return out
 
     def get_line(self, line_index: int) -> Text:
         line = super().get_line(line_index)
         pal = self._palette()
-        for c0, c1, name in self.highlighter.lines.get(line_index, ()):
+        for c0, c1, name in self._syntax_of(line_index):
             style = pal.syntax_style(name)
             if style is not None:
                 line.stylize(style, c0, c1)
