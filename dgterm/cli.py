@@ -17,7 +17,6 @@ COMMANDS = {
     "infill": ("dgterm.commands.infill", "rewrite spans of a file from both sides"),
     "bench": ("dgterm.commands.bench", "speed and quality benchmarks"),
     "doctor": ("dgterm.commands.doctor", "check the setup: versions, devices, model, memory"),
-    "serve": ("dgterm.commands.serve", "OpenAI-compatible HTTP server"),
     "quantize": ("dgterm.commands.quantize", "save a pre-quantized checkpoint"),
     "train": ("dgterm.commands.train", "train the bundled model"),
 }
@@ -91,12 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dgterm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name == module:
-                continue
-            raise
+        mod = importlib.import_module(module)
         p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip().split("\n\n")[0])
         mod.add_arguments(p)
         p.set_defaults(run=mod.run)
