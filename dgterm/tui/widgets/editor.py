@@ -59,6 +59,7 @@ class EditorView(TextArea):
         self._overlay: dict[int, list[tuple[int, int, Style]]] = {}
         self._marks: dict[int, Style] = {}
         self._syntax_timer = None
+        self._theme_palette: tuple = (None, None)
         self.read_only = doc.read_only
 
     # ------------------------------------------------------------------ edits
@@ -186,7 +187,11 @@ class EditorView(TextArea):
             self._paint()
 
     def _palette(self) -> Palette:
-        return palette_of(self.app.current_theme)
+        """The current theme's palette, built once per theme (``get_line`` asks per line)."""
+        theme = self.app.current_theme
+        if self._theme_palette[0] is not theme:
+            self._theme_palette = (theme, palette_of(theme))
+        return self._theme_palette[1]
 
     def _after_change(self) -> None:
         self._paint()
