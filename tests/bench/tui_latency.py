@@ -1,7 +1,7 @@
 """Benchmark (not part of the test suite): keypress-to-screen latency of the editor while
 the bundled model is generating, measured with Pilot.
 
-    .venv/bin/python tests/bench/tui_latency.py [--presses 300] [--steps 48]
+    .venv/bin/python tests/bench/tui_latency.py [--presses 300] [--steps 48] [--idle]
 
 Each sample is one key press (cursor down / up in the editor), timed from the moment the
 key event is handed to the app's driver, as a terminal would, to the end of the first
@@ -45,7 +45,7 @@ def _timestamp_frames(app, on_frame) -> None:
     app._display = timed
 
 
-async def measure(presses: int, steps: int, size=(120, 40), seed: int = 0) -> dict:
+async def measure(presses: int, steps: int, size=(120, 40), seed: int = 0, idle: bool = False) -> dict:
     from dgterm.engine import loading
     from dgterm.tui.app import make_app  # first: dgterm.tui sets Textual's frame rate
     from textual import events
@@ -71,7 +71,7 @@ async def measure(presses: int, steps: int, size=(120, 40), seed: int = 0) -> di
         app.doc.add_span(b, b + 14)
         key = "down"
         while len(samples) < presses:
-            if app.mode != "running":
+            if app.mode != "running" and not idle:
                 if app.mode == "review":
                     await pilot.press("escape")
                 await app.workers.wait_for_complete()
@@ -90,7 +90,7 @@ async def measure(presses: int, steps: int, size=(120, 40), seed: int = 0) -> di
             await waiting["done"].wait()
             dt = time.perf_counter() - t0
             waiting.clear()
-            if app.mode == "running":
+            if app.mode == "running" or idle:
                 samples.append(dt * 1000)
             await asyncio.sleep(rng.uniform(0.02, 0.08))
         await pilot.press("escape")
@@ -107,9 +107,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--presses", type=int, default=300)
     p.add_argument("--steps", type=int, default=48)
+    p.add_argument("--idle", action="store_true", help="no run: the reference the run is compared with")
     args = p.parse_args()
-    r = asyncio.run(measure(args.presses, args.steps))
-    print(f"keypress-to-screen while generating: {r['presses']} presses over {r['runs']} runs, "
+    r = asyncio.run(measure(args.presses, args.steps, idle=args.idle))
+    what = "with no run" if args.idle else f"while generating ({r['runs']} runs)"
+    print(f"keypress-to-screen {what}: {r['presses']} presses, "
           f"p50 {r['p50']:.1f} ms, p90 {r['p90']:.1f} ms, p99 {r['p99']:.1f} ms, max {r['max']:.1f} ms, "
           f"mean {r['mean']:.1f} ms")
 
