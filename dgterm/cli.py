@@ -106,13 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
-    from dgterm.engine.quant import guard_oom
-
     try:
-        with guard_oom(getattr(args, "quant", None), candidates=getattr(args, "candidates", None) or 1):
-            return args.run(args) or 0
+        return args.run(args) or 0
     except DgtermError as e:
         print(f"dgterm: {e}", file=sys.stderr)
+        return 2
+    except (RuntimeError, MemoryError) as e:  # torch's OutOfMemoryError is a RuntimeError
+        from dgterm.engine.quant import explain_oom, is_oom  # imported here: not on every start-up
+
+        if not is_oom(e):
+            raise
+        print(f"dgterm: {explain_oom(e, getattr(args, 'quant', None), getattr(args, 'candidates', None) or 1)}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dgterm: cancelled.", file=sys.stderr)

@@ -16,6 +16,27 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
     return root
 
 
+@pytest.fixture
+def continue_runs_out_of_memory(monkeypatch):
+    """Every continuation task dies of a CUDA out-of-memory error at its first step."""
+    import torch
+
+    from dgterm.engine import tasks
+
+    real = tasks.continue_text
+
+    def raising():
+        yield from ()
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def out_of_memory(*args, **kwargs):
+        task = real(*args, **kwargs)
+        task._run = raising()
+        return task
+
+    monkeypatch.setattr(tasks, "continue_text", out_of_memory)
+
+
 @pytest.fixture(scope="session")
 def bundled():
     """The real bundled checkpoint, loaded once."""

@@ -167,25 +167,8 @@ def test_cuda_requested_without_a_gpu(tiny_dir):
     assert out.returncode == 2 and "no usable CUDA GPU" in out.stderr
 
 
-def test_out_of_memory_during_a_run_is_one_line_and_exit_2(monkeypatch):
-    import torch
-
-    from dgterm.engine import tasks
-
-    real = tasks.continue_text
-
-    def out_of_memory(*args, **kwargs):
-        task = real(*args, **kwargs)
-        task._run = iter_raising(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
-        return task
-
-    monkeypatch.setattr(tasks, "continue_text", out_of_memory)
+def test_out_of_memory_during_a_run_is_one_line_and_exit_2(continue_runs_out_of_memory):
     r = dgterm("generate", "def main():", "--candidates", "3", "--steps", "2")
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.splitlines() == ["dgterm: Out of memory on the device during the run; nothing was changed — try "
                                      "fewer candidates (now 3), a shorter context or --quant nf4."]
-
-
-def iter_raising(error):
-    yield from ()
-    raise error

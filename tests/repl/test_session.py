@@ -98,27 +98,10 @@ def test_errors_are_one_sentence_and_the_repl_stays_up(run_repl, bundled):
     assert r.repl.last.result.candidates  # the prompt after the errors ran
 
 
-def test_a_failing_generation_is_one_sentence(run_repl, tiny, monkeypatch):
-    import torch
-
-    from dgterm.engine import tasks
-
-    real = tasks.continue_text
-
-    def out_of_memory(*a, **kw):
-        task = real(*a, **kw)
-        task._run = _raising(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
-        return task
-
-    monkeypatch.setattr(tasks, "continue_text", out_of_memory)
+def test_a_failing_generation_is_one_sentence(run_repl, tiny, continue_runs_out_of_memory):
     r = run_repl(["a prompt", "/steps 3"], "--mode", "plain", *TINY, lm=tiny)
     assert "ran out of memory on cpu; lower /canvases or --candidates, or restart with --quant nf4." in r.err
     assert "steps = 3" in r.err  # still reading input afterwards
-
-
-def _raising(error):
-    yield from ()
-    raise error
 
 
 def test_no_model_at_start(run_repl):

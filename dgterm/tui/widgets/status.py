@@ -19,10 +19,6 @@ class StatusBar(Horizontal):
     StatusBar #status-model { color: $text-muted; }
     """
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._shown: dict[str, str] = {}
-
     def compose(self) -> ComposeResult:
         yield Label("", id="status-file")
         yield Label("", id="status-state")
@@ -43,7 +39,6 @@ class StatusBar(Horizontal):
         """Update a label only when its text changes: a layout pass per run step would
         cost more than the step's repaint."""
         label = self.query_one(selector, Label)
-        if self._shown.get(selector) != text:
-            self._shown[selector] = text
+        if label.content != text:
             label.update(text, layout=layout)
         return label
