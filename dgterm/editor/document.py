@@ -430,6 +430,9 @@ class Document:
         except OSError:
             return
         for orphan in orphans:
+            if not orphan.records:  # killed before its header was whole: it holds no edit
+                orphan.discard()
+                continue
             doc = self._replay(orphan.records)
             if doc is None:
                 orphan.release()

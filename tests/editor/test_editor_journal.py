@@ -127,6 +127,19 @@ def test_torn_last_record_is_ignored(tmp_path):
     assert Document.open(path).recovery == "kept"
 
 
+@pytest.mark.parametrize("left", [b"", b'{"dgterm_journal":1,"pa'], ids=["empty", "torn header"])
+def test_journal_killed_before_its_header_is_dropped(tmp_path, left):
+    """A session killed between creating its journal and writing the header left no edit."""
+    path = tmp_path / "f.txt"
+    path.write_text("x")
+    folder = journal.journal_dir(str(path))
+    folder.mkdir(parents=True)
+    (folder / "1-1.jsonl").write_bytes(left)
+    doc = Document.open(path)
+    assert doc.recovery is None and doc.warning is None
+    assert journal_files(path) == []
+
+
 def test_big_file_journal_survives_a_later_save(tmp_path, monkeypatch):
     """Journals of big files refer to the file on disk by hash instead of copying it.
     Once offered, a recovery is made self-contained, so saving the file (without
