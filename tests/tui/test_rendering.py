@@ -4,8 +4,10 @@ terminal resized in the middle of a run."""
 from __future__ import annotations
 
 import asyncio
+import random
 
 from dgterm.tui.app import make_app
+from dgterm.tui.widgets import editor
 
 from .conftest import FAST, SIZE, TRACE, painted, select, settle
 
@@ -14,6 +16,16 @@ WIDE = "# 東京 notes 🎉\n\n名前 = '東京タワー'  # 展望台\nprint(�
 
 def row_text(app, y: int) -> str:
     return "".join(seg.text for seg in app.editor.render_line(y))
+
+
+async def shows_a_full_repaint(app, pilot) -> bool:
+    """Whether the screen is what repainting every row of the editor from scratch draws."""
+    await pilot.pause()
+    shown = app.export_screenshot()
+    app.editor.notify_style_update()
+    app.editor.refresh()
+    await pilot.pause()
+    return app.export_screenshot() == shown
 
 
 def underlined(app, y: int) -> str:
@@ -66,10 +78,12 @@ async def test_resizing_mid_run_keeps_the_draft_and_rejecting_restores_the_file(
     app = make_app(str(demo), load=False, replay=str(TRACE), replay_delay=0, replay_until=5)
     async with app.run_test(size=SIZE) as pilot:
         await painted(app, 5)
+        assert await shows_a_full_repaint(app, pilot)
         draft = app.editor.text
         for size in ((70, 20), (44, 12), SIZE):
             await pilot.resize_terminal(*size)
             await pilot.pause()
+            assert await shows_a_full_repaint(app, pilot)
             assert app.size == size and app.editor.text == draft and app.mode == "running"
             assert app.editor.size.width >= size[0] // 2  # the canvas panel gives way to the text
         await pilot.press("escape")
@@ -143,3 +157,26 @@ async def test_syntax_colours_stay_on_their_words_around_a_live_draft(demo):
         editor.sync_from_doc()
         await pilot.pause()
         assert editor.text == app.doc.text
+
+
+KEYS = ["up", "down", "left", "right", "home", "end", "pageup", "pagedown", "shift+down", "shift+right",
+        "shift+up", "ctrl+t", "x", "enter", "backspace", "ctrl+z", "(", ")"]
+
+
+async def test_partial_repaints_show_what_a_full_repaint_shows(demo, tmp_path, monkeypatch):
+    """The editor repaints only the rows a cursor move touches and caches rows by what they
+    show; after any sequence of keys the screen is what a full repaint draws."""
+    monkeypatch.setattr(editor, "SYNTAX_DELAY", 0.01)
+    code = tmp_path / "brackets.py"
+    code.write_text("items = [\n    (1, 2),\n]\n" + "def f(a, b):\n    return [a, (b + 1)]\n" * 8
+                    + "x = {'k': (1, 2)}  # " + "long " * 30 + "\n")
+    rng = random.Random(7)
+    along_and_onto_a_bracket = ["right", "right", "end", "left", "down", "down", "up"]  # "[" spans lines
+    for path, keys in ((demo, []), (code, along_and_onto_a_bracket)):
+        app = make_app(str(path), load=False)
+        async with app.run_test(size=(64, 16)) as pilot:
+            app.editor.cursor_blink = False
+            for key in keys + [rng.choice(KEYS) for _ in range(30)]:
+                await pilot.press(key)
+                await pilot.pause(0.05)  # the syntax colours follow an edit
+                assert await shows_a_full_repaint(app, pilot), key

@@ -14,9 +14,12 @@ from bisect import bisect_right
 
 from rich.style import Style
 from rich.text import Text
-from textual.widgets.text_area import Edit
+from textual.cache import LRUCache
 from textual.message import Message
+from textual.reactive import Reactive, reactive
+from textual.strip import Strip
 from textual.widgets import TextArea
+from textual.widgets.text_area import Edit, Selection
 
 from dgterm.editor import Document, DocumentError
 from dgterm.tui.frames import Tok, display_text
@@ -24,6 +27,7 @@ from dgterm.tui.syntax import Highlighter, lexer_for
 from dgterm.tui.themes import Palette, lens_level, palette_of
 
 SYNTAX_DELAY = 0.2  # seconds: re-highlight at most this often while text changes
+ROW_CACHE = 2048  # rendered screen rows kept, keyed by what they show
 INSERTION_MARK = "▏"
 
 
@@ -34,6 +38,11 @@ class EditorView(TextArea):
     EditorView { border: none; padding: 0; }
     EditorView:focus { border: none; }
     """
+
+    # TextArea repaints every row when the cursor moves; here only the rows of the lines
+    # the cursor or selection leaves and enters are repainted (see _watch_selection).
+    # Every edit repaints all rows (_paint), as the rows below it move.
+    selection: Reactive[Selection] = reactive(Selection(), init=False, always_update=True, repaint=False)
 
     class Edited(Message):
         """The user changed the Document (text or spans) from the view."""
@@ -60,6 +69,7 @@ class EditorView(TextArea):
         self._marks: dict[int, Style] = {}
         self._syntax_timer = None
         self._theme_palette: tuple = (None, None)
+        self._rows: LRUCache[tuple, Strip] = LRUCache(ROW_CACHE)
         self.read_only = doc.read_only
 
     # ------------------------------------------------------------------ edits
@@ -191,6 +201,7 @@ class EditorView(TextArea):
         theme = self.app.current_theme
         if self._theme_palette[0] is not theme:
             self._theme_palette = (theme, palette_of(theme))
+            self._rows.clear()
         return self._theme_palette[1]
 
     def _after_change(self) -> None:
@@ -222,7 +233,6 @@ class EditorView(TextArea):
             for line, c0, c1 in _split_lines(a, b, starts, self.doc):
                 overlay.setdefault(line, []).append((c0, c1, style))
         self._overlay = overlay
-        self.notify_style_update()
         self.refresh()
 
     def _schedule_syntax(self) -> None:
@@ -232,7 +242,6 @@ class EditorView(TextArea):
     def _rehighlight(self) -> None:
         self._syntax_timer = None
         self.highlighter.update(self.doc.text)
-        self.notify_style_update()
         self.refresh()
 
     def _syntax_of(self, line_index: int):
@@ -257,6 +266,73 @@ class EditorView(TextArea):
                 if x0 < x1:
                     out.append((x0 + shift, x1 + shift, name))
         return out
+
+    # ------------------------------------------------------------------ rendering
+
+    def _watch_selection(self, previous: Selection, selection: Selection) -> None:
+        bracket = self._matching_bracket_location
+        super()._watch_selection(previous, selection)
+        for sel, match in ((previous, bracket), (selection, self._matching_bracket_location)):
+            rows = sorted(row for row, _ in sel)
+            self._refresh_doc_lines(rows[0], rows[1])
+            if match is not None:
+                self._refresh_doc_lines(match[0], match[0])
+
+    def _refresh_doc_lines(self, first: int, last: int) -> None:
+        """Repaint the screen rows of document lines ``first`` to ``last``."""
+        end = self.document.line_count - 1
+        first, last = min(first, end), min(last, end)
+        wrapped = self.wrapped_document
+        top = wrapped.location_to_offset((first, 0)).y
+        bottom = wrapped.location_to_offset((last, 0)).y + len(wrapped.get_offsets(last)) + 1
+        self.refresh_lines(top, bottom - top)
+
+    def notify_style_update(self) -> None:
+        self._rows.clear()
+        super().notify_style_update()
+
+    def render_line(self, y: int) -> Strip:
+        """TextArea caches rows by screen position and drops the cache on every edit; with
+        soft wrap, every cursor move misses it too. So a key press or a live step would
+        repaint every visible row. Rows are cached here by what they show instead: only
+        the lines that changed are rendered again (tests/bench/tui_latency.py)."""
+        key = self._row_key(y)
+        if key is None:
+            return super().render_line(y)
+        strip = self._rows.get(key)
+        if strip is None:
+            strip = self._rows[key] = self._render_line(y)
+        return strip
+
+    def _row_key(self, y: int) -> tuple | None:
+        """Everything ``_render_line(y)`` reads, or None for a row with no document line."""
+        scroll_x, scroll_y = self.scroll_offset
+        wrapped = self.wrapped_document
+        try:
+            line, section = wrapped._offset_to_line_info[scroll_y + y]
+        except (IndexError, TypeError):
+            return None
+        if not self.text and self.placeholder:
+            return None
+        selection = self.selection
+        (top, _), (bottom, _) = sorted(selection)
+        cursor_row = selection.end[0]
+        bracket = self._matching_bracket_location
+        selected = selection.start != selection.end and top <= line <= bottom
+        at_cursor = (selection, self._draw_cursor, bracket, self.suggestion, self.has_focus) if cursor_row == line else None
+        width = (self.scrollable_content_region.size.width if self.soft_wrap
+                 else (scroll_x, self.virtual_size.width, self.region.size.width))
+        return (self.document[line], line, section, tuple(wrapped.get_offsets(line)), self._style_key(line),
+                selection if selected else None, at_cursor, bracket if bracket and bracket[0] == line else None,
+                width, self.gutter_width, self.theme, self.soft_wrap, self.show_line_numbers,
+                self.line_number_start, self.indent_width, self.read_only, self.show_cursor,
+                self.highlight_cursor_line, self.match_cursor_bracket)
+
+    def _style_key(self, line_index: int) -> tuple:
+        """What ``get_line`` paints over the text of a line."""
+        self._palette()
+        return (tuple(self._syntax_of(line_index)), tuple(self._overlay.get(line_index, ())),
+                self._marks.get(line_index))
 
     def get_line(self, line_index: int) -> Text:
         line = super().get_line(line_index)
