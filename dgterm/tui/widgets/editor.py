@@ -317,13 +317,14 @@ class EditorView(TextArea):
         selection = self.selection
         (top, _), (bottom, _) = sorted(selection)
         cursor_row = selection.end[0]
+        empty = selection.start == selection.end
         bracket = self._matching_bracket_location
-        selected = selection.start != selection.end and top <= line <= bottom
+        partner = (bracket, empty) if bracket and bracket[0] == line else None  # drawn with no selection
         at_cursor = (selection, self._draw_cursor, bracket, self.suggestion, self.has_focus) if cursor_row == line else None
         width = (self.scrollable_content_region.size.width if self.soft_wrap
                  else (scroll_x, self.virtual_size.width, self.region.size.width))
         return (self.document[line], line, section, tuple(wrapped.get_offsets(line)), self._style_key(line),
-                selection if selected else None, at_cursor, bracket if bracket and bracket[0] == line else None,
+                selection if not empty and top <= line <= bottom else None, at_cursor, partner,
                 width, self.gutter_width, self.theme, self.soft_wrap, self.show_line_numbers,
                 self.line_number_start, self.indent_width, self.read_only, self.show_cursor,
                 self.highlight_cursor_line, self.match_cursor_bracket)
