@@ -44,7 +44,7 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--max-new-tokens", type=int)
     g.add_argument("--canvases", type=int, help="at most this many canvases")
-    g.add_argument("--candidates", type=int, default=1, help="candidates denoised together (default 1)")
+    g.add_argument("--candidates", type=int, default=1, help="candidates denoised together (default %(default)s)")
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:
@@ -67,12 +67,14 @@ def load_model(args):
                         allow_offload=s.allow_offload)
 
 
-def sampler_params(args, lm):
-    """The model's defaults < the config file's [sampler] < flags."""
+def sampler_params(args, lm=None):
+    """The model's defaults < the config file's [sampler] < flags. With no model, checks
+    the flags and the config against the engine's defaults (before a model loads)."""
     from dgterm.config import load_settings
+    from dgterm.engine.params import SamplerParams
 
     try:
-        params = lm.defaults.replace(**load_settings().sampler)
+        params = (lm.defaults if lm is not None else SamplerParams()).replace(**load_settings().sampler)
         params = params.replace(
             steps=args.steps, entropy_bound=args.entropy_bound, t_max=args.t_max, t_min=args.t_min,
             stability=args.stability, confidence=args.confidence, seed=args.seed,

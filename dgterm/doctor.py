@@ -26,6 +26,7 @@ def probe(settings, context: int | None = None, download: bool = False) -> dict:
     """The whole report for ``settings`` (a config.Settings: model, device, dtype, quant)."""
     report = {"dgterm": __version__, "python": {"version": platform.python_version(), "executable": sys.executable},
               "packages": {name: _version(name) for name in PACKAGES}}
+    report["files"] = _files()
     report["cuda"] = _cuda()
     report["cpu"] = _cpu()
     model, config = _model(settings.model, download)
@@ -48,6 +49,15 @@ def _version(name: str) -> str | None:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def _files() -> dict:
+    """Where the settings, the user's themes and the recovery journals live."""
+    from dgterm.config import config_dir, config_path, state_dir
+
+    config = config_path()
+    return {"config": str(config), "config_exists": config.exists(), "themes": str(config_dir() / "themes"),
+            "state": str(state_dir())}
 
 
 def _cuda() -> dict:
@@ -218,6 +228,10 @@ def format_text(r: dict) -> str:
              "triton": "not installed: quantized experts use the PyTorch kernels"}
     for name, version in r["packages"].items():
         lines.append(f"  {name:<13} {version or notes.get(name, 'not installed')}")
+    files = r["files"]
+    lines += ["", "files",
+              f"  config        {files['config']}{'' if files['config_exists'] else ' (not there: defaults apply)'}",
+              f"  themes        {files['themes']}", f"  state         {files['state']} (recovery journals, REPL history)"]
     lines += ["", "devices"]
     cuda = r["cuda"]
     if cuda["devices"]:

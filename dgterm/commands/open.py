@@ -5,6 +5,8 @@ Also: ``dgterm FILE``. The model loads in the background; editing works at once.
 
 from __future__ import annotations
 
+import sys
+
 from dgterm.cli import add_model_args, add_sampler_args
 
 
@@ -20,12 +22,13 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from dgterm.cli import settings_from
+    from dgterm.cli import sampler_params, settings_from
     from dgterm.errors import InputError
     from dgterm.tui.app import make_app
 
-    if args.candidates < 1:
-        raise InputError("--candidates must be at least 1.")
+    sampler_params(args)  # a bad flag is one line now, not a message at the first run
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise InputError("dgterm open needs a terminal; in scripts use dgterm infill or dgterm generate.")
     settings = settings_from(args).override(theme=args.theme)
     sampler = dict(steps=args.steps, entropy_bound=args.entropy_bound, t_max=args.t_max, t_min=args.t_min,
                    stability=args.stability, confidence=args.confidence, seed=args.seed,
@@ -33,4 +36,4 @@ def run(args) -> int:
     app = make_app(args.file, settings=settings, sampler=sampler, candidates=args.candidates, trace=args.trace,
                    replay=args.replay, replay_delay=args.replay_delay, download=args.download)
     app.run()
-    return 0
+    return app.return_code or 0

@@ -599,7 +599,7 @@ class Document:
         except FileNotFoundError:
             if self._disk is None:
                 return None
-            return (f"'{self.path}' was deleted on disk after it was opened; "
+            return (f"'{self.path}' was deleted on disk after dgterm last read or wrote it; "
                     "save with force to write it again.")
         except OSError:
             return None  # saving will report the real problem
@@ -608,7 +608,7 @@ class Document:
                     "or save with force to overwrite it.")
         if self._disk.same_stat(st):
             return None
-        changed = (f"'{self.path}' changed on disk since it was opened; reload it to see that "
+        changed = (f"'{self.path}' changed on disk since dgterm last read or wrote it; reload it to see that "
                    "version, or save with force to overwrite it.")
         if st.st_size != self._disk.size:
             return changed

@@ -6,4 +6,4 @@ class DocumentError(Exception):
 
 
 class ChangedOnDiskError(DocumentError):
-    """The file changed on disk since it was opened: reload it, or save with force."""
+    """The file changed on disk since dgterm last read or wrote it: reload it, or save with force."""

@@ -9,6 +9,7 @@ import time
 
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.widgets import Footer
@@ -58,6 +59,7 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         self.step_label = ""
         self.loading_since: float | None = None
         self.disk_warned = self.quit_after_save = False
+        self._last_note: tuple = (None, 0.0)
         self.theme_stamp: tuple = ()  # of the theme files, see check_themes
 
     # ------------------------------------------------------------------ layout
@@ -147,8 +149,11 @@ class DgtermApp(FileActions, ModelActions, App[None]):
             return
         meta, header = trace.header["dgterm"], trace.header
         if self.doc.text != meta["text"]:
-            self.notify("The file differs from the text the trace was recorded on; replaying on the recorded text.",
-                        severity="warning")
+            if self.doc.path is not None:  # never put the recorded text into someone's file
+                self.notify(f"{self.file_name()} is not the text this trace was recorded on, so it is left as it "
+                            f"is; replay the trace on its own: dgterm open --replay {self.replay_path}",
+                            title="Cannot replay", severity="error", timeout=12)
+                return
             self.editor.read_only = False
             self.doc.replace(0, len(self.doc.text), meta["text"])
             self.editor.sync_from_doc()
@@ -168,6 +173,16 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         if self.job is not None:
             self.job.cancel.set()  # let a worker thread that is mid-run stop at its next step
             self.job = None  # and ignore what it still posts
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Messages carry file names, model output and error text: show them literally (a
+        path like ``notes[1].md`` is not markup). A message still on screen is not repeated."""
+        now, timeout = time.monotonic(), self.NOTIFICATION_TIMEOUT if timeout is None else timeout
+        if self._last_note[0] == (message, title, severity) and now < self._last_note[1]:
+            return
+        self._last_note = ((message, title, severity), now + timeout)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def repaint(self) -> None:
         self.editor.restyle()
@@ -237,8 +252,11 @@ class DgtermApp(FileActions, ModelActions, App[None]):
 
     def on_editor_view_edited(self, _message: EditorView.Edited) -> None:
         self.refresh_file()
-        if self.doc.spans:
-            self.refresh_spans()
+        self.refresh_spans()  # undo and redo bring spans back or take them away
+        self.refresh_status()
+        if self.lens_shown and not self.editor.lens_active:
+            self.lens_shown = False
+            self.canvas.show_stats("Lens off: the text changed.")
 
     def on_editor_view_refused(self, message: EditorView.Refused) -> None:
         self.notify(message.reason, severity="error")

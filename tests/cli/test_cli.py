@@ -41,6 +41,16 @@ def test_a_user_error_in_a_real_process_is_one_line_and_exit_2(tmp_path):
     assert out.stderr.strip().splitlines() == [f"dgterm: {tmp_path / 'missing.py'} does not exist; give an existing file."]
 
 
+def test_open_checks_its_flags_and_needs_a_terminal(tmp_path):
+    path = tmp_path / "f.md"
+    out = dgterm("open", path, "--steps", "-3")
+    assert out.returncode == 2 and "steps must be at least 1" in out.stderr
+    out = dgterm("open", path)  # pytest's stdin and stdout are not a terminal
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "dgterm: dgterm open needs a terminal; in scripts use dgterm infill or dgterm generate."]
+    assert not path.exists()
+
+
 @pytest.fixture
 def odd_copy(tmp_path):
     """The odd corpus copied to a temp dir (tests write in place)."""

@@ -28,6 +28,9 @@ def test_the_bundled_model_passes(capsys, cuda):
                  "parameters    6.", "--quant none", "--quant nf4", "recommended   dgterm repl --model bundled --device",
                  "ok: the chosen setup can run."):
         assert line in out
+    from dgterm.config import config_path, state_dir
+
+    assert f"  config        {config_path()}" in out and f"  state         {state_dir()} " in out
     if not cuda:
         assert "CUDA          none: this torch build has no CUDA support" in out or "sees no GPU" in out
         assert "recommended   dgterm repl --model bundled --device cpu\n" in out

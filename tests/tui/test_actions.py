@@ -42,6 +42,9 @@ async def test_mask_unmask_insertion_and_clear(demo, tiny):
         assert app.doc.spans == [] and app.editor.text == app.doc.text
         await pilot.press("ctrl+z")  # unmask-all is undoable
         assert len(app.doc.spans) == 2
+        await pilot.pause()
+        assert "2 masked spans" in str(app.query_one("#status-state").render())
+        assert "budget" in str(app.canvas.query_one("#canvas-spans").render())
 
 
 async def test_grow_and_shrink_target_length(demo, tiny):
@@ -55,6 +58,18 @@ async def test_grow_and_shrink_target_length(demo, tiny):
         await pilot.press("f8", "f8")
         assert app.doc.spans[0].target_tokens == max(1, n - 4)
         assert "budget" in str(app.canvas.query_one("#canvas-spans").render())
+
+
+async def test_an_insertion_point_among_several_spans_resizes(demo, tiny):
+    """An insertion point is an empty span: the cursor on it picks it out of several."""
+    app = app_for(demo, tiny)
+    async with app.run_test(size=SIZE) as pilot:
+        select(app, "len(values)")
+        await pilot.press("ctrl+t")
+        app.editor.move_cursor((0, 0))
+        await pilot.press("ctrl+t", "f8")
+        point = next(s for s in app.doc.spans if s.start == s.end == 0)
+        assert point.target_tokens == 16 - 4 and len(app.doc.spans) == 2
 
 
 async def test_step_paints_are_spaced_and_end_on_the_newest(demo, monkeypatch):
@@ -155,6 +170,7 @@ async def test_reject_candidates_and_timeline(demo, tiny):
         await pilot.press("escape")
         assert app.mode == "edit" and app.doc.text == before == app.editor.text
         assert not app.doc.dirty
+        assert str(app.canvas.query_one("#canvas-choices").render()).strip() == ""  # no stale candidates
 
 
 async def test_escape_cancels_within_a_step(demo, tiny):

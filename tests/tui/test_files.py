@@ -93,6 +93,7 @@ async def test_changed_on_disk_is_detected(demo):
         assert any("changed on disk" in n for n in notes(app)) and app.doc.text.startswith("mine")
         await pilot.press("ctrl+s")
         assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.focused.id == "choice-cancel"  # enter does not overwrite their version
         await pilot.click("#choice-overwrite")
         await pilot.pause()
         assert demo.read_text().startswith("mine")
@@ -159,3 +160,37 @@ async def test_bad_replay_file(demo, tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await settle(app, pilot)
         assert len(notes(app)) == 1 and app.mode == "edit"
+
+
+async def test_a_trace_recorded_on_other_text_leaves_the_file_alone(tmp_path):
+    from .conftest import TRACE
+
+    path = tmp_path / "other.md"
+    path.write_bytes(b"other text\r\n")
+    app = make_app(str(path), load=False, replay=str(TRACE), replay_delay=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        assert app.mode == "edit" and app.doc.text == "other text\n" and not app.doc.dirty
+        assert any("not the text this trace was recorded on" in n for n in notes(app))
+        await pilot.press("ctrl+s")
+    assert path.read_bytes() == b"other text\r\n"
+
+
+async def test_names_with_brackets_are_shown_as_they_are(tmp_path):
+    """File names and messages are text, not markup: ``[/]`` once crashed the editor."""
+    folder = tmp_path / "d["
+    folder.mkdir()
+    path = folder / "]g[bold].md"
+    path.write_text("ok\n")
+    app = make_app(str(path), load=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("x", "ctrl+s")
+        await pilot.pause()
+        assert path.read_text() == "xok\n"
+        assert str(app.query_one("#status-file").render()).startswith("]g[bold].md")
+        assert any(f"{path}" in n for n in notes(app))
+    scratch = make_app(None, load=False)
+    async with scratch.run_test(size=SIZE) as pilot:
+        await pilot.press("x", "ctrl+q")
+        assert isinstance(scratch.screen, ConfirmScreen)
+        assert "Save the changes to [scratch] before quitting?" in str(scratch.screen.query_one("Static").render())

@@ -180,3 +180,16 @@ async def test_partial_repaints_show_what_a_full_repaint_shows(demo, tmp_path, m
                 await pilot.press(key)
                 await pilot.pause(0.05)  # the syntax colours follow an edit
                 assert await shows_a_full_repaint(app, pilot), key
+
+
+async def test_the_cursor_line_keeps_its_syntax_colours(tmp_path):
+    path = tmp_path / "a.py"
+    path.write_text("x = 1\nif not x:\n    pass\n")
+    app = make_app(str(path), load=False)
+    async with app.run_test(size=(64, 16)) as pilot:
+        colours = []
+        for cursor in ((0, 0), (1, 4)):  # off the line, then on it (not on the keywords)
+            app.editor.move_cursor(cursor)
+            await pilot.pause()
+            colours.append({seg.text: seg.style.color for seg in app.editor.render_line(1)})
+        assert colours[0]["if"] == colours[1]["if"] != colours[1][" "]

@@ -26,7 +26,7 @@ class FileActions:
         except ChangedOnDiskError as e:
             self.push_screen(ConfirmScreen("File changed on disk", str(e),
                                            [("overwrite", "Overwrite it"), ("reload", "Reload theirs"),
-                                            ("cancel", "Cancel")]), self._after_conflict)
+                                            ("cancel", "Cancel")], focus="cancel"), self._after_conflict)
             return
         except DocumentError as e:
             self.notify(str(e), title="Not saved", severity="error", timeout=10)

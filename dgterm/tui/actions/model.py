@@ -25,6 +25,7 @@ class ModelActions:
 
     _pending_frame = None  # the newest step not painted yet
     painted_frame = None  # the step on screen
+    lens_shown = False  # the canvas panel shows the lens's findings
     _step_timer = None
     _painted_at = 0.0
 
@@ -69,13 +70,22 @@ class ModelActions:
         try:
             return self.lm.defaults.replace(**self.settings.sampler).replace(**self.sampler_overrides)
         except (TypeError, ValueError) as e:
-            self.notify(f"Bad sampler setting ({e}); fix the [sampler] table of the config file.", severity="error")
+            self.notify(f"Bad sampler setting ({e}); fix the flag or the [sampler] table of the config file.",
+                        severity="error")
             return None
 
     # ------------------------------------------------------------------ masking
 
     def span_at(self, offset: int):
         return next((s for s in self.doc.spans if s.start <= offset <= s.end), None)
+
+    def target_span(self):
+        """The span under the cursor, else the only span there is. (An insertion point is
+        an empty span: test it against None, not for truth.)"""
+        span = self.span_at(self.editor.cursor_offset())
+        if span is None and len(self.doc.spans) == 1:
+            span = self.doc.spans[0]
+        return span
 
     def action_mask(self) -> None:
         a, b = self.editor.selected_range()
@@ -102,8 +112,7 @@ class ModelActions:
         self._resize_span(-SPAN_STEP)
 
     def _resize_span(self, delta: int) -> None:
-        spans = self.doc.spans
-        span = self.span_at(self.editor.cursor_offset()) or (spans[0] if len(spans) == 1 else None)
+        span = self.target_span()
         if span is None:
             self.notify("Put the cursor in a masked span to change its length.")
             return
@@ -144,8 +153,7 @@ class ModelActions:
                                        [s.id for s in spans], candidates=self.candidates))
 
     def action_search(self) -> None:
-        spans = self.doc.spans
-        span = self.span_at(self.editor.cursor_offset()) or (spans[0] if len(spans) == 1 else None)
+        span = self.target_span()
         if span is None:
             self.notify("A length search works on one span: put the cursor in a masked span.")
             return
@@ -190,6 +198,7 @@ class ModelActions:
     def action_lens(self) -> None:
         if self.editor.lens_active:
             self.editor.clear_lens()
+            self.lens_shown = False
             self.canvas.show_stats("Lens off.")
             return
         if not self.require_model():
@@ -300,6 +309,7 @@ class ModelActions:
                  "Most likely to change (→ model's pick):"]
         lines += [f"  {t.token!r} → {t.top!r}  ({t.top_prob / max(t.prob, 1e-12):.0f}×)" for t in worst]
         self.canvas.show_stats("\n".join(lines))
+        self.lens_shown = True
         self.refresh_status()
 
     # ------------------------------------------------------------------ review
@@ -354,6 +364,7 @@ class ModelActions:
         if self.mode == "running":
             self.job.cancel.set()  # the engine stops before its next decoder forward
             self.end_run(restore=True)
+            self.canvas.show_stats("Cancelled; the document is as it was.")
             self.notify("Run cancelled; the document is as it was.")
         elif self.mode == "review":
             self.end_run(restore=True)
@@ -379,5 +390,6 @@ class ModelActions:
         self.editor.read_only = self.doc.read_only
         self.editor.sync_from_doc()
         self.editor.focus()
+        self.canvas.show_choices([], 0)  # the candidates and the timeline are gone with the review
         self.spans_changed()
         self.refresh_file()

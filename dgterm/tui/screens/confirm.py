@@ -10,7 +10,8 @@ from textual.widgets import Button, Static
 
 
 class ConfirmScreen(ModalScreen[str]):
-    """``choices``: (id, label) pairs; dismisses with the chosen id, or ``cancel`` on escape."""
+    """``choices``: (id, label) pairs; dismisses with the chosen id, or ``cancel`` on escape.
+    ``focus`` names the choice that enter picks (the first one unless told)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dgterm.confirm.cancel")]
     AUTO_FOCUS = "Button"
@@ -22,14 +23,17 @@ class ConfirmScreen(ModalScreen[str]):
     ConfirmScreen Button { margin-left: 1; }
     """
 
-    def __init__(self, title: str, question: str, choices: list[tuple[str, str]], cancel: str = "cancel") -> None:
+    def __init__(self, title: str, question: str, choices: list[tuple[str, str]], cancel: str = "cancel",
+                 focus: str | None = None) -> None:
         super().__init__()
         self.title_text, self.question, self.choices, self.cancel_id = title, question, choices, cancel
+        if focus is not None:
+            self.AUTO_FOCUS = f"#choice-{focus}"
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
             box.border_title = self.title_text
-            yield Static(self.question)
+            yield Static(self.question, markup=False)
             with Horizontal():
                 for i, (cid, label) in enumerate(self.choices):
                     yield Button(label, id=f"choice-{cid}", variant="primary" if i == 0 else "default")

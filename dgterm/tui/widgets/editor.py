@@ -291,6 +291,14 @@ class EditorView(TextArea):
         self._rows.clear()
         super().notify_style_update()
 
+    def get_component_rich_style(self, *names: str, partial: bool = False, default: Style | None = None) -> Style:
+        style = super().get_component_rich_style(*names, partial=partial, default=default)
+        if names == ("text-area--cursor-line",) and style is not None:
+            # TextArea paints the cursor line's style over the whole line after get_line;
+            # with a text colour in it, the syntax colours of that line would turn plain.
+            return Style(bgcolor=style.bgcolor)
+        return style
+
     def render_line(self, y: int) -> Strip:
         """TextArea caches rows by screen position and drops the cache on every edit; with
         soft wrap, every cursor move misses it too. So a key press or a live step would

@@ -20,9 +20,10 @@ class StatusBar(Horizontal):
     """
 
     def compose(self) -> ComposeResult:
-        yield Label("", id="status-file")
-        yield Label("", id="status-state")
-        yield Label("", id="status-model")
+        # file names and model names are shown as they are, never read as markup
+        yield Label("", id="status-file", markup=False)
+        yield Label("", id="status-state", markup=False)
+        yield Label("", id="status-model", markup=False)
 
     def set_file(self, text: str) -> None:
         self._set("#status-file", text, layout=True)
