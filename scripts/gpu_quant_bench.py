@@ -180,7 +180,7 @@ def bench_plan(config, plan: str, device: str, dtype, context: int, steps_list, 
     if device.startswith("cuda"):
         row["reserved"] = torch.cuda.memory_reserved(device)
         row["peak_all_runs"] = torch.cuda.max_memory_allocated(device) - base
-    del lm, model
+    lm = model = None  # free the weights before the next plan (run() holds lm)
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.empty_cache()

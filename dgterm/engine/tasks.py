@@ -60,7 +60,7 @@ class DraftToken:
 class Task:
     """Iterate for StepEvents; then ``result`` holds the ranked candidates."""
 
-    def __init__(self, lm, plans: list[Plan], params: SamplerParams, candidates: int, cancel, stop_at_eos: bool,
+    def __init__(self, lm, plans: list[InfillPlan | ContinuePlan], params: SamplerParams, candidates: int, cancel, stop_at_eos: bool,
                  finish):
         self.lm, self.plans, self.params = lm, plans, params
         self.seeds = seeds_for(params, candidates)
