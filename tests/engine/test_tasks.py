@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dgterm.engine import tasks
@@ -46,9 +46,16 @@ def text_and_spans(draw):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=text_and_spans(), seed=st.integers(0, 1000))
+@example(case=("aaa 😀a \r\na😀a", [SpanRequest(0, 12)]), seed=0)  # more tokens than the canvas holds
 def test_property_infill_changes_only_the_spans(tiny, case, seed):
     text, spans = case
-    cand = tasks.infill(tiny, text, spans, tiny.defaults.replace(seed=seed, steps=2)).collect().best
+    params = tiny.defaults.replace(seed=seed, steps=2)
+    tokens = [len(tiny.tokenizer(text[s.start : s.end], add_special_tokens=False)["input_ids"]) for s in spans]
+    if any(s.length is None and n > tiny.canvas_length for s, n in zip(spans, tokens)):
+        with pytest.raises(InputError, match="does not fit the model's 16-token canvas; mark a shorter span"):
+            tasks.infill(tiny, text, spans, params).collect()
+        return
+    cand = tasks.infill(tiny, text, spans, params).collect().best
     cursor, rebuilt = 0, []
     for span, new in zip(spans, cand.spans):
         rebuilt += [text[cursor : span.start], new]
