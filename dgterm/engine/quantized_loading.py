@@ -504,12 +504,19 @@ def quantize_checkpoint(src, out, plan="nf4", device="cpu", dtype="bf16", max_sh
     if is_prequantized(src):
         raise ModelLoadError(f"{src} is already quantized; quantize the original checkpoint instead.")
     spec = quant.get_plan(plan)
+    if out.exists() and not out.is_dir():
+        raise ModelLoadError(f"{out} is a file; give a new folder to write the quantized checkpoint to.")
+    if out.exists() and out.resolve() == src.resolve():
+        raise ModelLoadError(f"{out} is the checkpoint being quantized; write the quantized one to another folder.")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ModelLoadError(f"{out} exists and is not empty; pick a new directory or pass --overwrite.")
         for f in out.glob("*.safetensors"):
             f.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ModelLoadError(f"Cannot create {out} ({e.strerror}); pick a folder you can write to.") from None
     torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
     device = pin_device(device)
     config = quant.load_config(src)

@@ -145,6 +145,18 @@ def test_prequantized_checkpoint_loads_without_requantizing(tiny_dir, tiny_nf4, 
         quantized_loading.quantize_checkpoint(tiny_dir, out)
 
 
+def test_quantize_never_writes_over_its_source_or_a_file(tiny_dir, tmp_path):
+    weights = sorted(p.read_bytes() for p in tiny_dir.glob("*.safetensors"))
+    with pytest.raises(ModelLoadError, match="is the checkpoint being quantized"):
+        quantized_loading.quantize_checkpoint(tiny_dir, tiny_dir / ".." / tiny_dir.name, overwrite=True)
+    assert sorted(p.read_bytes() for p in tiny_dir.glob("*.safetensors")) == weights
+    (tmp_path / "f.py").write_text("x")
+    with pytest.raises(ModelLoadError, match="is a file"):
+        quantized_loading.quantize_checkpoint(tiny_dir, tmp_path / "f.py")
+    with pytest.raises(ModelLoadError, match="Cannot create /proc/dgterm-q"):
+        quantized_loading.quantize_checkpoint(tiny_dir, "/proc/dgterm-q")
+
+
 def test_a_plan_that_does_not_fit_is_refused_before_loading(tiny_dir, monkeypatch):
     calls = []
     monkeypatch.setattr(quantized_loading, "_free_bytes", lambda device: 1 << 20)
