@@ -78,6 +78,9 @@ def load_settings(path: Path | None = None, env=None) -> Settings:
             values = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise DgtermError(f"Config file {path} is not valid TOML ({e}); fix or remove it.") from None
+        except OSError as e:
+            raise DgtermError(f"Cannot read the config file {path} ({e.strerror}); "
+                              "point DGTERM_CONFIG at a TOML file.") from None
     known = {f.name for f in dataclasses.fields(Settings)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -89,4 +92,10 @@ def load_settings(path: Path | None = None, env=None) -> Settings:
         values["allow_offload"] = env[ENV_PREFIX + "ALLOW_OFFLOAD"].lower() in ("1", "true", "yes")
     if not isinstance(values.get("allow_offload", False), bool):
         raise DgtermError(f"Config file {path}: allow_offload must be true or false.")
+    for name in ("model", "device", "dtype", "quant", "theme"):
+        if not isinstance(values.get(name, ""), str):
+            raise DgtermError(f"Config file {path}: {name} must be a string in quotes, like {name} = \"...\".")
+    for name in ("sampler", "keymap"):
+        if not isinstance(values.get(name, {}), dict):
+            raise DgtermError(f"Config file {path}: {name} must be a table, [{name}] with one setting per line.")
     return Settings(**values)

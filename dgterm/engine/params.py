@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
+
+# whole-number settings and their ranges (None allowed for seed and canvases)
+WHOLE = {"steps": (1, 100_000), "stability": (0, 100_000), "max_new_tokens": (1, 1 << 24),
+         "canvases": (1, 1 << 20), "seed": (0, (1 << 63) - 1)}
+REAL = ("entropy_bound", "t_max", "t_min", "confidence")
 
 
 @dataclass(frozen=True)
@@ -19,19 +25,33 @@ class SamplerParams:
     canvases: int | None = None  # at most this many canvases; None: from max_new_tokens
 
     def __post_init__(self):
-        if self.steps < 1:
-            raise ValueError("steps must be at least 1")
+        for name, (low, high) in WHOLE.items():
+            v = getattr(self, name)
+            if v is None and name in ("seed", "canvases"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{name} must be a whole number, not {v!r}")
+            if v < low:
+                raise ValueError(f"{name} must be at least {low}")
+            if v > high:
+                raise ValueError(f"{name} must be at most {high}")
+        for name in REAL:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{name} must be a number, not {v!r}")
         if self.entropy_bound <= 0:
             raise ValueError("entropy bound must be greater than 0")
         if not 0 <= self.t_min < self.t_max:
             raise ValueError("temperatures need 0 <= t_min < t_max")
         if self.stability < 0 or self.confidence <= 0:
             raise ValueError("stability must be >= 0 and confidence > 0")
-        if self.max_new_tokens < 1 or (self.canvases is not None and self.canvases < 1):
-            raise ValueError("max_new_tokens and canvases must be at least 1")
 
     def replace(self, **overrides) -> SamplerParams:
         """A copy with the overrides that are not None applied."""
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; the settings are "
+                             f"{', '.join(f.name for f in dataclasses.fields(self))}")
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     def max_canvases(self, canvas_length: int) -> int:

@@ -42,3 +42,33 @@ def test_allow_offload_flag_reaches_the_settings_of_every_front_end(command, tmp
     parse = build_parser().parse_args
     assert settings_from(parse([command, *extra, "--allow-offload"])).allow_offload is True
     assert settings_from(parse([command, *extra])).allow_offload is False
+
+
+@pytest.mark.parametrize("text, words", [
+    ("model = 5\n", "model must be a string in quotes"),
+    ("sampler = 5\n", "sampler must be a table"),
+])
+def test_settings_of_the_wrong_type_are_one_sentence(tmp_path, text, words):
+    with pytest.raises(DgtermError, match=words):
+        load_settings(write(tmp_path, text), env={})
+
+
+def test_a_config_path_that_is_a_folder_is_one_sentence(tmp_path):
+    with pytest.raises(DgtermError, match="Cannot read the config file"):
+        load_settings(tmp_path, env={})
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"steps": 10**20}, "steps must be at most 100000"),
+    ({"seed": 10**23}, "seed must be at most"),
+    ({"seed": 1.5}, "seed must be a whole number, not 1.5"),
+    ({"steps": True}, "steps must be a whole number, not True"),
+    ({"steps": "abc"}, "steps must be a whole number, not 'abc'"),
+    ({"entropy_bound": float("nan")}, "entropy_bound must be a number, not nan"),
+    ({"bogus": 1}, "unknown setting\\(s\\) bogus"),
+])
+def test_sampler_settings_are_checked_before_they_reach_torch(overrides, words):
+    from dgterm.engine.params import SamplerParams
+
+    with pytest.raises(ValueError, match=words):
+        SamplerParams().replace(**overrides)
