@@ -6,6 +6,33 @@ import json
 import sys
 
 
+def check_trace_path(path: str | None) -> None:
+    """Refuse a trace that cannot be written before the model loads, not after the run."""
+    from pathlib import Path
+
+    from dgterm.errors import InputError
+
+    if not path:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"--trace {path} is a folder; give a file name.")
+    if not p.parent.is_dir():
+        raise InputError(f"--trace {path}: the folder {p.parent} does not exist; create it or choose another path.")
+
+
+def text_argument(text: str, what: str) -> str:
+    """``text`` from the command line or standard input, checked to be UTF-8 (bytes that are
+    not arrive as lone surrogates, which the tokenizer cannot take)."""
+    from dgterm.errors import InputError
+
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"The {what} holds bytes that are not UTF-8; convert it to UTF-8 first.") from None
+    return text
+
+
 def drive(task, lm, args, header: dict):
     """Run ``task`` to the end, writing every step to ``args.trace`` if asked."""
     if not args.trace:

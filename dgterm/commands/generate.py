@@ -17,13 +17,14 @@ def run(args) -> int:
     import sys
 
     from dgterm.cli import load_model, sampler_params
-    from dgterm.commands.common import drive, emit
+    from dgterm.commands.common import check_trace_path, drive, emit, text_argument
     from dgterm.engine import tasks
     from dgterm.errors import InputError
 
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    prompt = text_argument(sys.stdin.read() if args.prompt == "-" else args.prompt, "prompt")
     if not prompt.strip():
         raise InputError("The prompt is empty; give some text to continue.")
+    check_trace_path(args.trace)
     lm = load_model(args)
     if args.chat and not lm.has_chat_template:
         raise InputError(f"{lm.name} has no chat template; drop --chat.")

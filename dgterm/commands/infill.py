@@ -8,12 +8,15 @@ file is rewritten atomically in its own encoding and newline style.
 
 from __future__ import annotations
 
+import sys
+
 from dgterm.cli import add_model_args, add_output_args, add_sampler_args
 
 
 def add_arguments(p):
     p.add_argument("file", help="the file to rewrite")
-    p.add_argument("--span", action="append", default=[], metavar="START:END[:LENGTH]", help="a span to rewrite")
+    p.add_argument("--span", action="append", default=[], metavar="START:END[:LENGTH]",
+                   help="a span to rewrite: character offsets into the file, END exclusive (repeat for more spans)")
     p.add_argument("--length", type=int, help="tokens wanted for every span without its own LENGTH")
     p.add_argument("--lengths", help="length search for one span: comma-separated token lengths, ranked")
     p.add_argument("--in-place", action="store_true", help="write the best candidate back into the file")
@@ -39,7 +42,7 @@ def parse_span(text: str, default_length: int | None):
 
 def run(args) -> int:
     from dgterm.cli import load_model, sampler_params
-    from dgterm.commands.common import drive, emit
+    from dgterm.commands.common import check_trace_path, drive, emit
     from dgterm.editor import Document, DocumentError
     from dgterm.engine import tasks
     from dgterm.errors import InputError
@@ -60,8 +63,11 @@ def run(args) -> int:
     if not doc.text:
         raise InputError(f"{args.file} is empty; there is nothing to infill around.")
     if args.in_place and doc.read_only:
-        raise InputError(f"{args.file} is opened read-only ({doc.warning}); drop --in-place.")
-    tasks.check_spans(doc.text, spans, canvas_length=10**9)  # range and overlap, before loading a model
+        raise InputError(f"{doc.warning.rstrip('.')}; or drop --in-place.")
+    if doc.warning:
+        print(f"dgterm: note: {doc.warning}", file=sys.stderr)
+    tasks.check_spans(doc.text, spans, canvas_length=1 << 30)  # range and overlap, before loading a model
+    check_trace_path(args.trace)
     lm = load_model(args)
     task = tasks.infill(lm, doc.text, spans, sampler_params(args, lm), candidates=args.candidates, lengths=lengths)
     header = {"task": "infill", "file": str(args.file), "text": doc.text,

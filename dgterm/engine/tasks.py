@@ -369,9 +369,13 @@ def check_spans(text: str, spans: list[SpanRequest], canvas_length: int) -> list
         raise InputError("No span given; mark at least one span (START:END character offsets).")
     spans = sorted(spans, key=lambda s: (s.start, s.end))
     for s in spans:
+        if s.start > s.end:
+            raise InputError(f"Span {s.start}:{s.end} ends before it starts; give START:END with START <= END.")
         if not 0 <= s.start <= s.end <= len(text):
             raise InputError(f"Span {s.start}:{s.end} is outside the text (0:{len(text)}); give offsets inside it.")
-        if s.length is not None and not 0 <= s.length <= canvas_length:
+        if s.length is not None and s.length < 0:
+            raise InputError(f"Span length {s.length} is negative; give a number of tokens, 0 or more.")
+        if s.length is not None and s.length > canvas_length:
             raise InputError(f"Span length {s.length} must be between 0 and the canvas length {canvas_length}.")
     for a, b in zip(spans, spans[1:]):
         if b.start < a.end:

@@ -30,8 +30,13 @@ class TraceWriter:
     """Context manager: ``header`` first, then ``step`` per event, then ``result``."""
 
     def __init__(self, path: Path, header: dict):
+        from dgterm.errors import InputError
+
         self.path = Path(path)
-        self.file = self.path.open("w", encoding="utf-8")
+        try:
+            self.file = self.path.open("w", encoding="utf-8")
+        except OSError as e:
+            raise InputError(f"Cannot write the trace {path} ({e.strerror}); choose another path.") from None
         self._write({"type": "header", **header})
 
     def _write(self, record: dict):

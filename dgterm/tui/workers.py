@@ -184,10 +184,7 @@ def _trace_writer(job, lm, task, layout):
               "params": asdict(task.params), "seed": task.seeds[0],
               "dgterm": {"layout": layout.to_json(), "text": job.text, "spans": [list(s) for s in job.spans],
                          "instruction": job.instruction}}
-    try:
-        return TraceWriter(job.trace, header)
-    except OSError as e:
-        raise DgtermError(f"Cannot write the trace {job.trace} ({e.strerror}); choose another path.") from None
+    return TraceWriter(job.trace, header)
 
 
 def _finish_trace(writer, result, seen, lm) -> None:

@@ -112,6 +112,10 @@ def test_generate_json_and_trace(tiny_dir, tmp_path):
         (["--span", "0:5", "--span", "3:8"], "overlap"),
         (["--span", "a:b"], "whole numbers"),
         ([], "No span"),
+        (["--span", "5:2"], "ends before it starts"),
+        (["--span", "0:5:-3"], "Span length -3 is negative"),
+        (["--span", "0:5", "--trace", "/nonexistent/t.jsonl"], "the folder /nonexistent does not exist"),
+        (["--span", "0:5", "--trace", "/tmp"], "--trace /tmp is a folder"),
     ],
 )
 def test_bad_spans_exit_2_with_one_sentence_and_leave_the_file(tiny_dir, tmp_path, args, message):
@@ -122,6 +126,12 @@ def test_bad_spans_exit_2_with_one_sentence_and_leave_the_file(tiny_dir, tmp_pat
     assert message in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert path.read_bytes() == b"x = 1\r\ny = 2\r\n"
+
+
+def test_a_prompt_that_is_not_utf8_is_one_sentence():
+    out = dgterm("generate", "abc\udcff")  # how Python passes the byte 0xff of an argument
+    assert out.returncode == 2 and out.stderr.strip() == (
+        "dgterm: The prompt holds bytes that are not UTF-8; convert it to UTF-8 first.")
 
 
 def test_bad_files_exit_2(tiny_dir, tmp_path):
