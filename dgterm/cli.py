@@ -60,6 +60,24 @@ def settings_from(args):
                                     allow_offload=args.allow_offload)
 
 
+def whole(low: int = 1):
+    """An argparse type: a whole number of at least ``low`` (bad input is argparse's one line)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if n < low:
+            raise argparse.ArgumentTypeError(f"{n} is too small: give {low} or more")
+        return n
+    return parse
+
+
+def whole_list(text: str) -> list[int]:
+    """An argparse type: comma-separated whole numbers of at least 1, like 16,48."""
+    return [whole(1)(part) for part in text.split(",")]
+
+
 def load_model(args):
     from dgterm.engine import loading
 

@@ -5,14 +5,16 @@ Results print as a Markdown table (or JSON with --json) ready for docs/benchmark
 
 from __future__ import annotations
 
+from dgterm.cli import whole, whole_list
+
 
 def add_arguments(p):
     sub = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
     s = sub.add_parser("speed", help="engine vs model.generate, event-stream overhead, load time")
-    s.add_argument("--steps", default="16,48", help="comma-separated step counts")
-    s.add_argument("--repeats", type=int, default=3)
+    s.add_argument("--steps", type=whole_list, default=[16, 48], help="comma-separated step counts")
+    s.add_argument("--repeats", type=whole(1), default=3)
     q = sub.add_parser("quality", help="held-out denoising loss, infill exact match vs baselines")
-    q.add_argument("-n", type=int, default=100, help="cases per kind")
+    q.add_argument("-n", type=whole(1), default=100, help="cases per kind")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--sweep", action="store_true", help="also try a grid of sampler settings on a small sample")
     for sp in (s, q):
@@ -30,7 +32,7 @@ def run(args) -> int:
 
         first = speed.load_and_first_run(args.model)
         lm = loading.load(args.model)
-        rows = speed.compare(lm, [int(x) for x in args.steps.split(",")], repeats=args.repeats)
+        rows = speed.compare(lm, args.steps, repeats=args.repeats)
         if args.json:
             print(json.dumps({"load": first, "compare": rows}, indent=2))
             return 0

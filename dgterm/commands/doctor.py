@@ -6,12 +6,12 @@ sentence saying what to do.
 
 from __future__ import annotations
 
-from dgterm.cli import add_model_args
+from dgterm.cli import add_model_args, whole
 
 
 def add_arguments(p):
     add_model_args(p)
-    p.add_argument("--context", type=int, metavar="TOKENS",
+    p.add_argument("--context", type=whole(1), metavar="TOKENS",
                    help="tokens of context to plan memory for (default 8192, at most the model's)")
     p.add_argument("--json", action="store_true", help="the same report as JSON, for scripts")
 

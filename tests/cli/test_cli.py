@@ -192,3 +192,15 @@ def test_out_of_memory_during_a_run_is_one_line_and_exit_2(continue_runs_out_of_
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.splitlines() == ["dgterm: Out of memory on the device during the run; nothing was changed — try "
                                      "fewer candidates (now 3), a shorter context or --quant nf4."]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["bench", "speed", "--steps", "0"], "argument --steps: 0 is too small: give 1 or more"),
+    (["bench", "speed", "--steps", "16,a"], "argument --steps: 'a' is not a whole number"),
+    (["bench", "speed", "--repeats", "0"], "argument --repeats: 0 is too small"),
+    (["bench", "quality", "-n", "-1"], "argument -n: -1 is too small"),
+    (["doctor", "--context", "-5"], "argument --context: -5 is too small"),
+])
+def test_counts_on_the_command_line_are_checked_by_argparse(args, words):
+    out = dgterm(*args)
+    assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr
