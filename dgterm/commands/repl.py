@@ -18,6 +18,8 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    from dgterm.cli import sampler_params
     from dgterm.repl.session import Repl
 
+    sampler_params(args)  # a bad flag is one line now, not a refusal at every prompt
     return Repl(args).run()

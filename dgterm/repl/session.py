@@ -55,6 +55,7 @@ class Repl:
         self.messages: list[dict] = []
         self.last: LastRun | None = None
         self.running = True
+        self.failed = False  # an error was shown (piped sessions exit 1)
         interactive = input is not None or sys.stdin.isatty()
         self.session = self._session(input, output) if interactive else None
         if lm is not None:
@@ -116,14 +117,17 @@ class Repl:
     # ------------------------------------------------------------------ loop
 
     def run(self) -> int:
+        """0, or for piped input (a script), 2 when no model loaded and 1 when any input failed."""
         if self.lm is None:
             self.load(self.args.model)
+            if self.lm is None and self.session is None:
+                return 2
         while self.running:
             text = self.read()
             if text is None:
                 break
             self.handle(text)
-        return 0
+        return 1 if self.failed and self.session is None else 0
 
     def handle(self, text: str) -> None:
         """One input: a slash command or a prompt. Errors become one sentence; the loop goes on."""
@@ -141,6 +145,7 @@ class Repl:
         self.notes.print(Text(message, style))
 
     def error(self, message: str) -> None:
+        self.failed = True
         self.notes.print(Text(message, "bold red"))
 
     # ------------------------------------------------------------------ model and settings
@@ -185,6 +190,8 @@ class Repl:
 
     def _use(self, lm) -> None:
         self.lm = lm
+        if self.mode == "chat" and not lm.has_chat_template:
+            self.note(f"{lm.name} has no chat template, so this session continues raw text (plain mode).")
         if self.mode is None or (self.mode == "chat" and not lm.has_chat_template):
             self.mode = "chat" if lm.has_chat_template else "plain"
 

@@ -204,3 +204,10 @@ def test_out_of_memory_during_a_run_is_one_line_and_exit_2(continue_runs_out_of_
 def test_counts_on_the_command_line_are_checked_by_argparse(args, words):
     out = dgterm(*args)
     assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_piped_repl_without_a_model_exits_2(tmp_path):
+    out = dgterm("repl", "--model", tmp_path / "nope")  # pytest's stdin is not a terminal: a script
+    assert out.returncode == 2 and "does not exist" in out.stderr
+    out = dgterm("repl", "--steps", "0")
+    assert out.returncode == 2 and "steps must be at least 1" in out.stderr
