@@ -53,6 +53,9 @@ def _from_hub_cache(repo_id: str, download: bool) -> Path:
     try:
         return Path(snapshot_download(repo_id, local_files_only=not download))
     except LocalEntryNotFoundError:
+        if download:  # the hub could not be reached
+            raise ModelLoadError(f"Could not download {repo_id}: the Hugging Face hub cannot be reached from here; "
+                                 "check your network, or copy the checkpoint over and pass its folder.") from None
         raise ModelLoadError(
             f"{repo_id} is not in the local Hugging Face cache; download it once with "
             f"`dgterm generate --model {repo_id} --download` (or `huggingface-cli download {repo_id}`)."
@@ -170,7 +173,11 @@ class LoadedModel:
         return BUNDLED_NAME if self.spec in ("", "bundled") else self.spec
 
     def parameters(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
+        """Weights of the model; a quantized tensor counts by its logical shape, not its packed bytes."""
+        import math
+
+        quantized = sum(math.prod(m.shape) for m in self.model.modules() if hasattr(m, "qweight"))
+        return sum(p.numel() for p in self.model.parameters()) + quantized
 
 
 def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant: str = "none",

@@ -477,6 +477,7 @@ class _ShardWriter:
             return
         name = f"model-{len(self.files) + 1:05d}.safetensors"
         save_file(self.current, str(self.out / name), metadata={"format": "pt"})
+        _usual_mode(self.out / name)
         self.files.append(name)
         self.weight_map.update({k: name for k in self.current})
         self.current, self.size = {}, 0
@@ -485,6 +486,13 @@ class _ShardWriter:
         self.flush()
         index = {"metadata": {"total_size": self.total}, "weight_map": self.weight_map}
         (self.out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
+
+
+def _usual_mode(path: Path) -> None:
+    """safetensors leaves its file readable by the owner only; give it the mode of any new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def quantize_checkpoint(src, out, plan="nf4", device="cpu", dtype="bf16", max_shard_bytes: int = 2 << 30,

@@ -3,6 +3,8 @@ unquantized model, footprint, the engine end to end, pre-quantized checkpoints, 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -135,6 +137,7 @@ def test_prequantized_checkpoint_loads_without_requantizing(tiny_dir, tiny_nf4, 
     assert cli.main(["quantize", str(tiny_dir), str(out), "--dtype", "fp32", "--device", "cpu",
                      "--max-shard-size", "40KB"]) == 0
     assert quantized_loading.is_prequantized(out) and len(list(out.glob("*.safetensors"))) > 1
+    assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {oct(0o666 & ~_umask())}
     lm = loading.load(str(out))
     assert lm.quant == "nf4" and lm.info["prequantized"] and lm.info["quantized_tensors"] == 0
     assert not lm.info["missing"] and not lm.info["unexpected"]
@@ -143,6 +146,16 @@ def test_prequantized_checkpoint_loads_without_requantizing(tiny_dir, tiny_nf4, 
         quantized_loading.quantize_checkpoint(out, tmp_path / "again")
     with pytest.raises(ModelLoadError, match="not empty"):
         quantized_loading.quantize_checkpoint(tiny_dir, out)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_quantized_model_counts_its_parameters_by_shape(tiny, tiny_nf4):
+    assert tiny_nf4.parameters() == tiny.parameters()
 
 
 def test_quantize_never_writes_over_its_source_or_a_file(tiny_dir, tmp_path):
