@@ -8,6 +8,7 @@ result is the original text with only the span ranges replaced by decoded drafts
 
 from __future__ import annotations
 
+import codecs
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -138,6 +139,9 @@ class TokenText:
         self.tokenizer = tokenizer
         self.special = set(tokenizer.all_special_ids)
         self.cache: dict[int, str] = {}
+        self.raw_cache: dict[int, bytes] = {}
+        decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
+        self.byte_level = type(decoder).__name__ == "ByteLevel"
 
     def __call__(self, token: int) -> str:
         text = self.cache.get(token)
@@ -145,6 +149,44 @@ class TokenText:
             text = "" if token in self.special else self.tokenizer.decode([token])
             self.cache[token] = text
         return text
+
+    def raw(self, token: int) -> bytes:
+        """The bytes a token stands for: a byte-level token may hold part of a character."""
+        data = self.raw_cache.get(token)
+        if data is None:
+            piece = "" if token in self.special else self.tokenizer.convert_ids_to_tokens(token)
+            if self.byte_level and all(c in BYTE_LEVEL for c in piece):
+                data = bytes(BYTE_LEVEL[c] for c in piece)
+            elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):  # SentencePiece byte fallback
+                data = bytes([int(piece[3:5], 16)])
+            else:
+                data = self(token).encode("utf-8", "surrogatepass")
+            self.raw_cache[token] = data
+        return data
+
+    def row(self, ids) -> list[str]:
+        """The text of each of a run of ids, a character split across tokens shown whole on
+        the token that ends it (and nothing on the ones before), so CJK text and emoji read
+        right token by token instead of as U+FFFD."""
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        return [decoder.decode(self.raw(int(i))) for i in ids]
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, char -> byte: printable bytes stand for themselves, the
+    others for the characters from U+0100 on, in byte order."""
+    keep = {*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)}
+    table, shifted = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[chr(b)] = b
+        else:
+            table[chr(256 + shifted)] = b
+            shifted += 1
+    return table
+
+
+BYTE_LEVEL = _byte_level_alphabet()
 
 
 def token_text(tokenizer) -> TokenText:
@@ -162,20 +204,13 @@ def decode(tokenizer, ids) -> str:
 
 
 def _draft(tokenizer, event: StepEvent, row: int, positions: list[int], threshold: float) -> list[DraftToken]:
-    text = token_text(tokenizer)
     argmax = event.argmax[row].tolist()
     canvas = event.canvas[row].tolist()
     accepted = event.accepted[row].tolist()
     entropy = event.entropy[row].tolist()
-    out = []
-    for p in positions:
-        if accepted[p]:
-            out.append(DraftToken(text(argmax[p]), "accepted", entropy[p]))
-        elif entropy[p] < threshold:
-            out.append(DraftToken(text(argmax[p]), "tentative", entropy[p]))
-        else:
-            out.append(DraftToken(text(canvas[p]), "noise", entropy[p]))
-    return out
+    states = ["accepted" if accepted[p] else "tentative" if entropy[p] < threshold else "noise" for p in positions]
+    texts = token_text(tokenizer).row([canvas[p] if s == "noise" else argmax[p] for p, s in zip(positions, states)])
+    return [DraftToken(t, s, entropy[p]) for t, s, p in zip(texts, states, positions)]
 
 
 NOISE_ENTROPY = 1.0  # nats: above this an undecided position shows its noise token
@@ -304,10 +339,11 @@ class InfillPlan:
         out = []
         text = token_text(tokenizer)
         for s in range(len(self.spans)):
-            toks = []
-            for w, p in map(self.locate, self.slots[s]):
+            toks, where = [], [self.locate(i) for i in self.slots[s]]
+            own = iter(_draft(tokenizer, event, row, [p for w, p in where if w == event.window], NOISE_ENTROPY))
+            for w, p in where:
                 if w == event.window:
-                    toks += _draft(tokenizer, event, row, [p], NOISE_ENTROPY)
+                    toks.append(next(own))
                 elif w in last and w < event.window:
                     toks.append(DraftToken(text(int(last[w].argmax[row][p])), "accepted", 0.0))
                 else:

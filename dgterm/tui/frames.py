@@ -84,15 +84,18 @@ def _state(accepted: int, entropy: float) -> str:
     return "tentative" if entropy < NOISE_ENTROPY else "noise"
 
 
-def _tok(text_of, canvas, argmax, accepted, entropy, p) -> Tok:
-    state = _state(accepted[p], entropy[p])
-    return Tok(text_of(canvas[p] if state == "noise" else argmax[p]), state, float(entropy[p]))
+def _runs(flags) -> list[tuple[int, int]]:
+    """[start, end) of each run of equal values in ``flags``."""
+    cuts = [0] + [i for i in range(1, len(flags)) if bool(flags[i]) != bool(flags[i - 1])] + [len(flags)]
+    return list(zip(cuts, cuts[1:]))
 
 
 def build_frame(record: Mapping, layout: Layout, last: dict[int, Mapping],
                 text_of: Callable[[int], str]) -> Frame:
     """Turn a step record into a Frame. ``last`` maps each earlier window to its final
-    record (the caller keeps it up to date); ``text_of`` decodes one token id."""
+    record (the caller keeps it up to date); ``text_of`` decodes one token id, and its
+    ``row`` method, where it has one, a run of ids (characters split across tokens)."""
+    row_of = getattr(text_of, "row", None) or (lambda ids: [text_of(i) for i in ids])
     w = record["window"]
     rows = len(record["canvas"])
     drafts, canvas, acc, ent = [], [], [], []
@@ -100,22 +103,27 @@ def build_frame(record: Mapping, layout: Layout, last: dict[int, Mapping],
     for r in range(rows):
         cv, am, ac, en = record["canvas"][r], record["argmax"][r], record["accepted"][r], record["entropy"][r]
         pinned = pinned_all[r] if pinned_all is not None else [0] * len(cv)
-        canvas.append([Tok(text_of(am[p]), "pinned", 0.0) if pinned[p] else _tok(text_of, cv, am, ac, en, p)
-                       for p in range(len(cv))])
+        states = ["pinned" if pinned[p] else _state(ac[p], en[p]) for p in range(len(cv))]
+        shown = [cv[p] if s == "noise" else am[p] for p, s in enumerate(states)]
+        texts = [t for a, b in _runs(pinned) for t in row_of(shown[a:b])]  # context and spans apart
+        canvas.append([Tok(texts[p], s, 0.0 if s == "pinned" else float(en[p])) for p, s in enumerate(states)])
         free = [p for p in range(len(cv)) if not pinned[p]]
         acc.append(sum(1 for p in free if ac[p]))
         ent.append(sum(en[p] for p in free) / len(free) if free else 0.0)
         if layout.kind == "stream":
-            done = [Tok(text_of(i), "accepted", 0.0) for v in sorted(last) if v < w for i in last[v]["argmax"][r]]
+            done = [Tok(t, "accepted", 0.0) for t in row_of([i for v in sorted(last) if v < w
+                                                              for i in last[v]["argmax"][r]])]
             drafts.append([done + canvas[r]])
             continue
         plan = layout.slots[min(r // layout.candidates, len(layout.slots) - 1)]
         spans = []
         for slots in plan:
             toks = []
+            # a span's text decodes on its own, as the engine's drafts do (tasks.Task.drafts)
+            own = iter(row_of([shown[p] for sw, p in slots if sw == w]))
             for sw, p in slots:
                 if sw == w:
-                    toks.append(canvas[r][p])
+                    toks.append(Tok(next(own), canvas[r][p].state, canvas[r][p].entropy))
                 elif sw < w and sw in last:
                     toks.append(Tok(text_of(last[sw]["argmax"][r][p]), "accepted", 0.0))
                 else:

@@ -64,6 +64,15 @@ def test_property_infill_changes_only_the_spans(tiny, case, seed):
     assert cand.text == "".join(rebuilt)
 
 
+def test_token_by_token_text_shows_characters_split_across_tokens(tiny):
+    text = "日本語 👍🏽 ok"
+    ids = tiny.tokenizer(text, add_special_tokens=False)["input_ids"]
+    texts = tasks.token_text(tiny.tokenizer).row(ids)
+    assert len(ids) > len(text.split()) and len(texts) == len(ids)
+    assert "".join(texts) == text and "\ufffd" not in "".join(texts)
+    assert "日" in texts  # one token shows the whole character
+
+
 def test_noisy_drafts_decode_without_raising(tiny):
     """Random canvases hold partial UTF-8 byte tokens: decoding must tolerate them."""
     byte_tokens = [i for i in range(tiny.vocab_size) if "\ufffd" in tiny.tokenizer.decode([i])]

@@ -71,9 +71,10 @@ class CanvasPanel(VerticalScroll):
         pal = palette_of(self.app.current_theme)
         canvas = Text(no_wrap=False, overflow="fold")
         for tok in frame.canvas[row]:
-            shown = display_text(tok) if tok.state != "pinned" else tok.text.replace("\n", "↵")
-            canvas.append(shown or "∅", style=pal.token(tok.state, tok.entropy) if tok.state != "pinned"
-                          else f"{pal.color('pinned').hex}")
+            if tok.state == "pinned":  # context: an empty token is a special one or part of a character
+                canvas.append(tok.text.replace("\n", "↵"), style=pal.color("pinned").hex)
+            else:
+                canvas.append(display_text(tok) or "∅", style=pal.token(tok.state, tok.entropy))
         self.query_one("#canvas-tokens", FlowText).show(canvas)
 
     def show_stats(self, text: str) -> None:
