@@ -184,6 +184,11 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         self._last_note = ((message, title, severity), now + timeout)
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
+    def get_system_commands(self, screen):
+        """Textual's own commands, less its Quit: the editor's Quit (which asks about unsaved
+        changes) is in the palette already."""
+        return (c for c in super().get_system_commands(screen) if c.title != "Quit")
+
     def repaint(self) -> None:
         self.editor.restyle()
         if self.review is not None:

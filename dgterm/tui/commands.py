@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.markup import escape
 
 from dgterm.tui.keymap import ACTIONS, keys_for
 
@@ -14,7 +15,8 @@ class EditorCommands(Provider):
         app = self.app
         keymap = getattr(app, "keymap_overrides", {})
         for a in ACTIONS:
-            yield a, f"{a.title}  [{keys_for(a, keymap)}]", partial(app.run_action, a.action)
+            # escaped: "[f4]" is text here, not a markup tag (it vanished before)
+            yield a, escape(f"{a.title}  [{keys_for(a, keymap)}]"), partial(app.run_action, a.action)
 
     async def discover(self) -> Hits:
         for a, title, run in self._entries():

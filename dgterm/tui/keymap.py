@@ -44,7 +44,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("dgterm.reload", "f5", "reload", "Reload", "Read the file again from disk (undo brings your version back).", "File"),
     Action("dgterm.quit", "ctrl+q", "quit", "Quit", "Quit; asks first if there are unsaved changes.", "File", True),
     Action("dgterm.canvas", "ctrl+b", "toggle_canvas", "Canvas", "Show or hide the canvas panel.", "View", True),
-    Action("dgterm.theme", "f4", "next_theme", "Theme", "Switch to the next colour theme.", "View"),
+    Action("dgterm.theme", "f4", "next_theme", "Next theme", "Switch to the next colour theme.", "View"),
     Action("dgterm.wrap", "f3", "toggle_wrap", "Wrap", "Turn soft wrapping of long lines on or off.", "View"),
     Action("dgterm.help", "f1", "help", "Help", "Show every key binding.", "View", True),
 )

@@ -320,6 +320,14 @@ async def test_help_palette_canvas_theme_wrap(demo, tiny):
         await pilot.press(*"unmask all")
         await pilot.pause()
         assert "Unmask all" in str(app.screen.query("CommandList").first().get_option_at_index(0).prompt)
+        app.screen.query_one("CommandInput").value = "next theme"
+        await pilot.pause(0.3)
+        prompt = str(app.screen.query("CommandList").first().get_option_at_index(0).prompt)
+        assert "Next theme  [f4]" in prompt  # the keys show, not read as a markup tag
+        app.screen.query_one("CommandInput").value = "quit"
+        await pilot.pause(0.3)
+        options = app.screen.query("CommandList").first()  # one Quit: the editor's, which asks first
+        assert options.option_count == 1 and str(options.get_option_at_index(0).prompt).startswith("Quit  [ctrl+q]")
 
 
 async def test_keymap_override_from_config(demo, tiny):
