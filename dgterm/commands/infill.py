@@ -44,6 +44,7 @@ def run(args) -> int:
     from dgterm.cli import load_model, sampler_params
     from dgterm.commands.common import check_trace_path, drive, emit
     from dgterm.editor import Document, DocumentError
+    from dgterm.editor.errors import ChangedOnDiskError
     from dgterm.engine import tasks
     from dgterm.errors import InputError
 
@@ -79,7 +80,12 @@ def run(args) -> int:
         doc.apply_rewrite(dict(zip(marked, best.spans)))
         try:
             doc.save()
+        except ChangedOnDiskError:
+            doc.close(discard=True)
+            raise InputError(f"{args.file} changed on disk during the run, so it was left as it is; "
+                             "run the infill again.") from None
         except DocumentError as e:
+            doc.close(discard=True)
             raise InputError(str(e)) from None
         doc.close()
     emit(result, args, best.text)

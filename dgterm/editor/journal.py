@@ -91,9 +91,15 @@ class Journal:
 
     def start(self, header: dict) -> None:
         """Create this session's file with its header line."""
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         file = self.dir / f"{time.time_ns()}-{os.getpid()}.jsonl"
-        self._fd = self._create(file, _line(header))
+        for attempt in range(2):  # another session may remove the empty folder in between (clear)
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                self._fd = self._create(file, _line(header))
+                break
+            except FileNotFoundError:
+                if attempt:
+                    raise
         self.file = file
         self.size = 0
 
@@ -115,11 +121,16 @@ class Journal:
         self._fd, self.size = fd, 0
 
     def clear(self) -> None:
-        """Delete this session's file: nothing is left to recover."""
+        """Delete this session's file (and the file's folder once it is empty): nothing is
+        left to recover."""
         if self._fd is None:
             return
         self.file.unlink(missing_ok=True)
         self.close()
+        try:
+            self.dir.rmdir()
+        except OSError:  # other sessions' journals are there
+            pass
 
     def close(self) -> None:
         """Release the file and keep it (it will be offered for recovery)."""

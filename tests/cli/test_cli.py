@@ -211,3 +211,23 @@ def test_a_piped_repl_without_a_model_exits_2(tmp_path):
     assert out.returncode == 2 and "does not exist" in out.stderr
     out = dgterm("repl", "--steps", "0")
     assert out.returncode == 2 and "steps must be at least 1" in out.stderr
+
+
+def test_infill_in_place_leaves_a_file_changed_during_the_run(tiny_dir, tmp_path, monkeypatch):
+    from dgterm.commands import common
+    from dgterm.editor import journal
+
+    path = tmp_path / "f.py"
+    path.write_text("x = 1\ny = 2\n")
+    drive = common.drive
+
+    def someone_edits(*args):
+        result = drive(*args)
+        path.write_text("theirs\n")
+        return result
+
+    monkeypatch.setattr(common, "drive", someone_edits)
+    out = dgterm("infill", path, "--span", "0:1", "--in-place", "--model", tiny_dir)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"dgterm: {path} changed on disk during the run, so it was left as it is; run the infill again."]
+    assert path.read_text() == "theirs\n" and not journal.journal_dir(str(path)).exists()

@@ -75,6 +75,7 @@ def test_nothing_to_recover_leaves_nothing(tmp_path):
     doc.insert(0, "y")
     doc.close(discard=True)
     assert journal_files(path) == []
+    assert not journal.journal_dir(str(path)).exists()  # no empty folder left behind
 
 
 def test_a_live_session_is_not_recovered(tmp_path):
