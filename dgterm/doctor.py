@@ -175,6 +175,7 @@ def _recommend(spec: str, memory: dict) -> str | None:
 def _chosen(settings, model: dict, config, report: dict) -> dict:
     """Can the configured model/device/dtype/quant run? ``problem`` is one sentence or None."""
     from dgterm.engine import loading, quant
+    from dgterm.engine.params import SamplerParams
 
     out = {"model": settings.model, "device": settings.device, "dtype": settings.dtype, "quant": settings.quant,
            "needs": None, "free": None, "problem": None}
@@ -190,6 +191,11 @@ def _chosen(settings, model: dict, config, report: dict) -> dict:
         dtype = loading.pick_dtype(settings.dtype, device)
     except DgtermError as e:
         out["problem"] = str(e)
+        return out
+    try:
+        SamplerParams().replace(**settings.sampler)
+    except (TypeError, ValueError) as e:
+        out["problem"] = f"Bad sampler setting: {e}; fix the [sampler] table of the config file."
         return out
     if device == "cuda":
         import torch

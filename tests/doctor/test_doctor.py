@@ -91,3 +91,12 @@ def test_the_gpu_with_room_is_recommended(capsys, monkeypatch):
     assert "recommended   dgterm repl --model bundled --device cuda:1\n" in out
     small = next(line for line in out.splitlines() if line.startswith("  cuda:0 (fp16)"))
     assert small.count(" no ") == 3  # 0.5 GiB reserve: nothing fits in 100 MiB
+
+
+def test_a_bad_sampler_table_is_a_problem(capsys, tmp_path, monkeypatch):
+    config = tmp_path / "config.toml"
+    config.write_text("[sampler]\nsteps = 0\n")
+    monkeypatch.setenv("DGTERM_CONFIG", str(config))
+    rc, out = _run(capsys)
+    assert rc == 1 and out.rstrip().endswith(
+        "problem: Bad sampler setting: steps must be at least 1; fix the [sampler] table of the config file.")
