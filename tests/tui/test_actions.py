@@ -167,6 +167,10 @@ async def test_reject_candidates_and_timeline(demo, tiny):
         for _ in range(len(rv.frames) + 1):
             await pilot.press("right")
         assert rv.step is None and app.editor.text == first
+        await pilot.press("x")
+        await pilot.pause()
+        assert app.doc.text == before and any("read-only while a run is shown" in n.message
+                                               for n in app._notifications)
         await pilot.press("escape")
         assert app.mode == "edit" and app.doc.text == before == app.editor.text
         assert not app.doc.dirty

@@ -14,6 +14,7 @@ from bisect import bisect_right
 
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.cache import LRUCache
 from textual.message import Message
 from textual.reactive import Reactive, reactive
@@ -90,6 +91,12 @@ class EditorView(TextArea):
         self._after_change()
         self.post_message(self.Edited())
         return result
+
+    async def _on_key(self, event: events.Key) -> None:
+        if self.previewing and (event.is_printable or event.key in ("backspace", "delete")):
+            self.post_message(self.Refused("The text is read-only while a run is shown: escape cancels or rejects "
+                                           "it, enter accepts it."))
+        await super()._on_key(event)
 
     def action_undo(self) -> None:
         self._history_step(self.doc.undo)
