@@ -42,7 +42,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("dgterm.save", "ctrl+s", "save", "Save", "Save the file (atomically).", "File", True),
     Action("dgterm.save_as", "f12", "save_as", "Save as", "Save the document under another name.", "File"),
     Action("dgterm.reload", "f5", "reload", "Reload", "Read the file again from disk (undo brings your version back).", "File"),
-    Action("dgterm.quit", "ctrl+q", "quit", "Quit", "Quit; asks first if there are unsaved changes.", "File", True),
+    Action("dgterm.quit", "ctrl+q", "quit", "Quit", "Quit; asks first if there are unsaved changes or candidates not accepted.", "File", True),
     Action("dgterm.canvas", "ctrl+b", "toggle_canvas", "Canvas", "Show or hide the canvas panel.", "View", True),
     Action("dgterm.theme", "f4", "next_theme", "Next theme", "Switch to the next colour theme.", "View"),
     Action("dgterm.wrap", "f3", "toggle_wrap", "Wrap", "Turn soft wrapping of long lines on or off.", "View"),

@@ -10,6 +10,7 @@ import time
 from dgterm.tui import messages as m
 from dgterm.tui.actions.model import STEP_PAINT_INTERVAL
 from dgterm.tui.app import make_app
+from dgterm.tui.screens.confirm import ConfirmScreen
 from dgterm.tui.screens.help import HelpScreen
 from dgterm.tui.screens.prompt import PromptScreen
 from dgterm.tui.widgets.canvas import CanvasPanel
@@ -171,6 +172,10 @@ async def test_reject_candidates_and_timeline(demo, tiny):
         await pilot.pause()
         assert app.doc.text == before and any("read-only while a run is shown" in n.message
                                                for n in app._notifications)
+        await pilot.press("ctrl+q")  # quitting would drop the candidates: it asks first
+        assert isinstance(app.screen, ConfirmScreen) and app.screen.focused.id == "choice-cancel"
+        await pilot.press("enter")
+        assert app.mode == "review" and app.is_running
         await pilot.press("escape")
         assert app.mode == "edit" and app.doc.text == before == app.editor.text
         assert not app.doc.dirty

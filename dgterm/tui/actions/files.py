@@ -142,6 +142,15 @@ class FileActions:
             self.notify("Discarded the recovered changes.")
 
     def action_quit(self) -> None:
+        if self.mode == "review":
+            self.push_screen(ConfirmScreen("Candidates not accepted", "Quit and drop the candidates of the last run? "
+                                           "(Cancel, then enter accepts the one shown.)",
+                                           [("quit", "Drop them and quit"), ("cancel", "Cancel")], focus="cancel"),
+                             lambda choice: self._quit() if choice == "quit" else None)
+            return
+        self._quit()
+
+    def _quit(self) -> None:
         if self.mode in ("running", "review", "lens"):
             self.action_cancel()
         if not self.doc.dirty:
