@@ -72,6 +72,11 @@ def run(args) -> int:
     print("|---|---|---|---|---|")
     for kind, r in report["infill"].items():
         print(f"| {kind} | {r['n']} | {100 * r['model']:.1f}% | {100 * r['frequency']:.1f}% | {100 * r['copy']:.1f}% |")
-    for row in report.get("sweep", []):
-        print(row)
+    sweep = report.get("sweep", [])
+    if sweep:
+        columns = list(sweep[0])
+        print("\n| " + " | ".join(columns) + " |")
+        print("|---" * len(columns) + "|")
+        for row in sweep:
+            print("| " + " | ".join(str(row[c]) for c in columns) + " |")
     return 0
