@@ -57,6 +57,8 @@ def dispatch(repl, line: str) -> None:
 
 
 def _number(arg: str, kind, usage: str):
+    if not arg:
+        raise InputError(f"Give a number: {usage}.")
     try:
         return kind(arg)
     except ValueError:
@@ -85,7 +87,8 @@ def _temp(repl, arg):
         raise InputError("Give one or two temperatures: /temp T_MAX [T_MIN].")
     values = [_number(p, float, "/temp T_MAX [T_MIN]") for p in parts]
     repl.set_params(t_max=values[0], t_min=values[1] if len(values) == 2 else None)
-    repl.note(f"temperature {values[0]} → {values[1] if len(values) == 2 else 'unchanged'}")
+    t_min = values[1] if len(values) == 2 else repl.params().t_min if repl.lm is not None else "the model's"
+    repl.note(f"temperature {values[0]} at the first step → {t_min} at the last")
 
 
 @command("/canvases N", "up to N canvases per answer (N × the model's canvas length in tokens)")

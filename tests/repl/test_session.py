@@ -84,15 +84,18 @@ def test_ctrl_c_cancels_and_the_repl_goes_on(run_repl, bundled, tmp_path):
 
 def test_errors_are_one_sentence_and_the_repl_stays_up(run_repl, bundled):
     r = run_repl(["/model /no/such/model", "/steps many", "/steps 0", "/frobnicate", "/trace out.jsonl",
-                  "/mode chatty", "continue this"], "--steps", "1", "--mode", "plain", lm=bundled)
+                  "/mode chatty", "/steps", "/temp 0.6", "continue this"], "--steps", "1", "--mode", "plain",
+                 lm=bundled)
     errors = r.err.strip().splitlines()
-    assert errors[:6] == [
+    assert errors[:8] == [
         "Model path /no/such/model does not exist; pass a checkpoint directory, a Hugging Face id, or 'bundled'.",
         "'many' is not a number; use /steps N.",
         "Not changed: steps must be at least 1.",
         "Unknown command /frobnicate; /help lists the commands.",
         "Nothing has run yet; send a prompt first.",
         "Use /mode chat or /mode plain.",
+        "Give a number: /steps N.",
+        f"temperature 0.6 at the first step → {bundled.defaults.t_min} at the last",
     ]
     assert r.repl.lm is bundled  # a bad /model spec is refused before the loaded model is dropped
     assert r.repl.last.result.candidates  # the prompt after the errors ran
