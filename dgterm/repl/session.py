@@ -47,7 +47,8 @@ class Repl:
         ``output``: prompt-toolkit's (tests pass a pipe input and a DummyOutput)."""
         self.args = args
         self.console = console or Console()
-        self.notes = notes or (self.console if self.console.is_terminal else Console(stderr=True))
+        # piped: notes go to stderr, one line each (a log file should not wrap at 80 columns)
+        self.notes = notes or (self.console if self.console.is_terminal else Console(stderr=True, soft_wrap=True))
         self.live = self.console.is_terminal and not self.console.is_dumb_terminal
         self.lm = None
         self.mode = args.mode
