@@ -43,8 +43,7 @@ def parse_span(text: str, default_length: int | None):
 def run(args) -> int:
     from dgterm.cli import load_model, sampler_params
     from dgterm.commands.common import check_trace_path, drive, emit
-    from dgterm.editor import Document, DocumentError
-    from dgterm.editor.errors import ChangedOnDiskError
+    from dgterm.editor import ChangedOnDiskError, Document, DocumentError
     from dgterm.engine import tasks
     from dgterm.errors import InputError
 
@@ -67,7 +66,7 @@ def run(args) -> int:
         raise InputError(f"{doc.warning.rstrip('.')}; or drop --in-place.")
     if doc.warning:
         print(f"dgterm: note: {doc.warning}", file=sys.stderr)
-    tasks.check_spans(doc.text, spans, canvas_length=1 << 30)  # range and overlap, before loading a model
+    tasks.check_spans(doc.text, spans)  # range and overlap, before loading a model
     check_trace_path(args.trace)
     lm = load_model(args)
     task = tasks.infill(lm, doc.text, spans, sampler_params(args, lm), candidates=args.candidates, lengths=lengths)

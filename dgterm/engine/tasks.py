@@ -61,8 +61,8 @@ class DraftToken:
 class Task:
     """Iterate for StepEvents; then ``result`` holds the ranked candidates."""
 
-    def __init__(self, lm, plans: list[InfillPlan | ContinuePlan], params: SamplerParams, candidates: int, cancel, stop_at_eos: bool,
-                 finish):
+    def __init__(self, lm, plans: list[InfillPlan | ContinuePlan], params: SamplerParams, candidates: int, cancel,
+                 stop_at_eos: bool, finish):
         self.lm, self.plans, self.params = lm, plans, params
         self.seeds = seeds_for(params, candidates)
         batch_plan = _batch_windows(plans, candidates)
@@ -399,8 +399,9 @@ def plan_infill(lm, text: str, spans: list[SpanRequest], max_context: int = 1024
     return InfillPlan(text, spans, lengths, seq, free, slots, starts, C, lm.pad_id, max_context)
 
 
-def check_spans(text: str, spans: list[SpanRequest], canvas_length: int) -> list[SpanRequest]:
-    """Sort spans; refuse empty text, out-of-range or overlapping spans."""
+def check_spans(text: str, spans: list[SpanRequest], canvas_length: int | None = None) -> list[SpanRequest]:
+    """Sort spans; refuse empty text, out-of-range or overlapping spans (and, given the
+    canvas length, lengths that do not fit it)."""
     if not spans:
         raise InputError("No span given; mark at least one span (START:END character offsets).")
     spans = sorted(spans, key=lambda s: (s.start, s.end))
@@ -411,7 +412,7 @@ def check_spans(text: str, spans: list[SpanRequest], canvas_length: int) -> list
             raise InputError(f"Span {s.start}:{s.end} is outside the text (0:{len(text)}); give offsets inside it.")
         if s.length is not None and s.length < 0:
             raise InputError(f"Span length {s.length} is negative; give a number of tokens, 0 or more.")
-        if s.length is not None and s.length > canvas_length:
+        if s.length is not None and canvas_length is not None and s.length > canvas_length:
             raise InputError(f"Span length {s.length} must be between 0 and the canvas length {canvas_length}.")
     for a, b in zip(spans, spans[1:]):
         if b.start < a.end:
