@@ -20,10 +20,11 @@ COMMANDS = {
     "doctor": ("dgterm.commands.doctor", "check the setup: versions, devices, model, memory"),
     "quantize": ("dgterm.commands.quantize", "save a pre-quantized checkpoint"),
     "train": ("dgterm.commands.train", "train the bundled model"),
+    "serve": ("dgterm.commands.serve", "serve the model over an OpenAI-compatible HTTP API"),
 }
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser, remote: bool = True) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", help="'bundled' (default), a checkpoint directory, or a Hugging Face id")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
@@ -32,6 +33,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--download", action="store_true", help="allow downloading a Hugging Face id")
     g.add_argument("--allow-offload", action="store_true", default=None,
                    help="let a quantized model keep experts in host memory when the GPU is too small")
+    if remote:
+        g.add_argument("--server", metavar="URL",
+                       help="run on `dgterm serve` or vLLM at URL (key: DGTERM_API_KEY); docs/serve.md")
 
 
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
@@ -57,7 +61,7 @@ def settings_from(args):
     from dgterm.config import load_settings
 
     return load_settings().override(model=args.model, device=args.device, dtype=args.dtype, quant=args.quant,
-                                    allow_offload=args.allow_offload)
+                                    allow_offload=args.allow_offload, server=getattr(args, "server", None))
 
 
 def whole(low: int = 1):
@@ -79,11 +83,9 @@ def whole_list(text: str) -> list[int]:
 
 
 def load_model(args):
-    from dgterm.engine import loading
+    from dgterm.engine.backend import open_engine
 
-    s = settings_from(args)
-    return loading.load(s.model, device=s.device, dtype=s.dtype, quant=s.quant, download=args.download,
-                        allow_offload=s.allow_offload)
+    return open_engine(settings_from(args), download=args.download)
 
 
 def sampler_params(args, lm=None):

@@ -8,6 +8,8 @@ The config file is TOML at ``$DGTERM_CONFIG`` or ``<user config dir>/dgterm/conf
     quant = "none"           # int8, nf4
     allow_offload = false    # or DGTERM_ALLOW_OFFLOAD=1, or --allow-offload
     theme = "dgterm-dark"
+    server = ""              # a URL: drive `dgterm serve` or vLLM there (or DGTERM_SERVER, --server)
+    api_key = ""             # the server's key (or DGTERM_API_KEY; never a flag)
 
     [sampler]                # any SamplerParams field
     steps = 24
@@ -30,6 +32,7 @@ from pathlib import Path
 from dgterm.errors import DgtermError
 
 ENV_PREFIX = "DGTERM_"
+STRINGS = ("model", "device", "dtype", "quant", "theme", "server", "api_key")
 
 
 @dataclass
@@ -40,6 +43,8 @@ class Settings:
     quant: str = "none"
     theme: str = "dgterm-dark"
     allow_offload: bool = False  # a quantized model may keep experts in host RAM when the GPU is too small
+    server: str = ""  # a URL: the engine runs there (docs/serve.md)
+    api_key: str = ""
     sampler: dict = field(default_factory=dict)
     keymap: dict = field(default_factory=dict)
 
@@ -85,14 +90,14 @@ def load_settings(path: Path | None = None, env=None) -> Settings:
     unknown = sorted(set(values) - known)
     if unknown:
         raise DgtermError(f"Config file {path} has unknown setting(s) {', '.join(unknown)}; remove them.")
-    for name in ("model", "device", "dtype", "quant", "theme"):
+    for name in STRINGS:
         if env.get(ENV_PREFIX + name.upper()):
             values[name] = env[ENV_PREFIX + name.upper()]
     if env.get(ENV_PREFIX + "ALLOW_OFFLOAD"):
         values["allow_offload"] = env[ENV_PREFIX + "ALLOW_OFFLOAD"].lower() in ("1", "true", "yes")
     if not isinstance(values.get("allow_offload", False), bool):
         raise DgtermError(f"Config file {path}: allow_offload must be true or false.")
-    for name in ("model", "device", "dtype", "quant", "theme"):
+    for name in STRINGS:
         if not isinstance(values.get(name, ""), str):
             raise DgtermError(f"Config file {path}: {name} must be a string in quotes, like {name} = \"...\".")
     for name in ("sampler", "keymap"):

@@ -11,7 +11,8 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.mktemp("user")
     monkeypatch.setenv("DGTERM_CONFIG", str(root / "config.toml"))
     monkeypatch.setenv("DGTERM_STATE_DIR", str(root / "state"))
-    for name in ("DGTERM_MODEL", "DGTERM_DEVICE", "DGTERM_DTYPE", "DGTERM_QUANT", "DGTERM_THEME", "DGTERM_ALLOW_OFFLOAD"):
+    for name in ("DGTERM_MODEL", "DGTERM_DEVICE", "DGTERM_DTYPE", "DGTERM_QUANT", "DGTERM_THEME", "DGTERM_ALLOW_OFFLOAD",
+                 "DGTERM_SERVER", "DGTERM_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     return root
 

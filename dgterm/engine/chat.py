@@ -26,7 +26,7 @@ def chat(lm, messages: list[dict], params: SamplerParams | None = None, *, candi
         raise InputError("A conversation must end with a user turn; add your message.")
     params = params or lm.defaults
     tok = lm.tokenizer
-    budget = lm.model.config.text_config.max_position_embeddings - params.max_canvases(lm.canvas_length) * lm.canvas_length
+    budget = lm.max_positions - params.max_canvases(lm.canvas_length) * lm.canvas_length
     ids = prompt_ids(tok, messages, budget)
     return tasks.continue_ids(lm, ids, params, candidates=candidates, cancel=cancel, chat=True)
 

@@ -30,6 +30,7 @@ class Window:
     prefix: list[int]  # tokens to encode before this canvas
     known: torch.Tensor | None = None  # (C,) ids of the pinned positions (others ignored)
     pinned: torch.Tensor | None = None  # (C,) bool
+    start: torch.Tensor | None = None  # (C,) a seed canvas to start from instead of fresh noise
 
 
 class Run:
@@ -98,6 +99,8 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
             pins = Pins(window.pinned.to(device).expand(batch, -1), window.known.to(device).expand(batch, -1))
         sampler = Sampler(params, lm.vocab_size, gens, pins)
         canvas = sampler.initial_canvas(batch, C, device)
+        if window.start is not None:  # the noise is drawn all the same: one random stream with or without a seed
+            canvas = window.start.to(device).expand(batch, -1) if pins is None else pins.impose(window.start.to(device))
         positions = torch.arange(cur_len, cur_len + C, dtype=torch.int32, device=device)[None]
         mask = decoder_mask(model, canvas, cache, cur_len)
         sc, argmax = None, canvas
@@ -122,17 +125,22 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
         # 3. Finish the canvas: after EOS everything is pad, and a finished candidate stays so.
         final = argmax.clone()
         if stop_at_eos:
-            final[done] = lm.pad_id
-            is_eos = torch.isin(final, eos)
-            csum = is_eos.cumsum(-1)
-            final[(csum > 0) & ~((csum == 1) & is_eos)] = lm.pad_id
-            done = done | is_eos.any(-1)
+            done = pad_after_eos(final, done, eos, lm.pad_id)
         generated += ((final != lm.pad_id) & free).sum(-1)
         canvases.append(final)
         pending = final
         if stop_at_eos and done.all():
             break
     return result()
+
+
+def pad_after_eos(final: torch.Tensor, done: torch.Tensor, eos: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """In place: pad after each row's first EOS, and all of a row already done; returns the new done mask."""
+    final[done] = pad_id
+    is_eos = torch.isin(final, eos)
+    csum = is_eos.cumsum(-1)
+    final[(csum > 0) & ~((csum == 1) & is_eos)] = pad_id
+    return done | is_eos.any(-1)
 
 
 def _cache_keyword(model) -> str:

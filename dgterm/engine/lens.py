@@ -42,6 +42,9 @@ class LensToken:
 def confidence(lm, text: str, start: int = 0, end: int | None = None, *, stride: int = 8, batch: int = 8,
                max_context: int = 512, seed: int = 0, cancel: threading.Event | None = None) -> list[LensToken]:
     """Score every token of ``text[start:end]``; an empty list if cancelled or empty."""
+    if getattr(lm, "is_remote", False):
+        return lm.confidence(text, start, end, stride=stride, batch=batch, max_context=max_context, seed=seed,
+                             cancel=cancel)
     end = len(text) if end is None else end
     if not 0 <= start <= end <= len(text):
         raise InputError(f"Lens region {start}:{end} is outside the text (0:{len(text)}).")

@@ -172,6 +172,25 @@ class LoadedModel:
     def name(self) -> str:
         return BUNDLED_NAME if self.spec in ("", "bundled") else self.spec
 
+    # What the front ends need from any engine (dgterm.engine.backend.Engine): this one runs here.
+    kind = "local"
+    live_steps = True  # a frame per denoising step
+    has_lens = True
+
+    @property
+    def max_positions(self) -> int:
+        return self.model.config.text_config.max_position_embeddings
+
+    def describe(self) -> str:
+        dtype = str(self.dtype).removeprefix("torch.")
+        return f"{self.name} · {self.device} · {dtype} · quant {self.quant}"
+
+    def denoise(self, windows, params, **options):
+        """Run ``windows`` in this process (see :func:`dgterm.engine.denoise.denoise`)."""
+        from dgterm.engine.denoise import denoise
+
+        return denoise(self, windows, params, **options)
+
     def parameters(self) -> int:
         """Weights of the model; a quantized tensor counts by its logical shape, not its packed bytes."""
         import math

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dgterm.engine.denoise import Window, denoise, seeds_for
+from dgterm.engine.denoise import Window, seeds_for
 from dgterm.engine.events import RunResult, StepEvent
 from dgterm.engine.params import SamplerParams
 from dgterm.errors import InputError
@@ -66,8 +66,8 @@ class Task:
         self.lm, self.plans, self.params = lm, plans, params
         self.seeds = seeds_for(params, candidates)
         batch_plan = _batch_windows(plans, candidates)
-        self._run = denoise(lm, batch_plan, params.replace(seed=self.seeds[0]), candidates=len(plans) * candidates,
-                            cancel=cancel, stop_at_eos=stop_at_eos)
+        self._run = lm.denoise(batch_plan, params.replace(seed=self.seeds[0]), candidates=len(plans) * candidates,
+                               cancel=cancel, stop_at_eos=stop_at_eos)
         self._finish = finish
         self._candidates = candidates
         self.result: TaskResult | None = None

@@ -154,14 +154,15 @@ class Repl:
     def load(self, spec: str | None) -> None:
         """Load a model (None: the configured one). On failure no model is loaded and the REPL stays up."""
         from dgterm.cli import settings_from
-        from dgterm.engine import loading
+        from dgterm.engine.backend import open_engine
 
         s = settings_from(self.args).override(model=spec)
+        if spec is not None:
+            s = s.override(server="")  # /model SPEC loads that model here
         self._unload()
         try:
-            with no_echo(), self.notes.status(f"Loading {s.model}…") if self.notes.is_terminal else nullcontext():
-                lm = loading.load(s.model, device=s.device, dtype=s.dtype, quant=s.quant, download=self.args.download,
-                                  allow_offload=s.allow_offload)
+            with no_echo(), self.notes.status(f"Loading {s.server or s.model}…") if self.notes.is_terminal else nullcontext():
+                lm = open_engine(s, download=self.args.download)
         except DgtermError as e:
             self.error(str(e))
             return
@@ -172,6 +173,9 @@ class Repl:
             self.error(f"Loading {s.model} failed ({type(e).__name__}: {str(e)[:200]}); pick another model with /model.")
             return
         self._use(lm)
+        if getattr(lm, "is_remote", False):
+            self.note(f"{lm.describe()}, {self.mode} mode. /help lists commands.")
+            return
         dtype = str(lm.dtype).removeprefix("torch.")
         quant = "" if lm.quant == "none" else f", {lm.quant}"
         self.note(f"{lm.name}: {lm.parameters() / 1e6:.1f} M parameters on {lm.device} ({dtype}{quant}), "

@@ -221,8 +221,7 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         bar = self.query_one(StatusBar)
         lm = self.lm
         if lm is not None:
-            dtype = str(lm.dtype).removeprefix("torch.")
-            bar.set_model(f"{lm.name} · {lm.device} · {dtype} · quant {lm.quant}")
+            bar.set_model(lm.describe())
         elif self.replay_path is not None:
             bar.set_model(f"replay {os.path.basename(self.replay_path)}")
         elif self.model_error:

@@ -43,11 +43,10 @@ class Job:
 
 
 def load_model(settings, post: Post, download: bool = False) -> None:
-    from dgterm.engine import loading
+    from dgterm.engine.backend import open_engine
 
     try:
-        lm = loading.load(settings.model, device=settings.device, dtype=settings.dtype, quant=settings.quant,
-                          download=download, allow_offload=settings.allow_offload)
+        lm = open_engine(settings, download)
     except DgtermError as e:
         post(ModelFailed(str(e)))
         return

@@ -1,0 +1,56 @@
+"""Serve the model over HTTP: an OpenAI-compatible API with vLLM's diffusion fields, live steps and step-level batching.
+
+Loopback only unless an API key is set (DGTERM_API_KEY or api_key in the config); then
+every request must send it. docs/serve.md says how to point dgterm or any OpenAI client at it.
+"""
+
+from __future__ import annotations
+
+from dgterm.cli import add_model_args, whole
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def add_arguments(p):
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
+    p.add_argument("--port", type=whole(0), default=8000, help="port (default %(default)s; 0 picks a free one)")
+    p.add_argument("--max-batch", type=whole(1), default=8,
+                   help="sequences denoised together in one forward per step (default %(default)s)")
+    p.add_argument("--max-tokens", type=whole(1), default=4096, help="largest max_tokens a request may ask for")
+    p.add_argument("--max-candidates", type=whole(1), default=8, help="largest n a request may ask for")
+    p.add_argument("--max-queue", type=whole(1), default=64, help="sequences waiting before requests get 503")
+    p.add_argument("--max-body", type=whole(1), default=1 << 20, help="largest request body in bytes")
+    add_model_args(p, remote=False)
+
+
+def run(args) -> int:
+    import socket
+    import sys
+
+    from dgterm.cli import settings_from
+    from dgterm.engine.backend import open_engine
+    from dgterm.errors import InputError
+
+    settings = settings_from(args).override(server="")  # this serves the model it loads, whatever DGTERM_SERVER says
+    key = settings.api_key or None
+    if args.host not in LOOPBACK and not key:
+        raise InputError(f"Refusing to listen on {args.host} without an API key: set DGTERM_API_KEY (or api_key in "
+                         "the config) so that every request must send it, or keep --host 127.0.0.1.")
+    import uvicorn
+
+    from dgterm.server.app import ServeConfig, build_app
+    from dgterm.server.protocol import Limits
+
+    try:  # bind first, so a taken port is one sentence before the model loads
+        sock = socket.create_server((args.host, args.port), family=socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    except OSError as e:
+        raise InputError(f"Cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port.") from None
+    lm = open_engine(settings, download=args.download)
+    limits = Limits(max_body=args.max_body, max_tokens=args.max_tokens, max_candidates=args.max_candidates,
+                    max_queue=args.max_queue)
+    app = build_app(lm, ServeConfig(api_key=key, max_batch=args.max_batch, limits=limits))
+    host, port = sock.getsockname()[:2]
+    print(f"dgterm serve: {lm.name} at http://{host}:{port}/v1 (max batch {args.max_batch}"
+          f"{', API key required' if key else ''})", file=sys.stderr, flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)).run(sockets=[sock])
+    return 0

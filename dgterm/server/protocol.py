@@ -1,0 +1,167 @@
+"""Requests of the OpenAI-compatible surface, checked into :class:`Request` objects.
+
+The fields and their meaning are vLLM's (``vllm_xargs``, see docs/serve.md); one
+extension is dgterm's own: ``"dgterm": {"frames": true, "sampler": {...}}`` asks for a
+frame per denoising step and sets the sampler. A bad request is an :class:`ApiError`
+that becomes an OpenAI-style error body with a 4xx status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+XARGS = ("diffusion_seed_canvas", "diffusion_pinned", "diffusion_max_steps", "diffusion_canvas_length",
+         "diffusion_read_only", "diffusion_constrained")
+SAMPLER_FIELDS = ("steps", "entropy_bound", "t_max", "t_min", "stability", "confidence")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None, kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.message, self.param, self.kind = status, message, param, kind
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.status}}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body: int = 1 << 20  # bytes
+    max_tokens: int = 4096
+    max_candidates: int = 8
+    max_queue: int = 64
+    max_prompt: int = 16384  # tokens
+    max_logprobs: int = 20
+
+
+@dataclass
+class Request:
+    prompt: list[int] | None  # token ids, or None when ``text`` must be tokenized
+    text: str | None
+    messages: list[dict] | None
+    max_tokens: int
+    n: int = 1
+    seed: int | None = None
+    stream: bool = False
+    logprobs: int | None = None  # top logprobs per position, or None
+    token_ids: bool = False  # return_tokens_as_token_ids
+    ignore_eos: bool = False
+    seed_canvas: list[int] | None = None
+    pinned: list[int] | None = None
+    max_steps: int | None = None
+    read_only: bool = False
+    frames: bool = False
+    sampler: dict = field(default_factory=dict)
+    chat: bool = False
+
+
+def _whole(value, name: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, f"{name} must be an integer.", name)
+    if value < low or (high is not None and value > high):
+        raise ApiError(400, f"{name} must be between {low} and {high}." if high is not None
+                       else f"{name} must be at least {low}.", name)
+    return value
+
+
+def _flag(value, name: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, (bool, int)) or value not in (0, 1):
+        raise ApiError(400, f"{name} must be a boolean.", name)
+    return bool(value)
+
+
+def _ids(value, name: str, vocab: int) -> list[int]:
+    if not isinstance(value, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+        raise ApiError(400, f"{name} must be a list of token ids.", name)
+    if not all(0 <= t < vocab for t in value):
+        raise ApiError(400, f"{name} ids must be in [0, {vocab}).", name)
+    return value
+
+
+def parse(body, *, chat: bool, model_name: str, canvas_length: int, vocab: int, limits: Limits) -> Request:
+    """Check a decoded JSON body against the surface and the limits."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    model = body.get("model")
+    if model is not None and model != model_name:
+        raise ApiError(404, f"The model '{model}' does not exist; this server serves '{model_name}'.", "model",
+                       "model_not_found")
+    prompt = text = messages = None
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                for m in messages):
+            raise ApiError(400, "messages must be a non-empty list of {role, content} objects with text content.",
+                           "messages")
+    else:
+        raw = body.get("prompt")
+        if isinstance(raw, str):
+            text = raw
+        elif isinstance(raw, list) and raw and all(isinstance(t, int) and not isinstance(t, bool) for t in raw):
+            prompt = _ids(raw, "prompt", vocab)
+            if len(prompt) > limits.max_prompt:
+                raise ApiError(400, f"The prompt holds {len(prompt)} tokens, more than the {limits.max_prompt} "
+                                    "this server takes.", "prompt")
+        else:
+            raise ApiError(400, "prompt must be a string or a non-empty list of token ids.", "prompt")
+    key = "max_completion_tokens" if chat and "max_completion_tokens" in body else "max_tokens"
+    max_tokens = body.get(key)
+    max_tokens = canvas_length if max_tokens is None else _whole(max_tokens, key, 1, limits.max_tokens)
+    n = _whole(body.get("n", 1), "n", 1, limits.max_candidates)
+    seed = body.get("seed")
+    if seed is not None:
+        seed = _whole(seed, "seed", 0, (1 << 63) - 1)
+    stream = _flag(body.get("stream"), "stream")
+    logprobs = body.get("logprobs")
+    if chat:
+        logprobs = (_whole(body.get("top_logprobs", 1) or 1, "top_logprobs", 0, limits.max_logprobs)
+                    if _flag(logprobs, "logprobs") else None)
+    elif logprobs is not None:
+        logprobs = _whole(logprobs, "logprobs", 0, limits.max_logprobs)
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ApiError(400, f"{name} must be a number.", name)
+    xargs = body.get("vllm_xargs") or {}
+    if not isinstance(xargs, dict):
+        raise ApiError(400, "vllm_xargs must be an object.", "vllm_xargs")
+    width = xargs.get("diffusion_canvas_length")
+    if width is not None and _whole(width, "diffusion_canvas_length", 1, canvas_length) != canvas_length:
+        raise ApiError(400, f"dgterm serve runs the served canvas of {canvas_length} only; leave out "
+                            "diffusion_canvas_length or give it that width.", "diffusion_canvas_length")
+    seed_canvas = xargs.get("diffusion_seed_canvas")
+    if seed_canvas is not None:
+        seed_canvas = _ids(seed_canvas, "diffusion_seed_canvas", vocab)
+        if len(seed_canvas) != canvas_length:
+            raise ApiError(400, f"diffusion_seed_canvas must hold exactly {canvas_length} ids, got {len(seed_canvas)}.",
+                           "diffusion_seed_canvas")
+    pinned = xargs.get("diffusion_pinned")
+    if pinned is not None:
+        if not isinstance(pinned, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in pinned):
+            raise ApiError(400, "diffusion_pinned must be a list of canvas positions.", "diffusion_pinned")
+        if seed_canvas is None:
+            raise ApiError(400, "diffusion_pinned needs a diffusion_seed_canvas to hold.", "diffusion_pinned")
+        if not all(0 <= p < canvas_length for p in pinned):
+            raise ApiError(400, "diffusion_pinned positions must lie inside the canvas.", "diffusion_pinned")
+    max_steps = xargs.get("diffusion_max_steps")
+    if max_steps is not None:
+        max_steps = _whole(max_steps, "diffusion_max_steps", 1, 100_000)
+    read_only = _flag(xargs.get("diffusion_read_only"), "diffusion_read_only")
+    if _flag(xargs.get("diffusion_constrained"), "diffusion_constrained"):
+        raise ApiError(400, "diffusion_constrained is not supported by dgterm serve.", "diffusion_constrained")
+    if read_only:
+        max_tokens = min(max_tokens, canvas_length)
+    ext = body.get("dgterm") or {}
+    if not isinstance(ext, dict):
+        raise ApiError(400, "dgterm must be an object.", "dgterm")
+    sampler = ext.get("sampler") or {}
+    if not isinstance(sampler, dict) or set(sampler) - set(SAMPLER_FIELDS):
+        raise ApiError(400, f"dgterm.sampler takes {', '.join(SAMPLER_FIELDS)} only.", "dgterm.sampler")
+    return Request(prompt=prompt, text=text, messages=messages, max_tokens=max_tokens, n=n, seed=seed, stream=stream,
+                   logprobs=logprobs, token_ids=_flag(body.get("return_tokens_as_token_ids"), "return_tokens_as_token_ids"),
+                   ignore_eos=_flag(body.get("ignore_eos"), "ignore_eos") or read_only, seed_canvas=seed_canvas,
+                   pinned=pinned, max_steps=max_steps, read_only=read_only, frames=_flag(ext.get("frames"), "dgterm.frames"),
+                   sampler=sampler, chat=chat)
