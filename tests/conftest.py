@@ -69,3 +69,19 @@ def tiny(tiny_dir):
     from dgterm.engine import loading
 
     return loading.load(str(tiny_dir))
+
+
+# ------------------------------------------------------------------ `dgterm serve`, a real subprocess
+
+KEY = "test-key-123"
+
+
+@pytest.fixture(scope="session")
+def served():
+    """The bundled model behind `dgterm serve` (max batch 4, queue 24, a key), stopped at the end."""
+    from dgterm.server.spawn import spawn
+
+    server = spawn("--max-batch", "4", "--max-queue", "24", "--max-tokens", "512", env={"DGTERM_API_KEY": KEY})
+    server.key = KEY
+    yield server
+    server.stop()

@@ -22,7 +22,8 @@ def test_import_loads_no_torch(module):
 @pytest.mark.parametrize(
     "module",
     ["dgterm.engine", "dgterm.engine.tasks", "dgterm.engine.denoise", "dgterm.engine.loading",
-     "dgterm.engine.train", "dgterm.editor", "dgterm.editor.document"],
+     "dgterm.engine.train", "dgterm.engine.remote", "dgterm.engine.remote_run", "dgterm.engine.batch",
+     "dgterm.server.app", "dgterm.editor", "dgterm.editor.document"],
 )
 def test_core_imports_no_ui_library(module):
     loaded = _modules_after_import(module)
@@ -32,7 +33,7 @@ def test_core_imports_no_ui_library(module):
 def test_cli_help_lists_every_command():
     out = subprocess.run([sys.executable, "-m", "dgterm.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for name in ("open", "repl", "generate", "infill", "bench", "doctor", "quantize", "train"):
+    for name in ("open", "repl", "generate", "infill", "bench", "doctor", "quantize", "train", "serve"):
         assert name in out.stdout
 
 

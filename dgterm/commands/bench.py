@@ -17,7 +17,10 @@ def add_arguments(p):
     q.add_argument("-n", type=whole(1), default=100, help="cases per kind")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--sweep", action="store_true", help="also try a grid of sampler settings on a small sample")
-    for sp in (s, q):
+    v = sub.add_parser("serve", help="dgterm serve: 1, 4, 8 concurrent clients; server vs in-process")
+    v.add_argument("--steps", type=whole(1), default=16)
+    v.add_argument("--repeats", type=whole(1), default=3)
+    for sp in (s, q, v):
         sp.add_argument("--model", default="bundled")
         sp.add_argument("--json", action="store_true")
 
@@ -48,6 +51,23 @@ def run(args) -> int:
                   f"| {100 * r['draft_overhead']:+.1f}% "
                   f"| {t['generate']:.0f} | {t['engine']:.0f} | {r['tokens_per_forward']['engine']:.2f} "
                   f"| {r['identical_tokens']} |")
+        return 0
+
+    if args.bench == "serve":
+        from dgterm.bench import serve
+
+        report = serve.measure(args.model, args.steps, repeats=args.repeats)
+        if args.json:
+            print(json.dumps(report, indent=2))
+            return 0
+        print(f"one client, {report['steps']} steps, one canvas: in-process {report['in_process_s']:.3f} s, "
+              f"through dgterm serve {report['server_s']:.3f} s ({100 * report['overhead']:+.1f}%)\n")
+        print("| clients | wall s | tok/s |")
+        print("|---|---|---|")
+        for row in report["concurrent"]:
+            print(f"| {row['clients']} | {row['wall_s']:.3f} | {row['tok_per_s']:.0f} |")
+        print(f"\n4 sequential requests: {report['sequential_4_tok_per_s']:.0f} tok/s; "
+              f"4 concurrent / 4 sequential: {report['four_vs_sequential']:.2f}x")
         return 0
 
     from tqdm import tqdm

@@ -194,7 +194,7 @@ class Merge:
         accepted = torch.tensor([f["accepted"] for f in rows], dtype=torch.bool)
         free = ~pinned[0] if pinned is not None else torch.ones(C, dtype=torch.bool)
         done_before = sum(int(((c[0] != self.engine.pad_id) & free).sum()) for c in self.canvases) if pinned is None else 0
-        return StepEvent(window=w, step=s, max_steps=rows[0].get("max_steps", self.params.steps),
+        return StepEvent(window=w, step=rows[0].get("step", s), max_steps=rows[0].get("max_steps", self.params.steps),
                          canvas=torch.tensor([f["canvas"] for f in rows]), argmax=torch.tensor([f["argmax"] for f in rows]),
                          accepted=accepted, entropy=torch.tensor([f["entropy"] for f in rows], dtype=torch.float32),
                          pinned=pinned, finished=torch.tensor(finished), elapsed=time.perf_counter() - self.t0,

@@ -120,7 +120,7 @@ class Repl:
     def run(self) -> int:
         """0, or for piped input (a script), 2 when no model loaded and 1 when any input failed."""
         if self.lm is None:
-            self.load(self.args.model)
+            self.load(None)  # the configured engine: --model, or --server
             if self.lm is None and self.session is None:
                 return 2
         while self.running:

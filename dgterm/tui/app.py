@@ -225,7 +225,9 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         elif self.replay_path is not None:
             bar.set_model(f"replay {os.path.basename(self.replay_path)}")
         elif self.model_error:
-            bar.set_model(f"{self.settings.model}: not loaded")
+            bar.set_model(f"{self.settings.server or self.settings.model}: not loaded")
+        elif self.settings.server:
+            bar.set_model(f"{self.settings.server} · connecting")
         else:
             bar.set_model(f"{self.settings.model} · {self.settings.device} · quant {self.settings.quant}")
         if lm is not None or self.model_error:

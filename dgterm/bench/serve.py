@@ -1,0 +1,82 @@
+"""`dgterm serve` throughput with concurrent clients, and the server path against in-process, in one run.
+
+The server is a child process on a free loopback port; the clients are dgterm's own remote
+engine (what the editor uses), each continuing the same prompt by one canvas with its own
+seed. Throughput is committed tokens over wall time. The overhead compares one client
+through the server (live steps on) with the same run in this process, medians of rotating
+repetitions so that machine noise hits both alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+
+from dgterm.bench.speed import PROMPT
+
+
+def _one(engine, steps: int, seed: int) -> int:
+    from dgterm.engine import tasks
+
+    params = engine.defaults.replace(steps=steps, seed=seed, max_new_tokens=engine.canvas_length)
+    task = tasks.continue_text(engine, PROMPT, params)
+    task.collect()
+    return int(task.result.run.generated.sum())
+
+
+def _timed(fn) -> tuple[float, int]:
+    t = time.perf_counter()
+    tokens = fn()
+    return time.perf_counter() - t, tokens
+
+
+def _concurrent(engine, steps: int, clients: int, seed: int) -> tuple[float, int]:
+    made = [0] * clients
+
+    def client(i):
+        made[i] = _one(engine, steps, seed + i)
+
+    def run():
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(made)
+
+    return _timed(run)
+
+
+def measure(model: str = "bundled", steps: int = 16, clients=(1, 4, 8), repeats: int = 3, max_batch: int = 8) -> dict:
+    from dgterm.engine import loading
+    from dgterm.engine.remote import RemoteEngine
+    from dgterm.server.spawn import spawn
+
+    lm = loading.load(model)
+    server = spawn("--model", model, "--max-batch", str(max_batch))
+    try:
+        remote = RemoteEngine(server.url)
+        _one(remote, 2, 0), _one(lm, 2, 0)  # warm-up
+        here, there = [], []
+        for r in range(repeats):
+            pair = [("here", lambda: _one(lm, steps, r)), ("there", lambda: _one(remote, steps, r))]
+            for name, fn in (pair if r % 2 == 0 else pair[::-1]):
+                (here if name == "here" else there).append(_timed(fn)[0])
+        rows = []
+        for n in clients:
+            runs = [_concurrent(remote, steps, n, 100 * r) for r in range(repeats)]
+            wall = statistics.median(t for t, _ in runs)
+            tokens = statistics.median(k for _, k in runs)
+            rows.append({"clients": n, "wall_s": wall, "tok_per_s": tokens / wall})
+        sequential = [_timed(lambda: sum(_one(remote, steps, 100 * r + i) for i in range(4))) for r in range(repeats)]
+        seq_wall = statistics.median(t for t, _ in sequential)
+        seq_tokens = statistics.median(k for _, k in sequential)
+        remote.close()
+    finally:
+        server.stop()
+    four = next((row for row in rows if row["clients"] == 4), None)
+    return {"steps": steps, "in_process_s": statistics.median(here), "server_s": statistics.median(there),
+            "overhead": statistics.median(there) / statistics.median(here) - 1, "concurrent": rows,
+            "sequential_4_tok_per_s": seq_tokens / seq_wall,
+            "four_vs_sequential": four["tok_per_s"] / (seq_tokens / seq_wall) if four else None}

@@ -1,0 +1,176 @@
+"""dgterm's remote engine against the vLLM stand-in and against the real `dgterm serve`."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from dgterm.engine import chat, lens, tasks
+from dgterm.engine.remote import RemoteEngine, RemoteError
+
+from .conftest import wait_idle
+from .vllm_standin import Running, StandIn
+
+pytestmark = pytest.mark.slow
+DOC = "def mean(values):\n    return sum(values) / len(values)\n\n\nprint(mean([1, 2, 3]))\n"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from dgterm.engine.loading import bundled_dir
+
+    return AutoTokenizer.from_pretrained(bundled_dir())
+
+
+@pytest.fixture(scope="module")
+def vllm(tokenizer):
+    running = Running(StandIn(tokenizer, api_key="k"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def standin(vllm):
+    engine = RemoteEngine(vllm.url, "k")
+    vllm.standin.requests.clear()  # the connect probes
+    yield engine
+    engine.close()
+
+
+def spans_of(text, *pieces):
+    return [tasks.SpanRequest(text.index(p), text.index(p) + len(p)) for p in pieces]
+
+
+# ------------------------------------------------------------------ the stand-in (vLLM's shapes)
+
+
+def test_connects_to_vllm_and_learns_its_canvas(standin, vllm):
+    assert standin.kind == "vLLM" and standin.canvas_length == 32 and standin.vocab_size == 4096
+    assert standin.describe() == f"google/diffusiongemma-26B-A4B-it · vLLM at {vllm.url[7:]}: one frame per canvas"
+    assert not standin.live_steps and standin.has_chat_template
+
+
+def test_infill_through_seed_canvas_and_pins_keeps_the_rest(standin, vllm):
+    p = standin.defaults.replace(steps=3, seed=1)
+    result = tasks.infill(standin, DOC, spans_of(DOC, "sum(values)", "[1, 2, 3]"), p).collect()
+    best = result.best
+    a, b = DOC.index("sum(values)"), DOC.index("[1, 2, 3]")
+    text = best.text
+    assert text.startswith(DOC[:a]) and text.endswith(DOC[b + len("[1, 2, 3]"):])
+    assert all("ok" in s or "then" in s for s in best.spans)  # the stand-in's phrase filled every span
+    sent = vllm.standin.requests
+    assert sent and all("seed" not in r for r in sent)  # vLLM refuses a seed for diffusion
+    for r in sent:
+        x = r["vllm_xargs"]
+        assert len(x["diffusion_seed_canvas"]) == 32 and r["max_tokens"] == 32 and r["ignore_eos"]
+        assert x["diffusion_max_steps"] == 3 and x["diffusion_pinned"]
+        assert all(x["diffusion_seed_canvas"][q] == x["diffusion_seed_canvas"][q] for q in x["diffusion_pinned"])
+
+
+def test_a_document_wider_than_a_canvas_runs_window_after_window(standin, vllm):
+    text = DOC * 6
+    first, last = text.index("sum(values)"), text.rindex("[1, 2, 3]")
+    spans = [tasks.SpanRequest(first, first + 11), tasks.SpanRequest(last, last + 9)]
+    result = tasks.infill(standin, text, spans, standin.defaults.replace(steps=2, seed=3)).collect()
+    assert result.run.windows >= 2 and len(vllm.standin.requests) == result.run.windows
+    prompts = [len(r["prompt"]) for r in vllm.standin.requests]
+    assert prompts == sorted(prompts)  # each window's prompt holds everything before it
+    out = result.best.text
+    assert out[:first] == text[:first] and out.endswith(text[last + 9:])
+
+
+def test_continue_streams_one_frame_per_canvas_and_stops_at_eos(standin):
+    task = tasks.continue_text(standin, "import os\n", standin.defaults.replace(steps=4, seed=0, max_new_tokens=128))
+    events = list(task)
+    assert [e.window for e in events] == [0, 1] and all(e.step == 4 for e in events)
+    assert bool(task.result.run.finished_at_eos[0]) and task.result.run.canvases[1][0, 6:].eq(0).all()
+    assert "ok" in task.result.best.text
+
+
+def test_candidates_are_concurrent_requests(standin, vllm):
+    result = tasks.infill(standin, DOC, spans_of(DOC, "sum(values)"), standin.defaults.replace(steps=2, seed=1),
+                          candidates=3).collect()
+    assert len(result.candidates) == 3 and len(vllm.standin.requests) == 3
+    noise = {tuple(r["vllm_xargs"]["diffusion_seed_canvas"]) for r in vllm.standin.requests}
+    assert len(noise) == 3  # each candidate its own noise
+
+
+def test_chat_and_lens_on_vllm(standin, vllm):
+    task = chat.chat(standin, [{"role": "user", "content": "Hi"}], standin.defaults.replace(steps=2, seed=0))
+    assert "ok" in task.collect().best.text
+    scores = lens.confidence(standin, DOC, 0, 30)
+    assert scores and all(0 < s.prob <= 1 for s in scores) and scores[0].start == 0
+    reads = [r for r in vllm.standin.requests if r["vllm_xargs"].get("diffusion_read_only")]
+    assert reads and all(r["vllm_xargs"]["diffusion_max_steps"] == 1 for r in reads)
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda tok: StandIn(tok, diffusion=False, api_key="k"), "does not take DiffusionGemma's diffusion fields"),
+    (lambda tok: StandIn(tok, api_key="other"), "refused the API key"),
+])
+def test_what_the_server_lacks_is_one_sentence_at_connect(tokenizer, make, words):
+    running = Running(make(tokenizer))
+    try:
+        with pytest.raises(RemoteError, match=words):
+            RemoteEngine(running.url, "k")
+    finally:
+        running.stop()
+
+
+def test_an_unreachable_server_is_one_sentence():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(RemoteError, match="Cannot reach"):
+        RemoteEngine(f"http://127.0.0.1:{port}")
+
+
+# ------------------------------------------------------------------ the same client on the real dgterm serve
+
+
+def test_remote_runs_equal_local_ones(remote, bundled):
+    p = bundled.defaults.replace(steps=3, seed=7)
+    assert remote.describe().endswith(": live steps") and remote.kind == "dgterm serve"
+    spans = spans_of(DOC, "sum(values)")
+    here = tasks.infill(bundled, DOC, spans, p).collect().best
+    there = tasks.infill(remote, DOC, spans, p).collect().best
+    assert there.text == here.text  # one window, same seed: the same tokens
+    here = tasks.continue_text(bundled, "import os\n", p).collect().best.text
+    assert tasks.continue_text(remote, "import os\n", p).collect().best.text == here
+
+
+def test_remote_multi_span_search_candidates_and_lens(remote):
+    p = remote.defaults.replace(steps=2, seed=2)
+    text = DOC * 4
+    spans = [tasks.SpanRequest(text.index("sum"), text.index("sum") + 3),
+             tasks.SpanRequest(text.rindex("mean"), text.rindex("mean") + 4)]
+    task = tasks.infill(remote, text, spans, p, candidates=2)
+    events = list(task)
+    assert events and events[0].canvas.shape[0] == 2 and task.result.run.windows >= 1
+    for cand in task.result.candidates:
+        out, cursor = [], 0
+        for span, new in zip(spans, cand.spans):
+            out += [text[cursor:span.start], new]
+            cursor = span.end
+        assert cand.text == "".join(out) + text[cursor:]
+    search = tasks.infill(remote, DOC, spans_of(DOC, "sum(values)"), p, lengths=[2, 5]).collect()
+    assert sorted(c.lengths[0] for c in search.candidates) == [2, 5]
+    scores = lens.confidence(remote, DOC, 0, 40)
+    assert scores and all(0 <= s.prob <= 1 for s in scores)
+
+
+def test_cancelling_a_remote_run_closes_its_stream(remote, served):
+    cancel = threading.Event()
+    p = remote.defaults.replace(steps=48, confidence=1e-9, seed=1, max_new_tokens=512)
+    task = tasks.continue_text(remote, "import os\n", p, cancel=cancel)
+    for event in task:
+        if event.step == 2:
+            cancel.set()
+    assert task.result.run.cancelled
+    wait_idle(served)
+
