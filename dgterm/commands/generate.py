@@ -30,5 +30,7 @@ def run(args) -> int:
         raise InputError(f"{lm.name} has no chat template; drop --chat.")
     task = tasks.continue_text(lm, prompt, sampler_params(args, lm), candidates=args.candidates, chat=args.chat)
     result = drive(task, lm, args, {"task": "generate", "prompt": prompt, "chat": args.chat})
+    if result.best.thinking and not args.json:  # the answer alone on stdout, the thought apart
+        print(f"dgterm: thinking: {result.best.thinking}", file=sys.stderr)
     emit(result, args, result.best.text)
     return 0

@@ -1,0 +1,114 @@
+"""What a first user runs on the real checkpoint, on its small twin: doctor, generate --chat,
+infill, quantize. The weights are random, so the tests check the mechanics (files valid,
+text decoded, thinking apart, bytes kept), never what the model says."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.cli.test_cli import dgterm
+
+BAD = ("▁", "<0x", "<|turn>", "<turn|>", "<|channel>", "<channel|>", "<eos>", "<pad>")
+
+
+def clean(text: str) -> bool:
+    """Decoded text shows no SentencePiece spaces, byte-fallback pieces or chat markers."""
+    return not any(b in text for b in BAD)
+
+
+def stored_elements(path) -> int:
+    """Numbers held by a checkpoint's safetensors shards (weights and persistent buffers)."""
+    import math
+    import struct
+
+    total = 0
+    for shard in path.glob("*.safetensors"):
+        with shard.open("rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        total += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    return total
+
+
+def test_doctor_on_the_hub_id_offline_in_a_real_process(realshape, tmp_path):
+    env = {**os.environ, "HF_HOME": str(realshape.hf_home), "HF_HUB_OFFLINE": "1",
+           "DGTERM_CONFIG": str(tmp_path / "none.toml")}
+    out = subprocess.run([sys.executable, "-m", "dgterm.cli", "doctor", "--model", realshape.repo_id, "--json"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    model = report["model"]
+    assert model["resolves_offline"] and model["path"] == str(realshape.snapshot) and model["chat_template"]
+    assert model["parameters"] == stored_elements(realshape.checkpoint)  # the planner's meta build, counted
+    assert {"embed", "experts", "mlp", "attention", "vision", "self_conditioning", "router"} <= set(model["by_component"])
+    assert (model["vocab_size"], model["layers"], model["max_positions"]) == (262144, 6, 262144)
+    cpu = next(r for r in report["memory"]["devices"] if r["device"] == "cpu")
+    assert set(cpu["needs"]) == {"none", "int8", "nf4"} and cpu["needs"]["nf4"] <= cpu["needs"]["none"]
+    assert report["recommended"].startswith(f"dgterm repl --model {realshape.repo_id} --device ")
+    assert report["ok"]
+
+
+@pytest.fixture
+def hub_id(realshape, monkeypatch):
+    """``--model google/diffusiongemma-26B-A4B-it`` resolves to the fixture's cache, offline."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HOME", str(realshape.hf_home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(realshape.hf_home / "hub"))
+    return realshape.repo_id
+
+
+def test_generate_chat_on_the_hub_id_keeps_thinking_apart(hub_id):
+    out = dgterm("generate", "--chat", "Say hi", "--model", hub_id, "--steps", "2", "--seed", "3",
+                 "--max-new-tokens", "32", "--json")
+    assert out.returncode == 0, out.stderr
+    best = json.loads(out.stdout)["candidates"][0]
+    assert set(best) >= {"text", "thinking"} and clean(best["text"])
+    assert best["thinking"] is None or clean(best["thinking"])
+
+
+TEXT = "第一行：東京の朝。\r\nEmoji 🙂👍🏽 here, and café.\r\nThe middle line goes here.\r\nLast 行 🎉\r\n"
+
+
+def test_infill_in_place_keeps_crlf_emoji_and_cjk_byte_for_byte(gemma, realshape, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(TEXT.encode("utf-8"))
+    text = TEXT.replace("\r\n", "\n")
+    a = text.index("middle")
+    b = a + len("middle line")
+    c = text.index("東京")
+    out = dgterm("infill", path, "--span", f"{c}:{c + 2}", "--span", f"{a}:{b}:6", "--model", realshape.checkpoint,
+                 "--steps", "2", "--seed", "1", "--in-place", "--json")
+    assert out.returncode == 0, out.stderr
+    first, second = json.loads(out.stdout)["candidates"][0]["spans"]
+    data = path.read_bytes()
+    crlf = lambda s: s.replace("\n", "\r\n").encode("utf-8")  # noqa: E731
+    assert data == crlf(text[:c] + first + text[c + 2 : a] + second + text[b:])
+    assert data.startswith("第一行：".encode()) and data.endswith(crlf(text[b:]))
+    assert clean(first + second)
+
+
+def test_quantize_to_nf4_then_load_streamed_and_run(gemma, realshape, tmp_path):
+    from dgterm.engine import loading, tasks
+
+    out_dir = tmp_path / "nf4"
+    out = dgterm("quantize", realshape.snapshot, out_dir, "--plan", "nf4")
+    assert out.returncode == 0, out.stderr
+    marker = json.loads((out_dir / "dgterm-quant.json").read_text())
+    index = json.loads((out_dir / "model.safetensors.index.json").read_text())
+    assert marker["plan"] == "nf4" and sorted(set(index["weight_map"].values())) == marker["shards"]
+    assert any(k.startswith("model.encoder.vision_tower.") for k in index["weight_map"])
+    for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "config.json"):
+        assert (out_dir / name).is_file() and not (out_dir / name).is_symlink()
+    lm = loading.load(str(out_dir))
+    assert lm.quant == "nf4" and lm.info["prequantized"] and not lm.info["missing"] and not lm.info["unexpected"]
+    assert lm.eos_ids == [1, 106, 50] and lm.has_chat_template
+    assert lm.parameters() == gemma.parameters()
+    result = tasks.continue_text(lm, "Hello", lm.defaults.replace(steps=2, seed=1, max_new_tokens=32)).collect()
+    assert clean(result.best.text)
