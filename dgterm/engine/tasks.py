@@ -203,14 +203,23 @@ def decode(tokenizer, ids) -> str:
     return tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
 
-def _draft(tokenizer, event: StepEvent, row: int, positions: list[int], threshold: float) -> list[DraftToken]:
-    argmax = event.argmax[row].tolist()
-    canvas = event.canvas[row].tolist()
-    accepted = event.accepted[row].tolist()
-    entropy = event.entropy[row].tolist()
-    states = ["accepted" if accepted[p] else "tentative" if entropy[p] < threshold else "noise" for p in positions]
-    texts = token_text(tokenizer).row([canvas[p] if s == "noise" else argmax[p] for p, s in zip(positions, states)])
-    return [DraftToken(t, s, entropy[p]) for t, s, p in zip(texts, states, positions)]
+def _shown(event: StepEvent, row: int, positions: list[int], threshold: float) -> list[tuple[int, str, float]]:
+    """(id shown, state, entropy) at ``positions`` of the current canvas: an undecided
+    position over ``threshold`` shows its noise token, the others their argmax."""
+    argmax, canvas = event.argmax[row].tolist(), event.canvas[row].tolist()
+    accepted, entropy = event.accepted[row].tolist(), event.entropy[row].tolist()
+    out = []
+    for p in positions:
+        state = "accepted" if accepted[p] else "tentative" if entropy[p] < threshold else "noise"
+        out.append((canvas[p] if state == "noise" else argmax[p], state, entropy[p]))
+    return out
+
+
+def _tokens(tokenizer, shown: list[tuple[int, str, float]]) -> list[DraftToken]:
+    """Draft tokens of a run of (id, state, entropy), decoded as one run: a character whose
+    bytes are split over several tokens shows whole on the last of them, nothing before."""
+    texts = token_text(tokenizer).row([i for i, _, _ in shown])
+    return [DraftToken(t, state, e) for t, (_, state, e) in zip(texts, shown)]
 
 
 NOISE_ENTROPY = 1.0  # nats: above this an undecided position shows its noise token
@@ -231,14 +240,8 @@ class ContinuePlan:
             yield Window([])
 
     def drafts(self, tokenizer, event, row, last):
-        finished = [_final(tokenizer, last[w], row) for w in sorted(last) if w < event.window]
-        current = _draft(tokenizer, event, row, list(range(self.canvas_length)), NOISE_ENTROPY)
-        return [[t for toks in finished for t in toks] + current]
-
-
-def _final(tokenizer, event, row):
-    text = token_text(tokenizer)
-    return [DraftToken(text(i), "accepted", 0.0) for i in event.argmax[row].tolist()]
+        done = [(i, "accepted", 0.0) for w in sorted(last) if w < event.window for i in last[w].argmax[row].tolist()]
+        return [_tokens(tokenizer, done + _shown(event, row, list(range(self.canvas_length)), NOISE_ENTROPY))]
 
 
 def continue_text(lm, text: str, params: SamplerParams | None = None, *, candidates: int = 1,
@@ -336,19 +339,15 @@ class InfillPlan:
         return [int(canvases[w][p]) for w, p in map(self.locate, self.slots[span])]
 
     def drafts(self, tokenizer, event, row, last):
+        """Each span's draft: the windows before the current one as they ended, the current
+        one as it stands, decoded as one run; the windows still to come are empty noise."""
         out = []
-        text = token_text(tokenizer)
-        for s in range(len(self.spans)):
-            toks, where = [], [self.locate(i) for i in self.slots[s]]
-            own = iter(_draft(tokenizer, event, row, [p for w, p in where if w == event.window], NOISE_ENTROPY))
-            for w, p in where:
-                if w == event.window:
-                    toks.append(next(own))
-                elif w in last and w < event.window:
-                    toks.append(DraftToken(text(int(last[w].argmax[row][p])), "accepted", 0.0))
-                else:
-                    toks.append(DraftToken("", "noise", 99.0))
-            out.append(toks)
+        for slots in self.slots:
+            where = [self.locate(i) for i in slots]
+            here = iter(_shown(event, row, [p for w, p in where if w == event.window], NOISE_ENTROPY))
+            shown = [next(here) if w == event.window else (int(last[w].argmax[row][p]), "accepted", 0.0)
+                     for w, p in where if w == event.window or (w < event.window and w in last)]
+            out.append(_tokens(tokenizer, shown) + [DraftToken("", "noise", 99.0)] * (len(where) - len(shown)))
         return out
 
 

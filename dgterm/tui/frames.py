@@ -110,25 +110,21 @@ def build_frame(record: Mapping, layout: Layout, last: dict[int, Mapping],
         free = [p for p in range(len(cv)) if not pinned[p]]
         acc.append(sum(1 for p in free if ac[p]))
         ent.append(sum(en[p] for p in free) / len(free) if free else 0.0)
-        if layout.kind == "stream":
-            done = [Tok(t, "accepted", 0.0) for t in row_of([i for v in sorted(last) if v < w
-                                                              for i in last[v]["argmax"][r]])]
-            drafts.append([done + canvas[r]])
+        if layout.kind == "stream":  # the canvases before as they ended, then this one: one run of text
+            done = [i for v in sorted(last) if v < w for i in last[v]["argmax"][r]]
+            texts = row_of(done + shown)
+            drafts.append([[Tok(t, "accepted", 0.0) for t in texts[: len(done)]]
+                           + [Tok(t, c.state, c.entropy) for t, c in zip(texts[len(done):], canvas[r])]])
             continue
         plan = layout.slots[min(r // layout.candidates, len(layout.slots) - 1)]
         spans = []
         for slots in plan:
-            toks = []
-            # a span's text decodes on its own, as the engine's drafts do (tasks.Task.drafts)
-            own = iter(row_of([shown[p] for sw, p in slots if sw == w]))
-            for sw, p in slots:
-                if sw == w:
-                    toks.append(Tok(next(own), canvas[r][p].state, canvas[r][p].entropy))
-                elif sw < w and sw in last:
-                    toks.append(Tok(text_of(last[sw]["argmax"][r][p]), "accepted", 0.0))
-                else:
-                    toks.append(Tok("", "noise", 99.0))
-            spans.append(toks)
+            # a span's text decodes on its own, as one run over its windows (as tasks.Task.drafts does)
+            reached = [(sw, p) for sw, p in slots if sw == w or (sw < w and sw in last)]
+            texts = row_of([shown[p] if sw == w else last[sw]["argmax"][r][p] for sw, p in reached])
+            toks = [Tok(t, canvas[r][p].state, canvas[r][p].entropy) if sw == w else Tok(t, "accepted", 0.0)
+                    for t, (sw, p) in zip(texts, reached)]
+            spans.append(toks + [Tok("", "noise", 99.0)] * (len(slots) - len(reached)))
         drafts.append(spans)
     return Frame(window=w, step=record["step"], max_steps=record["max_steps"], elapsed=record["elapsed"],
                  tokens=record.get("tokens", 0), drafts=drafts, canvas=canvas, accepted=acc, entropy=ent,
