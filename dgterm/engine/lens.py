@@ -77,7 +77,9 @@ def confidence(lm, text: str, start: int = 0, end: int | None = None, *, stride:
             return []
         for k, token_id in enumerate(chunk):
             a, b = offsets[c0 + k]
-            out.append(LensToken(start + a, start + b, text_of(token_id), probs[k], text_of(tops[k]), top_probs[k]))
+            # the token as the text has it (a byte-fallback piece alone would decode to U+FFFD)
+            out.append(LensToken(start + a, start + b, text[start + a : start + b], probs[k], text_of(tops[k]),
+                                 top_probs[k]))
     return out
 
 

@@ -82,11 +82,29 @@ def check_checkpoint(path: Path) -> dict:
     weights = sorted(path.glob("*.safetensors"))
     if not weights:
         raise ModelLoadError(f"{path} has no *.safetensors weights; re-download the checkpoint or run `dgterm quantize`.")
+    _check_index(path)
     for w in weights:
         _check_safetensors(w)
     if not any((path / name).exists() for name in ("tokenizer.json", "tokenizer.model")):
         raise ModelLoadError(f"{path} has no tokenizer (tokenizer.json); copy the tokenizer files next to config.json.")
     return config
+
+
+def _check_index(path: Path) -> None:
+    """A sharded checkpoint's index must name shards that are all there (a download cut short
+    leaves some out of the Hugging Face cache's snapshot)."""
+    index = path / "model.safetensors.index.json"
+    if not index.exists():
+        return
+    try:
+        shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ModelLoadError(f"{index} cannot be read ({type(e).__name__}); re-download the checkpoint.") from None
+    missing = sorted(s for s in shards if not (path / s).is_file())
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise ModelLoadError(f"{path} lacks the weights shard {missing[0]}{more} named by its index; "
+                             "the download is incomplete: download the checkpoint again.")
 
 
 def _check_safetensors(file: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -64,13 +65,18 @@ def hub_id(realshape, monkeypatch):
     return realshape.repo_id
 
 
-def test_generate_chat_on_the_hub_id_keeps_thinking_apart(hub_id):
+def test_generate_chat_on_the_hub_id_prints_a_thought_apart_from_the_answer(hub_id, gemma, monkeypatch):
+    """As if the model had opened a thinking channel (random weights never do): the real split
+    runs on the generated ids with a thought in front; stdout gets the answer, stderr the thought."""
+    from dgterm.engine import tasks
+
+    split = tasks.split_thinking
+    thought = gemma.tokenizer("<|channel>thought\nfirst 東京<channel|>", add_special_tokens=False)["input_ids"]
+    monkeypatch.setattr(tasks, "split_thinking", lambda tokenizer, ids: split(tokenizer, thought + ids))
     out = dgterm("generate", "--chat", "Say hi", "--model", hub_id, "--steps", "2", "--seed", "3",
-                 "--max-new-tokens", "32", "--json")
+                 "--max-new-tokens", "32")
     assert out.returncode == 0, out.stderr
-    best = json.loads(out.stdout)["candidates"][0]
-    assert set(best) >= {"text", "thinking"} and clean(best["text"])
-    assert best["thinking"] is None or clean(best["thinking"])
+    assert "dgterm: thinking: first 東京\n" in out.stderr and "東京" not in out.stdout and clean(out.stdout)
 
 
 TEXT = "第一行：東京の朝。\r\nEmoji 🙂👍🏽 here, and café.\r\nThe middle line goes here.\r\nLast 行 🎉\r\n"
@@ -108,7 +114,18 @@ def test_quantize_to_nf4_then_load_streamed_and_run(gemma, realshape, tmp_path):
         assert (out_dir / name).is_file() and not (out_dir / name).is_symlink()
     lm = loading.load(str(out_dir))
     assert lm.quant == "nf4" and lm.info["prequantized"] and not lm.info["missing"] and not lm.info["unexpected"]
-    assert lm.eos_ids == [1, 106, 50] and lm.has_chat_template
+    assert lm.eos_ids == [1, 106, 50] and lm.has_chat_template and lm.defaults == gemma.defaults
     assert lm.parameters() == gemma.parameters()
     result = tasks.continue_text(lm, "Hello", lm.defaults.replace(steps=2, seed=1, max_new_tokens=32)).collect()
     assert clean(result.best.text)
+
+
+def test_a_download_cut_short_is_one_sentence(realshape, tmp_path):
+    shutil.copytree(realshape.hf_home, tmp_path / "hf_home", symlinks=True)
+    snapshot = tmp_path / realshape.snapshot.relative_to(realshape.root)
+    shard = sorted(snapshot.glob("model-*.safetensors"))[-1]
+    shard.unlink()
+    out = dgterm("generate", "Hi", "--model", snapshot)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"dgterm: {snapshot} lacks the weights shard {shard.name} named by its index; "
+        "the download is incomplete: download the checkpoint again."]

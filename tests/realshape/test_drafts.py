@@ -101,6 +101,7 @@ def test_a_step_at_the_real_vocabulary_width(gemma):
     assert len(task.result.candidates) == 2 and all(clean(c.text) for c in task.result.candidates)
     scored = lens.confidence(gemma, "Hello, wörld 東京", stride=4, batch=4)
     assert scored and all(0.0 <= t.prob <= 1.0 and 0 <= t.start < t.end for t in scored)
+    assert [t.token for t in scored if t.start >= 13] == ["東", "東", "東", "京", "京", "京"]  # byte fallback
 
 
 def test_split_thinking_reads_gemma4_channels(gemma):

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from dgterm.engine.params import SamplerParams
+
 from .make_checkpoint import PROFILE
 
 
@@ -60,6 +62,8 @@ def test_the_tokenizer_follows_gemma_conventions(gemma):
     assert {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_IDS} == SPECIAL_IDS
     assert "<start_of_turn>" not in tok.get_vocab()  # Gemma 2/3's markers are not Gemma 4's
     assert gemma.eos_ids == [1, 106, 50] and gemma.pad_id == 0
+    assert gemma.defaults == SamplerParams(steps=48, entropy_bound=0.1, t_max=0.8, t_min=0.4, stability=1,
+                                           confidence=0.005, max_new_tokens=256)
     assert tok("a b", add_special_tokens=False)["input_ids"][0] != tok.bos_token_id  # no BOS added
     text = "Tab\there, CRLF\r\nemoji 🙂 and 東京, é."
     ids = tok(text, add_special_tokens=False)["input_ids"]
