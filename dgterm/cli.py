@@ -24,90 +24,6 @@ COMMANDS = {
 }
 
 
-def add_model_args(p: argparse.ArgumentParser, remote: bool = True) -> None:
-    g = p.add_argument_group("model")
-    g.add_argument("--model", help="'bundled' (default), a checkpoint directory, or a Hugging Face id")
-    g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"))
-    g.add_argument("--quant", choices=("none", "int8", "nf4"))
-    g.add_argument("--download", action="store_true", help="allow downloading a Hugging Face id")
-    g.add_argument("--allow-offload", action="store_true", default=None,
-                   help="let a quantized model keep experts in host memory when the GPU is too small")
-    if remote:
-        g.add_argument("--server", metavar="URL",
-                       help="run on `dgterm serve` or vLLM at URL (key: DGTERM_API_KEY); docs/serve.md")
-
-
-def add_sampler_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("sampler (defaults: the checkpoint's generation_config.json)")
-    g.add_argument("--steps", type=int, help="denoising steps per canvas")
-    g.add_argument("--entropy-bound", type=float)
-    g.add_argument("--t-max", type=float)
-    g.add_argument("--t-min", type=float)
-    g.add_argument("--stability", type=int)
-    g.add_argument("--confidence", type=float)
-    g.add_argument("--seed", type=int)
-    g.add_argument("--max-new-tokens", type=int)
-    g.add_argument("--canvases", type=int, help="at most this many canvases")
-    g.add_argument("--candidates", type=int, default=1, help="candidates denoised together (default %(default)s)")
-
-
-def add_output_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--trace", metavar="FILE", help="write every step as a JSON line")
-
-
-def settings_from(args):
-    from dgterm.config import load_settings
-
-    return load_settings().override(model=args.model, device=args.device, dtype=args.dtype, quant=args.quant,
-                                    allow_offload=args.allow_offload, server=getattr(args, "server", None))
-
-
-def whole(low: int = 1):
-    """An argparse type: a whole number of at least ``low`` (bad input is argparse's one line)."""
-    def parse(text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-        if n < low:
-            raise argparse.ArgumentTypeError(f"{n} is too small: give {low} or more")
-        return n
-    return parse
-
-
-def whole_list(text: str) -> list[int]:
-    """An argparse type: comma-separated whole numbers of at least 1, like 16,48."""
-    return [whole(1)(part) for part in text.split(",")]
-
-
-def load_model(args):
-    from dgterm.engine.backend import open_engine
-
-    return open_engine(settings_from(args), download=args.download)
-
-
-def sampler_params(args, lm=None):
-    """The model's defaults < the config file's [sampler] < flags. With no model, checks
-    the flags and the config against the engine's defaults (before a model loads)."""
-    from dgterm.config import load_settings
-    from dgterm.engine.params import SamplerParams
-
-    try:
-        params = (lm.defaults if lm is not None else SamplerParams()).replace(**load_settings().sampler)
-        params = params.replace(
-            steps=args.steps, entropy_bound=args.entropy_bound, t_max=args.t_max, t_min=args.t_min,
-            stability=args.stability, confidence=args.confidence, seed=args.seed,
-            max_new_tokens=args.max_new_tokens, canvases=args.canvases,
-        )
-    except (TypeError, ValueError) as e:
-        raise DgtermError(f"Bad sampler setting: {e}; fix the flag or the [sampler] table of the config file.") from None
-    if args.candidates < 1:
-        raise DgtermError("--candidates must be at least 1.")
-    return params
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dgterm", description="A terminal editor and REPL for text-diffusion models.")
     parser.add_argument("--version", action="version", version=f"dgterm {__version__}")
@@ -139,11 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dgterm: {e}", file=sys.stderr)
         return 2
     except (RuntimeError, MemoryError) as e:  # torch's OutOfMemoryError is a RuntimeError
-        from dgterm.engine.quant import explain_oom, is_oom  # imported here: not on every start-up
+        from dgterm.engine import oom  # imported here: not on every start-up
 
-        if not is_oom(e):
+        if not oom.is_oom(e):
             raise
-        print(f"dgterm: {explain_oom(e, getattr(args, 'quant', None), getattr(args, 'candidates', None) or 1)}",
+        oom.release()
+        print(f"dgterm: {oom.explain_oom(e, getattr(args, 'quant', None), getattr(args, 'candidates', None) or 1)}",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,28 +15,29 @@ import sys
 from pathlib import Path
 
 from dgterm import __version__
+from dgterm.engine.loading import QUANTS
 from dgterm.errors import DgtermError
 
 GiB = 1 << 30
-QUANTS = ("none", "int8", "nf4")  # the --quant values; "none" is the dense plan
 PACKAGES = ("torch", "transformers", "bitsandbytes", "triton")
 
 
-def probe(settings, context: int | None = None, download: bool = False) -> dict:
-    """The whole report for ``settings`` (a config.Settings: model, device, dtype, quant)."""
+def probe(engine, context: int | None = None) -> dict:
+    """The whole report for ``engine`` (an :class:`dgterm.engine.args.EngineArgs`)."""
+    settings = engine.settings
     report = {"dgterm": __version__, "python": {"version": platform.python_version(), "executable": sys.executable},
               "packages": {name: _version(name) for name in PACKAGES}}
     report["files"] = _files()
     report["cuda"] = _cuda()
     report["cpu"] = _cpu()
-    model, config = _model(settings.model, download)
+    model, config = _model(settings.model, engine.download)
     report["model"] = model
     if config is not None:
         context = min(context or 8192, config.text_config.max_position_embeddings)
         report["memory"] = _memory(config, context, report["cuda"]["devices"], report["cpu"])
         if model["kind"] == "checkpoint":
             report["recommended"] = _recommend(settings.model, report["memory"])
-    report["chosen"] = _chosen(settings, model, config, report)
+    report["chosen"] = _chosen(engine, model, config, report)
     report["ok"] = report["chosen"]["problem"] is None
     return report
 
@@ -172,10 +173,11 @@ def _recommend(spec: str, memory: dict) -> str | None:
     return None
 
 
-def _chosen(settings, model: dict, config, report: dict) -> dict:
+def _chosen(engine, model: dict, config, report: dict) -> dict:
     """Can the configured model/device/dtype/quant run? ``problem`` is one sentence or None."""
     from dgterm.engine import loading, quant
-    from dgterm.engine.params import SamplerParams
+
+    settings = engine.settings
 
     out = {"model": settings.model, "device": settings.device, "dtype": settings.dtype, "quant": settings.quant,
            "needs": None, "free": None, "problem": None}
@@ -193,9 +195,9 @@ def _chosen(settings, model: dict, config, report: dict) -> dict:
         out["problem"] = str(e)
         return out
     try:
-        SamplerParams().replace(**settings.sampler)
-    except (TypeError, ValueError) as e:
-        out["problem"] = f"Bad sampler setting: {e}; fix the [sampler] table of the config file."
+        engine.check()
+    except DgtermError as e:
+        out["problem"] = str(e)
         return out
     if device == "cuda":
         import torch

@@ -1,4 +1,7 @@
-"""The one exception type a user sees: its message is one sentence that says what to do."""
+"""The one root of every error a user sees: its message is one sentence that says what to do.
+
+Torch-free and UI-free: the editor, the engine and every front end import it.
+"""
 
 
 class DgtermError(Exception):
@@ -10,8 +13,12 @@ class DgtermError(Exception):
 
 
 class ModelLoadError(DgtermError):
-    pass
+    """The model could not be found, checked or loaded."""
 
 
 class InputError(DgtermError):
-    pass
+    """A command, flag, setting or file given by the user cannot be used."""
+
+
+class OutOfMemory(DgtermError):
+    """A run ran out of device memory; the message says what to change (dgterm.engine.oom)."""

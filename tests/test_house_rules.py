@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +45,91 @@ def test_unknown_flag_is_one_message_and_exit_2():
     assert out.returncode == 2
     assert "unrecognized arguments: --no-such-flag" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# ---------------------------------------------------------------- the module graph, read from the source
+# Every import counts, the ones inside functions too: a lazy import is still a dependency.
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for f in (ROOT / "dgterm").rglob("*.py"):
+        parts = list(f.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = f
+    return found
+
+
+MODULES = _modules()
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Every module ``name`` imports (dgterm's by module, others by their top-level name)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            out.update(f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names)
+    return {m if m.startswith("dgterm") else m.split(".")[0] for m in out}
+
+
+GRAPH = {name: _imports(name, path) - {name} for name, path in MODULES.items()}
+
+
+def _inside(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+@pytest.mark.parametrize("importer, imported", [
+    ("dgterm.tui", "dgterm.commands"),  # front ends meet in the engine (dgterm.engine.args), not in each other
+    ("dgterm.tui", "dgterm.cli"),
+    ("dgterm.tui", "dgterm.repl"),
+    ("dgterm.repl", "dgterm.cli"),
+    ("dgterm.repl", "dgterm.commands"),
+    ("dgterm.repl", "dgterm.tui"),
+    ("dgterm.commands", "dgterm.cli"),
+    ("dgterm.engine", "dgterm.cli"),
+    ("dgterm.engine", "dgterm.commands"),
+    ("dgterm.engine", "dgterm.tui"),
+    ("dgterm.engine", "dgterm.repl"),
+    ("dgterm.engine", "dgterm.editor"),
+    ("dgterm.editor", "dgterm.engine"),
+    ("dgterm.editor", "dgterm.tui"),
+    ("dgterm.editor", "dgterm.repl"),
+    ("dgterm.editor", "torch"),
+    ("dgterm.engine", "textual"), ("dgterm.engine", "rich"), ("dgterm.engine", "prompt_toolkit"),
+    ("dgterm.editor", "textual"), ("dgterm.editor", "rich"), ("dgterm.editor", "prompt_toolkit"),
+    ("dgterm.errors", "torch"), ("dgterm.config", "torch"),
+])
+def test_layering(importer, imported):
+    wrong = sorted(f"{name} imports {target}" for name, targets in GRAPH.items() if _inside(name, importer)
+                   for target in targets if _inside(target, imported))
+    assert not wrong, wrong
+
+
+def test_every_user_facing_error_has_one_root():
+    from dgterm.editor import DocumentError
+    from dgterm.errors import DgtermError, InputError, ModelLoadError, OutOfMemory
+
+    assert all(issubclass(e, DgtermError) for e in (DocumentError, InputError, ModelLoadError, OutOfMemory))
+
+
+def test_no_silent_broad_except():
+    """``except Exception: pass`` loses a failure without a word; say what happened instead."""
+    silent = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ExceptHandler) and (node.type is None or (
+                    isinstance(node.type, ast.Name) and node.type.id in ("Exception", "BaseException"))):
+                if all(isinstance(s, ast.Pass) for s in node.body):
+                    silent.append(f"{name}:{node.lineno}")
+    assert not silent, silent

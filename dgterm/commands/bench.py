@@ -5,7 +5,7 @@ Results print as a Markdown table (or JSON with --json) ready for docs/benchmark
 
 from __future__ import annotations
 
-from dgterm.cli import whole, whole_list
+from dgterm.commands.common import whole, whole_list
 
 
 def add_arguments(p):

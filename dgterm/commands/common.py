@@ -1,9 +1,34 @@
-"""What the script-facing commands share: driving a task with an optional trace, and output."""
+"""What the subcommands share: argparse types and flags, driving a task with an optional
+trace, and output. The model and sampler flags are :class:`dgterm.engine.args.EngineArgs`'s."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+
+
+def whole(low: int = 1):
+    """An argparse type: a whole number of at least ``low`` (bad input is argparse's one line)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if n < low:
+            raise argparse.ArgumentTypeError(f"{n} is too small: give {low} or more")
+        return n
+    return parse
+
+
+def whole_list(text: str) -> list[int]:
+    """An argparse type: comma-separated whole numbers of at least 1, like 16,48."""
+    return [whole(1)(part) for part in text.split(",")]
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--trace", metavar="FILE", help="write every step as a JSON line")
 
 
 def check_trace_path(path: str | None) -> None:
@@ -33,46 +58,23 @@ def text_argument(text: str, what: str) -> str:
     return text
 
 
-def drive(task, lm, args, header: dict):
-    """Run ``task`` to the end, writing every step to ``args.trace`` if asked."""
-    if not args.trace:
+def drive(task, path: str | None, extra: dict):
+    """Run ``task`` to the end, writing every step to the trace ``path`` if one is given."""
+    if not path:
         return task.collect()
-    from dgterm.engine.trace import TraceWriter
+    from dgterm.engine import trace
 
-    header = {"model": lm.name, "canvas_length": lm.canvas_length, "params": vars_of(task.params), **header}
-    with TraceWriter(args.trace, header) as trace:
+    with trace.TraceWriter(path, trace.header(task, **extra)) as writer:
         for event in task:
-            trace.step(event, lm.tokenizer)
-        trace.result(result_record(task.result))
+            writer.step(event, task.lm.tokenizer)
+        writer.result(trace.result_record(task.result))
     return task.result
-
-
-def vars_of(params) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(params)
-
-
-def result_record(result) -> dict:
-    run = result.run
-    return {
-        "candidates": [
-            {"text": c.text, "spans": c.spans, "score": round(c.score, 6), "lengths": c.lengths, "seed": c.seed,
-             "thinking": c.thinking}
-            for c in result.candidates
-        ],
-        "stats": {
-            "steps_per_canvas": run.steps,
-            "tokens_per_forward": [round(x, 3) for x in run.tokens_per_forward],
-            "tokens_per_second": round(run.tokens_per_second, 2),
-            "elapsed": round(run.elapsed, 4),
-            "cancelled": run.cancelled,
-        },
-    }
 
 
 def emit(result, args, plain: str) -> None:
     if args.json:
+        from dgterm.engine.trace import result_record
+
         json.dump(result_record(result), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     else:

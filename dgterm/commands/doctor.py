@@ -6,11 +6,12 @@ sentence saying what to do.
 
 from __future__ import annotations
 
-from dgterm.cli import add_model_args, whole
+from dgterm.commands.common import whole
+from dgterm.engine.args import EngineArgs
 
 
 def add_arguments(p):
-    add_model_args(p)
+    EngineArgs.add_cli_args(p, sampler=False)
     p.add_argument("--context", type=whole(1), metavar="TOKENS",
                    help="tokens of context to plan memory for (default 8192, at most the model's)")
     p.add_argument("--json", action="store_true", help="the same report as JSON, for scripts")
@@ -19,9 +20,8 @@ def add_arguments(p):
 def run(args) -> int:
     import json
 
-    from dgterm.cli import settings_from
     from dgterm.doctor import format_text, probe
 
-    report = probe(settings_from(args), context=args.context, download=args.download)
+    report = probe(EngineArgs.from_cli_args(args), context=args.context)
     print(json.dumps(report, indent=2) if args.json else format_text(report))
     return 0 if report["ok"] else 1

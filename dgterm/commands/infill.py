@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from dgterm.cli import add_model_args, add_output_args, add_sampler_args
+from dgterm.commands.common import add_output_args
+from dgterm.engine.args import EngineArgs
 
 
 def add_arguments(p):
@@ -20,8 +21,7 @@ def add_arguments(p):
     p.add_argument("--length", type=int, help="tokens wanted for every span without its own LENGTH")
     p.add_argument("--lengths", help="length search for one span: comma-separated token lengths, ranked")
     p.add_argument("--in-place", action="store_true", help="write the best candidate back into the file")
-    add_model_args(p)
-    add_sampler_args(p)
+    EngineArgs.add_cli_args(p)
     add_output_args(p)
 
 
@@ -41,7 +41,6 @@ def parse_span(text: str, default_length: int | None):
 
 
 def run(args) -> int:
-    from dgterm.cli import load_model, sampler_params
     from dgterm.commands.common import check_trace_path, drive, emit
     from dgterm.editor import ChangedOnDiskError, Document, DocumentError
     from dgterm.engine import tasks
@@ -54,10 +53,7 @@ def run(args) -> int:
         lengths = [int(x) for x in args.lengths.split(",")] if args.lengths else None
     except ValueError:
         raise InputError("--lengths takes comma-separated whole numbers, like 4,8,16.") from None
-    try:
-        doc = Document.open(args.file)
-    except DocumentError as e:
-        raise InputError(str(e)) from None
+    doc = Document.open(args.file)  # a DocumentError is a DgtermError: one sentence
     if doc.is_new:
         raise InputError(f"{args.file} does not exist; give an existing file.")
     if not doc.text:
@@ -68,11 +64,12 @@ def run(args) -> int:
         print(f"dgterm: note: {doc.warning}", file=sys.stderr)
     tasks.check_spans(doc.text, spans)  # range and overlap, before loading a model
     check_trace_path(args.trace)
-    lm = load_model(args)
-    task = tasks.infill(lm, doc.text, spans, sampler_params(args, lm), candidates=args.candidates, lengths=lengths)
+    engine = EngineArgs.from_cli_args(args)
+    lm = engine.load()
+    task = tasks.infill(lm, doc.text, spans, engine.sampler_params(lm), candidates=engine.candidates, lengths=lengths)
     header = {"task": "infill", "file": str(args.file), "text": doc.text,
               "spans": [[s.start, s.end, s.length] for s in spans]}
-    result = drive(task, lm, args, header)
+    result = drive(task, args.trace, header)
     best = result.best
     if args.in_place:
         marked = [doc.add_span(s.start, s.end) for s in sorted(spans, key=lambda s: s.start)]
@@ -83,9 +80,9 @@ def run(args) -> int:
             doc.close(discard=True)
             raise InputError(f"{args.file} changed on disk during the run, so it was left as it is; "
                              "run the infill again.") from None
-        except DocumentError as e:
+        except DocumentError:
             doc.close(discard=True)
-            raise InputError(str(e)) from None
+            raise
         doc.close()
     emit(result, args, best.text)
     return 0

@@ -5,7 +5,7 @@ Type /help inside for the slash commands and keys.
 
 from __future__ import annotations
 
-from dgterm.cli import add_model_args, add_sampler_args
+from dgterm.engine.args import EngineArgs
 
 
 def add_arguments(p):
@@ -13,13 +13,12 @@ def add_arguments(p):
                    help="chat (the model's chat template, a running conversation) or plain (continue raw text); "
                         "default: chat when the model has a chat template")
     p.add_argument("--keys", choices=("emacs", "vi"), default="emacs", help="editing keys of the prompt")
-    add_model_args(p)
-    add_sampler_args(p)
+    EngineArgs.add_cli_args(p)
 
 
 def run(args) -> int:
-    from dgterm.cli import sampler_params
     from dgterm.repl.session import Repl
 
-    sampler_params(args)  # a bad flag is one line now, not a refusal at every prompt
-    return Repl(args).run()
+    engine = EngineArgs.from_cli_args(args)
+    engine.check()  # a bad flag is one line now, not a refusal at every prompt
+    return Repl(engine, mode=args.mode, keys=args.keys).run()

@@ -6,7 +6,8 @@ every request must send it. docs/serve.md says how to point dgterm or any OpenAI
 
 from __future__ import annotations
 
-from dgterm.cli import add_model_args, whole
+from dgterm.commands.common import whole
+from dgterm.engine.args import EngineArgs
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -20,19 +21,17 @@ def add_arguments(p):
     p.add_argument("--max-candidates", type=whole(1), default=8, help="largest n a request may ask for")
     p.add_argument("--max-queue", type=whole(1), default=64, help="sequences waiting before requests get 503")
     p.add_argument("--max-body", type=whole(1), default=1 << 20, help="largest request body in bytes")
-    add_model_args(p, remote=False)
+    EngineArgs.add_cli_args(p, sampler=False, remote=False)
 
 
 def run(args) -> int:
     import socket
     import sys
 
-    from dgterm.cli import settings_from
-    from dgterm.engine.backend import open_engine
     from dgterm.errors import InputError
 
-    settings = settings_from(args).override(server="")  # this serves the model it loads, whatever DGTERM_SERVER says
-    key = settings.api_key or None
+    engine = EngineArgs.from_cli_args(args).replace(server="")  # serves the model it loads, whatever DGTERM_SERVER says
+    key = engine.settings.api_key or None
     if args.host not in LOOPBACK and not key:
         raise InputError(f"Refusing to listen on {args.host} without an API key: set DGTERM_API_KEY (or api_key in "
                          "the config) so that every request must send it, or keep --host 127.0.0.1.")
@@ -45,7 +44,7 @@ def run(args) -> int:
         sock = socket.create_server((args.host, args.port), family=socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     except OSError as e:
         raise InputError(f"Cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port.") from None
-    lm = open_engine(settings, download=args.download)
+    lm = engine.load()
     limits = Limits(max_body=args.max_body, max_tokens=args.max_tokens, max_candidates=args.max_candidates,
                     max_queue=args.max_queue)
     app = build_app(lm, ServeConfig(api_key=key, max_batch=args.max_batch, limits=limits))

@@ -1,7 +1,9 @@
 """Errors of the editor core. Each message is one sentence that says what to do."""
 
+from dgterm.errors import DgtermError
 
-class DocumentError(Exception):
+
+class DocumentError(DgtermError):
     """Opening, editing or saving a document failed; ``str(e)`` is for the user."""
 
 

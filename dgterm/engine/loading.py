@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dgterm.errors import ModelLoadError
+from dgterm.resources import shipped
 
 BUNDLED_NAME = "stdlib-7m"
 MODEL_TYPE = "diffusion_gemma"
@@ -22,11 +23,7 @@ QUANTS = ("none", "int8", "nf4")
 
 def bundled_dir() -> Path:
     """The bundled checkpoint: inside the package when installed from a wheel, else in the repo."""
-    package = Path(__file__).resolve().parents[1]
-    for root in (package / "runtime", package.parent / "runtime"):
-        if (root / "models" / BUNDLED_NAME / "config.json").exists():
-            return root / "models" / BUNDLED_NAME
-    return package.parent / "runtime" / "models" / BUNDLED_NAME
+    return shipped(f"runtime/models/{BUNDLED_NAME}/config.json").parent
 
 
 def resolve(spec: str = "bundled", download: bool = False) -> Path:

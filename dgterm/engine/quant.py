@@ -44,13 +44,13 @@ This module imports torch lazily (``dgterm doctor`` imports it to print plans).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dgterm.errors import DgtermError, ModelLoadError
+from dgterm.errors import ModelLoadError
+from dgterm.resources import shipped
 
 GiB = 1 << 30
 PLAN_NAMES = ("bf16", "int8", "nf4")
@@ -98,7 +98,7 @@ def get_plan(plan) -> PlanSpec:
         return plan
     name = QUANT_TO_PLAN.get(str(plan))
     if name is None:
-        raise DgtermError(f"Unknown quantization plan '{plan}'; use one of {', '.join(PLAN_NAMES)}.")
+        raise ModelLoadError(f"Unknown quantization plan '{plan}'; use one of {', '.join(PLAN_NAMES)}.")
     return PLANS[name]
 
 
@@ -390,11 +390,7 @@ def unique_tensors(model):
 
 
 def profiles_dir() -> Path:
-    here = Path(__file__).resolve().parents[1]
-    for root in (here / "runtime", here.parent / "runtime"):
-        if (root / "profiles").is_dir():
-            return root / "profiles"
-    return here.parent / "runtime" / "profiles"
+    return shipped("runtime/profiles")
 
 
 def list_profiles() -> list[str]:
@@ -689,51 +685,6 @@ def refusal(config, plan, free_bytes: int, context: int, candidates: int = 1, dt
             return msg + f"; use {how}at most {ctx} tokens of context, or free GPU memory."
     return msg + ("; no plan fits: free GPU memory, use a bigger GPU, or pass --allow-offload to keep the "
                   "experts in host RAM (slow).")
-
-
-# ---------------------------------------------------------------- out of memory
-
-
-class OutOfMemory(DgtermError):
-    """A run ran out of device memory; the message is one sentence with what to change."""
-
-
-def is_oom(exc: BaseException) -> bool:
-    torch = _torch()
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    text = str(exc)
-    return isinstance(exc, (RuntimeError, MemoryError)) and (
-        "out of memory" in text.lower() or "can't allocate memory" in text or isinstance(exc, MemoryError))
-
-
-def explain_oom(exc: BaseException, plan: str | None = None, candidates: int = 1, context: int | None = None) -> str:
-    """One sentence for an out-of-memory error, suggesting what to shrink."""
-    hints = []
-    if candidates > 1:
-        hints.append(f"fewer candidates (now {candidates})")
-    hints.append("a shorter context" + (f" (now {context} tokens)" if context else ""))
-    if plan in (None, "bf16", "none"):
-        hints.append("--quant nf4")
-    elif plan == "int8":
-        hints.append("--quant nf4")
-    return ("Out of memory on the device during the run; nothing was changed — try " + ", ".join(hints[:-1])
-            + (" or " if len(hints) > 1 else "") + hints[-1] + ".")
-
-
-@contextlib.contextmanager
-def guard_oom(plan: str | None = None, candidates: int = 1, context: int | None = None):
-    """Turn an out-of-memory error into :class:`OutOfMemory` (a DgtermError that front ends show
-    as one line and go on) after releasing the allocator's cached blocks."""
-    try:
-        yield
-    except BaseException as exc:  # noqa: BLE001 - re-raised unless it is an OOM
-        if not is_oom(exc):
-            raise
-        torch = _torch()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        raise OutOfMemory(explain_oom(exc, plan, candidates, context)) from None
 
 
 def table(plans: list[MemoryPlan]) -> str:

@@ -437,8 +437,9 @@ def load(path: Path, spec: str, device: str, dtype, quant_name: str, t0: float |
     if gen_file.exists():
         try:
             model.generation_config = DiffusionGemmaForBlockDiffusion.generation_config_class.from_pretrained(path)
-        except Exception:
-            pass
+        except (OSError, ValueError, TypeError) as e:  # transformers says OSError for a file that is not JSON
+            notes.append(f"{gen_file.name} cannot be read ({type(e).__name__}); the sampler uses the reference "
+                         "defaults")
     defaults = SamplerParams.from_generation_config(getattr(model, "generation_config", None))
     info = {"plan": plan.name, "formats": plan.formats(), "prequantized": bool(marker), "offload": offload,
             "max_context": max_ctx,

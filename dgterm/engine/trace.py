@@ -1,10 +1,42 @@
-"""Trace files: every StepEvent of a run as one JSON line, readable back for replay."""
+"""Trace files: every StepEvent of a run as one JSON line, readable back for replay.
+
+A trace is a header line (:func:`header`), one line per step (:func:`event_record`) and a
+result line (:func:`result_record`); every front end writes them through this module.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def header(task, /, **extra) -> dict:
+    """The first line: the model, its canvas, the sampler settings with the seed that ran
+    (a random seed is recorded as drawn, so the run can be repeated), and ``extra``."""
+    lm, seed = task.lm, task.seeds[0]
+    return {"model": lm.name, "canvas_length": lm.canvas_length,
+            "params": dataclasses.asdict(task.params.replace(seed=seed)), "seed": seed, **extra}
+
+
+def result_record(result) -> dict:
+    """A finished (or cancelled) run's candidates and statistics, as plain JSON values."""
+    run = result.run
+    return {
+        "candidates": [
+            {"text": c.text, "spans": c.spans, "score": round(c.score, 6), "lengths": c.lengths, "seed": c.seed,
+             "thinking": c.thinking}
+            for c in result.candidates
+        ],
+        "stats": {
+            "steps_per_canvas": run.steps,
+            "tokens_per_forward": [round(x, 3) for x in run.tokens_per_forward],
+            "tokens_per_second": round(run.tokens_per_second, 2),
+            "elapsed": round(run.elapsed, 4),
+            "cancelled": run.cancelled,
+        },
+    }
 
 
 def event_record(event, tokenizer) -> dict:

@@ -117,7 +117,7 @@ def _settings(repl, arg):
     for f in dataclasses.fields(params):
         mark = " (set here)" if f.name in repl.overrides else ""
         table.add_row(f.name, f"{getattr(params, f.name)}{mark}")
-    table.add_row("candidates", str(repl.args.candidates))
+    table.add_row("candidates", str(repl.engine.candidates))
     repl.console.print(table)
 
 
@@ -131,7 +131,7 @@ def _model(repl, arg):
         raise InputError("Say which model: /model bundled, /model PATH or /model ORG/NAME.")
     from dgterm.engine import loading
 
-    loading.check_checkpoint(loading.resolve(arg, repl.args.download))  # refuse a bad spec before unloading
+    loading.check_checkpoint(loading.resolve(arg, repl.engine.download))  # refuse a bad spec before unloading
     repl.load(arg)
 
 
@@ -199,17 +199,14 @@ def _stats(repl, arg):
 
 @command("/trace FILE", "save every step of the last run as JSON lines (dgterm.engine.trace)", path=True)
 def _trace(repl, arg):
-    from dgterm.commands.common import result_record, vars_of
-    from dgterm.engine.trace import TraceWriter
+    from dgterm.engine.trace import TraceWriter, header, result_record
 
     last = _last(repl)
     if not arg:
         raise InputError("Say where to write: /trace FILE.")
     task = last.task
-    header = {"model": task.lm.name, "canvas_length": task.lm.canvas_length, "params": vars_of(task.params.replace(seed=task.seeds[0])),
-              "task": "repl", "mode": last.mode, "prompt": last.prompt}
     try:
-        with TraceWriter(arg, header) as trace:
+        with TraceWriter(arg, header(task, task="repl", mode=last.mode, prompt=last.prompt)) as trace:
             for event in last.events:
                 trace.step(event, task.lm.tokenizer)
             if last.result is not None:

@@ -17,6 +17,7 @@ from rich.markdown import Markdown
 from rich.text import Text
 
 from dgterm.config import state_dir
+from dgterm.engine.args import EngineArgs
 from dgterm.errors import DgtermError, InputError
 from dgterm.repl import commands
 from dgterm.repl.driver import Worker, follow, no_echo
@@ -41,17 +42,19 @@ class LastRun:
 
 
 class Repl:
-    def __init__(self, args, *, lm=None, console: Console | None = None, notes: Console | None = None,
-                 input=None, output=None):
-        """``lm``: a model loaded already (else ``run`` loads the configured one); ``input`` and
-        ``output``: prompt-toolkit's (tests pass a pipe input and a DummyOutput)."""
-        self.args = args
+    def __init__(self, engine: EngineArgs, *, mode: str | None = None, keys: str = "emacs", lm=None,
+                 console: Console | None = None, notes: Console | None = None, input=None, output=None):
+        """``engine``: the model and sampler settings (the one way in, dgterm.engine.args);
+        ``mode``: chat or plain (None: chat when the model has a chat template); ``keys``: emacs
+        or vi; ``lm``: a model loaded already (else ``run`` loads the configured one); ``input``
+        and ``output``: prompt-toolkit's (tests pass a pipe input and a DummyOutput)."""
+        self.engine, self.keys = engine, keys
         self.console = console or Console()
         # piped: notes go to stderr, one line each (a log file should not wrap at 80 columns)
         self.notes = notes or (self.console if self.console.is_terminal else Console(stderr=True, soft_wrap=True))
         self.live = self.console.is_terminal and not self.console.is_dumb_terminal
         self.lm = None
-        self.mode = args.mode
+        self.mode = mode
         self.overrides: dict = {}  # sampler settings changed with slash commands
         self.messages: list[dict] = []
         self.last: LastRun | None = None
@@ -86,7 +89,7 @@ class Repl:
             multiline=True,
             key_bindings=commands.key_bindings(),
             prompt_continuation=lambda width, line, wrapped: "." * (width - 1) + " ",
-            editing_mode=EditingMode.VI if self.args.keys == "vi" else EditingMode.EMACS,
+            editing_mode=EditingMode.VI if self.keys == "vi" else EditingMode.EMACS,
             bottom_toolbar=self._toolbar,
             input=input,
             output=output or create_output(always_prefer_tty=True),
@@ -153,16 +156,14 @@ class Repl:
 
     def load(self, spec: str | None) -> None:
         """Load a model (None: the configured one). On failure no model is loaded and the REPL stays up."""
-        from dgterm.cli import settings_from
-        from dgterm.engine.backend import open_engine
-
-        s = settings_from(self.args).override(model=spec)
+        engine = self.engine.replace(model=spec)
         if spec is not None:
-            s = s.override(server="")  # /model SPEC loads that model here
+            engine = engine.replace(server="")  # /model SPEC loads that model here
+        s = engine.settings
         self._unload()
         try:
             with no_echo(), self.notes.status(f"Loading {s.server or s.model}…") if self.notes.is_terminal else nullcontext():
-                lm = open_engine(s, download=self.args.download)
+                lm = engine.load()
         except DgtermError as e:
             self.error(str(e))
             return
@@ -202,10 +203,8 @@ class Repl:
 
     def params(self):
         """The model's defaults < config [sampler] < flags < slash commands."""
-        from dgterm.cli import sampler_params
-
         try:
-            params = sampler_params(self.args, self.lm).replace(**self.overrides)
+            params = self.engine.sampler_params(self.lm).replace(**self.overrides)
             if "canvases" in self.overrides:  # /canvases N means N whole canvases
                 params = params.replace(max_new_tokens=params.canvases * self.lm.canvas_length)
             return params
@@ -238,9 +237,9 @@ class Repl:
         cancel = threading.Event()
         if self.mode == "chat":
             turn = self.messages + [{"role": "user", "content": text}]
-            task = chat.chat(self.lm, turn, params, candidates=self.args.candidates, cancel=cancel)
+            task = chat.chat(self.lm, turn, params, candidates=self.engine.candidates, cancel=cancel)
         else:
-            task = tasks.continue_text(self.lm, text, params, candidates=self.args.candidates, cancel=cancel)
+            task = tasks.continue_text(self.lm, text, params, candidates=self.engine.candidates, cancel=cancel)
         self.last = LastRun(self.mode, text, task)
         worker = Worker(task, self.last.events)
         with no_echo():
@@ -261,13 +260,13 @@ class Repl:
         self.show(best, result.run, task.seeds[0])
 
     def _failure(self, error: BaseException) -> str:
-        from dgterm.engine.quant import is_oom
+        from dgterm.engine import oom
 
         if isinstance(error, DgtermError):
             return str(error)
-        if is_oom(error):
-            return (f"{self.lm.name} ran out of memory on {self.lm.device}; lower /canvases or --candidates, "
-                    "or restart with --quant nf4.")
+        if oom.is_oom(error):
+            oom.release()
+            return oom.explain_for_session(self.lm.name, self.lm.device)
         return f"Generation failed ({type(error).__name__}: {str(error)[:200]}); try again, or /trace FILE and report it."
 
     def show(self, cand, run, seed: int) -> None:

@@ -15,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer
 
 from dgterm.config import Settings, config_dir
+from dgterm.engine.args import EngineArgs
 from dgterm.editor import Document, DocumentError
 from dgterm.tui import keymap
 from dgterm.tui.actions.files import FileActions
@@ -41,19 +42,17 @@ class DgtermApp(FileActions, ModelActions, App[None]):
 
     mode: reactive[str] = reactive("edit")  # edit | running | review | lens
 
-    def __init__(self, doc: Document, *, settings: Settings, lm=None, load: bool = True,
-                 sampler: dict | None = None, candidates: int = 2, trace: str | None = None,
-                 replay: str | None = None, replay_delay: float = 0.05, replay_until: int | None = None,
-                 download: bool = False,
-                 notice: str | None = None) -> None:
+    def __init__(self, doc: Document, *, engine: EngineArgs, lm=None, load: bool = True,
+                 trace: str | None = None, replay: str | None = None, replay_delay: float = 0.05,
+                 replay_until: int | None = None, notice: str | None = None) -> None:
+        """``engine``: the model and sampler settings (the one way in, dgterm.engine.args)."""
         super().__init__()
-        self.doc, self.settings, self.lm = doc, settings, lm
+        self.doc, self.engine, self.settings, self.lm = doc, engine, engine.settings, lm
         self.load_on_start = load and lm is None and replay is None
-        self.sampler_overrides = {k: v for k, v in (sampler or {}).items() if v is not None}
-        self.candidates, self.trace_path, self.download = max(1, candidates), trace, download
+        self.candidates, self.trace_path = max(1, engine.candidates), trace
         self.replay_path, self.replay_delay, self.replay_until = replay, replay_delay, replay_until
         self.notice = notice
-        self.keymap_overrides = dict(settings.keymap)
+        self.keymap_overrides = dict(engine.settings.keymap)
         self.model_error: str | None = None
         self.job = self.review = self.layout = None
         self.step_label = ""
@@ -301,11 +300,14 @@ def open_document(path: str | None) -> tuple[Document, str | None]:
         return Document.from_text(""), str(e)
 
 
-def make_app(path: str | None = None, *, settings: Settings | None = None, doc: Document | None = None,
+def make_app(path: str | None = None, *, engine: EngineArgs | None = None, settings: Settings | None = None,
+             sampler: dict | None = None, candidates: int = 2, download: bool = False, doc: Document | None = None,
              **options) -> DgtermApp:
-    """The editor for ``path`` (or ``doc``). ``options``: lm, load, sampler, candidates, trace,
-    replay, replay_delay, download (see DgtermApp)."""
+    """The editor for ``path`` (or ``doc``), for ``engine`` or else the engine of ``settings``,
+    ``sampler``, ``candidates`` and ``download``. ``options``: lm, load, trace, replay,
+    replay_delay, replay_until (see DgtermApp)."""
     notice = None
     if doc is None:
         doc, notice = open_document(path)
-    return DgtermApp(doc, settings=settings or Settings(), notice=notice, **options)
+    engine = engine or EngineArgs.from_settings(settings, sampler=sampler, candidates=candidates, download=download)
+    return DgtermApp(doc, engine=engine, notice=notice, **options)

@@ -19,6 +19,9 @@ from rich.style import Style
 from textual.color import Color
 from textual.theme import Theme
 
+from dgterm.errors import InputError
+from dgterm.resources import shipped
+
 THEME_KEYS = {f.name for f in fields(Theme)} - {"name", "variables"}
 DEFAULTS = {
     "noise": "#6c7086", "tentative": "#f9e2af", "accepted": "#a6e3a1", "pinned": "#7f849c",
@@ -30,26 +33,25 @@ ENTROPY_FULL = 3.0  # nats at which the entropy tint is strongest
 
 def theme_dirs(user_dir: Path | None = None) -> list[Path]:
     """Where themes are looked for, lowest priority first."""
-    package = Path(__file__).resolve().parents[1]
-    dirs = [d for d in (package / "themes", package.parent / "themes") if d.is_dir()][:1]
+    dirs = [d for d in (shipped("themes"),) if d.is_dir()]
     if user_dir is not None:
         dirs.append(user_dir)
     return dirs
 
 
 def load_theme(path: Path) -> Theme:
-    """One theme file; ValueError with a one-sentence reason if it is not valid."""
+    """One theme file; an InputError with a one-sentence reason if it is not valid."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ValueError(f"Theme {path} cannot be read ({e}); fix or remove it.") from None
+        raise InputError(f"Theme {path} cannot be read ({e}); fix or remove it.") from None
     own, syntax = data.pop("dgterm", {}), data.pop("syntax", {})
     name = data.pop("name", path.stem)
     unknown = sorted(set(data) - THEME_KEYS)
     if unknown:
-        raise ValueError(f"Theme {path} has unknown key(s) {', '.join(unknown)}; remove them.")
+        raise InputError(f"Theme {path} has unknown key(s) {', '.join(unknown)}; remove them.")
     if "primary" not in data:
-        raise ValueError(f"Theme {path} has no 'primary' colour; add one.")
+        raise InputError(f"Theme {path} has no 'primary' colour; add one.")
     variables = {f"dg-{k}": str(v) for k, v in own.items()}
     variables |= {f"dg-syntax-{k}": str(v) for k, v in syntax.items()}
     try:
@@ -62,7 +64,7 @@ def load_theme(path: Path) -> Theme:
             Style.parse(value)
         return Theme(name=name, variables=variables, **data)
     except Exception as e:  # noqa: BLE001 - colour parse errors come in several types
-        raise ValueError(f"Theme {path} has a bad colour ({e}); fix it.") from None
+        raise InputError(f"Theme {path} has a bad colour ({e}); fix it.") from None
 
 
 def stamp(user_dir: Path | None = None) -> tuple:
@@ -85,7 +87,7 @@ def load_themes(user_dir: Path | None = None) -> tuple[dict[str, Theme], list[st
         for path in sorted(folder.glob("*.toml")):
             try:
                 theme = load_theme(path)
-            except ValueError as e:
+            except InputError as e:
                 problems.append(str(e))
                 continue
             themes[theme.name] = theme

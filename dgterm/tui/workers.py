@@ -9,7 +9,7 @@ import os
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from dgterm.errors import DgtermError
 from dgterm.tui.frames import Choice, FrameBuilder, Layout
@@ -42,11 +42,10 @@ class Job:
         return self.kind in ("rewrite", "continue")
 
 
-def load_model(settings, post: Post, download: bool = False) -> None:
-    from dgterm.engine.backend import open_engine
-
+def load_model(engine, post: Post) -> None:
+    """Load the engine of ``engine`` (an EngineArgs) and post ModelLoaded or ModelFailed."""
     try:
-        lm = open_engine(settings, download)
+        lm = engine.load()
     except DgtermError as e:
         post(ModelFailed(str(e)))
         return
@@ -136,14 +135,14 @@ def _execute(lm, job: Job, post: Post) -> None:
         post(RunFailed(job, str(e)))
         return
     post(RunStarted(job, layout))
-    from dgterm.engine.quant import guard_oom
+    from dgterm.engine.oom import guard_oom
     from dgterm.engine.tasks import token_text
 
     build = FrameBuilder(layout, token_text(lm.tokenizer))
     frames, seen, writer = job.frames, set(), None
     try:
         if job.trace:
-            writer = _trace_writer(job, lm, task, layout)
+            writer = _trace_writer(job, task, layout)
         with guard_oom(lm.quant, candidates=job.candidates):
             for event in task:
                 frame = build(record_of(event))
@@ -176,19 +175,17 @@ def _stats(run) -> dict:
             "elapsed": run.elapsed, "steps": list(run.steps)}
 
 
-def _trace_writer(job, lm, task, layout):
-    from dgterm.engine.trace import TraceWriter
+def _trace_writer(job, task, layout):
+    from dgterm.engine.trace import TraceWriter, header
 
-    header = {"task": job.kind, "model": lm.name, "canvas_length": lm.canvas_length,
-              "params": asdict(task.params), "seed": task.seeds[0],
-              "dgterm": {"layout": layout.to_json(), "text": job.text, "spans": [list(s) for s in job.spans],
-                         "instruction": job.instruction}}
-    return TraceWriter(job.trace, header)
+    return TraceWriter(job.trace, header(task, task=job.kind, dgterm={
+        "layout": layout.to_json(), "text": job.text, "spans": [list(s) for s in job.spans],
+        "instruction": job.instruction}))
 
 
 def _finish_trace(writer, result, seen, lm) -> None:
-    from dgterm.commands.common import result_record
     from dgterm.engine.tasks import token_text
+    from dgterm.engine.trace import result_record
 
     texts = token_text(lm.tokenizer)
     writer.result({**result_record(result), "tokens": {str(i): texts(i) for i in sorted(seen)}})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dgterm.cli import build_parser, settings_from
+from dgterm.cli import build_parser
+from dgterm.engine.args import EngineArgs
 from dgterm.config import load_settings
 from dgterm.errors import DgtermError
 
@@ -40,8 +41,8 @@ def test_allow_offload_flag_reaches_the_settings_of_every_front_end(command, tmp
     monkeypatch.delenv("DGTERM_ALLOW_OFFLOAD", raising=False)
     extra = {"open": ["f.md"], "repl": [], "generate": ["hi"], "infill": ["f.md", "--span", "0:1"]}[command]
     parse = build_parser().parse_args
-    assert settings_from(parse([command, *extra, "--allow-offload"])).allow_offload is True
-    assert settings_from(parse([command, *extra])).allow_offload is False
+    assert EngineArgs.from_cli_args(parse([command, *extra, "--allow-offload"])).settings.allow_offload is True
+    assert EngineArgs.from_cli_args(parse([command, *extra])).settings.allow_offload is False
 
 
 @pytest.mark.parametrize("text, words", [
@@ -72,3 +73,29 @@ def test_sampler_settings_are_checked_before_they_reach_torch(overrides, words):
 
     with pytest.raises(ValueError, match=words):
         SamplerParams().replace(**overrides)
+
+
+def test_one_way_in_layers_sampler_settings(tmp_path, monkeypatch):
+    """EngineArgs: the model's defaults < the config's [sampler] < flags, the same for every front end."""
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("DGTERM_CONFIG", str(write(tmp_path, 'quant = "int8"\n[sampler]\nsteps = 24\nseed = 3\n')))
+    monkeypatch.setenv("DGTERM_QUANT", "nf4")
+    parse = build_parser().parse_args
+    engine = EngineArgs.from_cli_args(parse(["generate", "x", "--steps", "5", "--candidates", "3"]))
+    assert (engine.settings.quant, engine.candidates) == ("nf4", 3)
+    model = SimpleNamespace(defaults=engine.sampler_params().replace(steps=99, t_min=0.1))
+    assert (engine.sampler_params(model).steps, engine.sampler_params(model).seed) == (5, 3)
+    assert engine.sampler_params(model).t_min == 0.1  # the model's default where no layer sets it
+    assert EngineArgs.from_cli_args(parse(["generate", "x"])).sampler_params(model).steps == 24
+    assert EngineArgs.from_settings(load_settings()).replace(model="/m").settings.model == "/m"
+
+
+def test_one_way_in_refuses_bad_sampler_settings_in_one_sentence(tmp_path):
+    bad = EngineArgs.from_settings(load_settings(write(tmp_path, "[sampler]\nsteps = 0\n"), env={}))
+    with pytest.raises(DgtermError, match=r"^Bad sampler setting: steps must be at least 1; fix the \[sampler\] table"):
+        bad.check()
+    with pytest.raises(DgtermError, match="fix the flag or the"):
+        EngineArgs.from_settings(sampler={"t_min": 0.9}).check()
+    with pytest.raises(DgtermError, match="--candidates must be at least 1"):
+        EngineArgs.from_settings(candidates=0).check()

@@ -5,27 +5,27 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dgterm.engine import quant
-from dgterm.errors import DgtermError
+from dgterm.engine import oom
+from dgterm.errors import DgtermError, OutOfMemory
 
 
 def test_explain_oom_is_one_sentence_with_suggestions():
-    msg = quant.explain_oom(torch.cuda.OutOfMemoryError("CUDA out of memory"), "int8", candidates=4, context=8192)
+    msg = oom.explain_oom(torch.cuda.OutOfMemoryError("CUDA out of memory"), "int8", candidates=4, context=8192)
     assert msg.count(".") == 1 and msg.endswith(".")
     assert "fewer candidates (now 4)" in msg and "shorter context (now 8192 tokens)" in msg and "--quant nf4" in msg
-    assert "--quant" not in quant.explain_oom(RuntimeError("out of memory"), "nf4")
+    assert "--quant" not in oom.explain_oom(RuntimeError("out of memory"), "nf4")
 
 
 def test_guard_oom_turns_oom_into_a_dgterm_error_and_lets_others_through():
-    with pytest.raises(quant.OutOfMemory) as err:
-        with quant.guard_oom("nf4", candidates=2):
+    with pytest.raises(OutOfMemory) as err:
+        with oom.guard_oom("nf4", candidates=2):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     assert isinstance(err.value, DgtermError) and "fewer candidates" in str(err.value)
-    with pytest.raises(quant.OutOfMemory):
-        with quant.guard_oom():
+    with pytest.raises(OutOfMemory):
+        with oom.guard_oom():
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
     with pytest.raises(ValueError):
-        with quant.guard_oom():
+        with oom.guard_oom():
             raise ValueError("not memory")
 
 
@@ -45,8 +45,8 @@ def test_a_session_continues_after_an_oom(tiny):
 
     tiny.model.forward = flaky
     try:
-        with pytest.raises(quant.OutOfMemory):
-            with quant.guard_oom(tiny.quant, candidates=1):
+        with pytest.raises(OutOfMemory):
+            with oom.guard_oom(tiny.quant, candidates=1):
                 tasks.continue_text(tiny, "x = ", params).collect()
         result = tasks.continue_text(tiny, "x = ", params).collect()
     finally:

@@ -18,6 +18,7 @@ def run_repl():
     from rich.console import Console
 
     from dgterm.cli import build_parser
+    from dgterm.engine.args import EngineArgs
     from dgterm.repl.session import Repl
 
     def run(lines, *argv, lm=None, terminal=False, width=80, height=24, setup=None):
@@ -28,7 +29,8 @@ def run_repl():
         notes = Console(file=err, width=400)
         with create_pipe_input() as keys:
             keys.send_text("".join(line + ENTER for line in lines) + CTRL_D)
-            repl = Repl(args, lm=lm, console=console, notes=notes, input=keys, output=DummyOutput())
+            repl = Repl(EngineArgs.from_cli_args(args), mode=args.mode, keys=args.keys, lm=lm, console=console,
+                        notes=notes, input=keys, output=DummyOutput())
             if setup:
                 setup(repl)
             rc = repl.run()

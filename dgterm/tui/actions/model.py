@@ -9,6 +9,7 @@ import time
 from textual import work
 
 from dgterm.editor import DocumentError
+from dgterm.errors import DgtermError
 from dgterm.tui import messages as m
 from dgterm.tui import workers
 from dgterm.tui.screens.prompt import PromptScreen
@@ -21,7 +22,7 @@ LABELS = {"infill": "infill", "search": "length search", "rewrite": "rewrite", "
 
 
 class ModelActions:
-    """Needs from the app: doc, editor, canvas, lm, model_error, settings, mode, job, review."""
+    """Needs from the app: doc, editor, canvas, lm, model_error, engine, mode, job, review."""
 
     _pending_frame = None  # the newest step not painted yet
     painted_frame = None  # the step on screen
@@ -33,7 +34,7 @@ class ModelActions:
 
     @work(thread=True, exclusive=True, group="model", exit_on_error=False)
     def load_model_worker(self) -> None:
-        workers.load_model(self.settings, self.post_message, self.download)
+        workers.load_model(self.engine, self.post_message)
 
     @work(thread=True, exclusive=True, group="model", exit_on_error=False)
     def run_job_worker(self, job: workers.Job) -> None:
@@ -68,10 +69,9 @@ class ModelActions:
 
     def sampler_params(self):
         try:
-            return self.lm.defaults.replace(**self.settings.sampler).replace(**self.sampler_overrides)
-        except (TypeError, ValueError) as e:
-            self.notify(f"Bad sampler setting ({e}); fix the flag or the [sampler] table of the config file.",
-                        severity="error")
+            return self.engine.sampler_params(self.lm)
+        except DgtermError as e:
+            self.notify(str(e), severity="error")
             return None
 
     # ------------------------------------------------------------------ masking

@@ -1,0 +1,120 @@
+"""One way in for every front end: settings -> a loaded engine and layered sampler parameters.
+
+The CLI commands, the editor (TUI), the REPL and the server all start here, in the spirit
+of vLLM's ``EngineArgs``::
+
+    EngineArgs.add_cli_args(parser)              # the model and sampler flags of a command
+    engine = EngineArgs.from_cli_args(args)      # defaults < config file < DGTERM_* env < flags
+    engine = EngineArgs.from_settings(settings)  # the same without argparse (tests, the server)
+    engine.check()                               # bad sampler settings: one sentence, before loading
+    lm = engine.load()                           # the engine that runs the tasks
+    params = engine.sampler_params(lm)           # the model's defaults < [sampler] < flags
+
+:meth:`EngineArgs.load` is the one place that decides which engine runs
+(:func:`dgterm.engine.backend.open_engine`): the model loaded in this process, or a remote
+one (``dgterm serve``, vLLM) when ``server`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+
+from dgterm.config import Settings, load_settings
+from dgterm.engine.loading import DTYPES, QUANTS
+from dgterm.engine.params import SamplerParams
+from dgterm.errors import InputError
+
+# the sampler flags: a flag --entropy-bound sets SamplerParams.entropy_bound
+SAMPLER_FLAGS = ("steps", "entropy_bound", "t_max", "t_min", "stability", "confidence", "seed", "max_new_tokens",
+                 "canvases")
+
+
+@dataclass
+class EngineArgs:
+    """Which engine to run and how to sample, from every layer of settings."""
+
+    settings: Settings = field(default_factory=Settings)  # model, device, dtype, quant, ... (all layers)
+    sampler: dict = field(default_factory=dict)  # sampler values from flags: the last layer over [sampler]
+    candidates: int = 1  # candidates denoised together
+    download: bool = False  # a Hugging Face id may be downloaded
+
+    # ---------------------------------------------------------------- construction
+
+    @staticmethod
+    def add_cli_args(parser: argparse.ArgumentParser, *, sampler: bool = True, candidates: int = 1,
+                     remote: bool = True) -> None:
+        """The model flags (with ``remote``, --server; with ``sampler``, the sampler flags) of a subcommand."""
+        g = parser.add_argument_group("model")
+        g.add_argument("--model", help="'bundled' (default), a checkpoint directory, or a Hugging Face id")
+        g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+        g.add_argument("--dtype", choices=DTYPES)
+        g.add_argument("--quant", choices=QUANTS)
+        g.add_argument("--download", action="store_true", help="allow downloading a Hugging Face id")
+        g.add_argument("--allow-offload", action="store_true", default=None,
+                       help="let a quantized model keep experts in host memory when the GPU is too small")
+        if remote:
+            g.add_argument("--server", metavar="URL",
+                           help="run on `dgterm serve` or vLLM at URL (key: DGTERM_API_KEY); docs/serve.md")
+        if not sampler:
+            return
+        g = parser.add_argument_group("sampler (defaults: the checkpoint's generation_config.json)")
+        g.add_argument("--steps", type=int, help="denoising steps per canvas")
+        g.add_argument("--entropy-bound", type=float)
+        g.add_argument("--t-max", type=float)
+        g.add_argument("--t-min", type=float)
+        g.add_argument("--stability", type=int)
+        g.add_argument("--confidence", type=float)
+        g.add_argument("--seed", type=int)
+        g.add_argument("--max-new-tokens", type=int)
+        g.add_argument("--canvases", type=int, help="at most this many canvases")
+        g.add_argument("--candidates", type=int, default=candidates,
+                       help="candidates denoised together (default %(default)s)")
+
+    @classmethod
+    def from_cli_args(cls, args: argparse.Namespace, settings: Settings | None = None) -> EngineArgs:
+        """The flags of ``args`` over ``settings`` (default: the config file and the environment)."""
+        settings = (settings or load_settings()).override(
+            model=args.model, device=args.device, dtype=args.dtype, quant=args.quant,
+            allow_offload=args.allow_offload, theme=getattr(args, "theme", None), server=getattr(args, "server", None))
+        sampler = {name: getattr(args, name, None) for name in SAMPLER_FLAGS}
+        return cls.from_settings(settings, sampler=sampler, candidates=getattr(args, "candidates", 1),
+                                 download=args.download)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *, sampler: dict | None = None, candidates: int = 1,
+                      download: bool = False) -> EngineArgs:
+        """``sampler``: values over the config's [sampler] table (None values are not set)."""
+        return cls(settings or Settings(), {k: v for k, v in (sampler or {}).items() if v is not None},
+                   candidates, download)
+
+    def replace(self, **changes) -> EngineArgs:
+        """A copy with ``changes`` to the settings (e.g. another model: ``replace(model=...)``)."""
+        return dataclasses.replace(self, settings=self.settings.override(**changes))
+
+    # ---------------------------------------------------------------- use
+
+    def load(self):
+        """The engine these settings name, ready (a :class:`dgterm.engine.backend.Engine`): the
+        remote one when ``server`` is set, else the model loaded here. A failure is one sentence."""
+        from dgterm.engine.backend import open_engine
+
+        return open_engine(self.settings, download=self.download)
+
+    def sampler_params(self, lm=None):
+        """The model's defaults < the config file's [sampler] < flags. Without a model, checks
+        the settings against the engine's defaults (a bad flag is one sentence before loading)."""
+        try:
+            params = (lm.defaults if lm is not None else SamplerParams()).replace(**self.settings.sampler)
+            params = params.replace(**self.sampler)
+        except (TypeError, ValueError) as e:
+            where = "the flag or the [sampler] table" if self.sampler else "the [sampler] table"
+            raise InputError(f"Bad sampler setting: {e}; fix {where} of the config file.") from None
+        if self.candidates < 1:
+            raise InputError("--candidates must be at least 1.")
+        return params
+
+    def check(self) -> None:
+        """Refuse bad sampler settings now, before a model loads."""
+        self.sampler_params()
