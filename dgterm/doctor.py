@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from dgterm import __version__
-from dgterm.engine.loading import QUANTS
+from dgterm.engine.checkpoint import QUANTS
 from dgterm.errors import DgtermError
 
 GiB = 1 << 30
@@ -81,27 +81,22 @@ def _cuda() -> dict:
 
 
 def _cpu() -> dict:
-    meminfo = {}
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            meminfo[key] = int(value.split()[0]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    total = meminfo.get("MemTotal") or os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    available = meminfo.get("MemAvailable") or os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    from dgterm.engine.quant import host_memory
+
+    ram = host_memory()
+    total, available = ram["total"], ram["available"]
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cores": os.cpu_count(), "usable_cores": usable, "ram_total": total, "ram_available": available}
 
 
 def _model(spec: str, download: bool) -> tuple[dict, object]:
     """Resolve the model offline and read its config; (report, DiffusionGemmaConfig or None)."""
-    from dgterm.engine import loading, quant
+    from dgterm.engine import checkpoint, quant
 
     out = {"spec": spec, "path": None, "resolves_offline": False, "kind": None, "problem": None}
     try:
-        path = loading.resolve(spec, download)
-        loading.check_checkpoint(path)
+        path = checkpoint.resolve(spec, download)
+        checkpoint.check_checkpoint(path)
         out.update(path=str(path), resolves_offline=True, kind="checkpoint")
     except DgtermError as e:
         out["problem"] = str(e)
@@ -118,7 +113,7 @@ def _model(spec: str, download: bool) -> tuple[dict, object]:
         out["problem"] = (f"transformers {_version('transformers')} cannot read {path}/config.json "
                           f"({type(e).__name__}); upgrade transformers.")
         return out, None
-    from dgterm.engine import quantized_loading
+    from dgterm.engine.quant import loader
 
     counts = quant.parameter_counts(config)
     out.update(
@@ -126,8 +121,8 @@ def _model(spec: str, download: bool) -> tuple[dict, object]:
         canvas_length=config.canvas_length, vocab_size=config.text_config.vocab_size,
         layers=config.text_config.num_hidden_layers, max_positions=config.text_config.max_position_embeddings,
         chat_template=out["kind"] == "checkpoint" and _has_chat_template(path),
-        prequantized=(quantized_loading.read_marker(path)["plan"]
-                      if out["kind"] == "checkpoint" and quantized_loading.is_prequantized(path) else None),
+        prequantized=(loader.read_marker(path)["plan"]
+                      if out["kind"] == "checkpoint" and loader.is_prequantized(path) else None),
     )
     return out, config
 
@@ -144,7 +139,7 @@ def _has_chat_template(path: Path) -> bool:
 
 
 def _targets(cuda_devices: list[dict], cpu: dict) -> list[dict]:
-    """Where the model could run, with the free bytes and the compute dtype loading.pick_dtype would choose."""
+    """Where the model could run, with the free bytes and the compute dtype checkpoint.pick_dtype would choose."""
     gpus = [{"device": d["device"], "free": d["free"], "dtype": "bf16" if d["bf16"] else "fp16"} for d in cuda_devices]
     return gpus + [{"device": "cpu", "free": cpu["ram_available"], "dtype": "fp32"}]
 
@@ -175,7 +170,7 @@ def _recommend(spec: str, memory: dict) -> str | None:
 
 def _chosen(engine, model: dict, config, report: dict) -> dict:
     """Can the configured model/device/dtype/quant run? ``problem`` is one sentence or None."""
-    from dgterm.engine import loading, quant
+    from dgterm.engine import checkpoint, quant
 
     settings = engine.settings
 
@@ -189,8 +184,8 @@ def _chosen(engine, model: dict, config, report: dict) -> dict:
         out["problem"] = problem
         return out
     try:
-        device = loading.pick_device(settings.device)
-        dtype = loading.pick_dtype(settings.dtype, device)
+        device = checkpoint.pick_device(settings.device)
+        dtype = checkpoint.pick_dtype(settings.dtype, device)
     except DgtermError as e:
         out["problem"] = str(e)
         return out

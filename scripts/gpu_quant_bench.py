@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from dgterm.engine import quant, quantized_loading  # noqa: E402
+from dgterm.engine import quant  # noqa: E402
+from dgterm.engine.quant import loader  # noqa: E402
 
 GiB = 1 << 30
 
@@ -144,8 +145,8 @@ def bench_plan(config, plan: str, device: str, dtype, context: int, steps_list, 
     eb = torch.empty((), dtype=dtype).element_size()
     planned = quant.plan_memory(config, plan, context=context, candidates=1, dtype=eb)
     t = time.perf_counter()
-    model = quantized_loading.build(config, plan, device, dtype)
-    quantized_loading.random_init_(model, seed=seed)
+    model = loader.build(config, plan, device, dtype)
+    loader.random_init_(model, seed=seed)
     sync(device)
     init_s = time.perf_counter() - t
     weights = allocated(device) - base
@@ -219,7 +220,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="write the results as JSON here")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
-    device = quantized_loading.pin_device(a.device)
+    device = loader.pin_device(a.device)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     gpu = torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
     steps_list = [int(s) for s in a.steps.split(",")]

@@ -52,13 +52,13 @@ def tiny_dir(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
 
-    from dgterm.engine import loading, train
+    from dgterm.engine import checkpoint, train
 
     recipe = train.Recipe(hidden_size=64, layers=2, heads=2, kv_heads=1, head_dim=32, intermediate_size=128,
                           expert_size=64, canvas_length=16)
     torch.manual_seed(0)
     model = DiffusionGemmaForBlockDiffusion(train.model_config(recipe))
-    tokenizer = AutoTokenizer.from_pretrained(loading.bundled_dir())
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint.bundled_dir())
     path = tmp_path_factory.mktemp("tiny") / "tiny16"
     train.export(model, tokenizer, path, dict(steps=8, max_new_tokens=48))
     return path

@@ -133,3 +133,34 @@ def test_no_silent_broad_except():
                 if all(isinstance(s, ast.Pass) for s in node.body):
                     silent.append(f"{name}:{node.lineno}")
     assert not silent, silent
+
+
+def test_the_module_graph_has_no_cycles():
+    """No two modules of dgterm reach each other through imports (lazy ones included)."""
+    order, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v):  # Tarjan's strongly connected components
+        order[v] = low[v] = len(order)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(GRAPH[v] & GRAPH.keys()):
+            if w not in order:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], order[w])
+        if low[v] == order[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(GRAPH):
+        if v not in order:
+            visit(v)
+    assert not cycles, cycles

@@ -1,4 +1,4 @@
-"""Benchmarks: engine speed against transformers, load time, held-out quality.
+"""Benchmarks: engine speed against transformers, load time, held-out quality; memory plans.
 
 Results print as a Markdown table (or JSON with --json) ready for docs/benchmarks.md.
 """
@@ -23,6 +23,12 @@ def add_arguments(p):
     for sp in (s, q, v):
         sp.add_argument("--model", default="bundled")
         sp.add_argument("--json", action="store_true")
+    m = sub.add_parser("plans", help="the memory each quantization plan needs, component by component")
+    m.add_argument("model", nargs="?", default="diffusiongemma-26b-a4b",
+                   help="a memory profile, a checkpoint directory, 'bundled' or a cached Hugging Face id")
+    m.add_argument("--context", type=whole(1), default=8192, help="tokens of context (default %(default)s)")
+    m.add_argument("--candidates", type=whole(1), default=1)
+    m.add_argument("--json", action="store_true")
 
 
 def run(args) -> int:
@@ -30,6 +36,13 @@ def run(args) -> int:
 
     from dgterm.engine import loading
 
+    if args.bench == "plans":
+        from dgterm.engine import quant
+        from dgterm.engine.quant.export import table
+
+        plans = quant.all_plans(args.model, args.context, args.candidates)
+        print(json.dumps([p.as_dict() for p in plans], indent=2) if args.json else table(plans))
+        return 0
     if args.bench == "speed":
         from dgterm.bench import speed
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from dgterm.engine.checkpoint import DTYPES, QUANTS
+
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?)?\s*$", re.IGNORECASE)
 
 
@@ -24,10 +26,10 @@ def parse_size(text: str) -> int:
 def add_arguments(p):
     p.add_argument("model", help="checkpoint directory, 'bundled', or a Hugging Face id in the local cache")
     p.add_argument("out", help="directory to write (must be new or empty)")
-    p.add_argument("--plan", "--quant", dest="plan", choices=("int8", "nf4"), default="nf4",
+    p.add_argument("--plan", "--quant", dest="plan", choices=QUANTS[1:], default="nf4",
                    help="quantization plan (default nf4: experts nf4, attention/MLP int8)")
     p.add_argument("--device", default="auto", help="where to quantize: auto, cpu, cuda or cuda:N")
-    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16", help="dtype of the tensors kept dense")
+    p.add_argument("--dtype", choices=DTYPES[1:], default="bf16", help="dtype of the tensors kept dense")
     p.add_argument("--max-shard-size", default="2GiB", help="largest output shard (default 2GiB)")
     p.add_argument("--overwrite", action="store_true", help="replace the weights in a non-empty OUT")
     p.add_argument("--download", action="store_true", help="allow downloading a Hugging Face id")
@@ -37,16 +39,17 @@ def add_arguments(p):
 def run(args) -> int:
     import json
 
-    from dgterm.engine import loading, quantized_loading
+    from dgterm.engine import checkpoint
+    from dgterm.engine.quant import export
     from dgterm.errors import InputError
 
     try:
         shard = parse_size(args.max_shard_size)
     except ValueError:
         raise InputError(f"--max-shard-size '{args.max_shard_size}' is not a size; write e.g. 2GiB or 500MB.") from None
-    src = loading.resolve(args.model, args.download)
-    device = loading.pick_device(args.device)
-    info = quantized_loading.quantize_checkpoint(src, args.out, plan=args.plan, device=device, dtype=args.dtype,
+    src = checkpoint.resolve(args.model, args.download)
+    device = checkpoint.pick_device(args.device)
+    info = export.quantize_checkpoint(src, args.out, plan=args.plan, device=device, dtype=args.dtype,
                                                  max_shard_bytes=shard, overwrite=args.overwrite)
     if args.json:
         print(json.dumps(info, indent=2))

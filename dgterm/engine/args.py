@@ -22,7 +22,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from dgterm.config import Settings, load_settings
-from dgterm.engine.loading import DTYPES, QUANTS
+from dgterm.engine.checkpoint import DTYPES, QUANTS
 from dgterm.engine.params import SamplerParams
 from dgterm.errors import InputError
 

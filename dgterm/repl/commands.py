@@ -129,9 +129,9 @@ def _settings(repl, arg):
 def _model(repl, arg):
     if not arg:
         raise InputError("Say which model: /model bundled, /model PATH or /model ORG/NAME.")
-    from dgterm.engine import loading
+    from dgterm.engine import checkpoint
 
-    loading.check_checkpoint(loading.resolve(arg, repl.engine.download))  # refuse a bad spec before unloading
+    checkpoint.check_checkpoint(checkpoint.resolve(arg, repl.engine.download))  # refuse a bad spec before unloading
     repl.load(arg)
 
 

@@ -22,7 +22,8 @@ def main():
     import torch
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion  # noqa: F401
 
-    from dgterm.engine import loading, quant, quantized_loading  # noqa: F401
+    from dgterm.engine import loading
+    from dgterm.engine.quant import loader, modules  # noqa: F401
 
     torch.set_num_threads(1)
     AutoTokenizer.from_pretrained(path)  # warm the tokenizer code path: it is not the model
@@ -34,7 +35,7 @@ def main():
     else:
         model = loading.load(path, device="cpu", quant=mode).model
     peak = status("VmHWM")
-    model_bytes = sum(t.numel() * t.element_size() for _, t, _ in quant.unique_tensors(model))
+    model_bytes = sum(t.numel() * t.element_size() for _, t, _ in modules.unique_tensors(model))
     print(json.dumps({"baseline": baseline, "peak": peak, "delta": peak - baseline, "model_bytes": model_bytes}))
 
 

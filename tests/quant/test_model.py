@@ -8,7 +8,9 @@ import os
 import pytest
 import torch
 
-from dgterm.engine import loading, quant, quantized_loading, tasks
+from dgterm.engine import loading, quant, tasks
+from dgterm.engine.quant import export, loader, planner
+from dgterm.engine.quant.modules import QuantizedExperts, QuantLinear, unique_tensors
 from dgterm.engine.kernels import nf4 as K
 from dgterm.errors import ModelLoadError
 
@@ -44,7 +46,6 @@ def test_quantized_experts_equal_dense_experts_with_dequantized_weights():
     dense = DiffusionGemmaTextExperts(cfg)
     torch.nn.init.normal_(dense.gate_up_proj, std=0.05)
     torch.nn.init.normal_(dense.down_proj, std=0.05)
-    _, _, QuantizedExperts = quant.modules()
     for fmt in ("nf4", "int8"):
         q = QuantizedExperts(8, 128, 96, fmt, torch.float32, dense.act_fn, device="cpu")
         q.gate_up_proj.load_dense_(dense.gate_up_proj.data)
@@ -61,7 +62,6 @@ def test_quantized_experts_equal_dense_experts_with_dequantized_weights():
 
 
 def test_quant_linear_equals_linear_with_dequantized_weight():
-    _, QuantLinear, _ = quant.modules()
     lin = torch.nn.Linear(96, 40, bias=True)
     for fmt in ("nf4", "int8"):
         q = QuantLinear(96, 40, fmt, torch.float32, bias=True, device="cpu")
@@ -76,7 +76,6 @@ def test_plan_replaces_every_expert_and_shares_them_between_encoder_and_decoder(
     from transformers.models.diffusion_gemma.modeling_diffusion_gemma import DiffusionGemmaTextExperts
 
     model = tiny_nf4.model
-    _, QuantLinear, QuantizedExperts = quant.modules()
     assert not any(isinstance(m, DiffusionGemmaTextExperts) for m in model.modules())
     enc, dec = model.model.encoder.language_model.layers, model.model.decoder.layers
     for e, d in zip(enc, dec):
@@ -110,12 +109,12 @@ def test_int8_plan_is_closer_than_nf4(bundled, bundled_nf4):
 
 def test_footprint_drops_by_the_expected_factor(tiny_dir, tiny, tiny_nf4):
     def expert_bytes(model):
-        return sum(t.numel() * t.element_size() for n, t, _ in quant.unique_tensors(model) if ".experts." in n)
+        return sum(t.numel() * t.element_size() for n, t, _ in unique_tensors(model) if ".experts." in n)
 
     dense, packed = expert_bytes(tiny.model), expert_bytes(tiny_nf4.model)
     # fp32 -> 4 bits + one float16 absmax per 64 weights: 4 / (0.5 + 2/64) = 7.53x
     assert dense / packed == pytest.approx(4 / (0.5 + 2 / 64), rel=1e-9)
-    total = sum(t.numel() * t.element_size() for _, t, _ in quant.unique_tensors(tiny_nf4.model))
+    total = sum(t.numel() * t.element_size() for _, t, _ in unique_tensors(tiny_nf4.model))
     planned = quant.plan_memory(quant.load_config(str(tiny_dir)), "nf4", dtype=4).weights
     assert total == planned  # the planner counts exactly what the loader allocates
 
@@ -136,16 +135,16 @@ def test_prequantized_checkpoint_loads_without_requantizing(tiny_dir, tiny_nf4, 
     out = tmp_path / "tiny-nf4"
     assert cli.main(["quantize", str(tiny_dir), str(out), "--dtype", "fp32", "--device", "cpu",
                      "--max-shard-size", "40KB"]) == 0
-    assert quantized_loading.is_prequantized(out) and len(list(out.glob("*.safetensors"))) > 1
+    assert loader.is_prequantized(out) and len(list(out.glob("*.safetensors"))) > 1
     assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {oct(0o666 & ~_umask())}
     lm = loading.load(str(out))
     assert lm.quant == "nf4" and lm.info["prequantized"] and lm.info["quantized_tensors"] == 0
     assert not lm.info["missing"] and not lm.info["unexpected"]
     torch.testing.assert_close(_logits(lm.model), _logits(tiny_nf4.model), rtol=0, atol=0)
     with pytest.raises(ModelLoadError, match="already quantized"):
-        quantized_loading.quantize_checkpoint(out, tmp_path / "again")
+        export.quantize_checkpoint(out, tmp_path / "again")
     with pytest.raises(ModelLoadError, match="not empty"):
-        quantized_loading.quantize_checkpoint(tiny_dir, out)
+        export.quantize_checkpoint(tiny_dir, out)
 
 
 def _umask() -> int:
@@ -161,19 +160,19 @@ def test_a_quantized_model_counts_its_parameters_by_shape(tiny, tiny_nf4):
 def test_quantize_never_writes_over_its_source_or_a_file(tiny_dir, tmp_path):
     weights = sorted(p.read_bytes() for p in tiny_dir.glob("*.safetensors"))
     with pytest.raises(ModelLoadError, match="is the checkpoint being quantized"):
-        quantized_loading.quantize_checkpoint(tiny_dir, tiny_dir / ".." / tiny_dir.name, overwrite=True)
+        export.quantize_checkpoint(tiny_dir, tiny_dir / ".." / tiny_dir.name, overwrite=True)
     assert sorted(p.read_bytes() for p in tiny_dir.glob("*.safetensors")) == weights
     (tmp_path / "f.py").write_text("x")
     with pytest.raises(ModelLoadError, match="is a file"):
-        quantized_loading.quantize_checkpoint(tiny_dir, tmp_path / "f.py")
+        export.quantize_checkpoint(tiny_dir, tmp_path / "f.py")
     with pytest.raises(ModelLoadError, match="Cannot create /proc/dgterm-q"):
-        quantized_loading.quantize_checkpoint(tiny_dir, "/proc/dgterm-q")
+        export.quantize_checkpoint(tiny_dir, "/proc/dgterm-q")
 
 
 def test_a_plan_that_does_not_fit_is_refused_before_loading(tiny_dir, monkeypatch):
     calls = []
-    monkeypatch.setattr(quantized_loading, "_free_bytes", lambda device: 1 << 20)
-    monkeypatch.setattr(quantized_loading, "build", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(planner, "free_bytes", lambda device: 1 << 20)
+    monkeypatch.setattr(loader, "build", lambda *a, **k: calls.append(a))
     with pytest.raises(ModelLoadError) as err:
         loading.load(str(tiny_dir), quant="int8")
     assert not calls
@@ -214,7 +213,7 @@ def test_the_tied_embedding_is_the_most_sensitive_tensor(bundled, bundled_nf4):
 def test_a_plan_that_fits_only_a_shorter_context_loads_with_a_note(tiny_dir, monkeypatch):
     cfg = quant.load_config(str(tiny_dir))
     free = quant.plan_memory(cfg, "nf4", context=4096, dtype=4).total + (512 << 20)
-    monkeypatch.setattr(quantized_loading, "_free_bytes", lambda device: free)
+    monkeypatch.setattr(planner, "free_bytes", lambda device: free)
     lm = loading.load(str(tiny_dir), quant="nf4")
     assert 4096 <= lm.info["max_context"] < 8192
     assert any("at most" in n for n in lm.info["notes"])

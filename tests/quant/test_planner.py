@@ -8,6 +8,7 @@ import json
 import pytest
 
 from dgterm.engine import quant
+from dgterm.engine.quant import export, planner
 from dgterm.errors import ModelLoadError
 
 GiB = quant.GiB
@@ -57,7 +58,7 @@ def test_plan_bytes_match_a_hand_computation(plans):
         assert 0 <= p.components["embed"] - 2 * V * H < 64  # the compute dtype (+ two float32 embed scales)
     kv = 25 * 2 * 1024 * 8 * 256 * 2 + 5 * 2 * 8192 * 2 * 512 * 2
     assert all(p.kv_cache == kv for p in plans.values())
-    assert nf4.logits == 256 * V * (4 + 2) and nf4.workspace == 256 * V * 4 * quant.SAMPLER_WORKSPACE_FP32
+    assert nf4.logits == 256 * V * (4 + 2) and nf4.workspace == 256 * V * 4 * planner.SAMPLER_WORKSPACE_FP32
     assert nf4.total == nf4.weights + nf4.kv_cache + nf4.logits + max(nf4.workspace, nf4.activations)
 
 
@@ -87,11 +88,11 @@ def test_choose_plan_picks_the_best_that_fits(cfg):
 
 
 def test_load_config_accepts_profiles_directories_and_bundled(tmp_path):
-    from dgterm.engine import loading
+    from dgterm.engine import checkpoint
 
     assert PROFILE in quant.list_profiles()
     assert quant.load_config("bundled").text_config.hidden_size == 256
-    assert quant.load_config(str(loading.bundled_dir())).canvas_length == 128
+    assert quant.load_config(str(checkpoint.bundled_dir())).canvas_length == 128
     assert quant.load_config(str(quant.profiles_dir() / PROFILE)).text_config.num_experts == E
     with pytest.raises(ModelLoadError, match="not a profile"):
         quant.load_config(str(tmp_path / "nowhere"))
@@ -104,8 +105,10 @@ def test_plans_serialise_for_doctor(plans, capsys):
     d = plans["nf4"].as_dict()
     assert d["total"] == plans["nf4"].total and d["formats"]["experts"] == "nf4"
     json.dumps(d)
-    assert "| experts |" in quant.table(list(plans.values()))
-    assert quant.main([PROFILE, "--json"]) == 0
+    assert "| experts |" in export.table(list(plans.values()))
+    from dgterm import cli
+
+    assert cli.main(["bench", "plans", PROFILE, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [p["plan"] for p in out] == ["bf16", "int8", "nf4"]
 
@@ -114,6 +117,7 @@ def test_importing_quant_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, dgterm.engine.quant, dgterm.engine.quantized_loading; print('torch' in sys.modules)"
+    code = ("import sys, dgterm.engine.quant, dgterm.engine.quant.planner, dgterm.engine.quant.profiles, "
+            "dgterm.engine.checkpoint; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr

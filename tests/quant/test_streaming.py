@@ -21,7 +21,7 @@ def sharded(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
 
-    from dgterm.engine import loading, train
+    from dgterm.engine import checkpoint, train
 
     recipe = train.Recipe(hidden_size=256, layers=4, heads=4, kv_heads=2, head_dim=64, intermediate_size=512,
                           experts=32, top_k=2, expert_size=768, canvas_length=16)
@@ -30,7 +30,7 @@ def sharded(tmp_path_factory):
     model.generation_config = train.generation_config(steps=4)
     path = tmp_path_factory.mktemp("sharded") / "ckpt"
     model.save_pretrained(path, max_shard_size="24MB")
-    AutoTokenizer.from_pretrained(loading.bundled_dir()).save_pretrained(path)
+    AutoTokenizer.from_pretrained(checkpoint.bundled_dir()).save_pretrained(path)
     return path
 
 

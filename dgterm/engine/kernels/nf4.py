@@ -17,15 +17,12 @@ layout of ``nn.Linear`` and of each expert in DiffusionGemma's fused expert tens
     Symmetric per-row: ``q`` int8 ``(..., N, K)`` = round(W / scale), ``scale`` float32
     ``(..., N)`` = absmax(row) / 127.
 
-:func:`grouped_matmul_nf4` multiplies rows of ``x`` that are sorted by expert with each
-expert's NF4 weight, dequantizing on the fly: the Triton kernel of
-:mod:`dgterm.engine.kernels.nf4_triton` on CUDA, :func:`grouped_matmul_nf4_torch` (its twin)
-elsewhere.
+:func:`grouped_matmul_nf4_torch` multiplies rows of ``x`` that are sorted by expert with each
+expert's NF4 weight, dequantizing one expert at a time: the twin of the Triton kernel in
+:mod:`dgterm.engine.kernels.nf4_triton`; :mod:`dgterm.engine.kernels.grouped` picks one.
 """
 
 from __future__ import annotations
-
-import os
 
 import torch
 
@@ -59,16 +56,6 @@ def _midpoints(device) -> torch.Tensor:
 
 def padded(k: int, blocksize: int = BLOCKSIZE) -> int:
     return -(-k // blocksize) * blocksize
-
-
-def nf4_bytes(n: int, k: int, blocksize: int = BLOCKSIZE, absmax_bytes: int = 2) -> int:
-    """Bytes of one (N, K) weight in NF4: packed codes + one absmax per block."""
-    kp = padded(k, blocksize)
-    return n * kp // 2 + n * (kp // blocksize) * absmax_bytes
-
-
-def int8_bytes(n: int, k: int) -> int:
-    return n * k + n * 4
 
 
 # ---------------------------------------------------------------- quantize / dequantize
@@ -165,30 +152,3 @@ def grouped_matmul_nf4_torch(x: torch.Tensor, offsets: torch.Tensor, packed: tor
             w = dequantize_nf4(packed[e], absmax[e], k, x.dtype, blocksize)
             out[lo:hi] = torch.nn.functional.linear(x[lo:hi], w)
     return out
-
-
-def triton_available() -> bool:
-    if "triton" not in _cache:
-        try:
-            import triton  # noqa: F401
-
-            _cache["triton"] = True
-        except Exception:
-            _cache["triton"] = False
-    return _cache["triton"]
-
-
-def pick_impl(x: torch.Tensor, impl: str | None = None) -> str:
-    """'triton' on CUDA when Triton imports, else 'torch'; ``DGTERM_KERNELS=torch`` forces the twin."""
-    impl = impl or os.environ.get("DGTERM_KERNELS", "auto")
-    if impl == "auto":
-        return "triton" if x.is_cuda and triton_available() else "torch"
-    return impl
-
-
-def grouped_matmul_nf4(x, offsets, packed, absmax, k, blocksize: int = BLOCKSIZE, impl: str | None = None):
-    if pick_impl(x, impl) == "triton":
-        from dgterm.engine.kernels.nf4_triton import grouped_matmul_nf4_triton
-
-        return grouped_matmul_nf4_triton(x, offsets, packed, absmax, k, blocksize)
-    return grouped_matmul_nf4_torch(x, offsets, packed, absmax, k, blocksize)
