@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dgterm.tui.frames import Choice, Frame, Layout, Tok
+from dgterm.engine.drafts import Choice, Frame, Layout, Tok
 
 
 @dataclass

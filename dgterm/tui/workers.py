@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from dgterm.errors import DgtermError
-from dgterm.tui.frames import Choice, FrameBuilder, Layout
+from dgterm.engine.drafts import Choice, FrameBuilder, Layout
 from dgterm.tui.messages import (LensReady, ModelFailed, ModelLoaded, RunCancelled, RunFailed, RunFinished,
                                  RunStarted, StepMessage)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dgterm.tui.frames import Frame, FrameBuilder, Layout, Tok, display_text
+from dgterm.engine.drafts import Frame, FrameBuilder, Layout, Tok, display_text
 from dgterm.tui.session import Review
 from dgterm.engine.tasks import token_text
 from dgterm.tui.workers import Job, layout_of, make_task, record_of
@@ -55,7 +55,7 @@ def _frame(i):
 
 
 def test_review_scrub_and_candidates():
-    from dgterm.tui.frames import Choice
+    from dgterm.engine.drafts import Choice
 
     job = Job("infill", "x", [(0, 1, None)], [7])
     rv = Review(job, Layout("spans", 16, 2), [_frame(i) for i in range(3)],

@@ -1,4 +1,4 @@
-"""What the UI shows of a run, as plain data: no torch, no Textual.
+"""What the front ends show of a run, as plain data: no torch, no UI library.
 
 A run is a sequence of step records (plain lists, the same shape as a trace's step
 lines) plus a :class:`Layout` that says where each masked span sits in the canvases.
