@@ -1,11 +1,13 @@
 """What the front ends show of a run, as plain data: no torch, no UI library.
 
-A run is a sequence of step records (plain lists, the same shape as a trace's step
-lines) plus a :class:`Layout` that says where each masked span sits in the canvases.
-:func:`build_frame` turns one record into a :class:`Frame`: the coloured draft of every
-span (or of the generated stream) and of the whole canvas, for every batch row. The
-live worker and the trace replayer both go through it, so what a replay shows is
-what the live run showed.
+One step has one name per stage: the engine yields a ``StepEvent`` (tensors);
+:func:`step_record` turns it into a *record* (plain lists, the shape of a trace's step
+lines); :func:`build_frame` turns a record and a :class:`Layout` (where each masked span
+sits in the canvases) into a :class:`Frame`: the coloured :class:`DraftToken`s of every
+span (or of the generated stream) and of the whole canvas, for every batch row. This is
+the one draft renderer: ``Task.drafts`` (the REPL, the benchmarks), the editor's live
+worker and the trace replayer all go through it, so what a replay shows is what the live
+run showed.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-NOISE_ENTROPY = 1.0  # nats; an undecided position under this shows its argmax (engine.tasks.NOISE_ENTROPY)
-STATES = ("noise", "tentative", "accepted", "pinned")
+NOISE_ENTROPY = 1.0  # nats: an undecided position under this shows its argmax, above it its noise token
+NOT_REACHED = 99.0  # the entropy shown for a span position in a window the run has not reached yet
 
 
 @dataclass(frozen=True, slots=True)
-class Tok:
+class DraftToken:
+    """One position of a draft as it is shown."""
+
     text: str
     state: str  # noise | tentative | accepted | pinned
     entropy: float
@@ -57,14 +61,11 @@ class Frame:
     max_steps: int
     elapsed: float
     tokens: int  # free tokens decided so far (first row)
-    drafts: list  # [row][span] -> list[Tok]  (stream: one "span")
-    canvas: list  # [row] -> list[Tok], the whole current canvas
+    drafts: list  # [row][span] -> list[DraftToken]  (stream: one "span")
+    canvas: list  # [row] -> list[DraftToken], the whole current canvas
     accepted: list  # [row] free tokens accepted at this step
     entropy: list  # [row] mean entropy of the free positions
     finished: list  # [row] bool
-
-    def draft_text(self, row: int = 0) -> list[str]:
-        return ["".join(t.text for t in span) for span in self.drafts[row]]
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,18 @@ class Choice:
     lengths: list[int]
     row: int
     thinking: str | None = None
+
+
+def step_record(event) -> dict:
+    """A StepEvent as plain lists (the shape of a trace's step line); reads the tensors'
+    ``tolist`` without importing torch."""
+    return {
+        "window": event.window, "step": event.step, "max_steps": event.max_steps, "elapsed": event.elapsed,
+        "tokens": event.tokens, "canvas": event.canvas.tolist(), "argmax": event.argmax.tolist(),
+        "accepted": event.accepted.int().tolist(), "entropy": event.entropy.float().tolist(),
+        "pinned": None if event.pinned is None else event.pinned.int().tolist(),
+        "finished": event.finished.int().tolist(),
+    }
 
 
 def _state(accepted: int, entropy: float) -> str:
@@ -106,25 +119,25 @@ def build_frame(record: Mapping, layout: Layout, last: dict[int, Mapping],
         states = ["pinned" if pinned[p] else _state(ac[p], en[p]) for p in range(len(cv))]
         shown = [cv[p] if s == "noise" else am[p] for p, s in enumerate(states)]
         texts = [t for a, b in _runs(pinned) for t in row_of(shown[a:b])]  # context and spans apart
-        canvas.append([Tok(texts[p], s, 0.0 if s == "pinned" else float(en[p])) for p, s in enumerate(states)])
+        canvas.append([DraftToken(texts[p], s, 0.0 if s == "pinned" else float(en[p])) for p, s in enumerate(states)])
         free = [p for p in range(len(cv)) if not pinned[p]]
         acc.append(sum(1 for p in free if ac[p]))
         ent.append(sum(en[p] for p in free) / len(free) if free else 0.0)
         if layout.kind == "stream":  # the canvases before as they ended, then this one: one run of text
             done = [i for v in sorted(last) if v < w for i in last[v]["argmax"][r]]
             texts = row_of(done + shown)
-            drafts.append([[Tok(t, "accepted", 0.0) for t in texts[: len(done)]]
-                           + [Tok(t, c.state, c.entropy) for t, c in zip(texts[len(done):], canvas[r])]])
+            drafts.append([[DraftToken(t, "accepted", 0.0) for t in texts[: len(done)]]
+                           + [DraftToken(t, c.state, c.entropy) for t, c in zip(texts[len(done):], canvas[r])]])
             continue
         plan = layout.slots[min(r // layout.candidates, len(layout.slots) - 1)]
         spans = []
         for slots in plan:
-            # a span's text decodes on its own, as one run over its windows (as tasks.Task.drafts does)
+            # a span's text decodes on its own (apart from its neighbours), as one run over its windows
             reached = [(sw, p) for sw, p in slots if sw == w or (sw < w and sw in last)]
             texts = row_of([shown[p] if sw == w else last[sw]["argmax"][r][p] for sw, p in reached])
-            toks = [Tok(t, canvas[r][p].state, canvas[r][p].entropy) if sw == w else Tok(t, "accepted", 0.0)
-                    for t, (sw, p) in zip(texts, reached)]
-            spans.append(toks + [Tok("", "noise", 99.0)] * (len(slots) - len(reached)))
+            toks = [DraftToken(t, canvas[r][p].state, canvas[r][p].entropy) if sw == w
+                    else DraftToken(t, "accepted", 0.0) for t, (sw, p) in zip(texts, reached)]
+            spans.append(toks + [DraftToken("", "noise", NOT_REACHED)] * (len(slots) - len(reached)))
         drafts.append(spans)
     return Frame(window=w, step=record["step"], max_steps=record["max_steps"], elapsed=record["elapsed"],
                  tokens=record.get("tokens", 0), drafts=drafts, canvas=canvas, accepted=acc, entropy=ent,
@@ -147,7 +160,7 @@ class FrameBuilder:
         return build_frame(record, self.layout, self.last, self.text_of)
 
 
-def display_text(tok: Tok) -> str:
+def display_text(tok: DraftToken) -> str:
     """What a token shows in the document: noise keeps one line (newlines and tabs as glyphs)."""
     if tok.state == "noise":
         return tok.text.replace("\r", "").replace("\n", "↵").replace("\t", "→")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from dgterm.engine.denoise import Window, seeds_for
+from dgterm.engine.drafts import DraftToken, Layout, build_frame, step_record
 from dgterm.engine.events import RunResult, StepEvent
 from dgterm.engine.params import SamplerParams
 from dgterm.errors import InputError
@@ -51,13 +52,6 @@ class TaskResult:
         return self.candidates[0]
 
 
-@dataclass
-class DraftToken:
-    text: str
-    state: str  # "noise" | "tentative" | "accepted"
-    entropy: float
-
-
 class Task:
     """Iterate for StepEvents; then ``result`` holds the ranked candidates."""
 
@@ -72,6 +66,7 @@ class Task:
         self._candidates = candidates
         self.result: TaskResult | None = None
         self.last: dict[int, StepEvent] = {}  # last event of each window
+        self._finals: dict[int, dict] = {}  # step records of the windows before the current one
 
     def __iter__(self) -> Iterator[StepEvent]:
         for event in self._run:
@@ -106,11 +101,24 @@ class Task:
             totals += (ent * free).sum(-1) / free.sum(-1).clamp(min=1)
         return (totals / max(len(self.last), 1)).tolist()
 
+    @property
+    def layout(self) -> Layout:
+        """Where the drafts live in the canvases: the generated stream, or each span's slots."""
+        if isinstance(self.plans[0], ContinuePlan):
+            return Layout("stream", self.lm.canvas_length, self._candidates)
+        slots = [[[plan.locate(i) for i in span] for span in plan.slots] for plan in self.plans]
+        return Layout("spans", self.lm.canvas_length, self._candidates, slots)
+
     def drafts(self, event: StepEvent, row: int = 0) -> list[list[DraftToken]]:
-        """The live draft of each span (infill) or of the generated text, as coloured tokens.
-        Safe to call from another thread than the one iterating (the dict copy is atomic)."""
-        plan = self.plans[row // self._candidates]
-        return plan.drafts(self.lm.tokenizer, event, row, dict(self.last))
+        """The live draft of each span (infill) or of the generated text, as coloured tokens
+        (:mod:`dgterm.engine.drafts` renders them). Safe to call from another thread than the
+        one iterating (the dict copy is atomic)."""
+        last = dict(self.last)
+        for w in last.keys() - self._finals.keys():
+            if w < event.window:  # a window's last event is final once a later one runs
+                self._finals[w] = step_record(last[w])
+        finals = {w: r for w, r in self._finals.items() if w < event.window}
+        return build_frame(step_record(event), self.layout, finals, token_text(self.lm.tokenizer)).drafts[row]
 
 
 def _rows(run: RunResult):
@@ -203,28 +211,6 @@ def decode(tokenizer, ids) -> str:
     return tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
 
-def _shown(event: StepEvent, row: int, positions: list[int], threshold: float) -> list[tuple[int, str, float]]:
-    """(id shown, state, entropy) at ``positions`` of the current canvas: an undecided
-    position over ``threshold`` shows its noise token, the others their argmax."""
-    argmax, canvas = event.argmax[row].tolist(), event.canvas[row].tolist()
-    accepted, entropy = event.accepted[row].tolist(), event.entropy[row].tolist()
-    out = []
-    for p in positions:
-        state = "accepted" if accepted[p] else "tentative" if entropy[p] < threshold else "noise"
-        out.append((canvas[p] if state == "noise" else argmax[p], state, entropy[p]))
-    return out
-
-
-def _tokens(tokenizer, shown: list[tuple[int, str, float]]) -> list[DraftToken]:
-    """Draft tokens of a run of (id, state, entropy), decoded as one run: a character whose
-    bytes are split over several tokens shows whole on the last of them, nothing before."""
-    texts = token_text(tokenizer).row([i for i, _, _ in shown])
-    return [DraftToken(t, state, e) for t, (_, state, e) in zip(texts, shown)]
-
-
-NOISE_ENTROPY = 1.0  # nats: above this an undecided position shows its noise token
-
-
 # ------------------------------------------------------------------ continue
 
 
@@ -239,9 +225,6 @@ class ContinuePlan:
         for _ in range(self.canvases - 1):
             yield Window([])
 
-    def drafts(self, tokenizer, event, row, last):
-        done = [(i, "accepted", 0.0) for w in sorted(last) if w < event.window for i in last[w].argmax[row].tolist()]
-        return [_tokens(tokenizer, done + _shown(event, row, list(range(self.canvas_length)), NOISE_ENTROPY))]
 
 
 def continue_text(lm, text: str, params: SamplerParams | None = None, *, candidates: int = 1,
@@ -338,17 +321,6 @@ class InfillPlan:
     def span_ids(self, canvases, span: int) -> list[int]:
         return [int(canvases[w][p]) for w, p in map(self.locate, self.slots[span])]
 
-    def drafts(self, tokenizer, event, row, last):
-        """Each span's draft: the windows before the current one as they ended, the current
-        one as it stands, decoded as one run; the windows still to come are empty noise."""
-        out = []
-        for slots in self.slots:
-            where = [self.locate(i) for i in slots]
-            here = iter(_shown(event, row, [p for w, p in where if w == event.window], NOISE_ENTROPY))
-            shown = [next(here) if w == event.window else (int(last[w].argmax[row][p]), "accepted", 0.0)
-                     for w, p in where if w == event.window or (w < event.window and w in last)]
-            out.append(_tokens(tokenizer, shown) + [DraftToken("", "noise", 99.0)] * (len(where) - len(shown)))
-        return out
 
 
 def plan_infill(lm, text: str, spans: list[SpanRequest], max_context: int = 1024, margin: int | None = None

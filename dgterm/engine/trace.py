@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from dgterm.engine.drafts import step_record
+
 
 def header(task, /, **extra) -> dict:
     """The first line: the model, its canvas, the sampler settings with the seed that ran
@@ -40,22 +42,15 @@ def result_record(result) -> dict:
 
 
 def event_record(event, tokenizer) -> dict:
+    """A trace's step line: the step record (dgterm.engine.drafts.step_record), entropies to
+    4 places, and the argmax text of each row."""
     from dgterm.engine.tasks import decode
 
-    return {
-        "type": "step",
-        "window": event.window,
-        "step": event.step,
-        "max_steps": event.max_steps,
-        "elapsed": round(event.elapsed, 6),
-        "canvas": event.canvas.tolist(),
-        "argmax": event.argmax.tolist(),
-        "accepted": event.accepted.int().tolist(),
-        "entropy": [[round(float(x), 4) for x in row] for row in event.entropy.float().tolist()],
-        "pinned": None if event.pinned is None else event.pinned.int().tolist(),
-        "finished": event.finished.int().tolist(),
-        "text": [decode(tokenizer, row) for row in event.argmax.tolist()],
-    }
+    record = step_record(event)
+    record.update(type="step", elapsed=round(event.elapsed, 6),
+                  entropy=[[round(x, 4) for x in row] for row in record["entropy"]],
+                  text=[decode(tokenizer, row) for row in record["argmax"]])
+    return record
 
 
 class TraceWriter:

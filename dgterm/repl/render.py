@@ -20,7 +20,8 @@ from rich.segment import Segment, Segments
 from rich.style import Style
 from rich.text import Text
 
-NOISE_ENTROPY = 1.0  # nats: the engine shows the noise token above this (tasks.NOISE_ENTROPY)
+from dgterm.engine.drafts import NOISE_ENTROPY
+
 ACCEPTED = Style(bold=True)
 NOISE = Style(color="grey42", italic=True)
 SURE, UNSURE = Color.parse("#5fd7af").get_truecolor(), Color.parse("#d78700").get_truecolor()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dgterm.engine.drafts import Choice, Frame, Layout, Tok
+from dgterm.engine.drafts import Choice, Frame, Layout, DraftToken
 
 
 @dataclass
@@ -41,11 +41,11 @@ class Review:
             return None
         return self.frames[-1] if self.step is None else self.frames[self.step]
 
-    def drafts(self) -> dict[int, list[Tok]]:
+    def drafts(self) -> dict[int, list[DraftToken]]:
         """What each span shows now: the candidate's text, or the draft at the scrubbed step."""
         ids = self.job.span_ids
         if self.step is None:
-            return {sid: [Tok(text, "accepted", 0.0)] for sid, text in zip(ids, self.current.texts)}
+            return {sid: [DraftToken(text, "accepted", 0.0)] for sid, text in zip(ids, self.current.texts)}
         spans = self.frames[self.step].drafts[self.row]
         return dict(zip(ids, spans))
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from dgterm.errors import DgtermError
-from dgterm.engine.drafts import Choice, FrameBuilder, Layout
+from dgterm.engine.drafts import Choice, FrameBuilder, Layout, step_record
 from dgterm.tui.messages import (LensReady, ModelFailed, ModelLoaded, RunCancelled, RunFailed, RunFinished,
                                  RunStarted, StepMessage)
 
@@ -55,17 +55,6 @@ def load_model(engine, post: Post) -> None:
     post(ModelLoaded(lm))
 
 
-def record_of(event) -> dict:
-    """A StepEvent as plain lists (the shape of a trace's step line)."""
-    return {
-        "window": event.window, "step": event.step, "max_steps": event.max_steps, "elapsed": event.elapsed,
-        "tokens": event.tokens, "canvas": event.canvas.tolist(), "argmax": event.argmax.tolist(),
-        "accepted": event.accepted.int().tolist(), "entropy": event.entropy.float().tolist(),
-        "pinned": None if event.pinned is None else event.pinned.int().tolist(),
-        "finished": event.finished.int().tolist(),
-    }
-
-
 def make_task(lm, job: Job):
     from dgterm.engine import tasks
 
@@ -81,13 +70,6 @@ def make_task(lm, job: Job):
         return tasks.continue_text(lm, job.text[: job.spans[0][0]], job.params, candidates=job.candidates,
                                    cancel=job.cancel)
     raise ValueError(job.kind)
-
-
-def layout_of(task, lm, job: Job) -> Layout:
-    if job.stream:
-        return Layout("stream", lm.canvas_length, job.candidates)
-    slots = [[[plan.locate(i) for i in span] for span in plan.slots] for plan in task.plans]
-    return Layout("spans", lm.canvas_length, 1 if job.kind == "search" else job.candidates, slots)
 
 
 def settle_heap() -> None:
@@ -130,7 +112,7 @@ def execute(lm, job: Job, post: Post) -> None:
 def _execute(lm, job: Job, post: Post) -> None:
     try:
         task = make_task(lm, job)
-        layout = layout_of(task, lm, job)
+        layout = task.layout
     except DgtermError as e:
         post(RunFailed(job, str(e)))
         return
@@ -145,7 +127,7 @@ def _execute(lm, job: Job, post: Post) -> None:
             writer = _trace_writer(job, task, layout)
         with guard_oom(lm.quant, candidates=job.candidates):
             for event in task:
-                frame = build(record_of(event))
+                frame = build(step_record(event))
                 frames.append(frame)
                 post(StepMessage(job, frame))
                 if writer is not None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dgterm.engine.drafts import Frame, FrameBuilder, Layout, Tok, display_text
+from dgterm.engine.drafts import DraftToken, Frame, FrameBuilder, Layout, display_text, step_record
 from dgterm.tui.session import Review
 from dgterm.engine.tasks import token_text
-from dgterm.tui.workers import Job, layout_of, make_task, record_of
+from dgterm.tui.workers import Job, make_task
 
 
 def test_frames_match_engine_drafts(tiny):
@@ -14,11 +14,10 @@ def test_frames_match_engine_drafts(tiny):
     job = Job("infill", text, [(a, a + 5, None), (len(text) - 3, len(text) - 2, 3)], [1, 2],
               params=tiny.defaults.replace(seed=3, steps=5), candidates=2)
     task = make_task(tiny, job)
-    layout = layout_of(task, tiny, job)
-    build = FrameBuilder(layout, token_text(tiny.tokenizer))
+    build = FrameBuilder(task.layout, token_text(tiny.tokenizer))
     n = 0
     for event in task:
-        frame = build(record_of(event))
+        frame = build(step_record(event))
         for row in range(2):
             want = task.drafts(event, row)
             got = frame.drafts[row]
@@ -32,8 +31,8 @@ def test_frames_match_engine_drafts(tiny):
 def test_stream_frames_concatenate_windows(tiny):
     job = Job("continue", "Once upon", [(9, 9, None)], [1], params=tiny.defaults.replace(seed=1, steps=3))
     task = make_task(tiny, job)
-    build = FrameBuilder(layout_of(task, tiny, job), token_text(tiny.tokenizer))
-    frames = [build(record_of(e)) for e in task]
+    build = FrameBuilder(task.layout, token_text(tiny.tokenizer))
+    frames = [build(step_record(e)) for e in task]
     windows = {f.window for f in frames}
     last = frames[-1]
     assert len(last.drafts[0][0]) == tiny.canvas_length * len(windows)
@@ -45,12 +44,12 @@ def test_layout_json_round_trip():
 
 
 def test_noise_shows_on_one_line():
-    assert display_text(Tok("a\nb\t", "noise", 5.0)) == "a↵b→"
-    assert display_text(Tok("a\nb", "accepted", 0.0)) == "a\nb"
+    assert display_text(DraftToken("a\nb\t", "noise", 5.0)) == "a↵b→"
+    assert display_text(DraftToken("a\nb", "accepted", 0.0)) == "a\nb"
 
 
 def _frame(i):
-    tok = Tok(f"s{i}", "tentative", 0.5)
+    tok = DraftToken(f"s{i}", "tentative", 0.5)
     return Frame(0, i + 1, 3, 0.1, 0, [[[tok]], [[tok]]], [[tok], [tok]], [1, 1], [0.5, 0.5], [False, False])
 
 
@@ -60,7 +59,7 @@ def test_review_scrub_and_candidates():
     job = Job("infill", "x", [(0, 1, None)], [7])
     rv = Review(job, Layout("spans", 16, 2), [_frame(i) for i in range(3)],
                 [Choice(["A"], 0.1, [1], 1), Choice(["B"], 0.2, [1], 0)])
-    assert rv.drafts() == {7: [Tok("A", "accepted", 0.0)]} and rv.row == 1
+    assert rv.drafts() == {7: [DraftToken("A", "accepted", 0.0)]} and rv.row == 1
     rv.scrub(-1)
     assert rv.step == 2 and rv.drafts()[7][0].text == "s2"
     rv.scrub(-10)

@@ -131,7 +131,7 @@ async def test_an_edited_theme_file_applies_live_and_a_broken_one_is_one_message
 async def test_syntax_colours_stay_on_their_words_around_a_live_draft(demo):
     """A draft with more lines than its span shifts the text below it; the keywords there
     keep their colour at once, not only after the highlighter's debounce."""
-    from dgterm.engine.drafts import Tok
+    from dgterm.engine.drafts import DraftToken
     from dgterm.tui.themes import palette_of
 
     app = make_app(str(demo), load=False)
@@ -141,7 +141,7 @@ async def test_syntax_colours_stay_on_their_words_around_a_live_draft(demo):
         await asyncio.sleep(0.3)
         editor, keyword = app.editor, palette_of(app.current_theme).syntax_style("keyword")
         for draft in (["x", "\n\n", "  y"], ["z"], ["1\n2\n3\n4"]):
-            editor.show_preview({span.id: [Tok(t, "tentative", 1.0) for t in draft]})
+            editor.show_preview({span.id: [DraftToken(t, "tentative", 1.0) for t in draft]})
             for wait in (0.0, 0.3):  # at once, and past the highlighter's debounce
                 await asyncio.sleep(wait)
                 checked = 0

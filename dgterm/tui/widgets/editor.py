@@ -23,7 +23,7 @@ from textual.widgets import TextArea
 from textual.widgets.text_area import Edit, Selection
 
 from dgterm.editor import Document, DocumentError
-from dgterm.engine.drafts import Tok, display_text
+from dgterm.engine.drafts import DraftToken, display_text
 from dgterm.tui.syntax import Highlighter, lexer_for
 from dgterm.tui.themes import Palette, lens_level, palette_of
 
@@ -61,7 +61,7 @@ class EditorView(TextArea):
         self.highlighter = Highlighter(lexer_for(path, doc.text))
         self.highlighter.update(doc.text)
         self._mirroring = False
-        self._preview: dict[int, list[Tok]] | None = None
+        self._preview: dict[int, list[DraftToken]] | None = None
         # While previewing: (view offset, document offset, length) of each stretch of text
         # outside the drafts, so the Document's syntax highlighting stays put around them.
         self._kept: list[tuple[int, int, int]] | None = None
@@ -159,7 +159,7 @@ class EditorView(TextArea):
     def previewing(self) -> bool:
         return self._preview is not None
 
-    def show_preview(self, drafts: dict[int, list[Tok]]) -> None:
+    def show_preview(self, drafts: dict[int, list[DraftToken]]) -> None:
         """Show ``drafts`` (span id -> tokens) in place of those spans."""
         doc_text, pieces, ranges, cursor, pos = self.doc.text, [], [], 0, 0
         kept = []
