@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +165,16 @@ def test_the_module_graph_has_no_cycles():
         if v not in order:
             visit(v)
     assert not cycles, cycles
+
+
+def test_every_third_party_import_is_declared():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {re.split(r"[<>=!~; \[]", d)[0].lower().replace("-", "_")
+                for d in project["dependencies"] + project["optional-dependencies"]["quant"]}
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    used = {target for targets in GRAPH.values() for target in targets
+            if not target.startswith("dgterm") and target not in stdlib}
+    assert used - declared == set(), sorted(used - declared)
+    assert project["requires-python"].startswith(">=3.11")  # tomllib

@@ -10,7 +10,6 @@ same Python and a held-out file is never trained on.
 from __future__ import annotations
 
 import hashlib
-import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +34,6 @@ def is_held_out(name: str) -> bool:
 
 def stdlib_root() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
-
-
-def describe() -> str:
-    """One line that names the exact corpus (for the model card)."""
-    version = ".".join(map(str, sys.version_info[:3]))
-    return f"CPython {version} standard library *.py under {stdlib_root()} (site-packages excluded) + pydoc_data.topics"
 
 
 def iter_files(split: str = "train"):

@@ -1,6 +1,6 @@
 """The recipe that builds the bundled model: tokenizer, config, training, export.
 
-Run as ``dgterm train OUT`` (or ``python -m dgterm.engine.train OUT``). It trains the
+Run as ``dgterm train OUT`` (dgterm.commands.train). It trains the
 real ``DiffusionGemmaForBlockDiffusion`` class at a tiny size on the offline corpus
 of :mod:`dgterm.engine.corpus`, on the CPU or on a GPU when one is there.
 
@@ -15,7 +15,6 @@ the second pass through ``self_conditioning_logits``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -329,25 +328,3 @@ def export(model, tokenizer, dest: Path, gen_kwargs: dict | None = None):
     model.generation_config = generation_config(**(gen_kwargs or {}))
     model.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="dgterm train", description=__doc__.split("\n\n")[0])
-    ap.add_argument("out", type=Path, help="working directory (checkpoints, tokenizer)")
-    ap.add_argument("--export", type=Path, help="write the finished model here")
-    ap.add_argument("--steps", type=int, default=Recipe.steps)
-    ap.add_argument("--batch-size", type=int, default=Recipe.batch_size)
-    ap.add_argument("--lr", type=float, default=Recipe.lr)
-    ap.add_argument("--seed", type=int, default=Recipe.seed)
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--no-resume", action="store_true")
-    a = ap.parse_args(argv)
-    r = Recipe(steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed)
-    model, tokenizer, _ = train(a.out, r, resume=not a.no_resume, device=a.device)
-    if a.export:
-        export(model, tokenizer, a.export)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

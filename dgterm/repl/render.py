@@ -10,8 +10,6 @@ kitty). Nothing is left behind: the region is erased before the answer is printe
 
 from __future__ import annotations
 
-import time
-
 from rich.color import Color, blend_rgb
 from rich.console import Console
 from rich.control import Control
@@ -79,10 +77,6 @@ class LiveRegion:
         self.console = console
         self.interval = 1.0 / fps
         self.widths: list[int] = []  # cell width of each line of the frame on screen
-        self.drawn_at = 0.0
-
-    def due(self) -> bool:
-        return time.monotonic() - self.drawn_at >= self.interval
 
     def draw(self, body: Text, footer: Text) -> None:
         """Show ``body`` (its last lines, if it is taller than the terminal) above ``footer``."""
@@ -103,7 +97,6 @@ class LiveRegion:
         self._erase(width, height)
         self.console.print(Segments(segments), end="", soft_wrap=True)
         self.widths = [Segment.get_line_length(line) for line in frame]
-        self.drawn_at = time.monotonic()
 
     def clear(self) -> None:
         width, height = self.console.size

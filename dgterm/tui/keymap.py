@@ -49,8 +49,6 @@ ACTIONS: tuple[Action, ...] = (
     Action("dgterm.help", "f1", "help", "Help", "Show every key binding.", "View", True),
 )
 
-BY_ACTION = {a.action: a for a in ACTIONS}
-
 
 def bindings() -> list[Binding]:
     return [Binding(a.keys, a.action, a.title, show=a.footer, id=a.id, tooltip=a.help, priority=a.priority)

@@ -150,9 +150,6 @@ class EditorView(TextArea):
     def cursor_offset(self) -> int:
         return self.doc.offset_of(*self.cursor_location)
 
-    def move_to_offset(self, offset: int) -> None:
-        self.move_cursor(self.doc.location_of(offset))
-
     # ------------------------------------------------------------------ overlays
 
     @property
