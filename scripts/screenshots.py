@@ -1,4 +1,4 @@
-"""Regenerate the guide's screenshots: ``python -m dgterm.tui.screenshots docs/img``.
+"""Regenerate the guide's screenshots: ``python scripts/screenshots.py docs/img``.
 
 Every state is the real app, driven by Pilot; runs come from a recorded trace
 (``docs/img/demo.trace``), so the pictures do not change when the model does. The lens
@@ -10,13 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
-from dgterm.config import Settings
-from dgterm.tui.app import make_app
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-REPO = Path(__file__).resolve().parents[2]
+from dgterm.config import Settings  # noqa: E402
+from dgterm.tui.app import make_app  # noqa: E402
+
 SIZE = (120, 36)
 
 
@@ -101,7 +104,7 @@ async def main(out: Path, demo: Path, trace: Path, model: bool) -> None:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m dgterm.tui.screenshots", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python scripts/screenshots.py", description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path, nargs="?", default=REPO / "docs" / "img")
     p.add_argument("--demo", type=Path, default=REPO / "docs" / "demo.md")
     p.add_argument("--trace", type=Path, default=REPO / "docs" / "img" / "demo.trace")
