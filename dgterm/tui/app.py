@@ -16,8 +16,10 @@ from textual.widgets import Footer
 
 from dgterm.config import Settings, config_dir
 from dgterm.engine.args import EngineArgs
+from dgterm.engine.loading import LoadedModel
 from dgterm.editor import Document, DocumentError
 from dgterm.tui import keymap
+from dgterm.tui.keymap import Mode
 from dgterm.tui.actions.files import FileActions
 from dgterm.tui.actions.model import LABELS, ModelActions
 from dgterm.tui.commands import EditorCommands
@@ -29,9 +31,6 @@ from dgterm.tui.widgets.status import StatusBar
 from dgterm.tui.workers import settle_heap
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-REVIEW_KEYS = {"accept", "next_candidate", "prev_candidate", "step_back", "step_forward"}
-EDIT_KEYS = {"mask", "unmask_all", "grow", "shrink", "infill", "search", "rewrite", "continue_text", "lens", "save",
-             "save_as", "reload"}
 
 
 class DgtermApp(FileActions, ModelActions, App[None]):
@@ -40,14 +39,15 @@ class DgtermApp(FileActions, ModelActions, App[None]):
     BINDINGS = keymap.bindings()
     COMMANDS = App.COMMANDS | {EditorCommands}
 
-    mode: reactive[str] = reactive("edit")  # edit | running | review | lens
+    mode: reactive[Mode] = reactive(Mode.EDIT)
 
     def __init__(self, doc: Document, *, engine: EngineArgs, lm=None, load: bool = True,
                  trace: str | None = None, replay: str | None = None, replay_delay: float = 0.05,
                  replay_until: int | None = None, notice: str | None = None) -> None:
         """``engine``: the model and sampler settings (the one way in, dgterm.engine.args)."""
         super().__init__()
-        self.doc, self.engine, self.settings, self.lm = doc, engine, engine.settings, lm
+        self.doc, self.engine, self.settings = doc, engine, engine.settings
+        self.lm: LoadedModel | None = lm  # the engine, once loaded
         self.load_on_start = load and lm is None and replay is None
         self.candidates, self.trace_path = max(1, engine.candidates), trace
         self.replay_path, self.replay_delay, self.replay_until = replay, replay_delay, replay_until
@@ -196,16 +196,10 @@ class DgtermApp(FileActions, ModelActions, App[None]):
     # ------------------------------------------------------------------ mode and status
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        modal = isinstance(self.screen, ModalScreen)
-        if action in REVIEW_KEYS:
-            return self.mode == "review" and not modal
-        if action == "cancel":
-            return not modal and (self.mode != "edit" or self.editor.lens_active)
-        if action in EDIT_KEYS:
-            return self.mode == "edit"
-        return True
+        """The keymap says in which modes each key works (keymap.enabled)."""
+        return keymap.enabled(action, self.mode, isinstance(self.screen, ModalScreen), self.editor.lens_active)
 
-    def watch_mode(self, _old: str, _new: str) -> None:
+    def watch_mode(self, _old: Mode, _new: Mode) -> None:
         self.refresh_bindings()
         self.refresh_status()
 
@@ -235,11 +229,11 @@ class DgtermApp(FileActions, ModelActions, App[None]):
                 spinner.stop()
                 self._spinner = None
         mode = self.mode
-        if mode == "running" and self.job is not None:
+        if mode == Mode.RUNNING and self.job is not None:
             bar.set_state(f"{LABELS[self.job.kind]} · {self.step_label or 'starting'} · escape cancels", "busy")
-        elif mode == "lens":
+        elif mode == Mode.LENS:
             bar.set_state("lens · scoring the visible text · escape cancels", "busy")
-        elif mode == "review" and self.review is not None:
+        elif mode == Mode.REVIEW and self.review is not None:
             rv = self.review
             bar.set_state(f"candidate {rv.choice + 1}/{len(rv.choices)} · enter accept · escape reject · "
                           "tab next · ←/→ steps", "review")
@@ -286,7 +280,7 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         if event.state == WorkerState.ERROR:
             self.notify(f"Internal error in {event.worker.name}: {event.worker.error}; the document is unchanged.",
                         severity="error", timeout=12)
-            if self.mode != "edit":
+            if self.mode != Mode.EDIT:
                 self.end_run(restore=True)
 
 

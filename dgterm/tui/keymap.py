@@ -1,14 +1,30 @@
-"""Every action of the editor, once: its binding id, default keys, and what it does.
+"""Every action of the editor, once: its binding id, default keys, what it does, and in
+which modes of the run lifecycle it works.
 
-The bindings, the help screen and the command palette are all built from ``ACTIONS``;
-users remap keys by binding id in the ``[keymap]`` table of the config file.
+The bindings, the help screen, the command palette and the key gating (:func:`enabled`)
+are all built from ``ACTIONS``; users remap keys by binding id in the ``[keymap]`` table
+of the config file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from textual.binding import Binding
+
+
+class Mode(StrEnum):
+    """Where the editor is in a run's lifecycle: edit -> running -> review -> edit, or edit -> lens -> edit."""
+
+    EDIT = "edit"  # the document is editable; the model actions start runs
+    RUNNING = "running"  # a run is denoising: read-only, escape cancels
+    REVIEW = "review"  # a finished run's candidates are shown: accept, reject, scrub
+    LENS = "lens"  # the lens is scoring the visible text
+
+
+EDIT, RUNNING, REVIEW, LENS = Mode
+RUN = (RUNNING, REVIEW, LENS)  # while a run (or the lens) holds the document
 
 
 @dataclass(frozen=True)
@@ -21,33 +37,50 @@ class Action:
     group: str
     footer: bool = False
     priority: bool = False  # mode keys (review, running) that must win over the editor's
+    modes: tuple[Mode, ...] = tuple(Mode)  # the modes in which it works (in review: not under a dialog)
 
 
 ACTIONS: tuple[Action, ...] = (
-    Action("dgterm.mask", "ctrl+t", "mask", "Mask", "Mask the selection as a span for the model, or unmask the span at the cursor.", "Masking", True),
-    Action("dgterm.unmask_all", "f2", "unmask_all", "Unmask all", "Remove every masked span.", "Masking"),
-    Action("dgterm.grow", "ctrl+up,f9", "grow", "Grow span", "Give the span at the cursor 4 more target tokens.", "Masking"),
-    Action("dgterm.shrink", "ctrl+down,f8", "shrink", "Shrink span", "Give the span at the cursor 4 fewer target tokens.", "Masking"),
-    Action("dgterm.infill", "ctrl+g", "infill", "Infill", "Rewrite all masked spans from both sides (infill).", "Model", True),
-    Action("dgterm.search", "ctrl+o", "search", "Length search", "Infill one span at several lengths and offer them ranked.", "Model"),
-    Action("dgterm.rewrite", "ctrl+r", "rewrite", "Rewrite", "Rewrite the selection following an instruction (chat models).", "Model", True),
-    Action("dgterm.continue", "ctrl+n", "continue_text", "Continue", "Continue the text after the cursor.", "Model"),
-    Action("dgterm.lens", "ctrl+l", "lens", "Lens", "Tint the visible text by how much the model would change each token; never edits.", "Model", True),
-    Action("dgterm.cancel", "escape", "cancel", "Cancel", "Cancel the run (the document stays as it was), reject the drafts, or clear the lens.", "Run", True, True),
-    Action("dgterm.accept", "enter", "accept", "Accept", "Accept the shown candidate as one undo step.", "Run", True, True),
-    Action("dgterm.next_candidate", "tab", "next_candidate", "Next", "Show the next candidate of the run.", "Run", True, True),
-    Action("dgterm.prev_candidate", "shift+tab", "prev_candidate", "Previous", "Show the previous candidate of the run.", "Run", False, True),
-    Action("dgterm.step_back", "left", "step_back", "Step ◂", "Scrub the timeline of the run one step back.", "Run", True, True),
-    Action("dgterm.step_forward", "right", "step_forward", "Step ▸", "Scrub the timeline of the run one step forward.", "Run", True, True),
-    Action("dgterm.save", "ctrl+s", "save", "Save", "Save the file (atomically).", "File", True),
-    Action("dgterm.save_as", "f12", "save_as", "Save as", "Save the document under another name.", "File"),
-    Action("dgterm.reload", "f5", "reload", "Reload", "Read the file again from disk (undo brings your version back).", "File"),
+    Action("dgterm.mask", "ctrl+t", "mask", "Mask", "Mask the selection as a span for the model, or unmask the span at the cursor.", "Masking", True, modes=(EDIT,)),
+    Action("dgterm.unmask_all", "f2", "unmask_all", "Unmask all", "Remove every masked span.", "Masking", modes=(EDIT,)),
+    Action("dgterm.grow", "ctrl+up,f9", "grow", "Grow span", "Give the span at the cursor 4 more target tokens.", "Masking", modes=(EDIT,)),
+    Action("dgterm.shrink", "ctrl+down,f8", "shrink", "Shrink span", "Give the span at the cursor 4 fewer target tokens.", "Masking", modes=(EDIT,)),
+    Action("dgterm.infill", "ctrl+g", "infill", "Infill", "Rewrite all masked spans from both sides (infill).", "Model", True, modes=(EDIT,)),
+    Action("dgterm.search", "ctrl+o", "search", "Length search", "Infill one span at several lengths and offer them ranked.", "Model", modes=(EDIT,)),
+    Action("dgterm.rewrite", "ctrl+r", "rewrite", "Rewrite", "Rewrite the selection following an instruction (chat models).", "Model", True, modes=(EDIT,)),
+    Action("dgterm.continue", "ctrl+n", "continue_text", "Continue", "Continue the text after the cursor.", "Model", modes=(EDIT,)),
+    Action("dgterm.lens", "ctrl+l", "lens", "Lens", "Tint the visible text by how much the model would change each token; never edits.", "Model", True, modes=(EDIT,)),
+    Action("dgterm.cancel", "escape", "cancel", "Cancel", "Cancel the run (the document stays as it was), reject the drafts, or clear the lens.", "Run", True, True, modes=RUN),
+    Action("dgterm.accept", "enter", "accept", "Accept", "Accept the shown candidate as one undo step.", "Run", True, True, modes=(REVIEW,)),
+    Action("dgterm.next_candidate", "tab", "next_candidate", "Next", "Show the next candidate of the run.", "Run", True, True, modes=(REVIEW,)),
+    Action("dgterm.prev_candidate", "shift+tab", "prev_candidate", "Previous", "Show the previous candidate of the run.", "Run", False, True, modes=(REVIEW,)),
+    Action("dgterm.step_back", "left", "step_back", "Step ◂", "Scrub the timeline of the run one step back.", "Run", True, True, modes=(REVIEW,)),
+    Action("dgterm.step_forward", "right", "step_forward", "Step ▸", "Scrub the timeline of the run one step forward.", "Run", True, True, modes=(REVIEW,)),
+    Action("dgterm.save", "ctrl+s", "save", "Save", "Save the file (atomically).", "File", True, modes=(EDIT,)),
+    Action("dgterm.save_as", "f12", "save_as", "Save as", "Save the document under another name.", "File", modes=(EDIT,)),
+    Action("dgterm.reload", "f5", "reload", "Reload", "Read the file again from disk (undo brings your version back).", "File", modes=(EDIT,)),
     Action("dgterm.quit", "ctrl+q", "quit", "Quit", "Quit; asks first if there are unsaved changes or candidates not accepted.", "File", True),
     Action("dgterm.canvas", "ctrl+b", "toggle_canvas", "Canvas", "Show or hide the canvas panel.", "View", True),
     Action("dgterm.theme", "f4", "next_theme", "Next theme", "Switch to the next colour theme.", "View"),
     Action("dgterm.wrap", "f3", "toggle_wrap", "Wrap", "Turn soft wrapping of long lines on or off.", "View"),
     Action("dgterm.help", "f1", "help", "Help", "Show every key binding.", "View", True),
 )
+
+
+BY_ACTION = {a.action: a for a in ACTIONS}
+
+
+def enabled(action: str, mode: Mode, modal: bool = False, lens_shown: bool = False) -> bool | None:
+    """Whether the key of ``action`` works now: in the modes its Action names; the run keys
+    not under a dialog; escape also in edit mode while the lens tints the text."""
+    a = BY_ACTION.get(action)
+    if a is None:
+        return True  # Textual's own actions
+    if a.action == "cancel":
+        return not modal and (mode in a.modes or lens_shown)
+    if a.modes == (REVIEW,) and modal:
+        return False
+    return mode in a.modes
 
 
 def bindings() -> list[Binding]:

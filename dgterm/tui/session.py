@@ -4,13 +4,17 @@ Plain Python: the app asks it what to show and paints that."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from dgterm.engine.drafts import Choice, Frame, Layout, DraftToken
+from dgterm.engine.drafts import Choice, DraftToken, Frame, Layout
+
+if TYPE_CHECKING:
+    from dgterm.tui.workers import Job
 
 
 @dataclass
 class Review:
-    job: object  # workers.Job
+    job: Job
     layout: Layout
     frames: list[Frame]
     choices: list[Choice]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from dgterm.engine.params import SamplerParams
 from dgterm.errors import DgtermError
 from dgterm.engine.drafts import Choice, FrameBuilder, Layout, step_record
 from dgterm.tui.messages import (LensReady, ModelFailed, ModelLoaded, RunCancelled, RunFailed, RunFinished,
@@ -28,7 +29,7 @@ class Job:
     text: str
     spans: list = field(default_factory=list)
     span_ids: list = field(default_factory=list)
-    params: object = None  # SamplerParams
+    params: SamplerParams | None = None
     candidates: int = 1
     instruction: str = ""
     lengths: list | None = None

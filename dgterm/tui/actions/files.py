@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from dgterm.editor import ChangedOnDiskError, DocumentError
+from dgterm.tui.keymap import RUN, Mode
 from dgterm.tui.screens.confirm import ConfirmScreen
 from dgterm.tui.screens.prompt import PromptScreen
 from dgterm.tui.syntax import Highlighter, lexer_for
@@ -99,7 +100,7 @@ class FileActions:
 
     def check_disk(self) -> None:
         """Timer: notice a file changed by someone else. A clean buffer follows it."""
-        if self.mode != "edit" or self.doc.path is None or self.disk_warned:
+        if self.mode != Mode.EDIT or self.doc.path is None or self.disk_warned:
             return
         try:
             changed = self.doc.changed_on_disk()
@@ -142,7 +143,7 @@ class FileActions:
             self.notify("Discarded the recovered changes.")
 
     def action_quit(self) -> None:
-        if self.mode == "review":
+        if self.mode == Mode.REVIEW:
             self.push_screen(ConfirmScreen("Candidates not accepted", "Quit and drop the candidates of the last run? "
                                            "(Cancel, then enter accepts the one shown.)",
                                            [("quit", "Drop them and quit"), ("cancel", "Cancel")], focus="cancel"),
@@ -151,7 +152,7 @@ class FileActions:
         self._quit()
 
     def _quit(self) -> None:
-        if self.mode in ("running", "review", "lens"):
+        if self.mode in RUN:
             self.action_cancel()
         if not self.doc.dirty:
             self.finish()

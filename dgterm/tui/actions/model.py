@@ -12,6 +12,7 @@ from dgterm.editor import DocumentError
 from dgterm.errors import DgtermError
 from dgterm.tui import messages as m
 from dgterm.tui import workers
+from dgterm.tui.keymap import Mode
 from dgterm.tui.screens.prompt import PromptScreen
 from dgterm.tui.session import Review
 
@@ -209,7 +210,7 @@ class ModelActions:
         start = self.doc.offset_of(first, 0)
         end = self.doc.offset_of(last, len(self.doc.line_text(last)))
         job = workers.Job("lens", self.doc.text, [(start, end, None)], [])
-        self.job, self.mode = job, "lens"
+        self.job, self.mode = job, Mode.LENS
         self.canvas.show_stats("Lens: scoring the visible text… (escape cancels)")
         self.refresh_status()
         self.run_job_worker(job)
@@ -229,7 +230,7 @@ class ModelActions:
         except DocumentError as e:
             self.notify(str(e), severity="error")
             return
-        self.job, self.review, self.mode = job, None, "running"
+        self.job, self.review, self.mode = job, None, Mode.RUNNING
         self.editor.read_only = True
         self.editor.restyle()
         self.canvas.clear_run(f"Starting {LABELS[job.kind]}…")
@@ -260,7 +261,7 @@ class ModelActions:
         self._step_timer = None
         frame, self._pending_frame = self._pending_frame, None
         job = self.job
-        if frame is None or job is None or self.mode != "running":
+        if frame is None or job is None or self.mode != Mode.RUNNING:
             return
         self._painted_at, self.painted_frame = time.monotonic(), frame
         self.editor.show_preview(dict(zip(job.span_ids, frame.drafts[0])))
@@ -282,7 +283,7 @@ class ModelActions:
             self.end_run(restore=True)
             return
         self.review = Review(message.job, self.layout, message.frames, message.choices, message.stats)
-        self.mode = "review"
+        self.mode = Mode.REVIEW
         self.show_review()
         self.post_message(m.ReviewReady())
 
@@ -300,7 +301,7 @@ class ModelActions:
     def on_lens_ready(self, message: m.LensReady) -> None:
         if message.job is not self.job:
             return
-        self.job, self.mode = None, "edit"
+        self.job, self.mode = None, Mode.EDIT
         scores = message.scores
         self.editor.show_lens([(t.start, t.end, t.prob, t.top_prob) for t in scores])
         worst = sorted(scores, key=lambda t: t.prob / max(t.top_prob, 1e-12))[:8]
@@ -361,17 +362,17 @@ class ModelActions:
         self.show_review()
 
     def action_cancel(self) -> None:
-        if self.mode == "running":
+        if self.mode == Mode.RUNNING:
             self.job.cancel.set()  # the engine stops before its next decoder forward
             self.end_run(restore=True)
             self.canvas.show_stats("Cancelled; the document is as it was.")
             self.notify("Run cancelled; the document is as it was.")
-        elif self.mode == "review":
+        elif self.mode == Mode.REVIEW:
             self.end_run(restore=True)
             self.notify("Rejected; the document is as it was.")
-        elif self.mode == "lens":
+        elif self.mode == Mode.LENS:
             self.job.cancel.set()
-            self.job, self.mode = None, "edit"
+            self.job, self.mode = None, Mode.EDIT
             self.canvas.show_stats("Lens cancelled.")
             self.refresh_status()
         elif self.editor.lens_active:
@@ -386,7 +387,7 @@ class ModelActions:
                 self.doc.end_rewrite()
                 if job.created_span and self.doc.can_undo():
                     self.doc.undo()
-        self.mode = "edit"
+        self.mode = Mode.EDIT
         self.editor.read_only = self.doc.read_only
         self.editor.sync_from_doc()
         self.editor.focus()
