@@ -178,3 +178,12 @@ def test_every_third_party_import_is_declared():
             if not target.startswith("dgterm") and target not in stdlib}
     assert used - declared == set(), sorted(used - declared)
     assert project["requires-python"].startswith(">=3.11")  # tomllib
+
+
+def test_engine_modules_stay_small_or_say_why():
+    """A file of the engine over ~400 lines holds more than one concern, unless its docstring
+    says why it must not be split ("Longer than 400 lines because ...")."""
+    long = [name for name, path in MODULES.items() if _inside(name, "dgterm.engine")
+            and len(path.read_text(encoding="utf-8").splitlines()) > 400
+            and "Longer than 400 lines because" not in (ast.get_docstring(ast.parse(path.read_text())) or "")]
+    assert not long, long

@@ -44,7 +44,7 @@ def result_record(result) -> dict:
 def event_record(event, tokenizer) -> dict:
     """A trace's step line: the step record (dgterm.engine.drafts.step_record), entropies to
     4 places, and the argmax text of each row."""
-    from dgterm.engine.tasks import decode
+    from dgterm.engine.tokens import decode
 
     record = step_record(event)
     record.update(type="step", elapsed=round(event.elapsed, 6),

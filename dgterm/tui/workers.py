@@ -119,7 +119,7 @@ def _execute(lm, job: Job, post: Post) -> None:
         return
     post(RunStarted(job, layout))
     from dgterm.engine.oom import guard_oom
-    from dgterm.engine.tasks import token_text
+    from dgterm.engine.tokens import token_text
 
     build = FrameBuilder(layout, token_text(lm.tokenizer))
     frames, seen, writer = job.frames, set(), None
@@ -167,7 +167,7 @@ def _trace_writer(job, task, layout):
 
 
 def _finish_trace(writer, result, seen, lm) -> None:
-    from dgterm.engine.tasks import token_text
+    from dgterm.engine.tokens import token_text
     from dgterm.engine.trace import result_record
 
     texts = token_text(lm.tokenizer)

@@ -1,0 +1,79 @@
+"""How token ids read as text in drafts: single ids cached, special tokens empty, and a
+character split across byte-level (or byte-fallback) tokens shown whole on the token that
+ends it. Torch-free; every decoder of drafts goes through here (random canvases decode
+to partial UTF-8, and nothing here raises on it)."""
+
+from __future__ import annotations
+
+import codecs
+
+
+class TokenText:
+    """Decoded text of single ids, cached; special tokens read as empty."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.special = set(tokenizer.all_special_ids)
+        self.cache: dict[int, str] = {}
+        self.raw_cache: dict[int, bytes] = {}
+        decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
+        self.byte_level = type(decoder).__name__ == "ByteLevel"
+
+    def __call__(self, token: int) -> str:
+        text = self.cache.get(token)
+        if text is None:
+            text = "" if token in self.special else self.tokenizer.decode([token])
+            self.cache[token] = text
+        return text
+
+    def raw(self, token: int) -> bytes:
+        """The bytes a token stands for: a byte-level token may hold part of a character."""
+        data = self.raw_cache.get(token)
+        if data is None:
+            piece = "" if token in self.special else self.tokenizer.convert_ids_to_tokens(token)
+            if self.byte_level and all(c in BYTE_LEVEL for c in piece):
+                data = bytes(BYTE_LEVEL[c] for c in piece)
+            elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):  # SentencePiece byte fallback
+                data = bytes([int(piece[3:5], 16)])
+            else:
+                data = self(token).encode("utf-8", "surrogatepass")
+            self.raw_cache[token] = data
+        return data
+
+    def row(self, ids) -> list[str]:
+        """The text of each of a run of ids, a character split across tokens shown whole on
+        the token that ends it (and nothing on the ones before), so CJK text and emoji read
+        right token by token instead of as U+FFFD."""
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        return [decoder.decode(self.raw(int(i))) for i in ids]
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, char -> byte: printable bytes stand for themselves, the
+    others for the characters from U+0100 on, in byte order."""
+    keep = {*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)}
+    table, shifted = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[chr(b)] = b
+        else:
+            table[chr(256 + shifted)] = b
+            shifted += 1
+    return table
+
+
+BYTE_LEVEL = _byte_level_alphabet()
+
+
+def token_text(tokenizer) -> TokenText:
+    cached = getattr(tokenizer, "_dgterm_token_text", None)
+    if cached is None:
+        cached = TokenText(tokenizer)
+        tokenizer._dgterm_token_text = cached
+    return cached
+
+
+def decode(tokenizer, ids) -> str:
+    """Decode draft ids: special tokens dropped, partial UTF-8 becomes U+FFFD, never raises."""
+    ids = [int(i) for i in ids]
+    return tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
