@@ -20,7 +20,7 @@ def add_arguments(p):
 def run(args) -> int:
     import json
 
-    from dgterm.doctor import format_text, probe
+    from dgterm.probes import format_text, probe
 
     report = probe(EngineArgs.from_cli_args(args), context=args.context)
     print(json.dumps(report, indent=2) if args.json else format_text(report))

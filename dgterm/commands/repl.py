@@ -17,7 +17,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from dgterm.repl.session import Repl
+    from dgterm.repl.loop import Repl
 
     engine = EngineArgs.from_cli_args(args)
     engine.check()  # a bad flag is one line now, not a refusal at every prompt

@@ -1,4 +1,4 @@
-"""Train the bundled model: the recipe of dgterm.engine.train, on the offline corpus.
+"""Train the bundled model: the recipe of dgterm.engine.recipe, on the offline corpus.
 
 Resumes from the newest checkpoint in OUT unless --no-resume; --export writes the
 finished model as a loadable checkpoint.
@@ -12,7 +12,7 @@ from pathlib import Path
 def add_arguments(p):
     p.add_argument("out", type=Path, help="working directory (checkpoints, tokenizer)")
     p.add_argument("--export", type=Path, help="write the finished model here")
-    g = p.add_argument_group("recipe (defaults: dgterm.engine.train.Recipe)")
+    g = p.add_argument_group("recipe (defaults: dgterm.engine.recipe.Recipe)")
     g.add_argument("--steps", type=int)
     g.add_argument("--batch-size", type=int)
     g.add_argument("--lr", type=float)
@@ -22,7 +22,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from dgterm.engine.train import Recipe, export, train
+    from dgterm.engine.recipe import Recipe, export, train
 
     given = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     recipe = Recipe(**{k: v for k, v in given.items() if v is not None})

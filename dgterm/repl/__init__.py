@@ -1,1 +1,1 @@
-"""The prompt-toolkit REPL: session (loop), driver (worker thread), render (live canvas), commands."""
+"""The prompt-toolkit REPL: loop (the Repl), driver (the run thread), render (live canvas), slash (slash commands)."""

@@ -17,7 +17,7 @@ from rich.text import Text
 from dgterm.repl.render import STATUS, LiveRegion, canvas_text, status_text
 
 
-class Worker(threading.Thread):
+class RunThread(threading.Thread):
     """Iterates the task, keeping every event (for /trace) and the newest (for drawing)."""
 
     def __init__(self, task, events: list | None = None):
@@ -37,7 +37,7 @@ class Worker(threading.Thread):
             self.done.set()
 
 
-def follow(worker: Worker, cancel: threading.Event, console: Console, live: bool, fps: float = 15.0) -> None:
+def follow(worker: RunThread, cancel: threading.Event, console: Console, live: bool, fps: float = 15.0) -> None:
     """Start ``worker`` and wait for its task's end (or until Ctrl-C cancels it), drawing the
     canvas if ``live``. Afterwards ``task.result`` is set unless ``worker.error`` is."""
     task = worker.task
@@ -68,7 +68,7 @@ def follow(worker: Worker, cancel: threading.Event, console: Console, live: bool
             region.clear()
 
 
-def _join(worker: Worker) -> None:
+def _join(worker: RunThread) -> None:
     while True:
         try:
             worker.done.wait()

@@ -22,7 +22,7 @@ from dgterm.tui import keymap
 from dgterm.tui.keymap import Mode
 from dgterm.tui.actions.files import FileActions
 from dgterm.tui.actions.model import LABELS, ModelActions
-from dgterm.tui.commands import EditorCommands
+from dgterm.tui.palette import EditorCommands
 from dgterm.tui.screens.help import HelpScreen
 from dgterm.tui import themes
 from dgterm.tui.widgets.canvas import CanvasPanel

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dgterm import cli, doctor
+from dgterm import cli, probes
 
 
 def _run(capsys, *argv):
@@ -70,9 +70,9 @@ def test_a_device_that_is_not_there(capsys, cuda):
 
 
 def test_not_enough_memory_anywhere(capsys, monkeypatch):
-    real = doctor._cpu
-    monkeypatch.setattr(doctor, "_cpu", lambda: {**real(), "ram_available": 1 << 20})
-    monkeypatch.setattr(doctor, "_cuda", lambda: {"build": None, "available": False, "devices": [], "reason": "none"})
+    real = probes._cpu
+    monkeypatch.setattr(probes, "_cpu", lambda: {**real(), "ram_available": 1 << 20})
+    monkeypatch.setattr(probes, "_cuda", lambda: {"build": None, "available": False, "devices": [], "reason": "none"})
     rc, out = _run(capsys, "--device", "cpu")
     assert rc == 1 and "recommended" not in out
     assert "problem: The bf16 plan needs" in out and "host RAM has 0.0 GiB free" in out
@@ -84,7 +84,7 @@ def test_the_gpu_with_room_is_recommended(capsys, monkeypatch):
              "bf16": False},
             {"device": "cuda:1", "name": "Big GPU", "total": 80 << 30, "free": 40 << 30, "capability": "9.0",
              "bf16": True}]
-    monkeypatch.setattr(doctor, "_cuda", lambda: {"build": "12.8", "available": True, "devices": gpus, "reason": None})
+    monkeypatch.setattr(probes, "_cuda", lambda: {"build": "12.8", "available": True, "devices": gpus, "reason": None})
     rc, out = _run(capsys, "--device", "cpu")
     assert rc == 0
     assert "  cuda:0        Small GPU · 2.0 GiB total, 100 MiB free · compute 7.5 (no bf16: fp16)" in out

@@ -38,7 +38,7 @@ def test_quantized_experts_equal_dense_experts_with_dequantized_weights():
     from transformers import DiffusionGemmaConfig
     from transformers.models.diffusion_gemma.modeling_diffusion_gemma import DiffusionGemmaTextExperts
 
-    from dgterm.engine import train
+    from dgterm.engine import recipe as train
 
     cfg = train.model_config(train.Recipe(hidden_size=128, experts=8, top_k=3, expert_size=96)).text_config
     assert isinstance(cfg, type(DiffusionGemmaConfig().text_config))

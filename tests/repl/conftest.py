@@ -19,7 +19,7 @@ def run_repl():
 
     from dgterm.cli import build_parser
     from dgterm.engine.args import EngineArgs
-    from dgterm.repl.session import Repl
+    from dgterm.repl.loop import Repl
 
     def run(lines, *argv, lm=None, terminal=False, width=80, height=24, setup=None):
         args = build_parser().parse_args(["repl", *argv])

@@ -8,11 +8,11 @@ from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 from prompt_toolkit.enums import EditingMode
 
-from dgterm.repl import commands
+from dgterm.repl import slash
 
 
 def _complete(text):
-    completer = commands.SlashCompleter()
+    completer = slash.SlashCompleter()
     return [c.text for c in completer.get_completions(Document(text, len(text)), CompleteEvent(completion_requested=True))]
 
 
@@ -33,7 +33,7 @@ def test_sampler_settings_keys_and_help(run_repl, tiny):
     assert params.canvases == 2 and params.max_new_tokens == 2 * tiny.canvas_length
     assert re.search(r"^steps +3 \(set here\)", r.out, re.M)
     assert r.repl.session.editing_mode == EditingMode.VI and r.repl.mode == "plain"
-    assert all(cmd.usage in r.out for cmd in commands.COMMANDS.values())
+    assert all(cmd.usage in r.out for cmd in slash.COMMANDS.values())
     assert "Nothing has run yet; send a prompt first." in r.err
     assert r.repl.last is None  # /exit stopped before "never read"
 

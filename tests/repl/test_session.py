@@ -118,9 +118,9 @@ def test_no_model_at_start(run_repl):
 
 def test_live_canvas_in_a_terminal(run_repl, tiny, monkeypatch):
     """With a terminal the canvas is drawn and erased in place; then the answer prints."""
-    from dgterm.repl import driver, session
+    from dgterm.repl import driver, loop
 
-    monkeypatch.setattr(session, "follow", lambda *a, **kw: driver.follow(*a, fps=1e6))  # draw every step
+    monkeypatch.setattr(loop, "follow", lambda *a, **kw: driver.follow(*a, fps=1e6))  # draw every step
     r = run_repl(["some text"], "--mode", "plain", "--seed", "1", *TINY, lm=tiny, terminal=True, width=50, height=12)
     assert "\x1b[2K" in r.out  # lines erased in place
     assert "/2 · canvas 1/1" in r.out and "tok/s" in r.out and "Ctrl-C cancels" in r.out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dgterm.engine.drafts import DraftToken, Frame, FrameBuilder, Layout, display_text, step_record
-from dgterm.tui.session import Review
+from dgterm.tui.review import Review
 from dgterm.engine.tasks import token_text
 from dgterm.tui.workers import Job, make_task
 

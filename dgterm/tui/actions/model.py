@@ -14,7 +14,7 @@ from dgterm.tui import messages as m
 from dgterm.tui import workers
 from dgterm.tui.keymap import Mode
 from dgterm.tui.screens.prompt import PromptScreen
-from dgterm.tui.session import Review
+from dgterm.tui.review import Review
 
 SPAN_STEP = 4  # tokens added or removed by grow / shrink
 STEP_PAINT_INTERVAL = 1 / 15  # seconds: run steps repaint at most 15 times a second, like the REPL

@@ -19,8 +19,8 @@ from rich.text import Text
 from dgterm.config import state_dir
 from dgterm.engine.args import EngineArgs
 from dgterm.errors import DgtermError, InputError
-from dgterm.repl import commands
-from dgterm.repl.driver import Worker, follow, no_echo
+from dgterm.repl import slash
+from dgterm.repl.driver import RunThread, follow, no_echo
 from dgterm.repl.render import STATUS, printable
 
 HISTORY_FILE = "repl_history"
@@ -83,11 +83,11 @@ class Repl:
             self.note(f"History will not be saved: {e.strerror} ({directory}); set DGTERM_STATE_DIR to a writable folder.")
         return PromptSession(
             history=history,
-            completer=commands.SlashCompleter(),
+            completer=slash.SlashCompleter(),
             complete_while_typing=True,
             auto_suggest=AutoSuggestFromHistory(),
             multiline=True,
-            key_bindings=commands.key_bindings(),
+            key_bindings=slash.key_bindings(),
             prompt_continuation=lambda width, line, wrapped: "." * (width - 1) + " ",
             editing_mode=EditingMode.VI if self.keys == "vi" else EditingMode.EMACS,
             bottom_toolbar=self._toolbar,
@@ -139,7 +139,7 @@ class Repl:
             return
         try:
             if text.lstrip().startswith("/"):
-                commands.dispatch(self, text.strip())
+                slash.dispatch(self, text.strip())
             else:
                 self.ask(text)
         except DgtermError as e:
@@ -241,7 +241,7 @@ class Repl:
         else:
             task = tasks.continue_text(self.lm, text, params, candidates=self.engine.candidates, cancel=cancel)
         self.last = LastRun(self.mode, text, task)
-        worker = Worker(task, self.last.events)
+        worker = RunThread(task, self.last.events)
         with no_echo():
             follow(worker, cancel, self.console, self.live)
         if worker.error is not None:
