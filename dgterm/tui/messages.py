@@ -1,63 +1,73 @@
 """Typed messages the workers post to the app. Workers only ever post these; the app
-paints in their handlers, on the UI thread."""
+paints in their handlers, on the UI thread. Dataclasses (Textual's Message supports
+them); compared by identity, as messages are."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
+if TYPE_CHECKING:
+    from dgterm.engine.drafts import Choice, Frame, Layout
+    from dgterm.engine.lens import LensToken
+    from dgterm.engine.loading import LoadedModel
+    from dgterm.tui.workers import Job
 
+
+@dataclass(eq=False)
 class ModelLoaded(Message):
-    def __init__(self, lm) -> None:
-        super().__init__()
-        self.lm = lm
+    lm: LoadedModel
 
 
+@dataclass(eq=False)
 class ModelFailed(Message):
-    def __init__(self, reason: str) -> None:
-        super().__init__()
-        self.reason = reason
+    reason: str
 
 
+@dataclass(eq=False)
 class RunStarted(Message):
-    def __init__(self, job, layout) -> None:
-        super().__init__()
-        self.job, self.layout = job, layout
+    job: Job
+    layout: Layout
 
 
+@dataclass(eq=False)
 class StepMessage(Message):
     """One denoising step. A burst collapses to the newest: the UI never falls behind."""
 
-    def __init__(self, job, frame) -> None:
-        super().__init__()
-        self.job, self.frame = job, frame
+    job: Job
+    frame: Frame
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, StepMessage) and message.job is self.job
 
 
+@dataclass(eq=False)
 class RunFinished(Message):
-    def __init__(self, job, frames: list, choices: list, stats: dict) -> None:
-        super().__init__()
-        self.job, self.frames, self.choices, self.stats = job, frames, choices, stats
+    job: Job
+    frames: list[Frame]
+    choices: list[Choice]
+    stats: dict
 
 
+@dataclass(eq=False)
 class RunCancelled(Message):
-    def __init__(self, job) -> None:
-        super().__init__()
-        self.job = job
+    job: Job
 
 
+@dataclass(eq=False)
 class RunFailed(Message):
-    def __init__(self, job, reason: str) -> None:
-        super().__init__()
-        self.job, self.reason = job, reason
+    job: Job
+    reason: str
 
 
+@dataclass(eq=False)
 class LensReady(Message):
-    def __init__(self, job, scores: list) -> None:
-        super().__init__()
-        self.job, self.scores = job, scores
+    job: Job
+    scores: list[LensToken]
 
 
+@dataclass(eq=False)
 class ReviewReady(Message):
     """A finished run is shown for review (tests and the benchmark wait for this)."""
