@@ -22,3 +22,7 @@ class InputError(DgtermError):
 
 class OutOfMemory(DgtermError):
     """A run ran out of device memory; the message says what to change (dgterm.engine.oom)."""
+
+
+class RemoteError(DgtermError):
+    """A remote engine (``--server``) could not be reached, refused, or failed a run."""

@@ -67,11 +67,23 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
+def _type_only(tree) -> set[int]:
+    """ids of the nodes under ``if TYPE_CHECKING:`` (imports for annotations: never run)."""
+    return {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+            and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+            for stmt in block.body for n in ast.walk(stmt)}
+
+
 def _imports(name: str, path: Path) -> set[str]:
-    """Every module ``name`` imports (dgterm's by module, others by their top-level name)."""
+    """Every module ``name`` imports (dgterm's by module, others by their top-level name);
+    imports for type annotations only (``if TYPE_CHECKING:``) do not count."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = _type_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -98,6 +110,13 @@ def _inside(module: str, package: str) -> bool:
     ("dgterm.repl", "dgterm.commands"),
     ("dgterm.repl", "dgterm.tui"),
     ("dgterm.commands", "dgterm.cli"),
+    ("dgterm.server", "dgterm.cli"),
+    ("dgterm.server", "dgterm.commands"),
+    ("dgterm.server", "dgterm.tui"),
+    ("dgterm.server", "dgterm.repl"),
+    ("dgterm.tui", "dgterm.server"),
+    ("dgterm.repl", "dgterm.server"),
+    ("dgterm.engine", "dgterm.server"),
     ("dgterm.engine", "dgterm.cli"),
     ("dgterm.engine", "dgterm.commands"),
     ("dgterm.engine", "dgterm.tui"),

@@ -16,7 +16,6 @@ in tests/serve/vllm_standin.py.
 from __future__ import annotations
 
 import json
-import math
 import re
 import threading
 import time
@@ -24,14 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from dgterm.engine.params import SamplerParams
-from dgterm.errors import DgtermError
+from dgterm.errors import DgtermError, RemoteError
 
 PROBE_ID = 2**31 - 1  # an id past any vocabulary: the range error names the vocabulary size
 GEMMA_EOS, GEMMA_PAD = [1, 106, 50], 0  # DiffusionGemma's generation config (docs/architecture.md)
-
-
-class RemoteError(DgtermError):
-    pass
 
 
 class Http:
@@ -308,17 +303,3 @@ class RemoteEngine:
         from dgterm.engine.remote_run import lens
 
         return lens(self, text, start, end, stride, batch, max_context, seed, cancel)
-
-
-def logprob_ids(logprobs: dict) -> list[int]:
-    """The ids of the tokens of a completions-API logprobs object (``return_tokens_as_token_ids``)."""
-    return [int(t.rsplit(":", 1)[1]) for t in logprobs.get("tokens") or []]
-
-
-def top_of(entry: dict) -> dict[int, float]:
-    return {int(k.rsplit(":", 1)[1]): v for k, v in (entry or {}).items()}
-
-
-def surprise_floor(top: dict[int, float]) -> float:
-    return math.exp(min(top.values())) if top else 0.0
-

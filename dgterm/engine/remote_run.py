@@ -17,8 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from dgterm.engine.events import RunResult, StepEvent
-from dgterm.engine.remote import RemoteError, logprob_ids, top_of
-from dgterm.errors import DgtermError, InputError
+from dgterm.errors import DgtermError, InputError, RemoteError
 
 LENS_LOGPROBS = 20  # vLLM's default --max-logprobs
 
@@ -269,3 +268,12 @@ def lens(engine, text, start, end, stride, batch, max_context, seed, cancel):
                 out.append(LensToken(start + a, start + b, tok.decode([token_id], skip_special_tokens=False),
                                      probs[k], tok.decode([tops[k]], skip_special_tokens=False), top_probs[k]))
     return out
+
+
+def logprob_ids(logprobs: dict) -> list[int]:
+    """The ids of the tokens of a completions-API logprobs object (``return_tokens_as_token_ids``)."""
+    return [int(t.rsplit(":", 1)[1]) for t in logprobs.get("tokens") or []]
+
+
+def top_of(entry: dict) -> dict[int, float]:
+    return {int(k.rsplit(":", 1)[1]): v for k, v in (entry or {}).items()}

@@ -16,7 +16,7 @@ from textual.widgets import Footer
 
 from dgterm.config import Settings, config_dir
 from dgterm.engine.args import EngineArgs
-from dgterm.engine.loading import LoadedModel
+from dgterm.engine.backend import Engine
 from dgterm.editor import Document, DocumentError
 from dgterm.tui import keymap
 from dgterm.tui.keymap import Mode
@@ -47,7 +47,7 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         """``engine``: the model and sampler settings (the one way in, dgterm.engine.args)."""
         super().__init__()
         self.doc, self.engine, self.settings = doc, engine, engine.settings
-        self.lm: LoadedModel | None = lm  # the engine, once loaded
+        self.lm: Engine | None = lm  # the engine, once loaded (here or at --server)
         self.load_on_start = load and lm is None and replay is None
         self.candidates, self.trace_path = max(1, engine.candidates), trace
         self.replay_path, self.replay_delay, self.replay_until = replay, replay_delay, replay_until

@@ -12,13 +12,13 @@ from textual.message import Message
 if TYPE_CHECKING:
     from dgterm.engine.drafts import Choice, Frame, Layout
     from dgterm.engine.lens import LensToken
-    from dgterm.engine.loading import LoadedModel
+    from dgterm.engine.backend import Engine
     from dgterm.tui.workers import Job
 
 
 @dataclass(eq=False)
 class ModelLoaded(Message):
-    lm: LoadedModel
+    lm: Engine
 
 
 @dataclass(eq=False)

@@ -20,7 +20,7 @@ DOC = "def mean(values):\n    return sum(values) / len(values)\n\n\nprint(mean([
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from dgterm.engine.loading import bundled_dir
+    from dgterm.engine.checkpoint import bundled_dir
 
     return AutoTokenizer.from_pretrained(bundled_dir())
 
