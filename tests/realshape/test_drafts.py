@@ -8,7 +8,7 @@ import torch
 
 from dgterm.engine import lens, tasks
 from dgterm.engine.events import StepEvent
-from dgterm.tui.frames import FrameBuilder, Layout
+from dgterm.engine.drafts import FrameBuilder, Layout, step_record
 
 from .test_commands import clean
 
@@ -59,7 +59,7 @@ def test_engine_and_editor_drafts_show_whole_characters_across_windows(gemma):
     frames = FrameBuilder(Layout("stream", C), tasks.token_text(tok))
     frames(workers_record(first))
     frame = frames(workers_record(second))
-    assert frame.draft_text() == [expected * 2]
+    assert texts_of(frame) == [expected * 2]
 
     text = "x" * 60 + " gap " + "y" * 60
     span = tasks.SpanRequest(text.index("gap"), text.index("gap") + 3, C)  # a whole canvas: two windows
@@ -80,13 +80,15 @@ def test_engine_and_editor_drafts_show_whole_characters_across_windows(gemma):
     slots = [[[plan.locate(i) for i in s] for s in plan.slots]]
     frames = FrameBuilder(Layout("spans", C, 1, slots), tasks.token_text(tok))
     frames(workers_record(events[0]))
-    assert frames(workers_record(events[1])).draft_text() == [want]
+    assert texts_of(frames(workers_record(events[1]))) == [want]
 
 
 def workers_record(ev):
-    from dgterm.tui.workers import record_of
+    return step_record(ev)
 
-    return record_of(ev)
+
+def texts_of(frame, row: int = 0) -> list[str]:
+    return ["".join(t.text for t in span) for span in frame.drafts[row]]
 
 
 def test_a_step_at_the_real_vocabulary_width(gemma):
