@@ -255,7 +255,7 @@ def denoising_loss(lm, levels=(0.1, 0.3, 0.5, 0.7, 0.9), windows: int = 32, seed
     C = lm.canvas_length
     stream = []
     for f in corpus.iter_files("heldout"):
-        stream += _ids(tok, f.text) + [lm.eos_ids[0]]
+        stream += _ids(tok, f.text) + lm.eos_ids[:1]
     stream = torch.tensor(stream)
     P = 64
     starts = torch.randint(0, len(stream) - P - C, (windows,), generator=g)

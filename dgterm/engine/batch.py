@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dgterm.engine.denoise import Window, decoder_logits, decoder_mask, encode, pad_after_eos
+from dgterm.engine.denoise import Window, decoder_logits, decoder_mask, encode, generated_tokens, pad_after_eos
 from dgterm.engine.params import SamplerParams
 from dgterm.engine.sampler import Pins, Sampler
 
@@ -80,7 +80,7 @@ class Batcher:
         window = getattr(text, "sliding_window", None)
         self.batch_limit = (window - 1) if window and "sliding_attention" in (text.layer_types or []) else None
         self.sc_dtype = model.model.decoder.embed_tokens.weight.dtype
-        self.eos = torch.tensor(lm.eos_ids, device=lm.device)
+        self.eos = torch.tensor(lm.eos_ids, dtype=torch.long, device=lm.device)
         self._merged = None  # (key, cache, mask, positions)
         self.thread = threading.Thread(target=self._loop, name="dgterm-batcher", daemon=True)
         self.thread.start()
@@ -265,10 +265,10 @@ class Batcher:
     def _commit(self, seq: Sequence) -> None:
         final = seq.argmax.clone()
         if seq.stop_at_eos:
-            seq.done = pad_after_eos(final, seq.done, self.eos, self.lm.pad_id)
+            seq.done = pad_after_eos(final, seq.done, self.eos, self.lm.output_pad)
         pins = seq.sampler.pins
         free = torch.ones_like(final, dtype=torch.bool) if pins is None else ~pins.mask
-        seq.generated += int(((final != self.lm.pad_id) & free).sum())
+        seq.generated += int(generated_tokens(final, free, self.lm.output_pad).sum())
         seq.steps.append(seq.step)
         top = None
         if seq.logprobs is not None:

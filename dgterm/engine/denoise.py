@@ -68,7 +68,8 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config.get_text_config(decoder=True))
-    eos = torch.tensor(lm.eos_ids, device=device)
+    eos = torch.tensor(lm.eos_ids, dtype=torch.long, device=device)
+    pad = lm.output_pad
     sc_dtype = model.model.decoder.embed_tokens.weight.dtype
     cur_len = 0
     pending = None
@@ -122,11 +123,12 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
             if finished.all():
                 break
         steps.append(step)
-        # 3. Finish the canvas: after EOS everything is pad, and a finished candidate stays so.
+        # 3. Finish the canvas: after EOS everything is pad, and a finished candidate stays so
+        #    (with no pad id, as in generate, the tokens stay).
         final = argmax.clone()
         if stop_at_eos:
-            done = pad_after_eos(final, done, eos, lm.pad_id)
-        generated += ((final != lm.pad_id) & free).sum(-1)
+            done = pad_after_eos(final, done, eos, pad)
+        generated += generated_tokens(final, free, pad)
         canvases.append(final)
         pending = final
         if stop_at_eos and done.all():
@@ -134,13 +136,21 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
     return result()
 
 
-def pad_after_eos(final: torch.Tensor, done: torch.Tensor, eos: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """In place: pad after each row's first EOS, and all of a row already done; returns the new done mask."""
-    final[done] = pad_id
+def pad_after_eos(final: torch.Tensor, done: torch.Tensor, eos: torch.Tensor, pad_id: int | None) -> torch.Tensor:
+    """In place: pad after each row's first EOS, and all of a row already done; returns the
+    new done mask. With no pad id (as in ``generate``) the tokens stay; only the mask moves."""
     is_eos = torch.isin(final, eos)
-    csum = is_eos.cumsum(-1)
-    final[(csum > 0) & ~((csum == 1) & is_eos)] = pad_id
+    if pad_id is not None:
+        final[done] = pad_id
+        is_eos &= ~done[:, None]
+        csum = is_eos.cumsum(-1)
+        final[(csum > 0) & ~((csum == 1) & is_eos)] = pad_id
     return done | is_eos.any(-1)
+
+
+def generated_tokens(final: torch.Tensor, free: torch.Tensor, pad_id: int | None) -> torch.Tensor:
+    """Tokens produced per row: the free positions, less the pad (none to count without a pad id)."""
+    return (free if pad_id is None else (final != pad_id) & free).sum(-1)
 
 
 def _cache_keyword(model) -> str:

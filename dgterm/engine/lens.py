@@ -85,7 +85,7 @@ def confidence(lm, text: str, start: int = 0, end: int | None = None, *, stride:
 
 def _score_chunk(lm, model, device, prefix, chunk, C, stride, batch, gen, cancel):
     n = len(chunk)
-    tail = [lm.eos_ids[0]] + [lm.pad_id] * C
+    tail = lm.eos_ids[:1] + [lm.pad_id] * C
     known = torch.tensor(chunk + tail[: C - n])
     groups = [list(range(r, n, stride)) for r in range(min(stride, n))]
     B = min(batch, len(groups))

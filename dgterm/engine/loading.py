@@ -36,12 +36,22 @@ class LoadedModel:
 
     @property
     def eos_ids(self) -> list[int]:
-        eos = self.model.generation_config.eos_token_id or self.model.config.text_config.eos_token_id
-        return [eos] if isinstance(eos, int) else list(eos)
+        """The ids that end a generation, read as ``model.generate`` reads them: the generation
+        config's ``eos_token_id`` only (None there: nothing ends a generation early)."""
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
     @property
     def pad_id(self) -> int:
-        return self.model.config.text_config.pad_token_id or 0
+        """The id of positions that hold no text: the generation config's pad, else the text config's, else 0."""
+        pad = self.output_pad
+        return pad if pad is not None else self.model.config.text_config.pad_token_id or 0
+
+    @property
+    def output_pad(self) -> int | None:
+        """What replaces the tokens after EOS in a result: the generation config's
+        ``pad_token_id`` (None: they stay, as in ``model.generate``)."""
+        return getattr(self.model.generation_config, "pad_token_id", None)
 
     @property
     def has_chat_template(self) -> bool:

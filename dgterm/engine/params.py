@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 # whole-number settings and their ranges (None allowed for seed and canvases)
 WHOLE = {"steps": (1, 100_000), "stability": (0, 100_000), "max_new_tokens": (1, 1 << 24),
-         "canvases": (1, 1 << 20), "seed": (0, (1 << 63) - 1)}
+         "canvases": (1, 1 << 20), "seed": (0, (1 << 63) - 1), "max_length": (1, 1 << 24)}
+OPTIONAL = ("seed", "canvases", "max_length")
+DEFAULT_MAX_NEW_TOKENS = 256  # transformers' default; max_length counts only while max_new_tokens is left at it
 REAL = ("entropy_bound", "t_max", "t_min", "confidence")
 
 
@@ -21,13 +23,14 @@ class SamplerParams:
     stability: int = 1
     confidence: float = 0.005
     seed: int | None = None
-    max_new_tokens: int = 256
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     canvases: int | None = None  # at most this many canvases; None: from max_new_tokens
+    max_length: int | None = None  # prompt + generated tokens, when max_new_tokens is left at its default
 
     def __post_init__(self):
         for name, (low, high) in WHOLE.items():
             v = getattr(self, name)
-            if v is None and name in ("seed", "canvases"):
+            if v is None and name in OPTIONAL:
                 continue
             if isinstance(v, bool) or not isinstance(v, int):
                 raise ValueError(f"{name} must be a whole number, not {v!r}")
@@ -54,8 +57,15 @@ class SamplerParams:
                              f"{', '.join(f.name for f in dataclasses.fields(self))}")
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
-    def max_canvases(self, canvas_length: int) -> int:
-        n = -(-self.max_new_tokens // canvas_length)
+    def new_tokens(self, prompt_length: int = 0) -> int:
+        """Tokens to generate after a prompt, as ``model.generate`` reads its config:
+        ``max_length`` minus the prompt when ``max_new_tokens`` is left at its default."""
+        if self.max_length and self.max_new_tokens == DEFAULT_MAX_NEW_TOKENS:
+            return self.max_length - prompt_length
+        return self.max_new_tokens
+
+    def max_canvases(self, canvas_length: int, prompt_length: int = 0) -> int:
+        n = max(0, -(-self.new_tokens(prompt_length) // canvas_length))
         return min(n, self.canvases) if self.canvases else n
 
     @classmethod
@@ -78,4 +88,5 @@ class SamplerParams:
             stability=pick("stability_threshold", defaults.stability),
             confidence=float(pick("confidence_threshold", defaults.confidence)),
             max_new_tokens=pick("max_new_tokens", defaults.max_new_tokens),
+            max_length=getattr(gc, "max_length", None),
         )

@@ -48,17 +48,23 @@ class Sampler:
         self.pins = pins
         self.history = None  # argmax canvases of the last `stability` steps
 
-    def _randint(self, batch: int, length: int, device) -> torch.Tensor:
+    def _randint(self, batch: int, length: int, device, drawing: list[bool] | None = None) -> torch.Tensor:
+        """Uniform ids per candidate, each from its own generator; rows not ``drawing`` (they
+        stopped denoising: their result is discarded) draw nothing, so every candidate's
+        stream is the one a run with its seed alone would draw."""
         if len(self.generators) == 1 and batch == 1:
             return torch.randint(0, self.vocab_size, (1, length), device=device, generator=self.generators[0])
         return torch.cat([torch.randint(0, self.vocab_size, (1, length), device=device, generator=g)
-                          for g in self.generators])
+                          if drawing is None or drawing[b] else torch.zeros(1, length, dtype=torch.long, device=device)
+                          for b, g in enumerate(self.generators)])
 
-    def _multinomial(self, probs: torch.Tensor) -> torch.Tensor:
+    def _multinomial(self, probs: torch.Tensor, drawing: list[bool]) -> torch.Tensor:
         batch, length, vocab = probs.shape
         if batch == 1:
             return torch.multinomial(probs.view(-1, vocab), 1, generator=self.generators[0]).view(1, length)
-        rows = [torch.multinomial(probs[b], 1, generator=g).view(1, length) for b, g in enumerate(self.generators)]
+        rows = [torch.multinomial(probs[b], 1, generator=g).view(1, length) if drawing[b]
+                else torch.zeros(1, length, dtype=torch.long, device=probs.device)
+                for b, g in enumerate(self.generators)]
         return torch.cat(rows)
 
     def initial_canvas(self, batch: int, length: int, device) -> torch.Tensor:
@@ -78,9 +84,10 @@ class Sampler:
         updated finished mask, and what the step did (accepted mask, entropy).
         """
         cur = torch.tensor(cur_step, device=canvas.device, dtype=torch.int32)
+        drawing = (~finished).tolist()
         processed = logits / self.temperature(cur)
         probs = torch.softmax(processed, dim=-1, dtype=torch.float32)
-        denoised = self._multinomial(probs)
+        denoised = self._multinomial(probs, drawing)
         new_argmax = torch.argmax(processed, dim=-1)
 
         entropy = token_entropy(processed)
@@ -93,7 +100,7 @@ class Sampler:
         accepted_canvas = torch.where(accepted, denoised, canvas)
         if self.pins is not None:
             accepted_canvas = self.pins.impose(accepted_canvas)
-        noise = self._randint(canvas.shape[0], canvas.shape[1], canvas.device)
+        noise = self._randint(canvas.shape[0], canvas.shape[1], canvas.device, drawing)
         new_canvas = torch.where(~accepted, noise, accepted_canvas)
         if self.pins is not None:
             new_canvas = self.pins.impose(new_canvas)

@@ -147,6 +147,8 @@ class ContinuePlan:
     canvases: int  # at most this many (the run also stops when every candidate hit EOS)
 
     def windows(self):
+        if self.canvases < 1:  # max_length already reached by the prompt, as in generate
+            return
         yield Window(self.prompt)
         for _ in range(self.canvases - 1):
             yield Window([])
@@ -180,7 +182,7 @@ def continue_ids(lm, ids: list[int], params: SamplerParams | None = None, *, can
         return post(cand) if post else cand
 
     params = params or lm.defaults
-    plan = ContinuePlan(ids, lm.canvas_length, params.max_canvases(lm.canvas_length))
+    plan = ContinuePlan(ids, lm.canvas_length, params.max_canvases(lm.canvas_length, len(ids)))
     return Task(lm, [plan], params, candidates, cancel, True, finish)
 
 
@@ -283,7 +285,7 @@ def plan_infill(lm, text: str, spans: list[SpanRequest], max_context: int = 1024
     after = ids(text[cursor:tail_to])
     seq += after
     free += [False] * len(after)
-    if tail_to >= len(text):
+    if tail_to >= len(text) and lm.eos_ids:
         seq.append(lm.eos_ids[0])
         free.append(False)
     starts, end = [], 1  # at least one token (BOS) goes to the encoder

@@ -127,3 +127,34 @@ def test_events_carry_step_numbers_and_timing(tiny):
     assert {e.window for e in events} == {0, 1}
     assert all(e.max_steps == 5 for e in events)
     assert all(b.elapsed >= a.elapsed for a, b in zip(events, events[1:]))
+
+
+def _candidate_matches_its_seed_alone(lm, prompt, params, candidates):
+    run = denoise(lm, _continue_windows(lm, prompt, params), params, candidates=candidates)
+    mixed = 0
+    for ev in run:
+        mixed += bool(ev.finished.any()) and not bool(ev.finished.all())
+    batch = run.result
+    for b in range(candidates):
+        single, alone = _ours(lm, prompt, params.replace(seed=params.seed + b))
+        ours = torch.cat([c[b] for c in batch.canvases])
+        assert torch.equal(ours[: single.shape[1]], single[0]), f"candidate {b}"
+        assert set(ours[single.shape[1]:].tolist()) <= {lm.pad_id}  # it stopped at EOS alone
+    return mixed, batch
+
+
+def test_candidate_b_is_seed_plus_b_over_every_canvas_after_other_rows_stopped(tiny):
+    """Rows stop denoising at different steps (stability alone decides here): a stopped
+    row draws no more random numbers, so every later step and canvas still match."""
+    params = tiny.defaults.replace(seed=20, steps=8, max_new_tokens=64, confidence=100.0)
+    mixed, batch = _candidate_matches_its_seed_alone(tiny, [2, 7, 9], params, 4)
+    assert len(batch.canvases) == 4
+    assert mixed >= 2  # some steps ran with a row already stopped
+
+
+def test_candidates_reproduce_their_seed_on_the_bundled_model_with_eos(bundled):
+    tok = bundled.tokenizer
+    prompt = [tok.bos_token_id] + tok("def add(a, b):\n", add_special_tokens=False)["input_ids"]
+    params = bundled.defaults.replace(seed=5, steps=10, max_new_tokens=3 * bundled.canvas_length)
+    mixed, _ = _candidate_matches_its_seed_alone(bundled, prompt, params, 3)
+    assert mixed >= 1
