@@ -56,13 +56,13 @@ def measure(model: str = "bundled", steps: int = 16, clients=(1, 4, 8), repeats:
     lm = loading.load(model)
     server = spawn("--model", model, "--max-batch", str(max_batch))
     try:
-        remote = RemoteEngine(server.url)
+        remote, plain = RemoteEngine(server.url), RemoteEngine(server.url, frames=False)
         _one(remote, 2, 0), _one(lm, 2, 0)  # warm-up
-        here, there = [], []
+        times = {"here": [], "there": [], "plain": []}
         for r in range(repeats):
-            pair = [("here", lambda: _one(lm, steps, r)), ("there", lambda: _one(remote, steps, r))]
-            for name, fn in (pair if r % 2 == 0 else pair[::-1]):
-                (here if name == "here" else there).append(_timed(fn)[0])
+            runs = [("here", lm), ("there", remote), ("plain", plain)]
+            for name, engine in runs[r % 3:] + runs[: r % 3]:
+                times[name].append(_timed(lambda: _one(engine, steps, r))[0])
         rows = []
         for n in clients:
             runs = [_concurrent(remote, steps, n, 100 * r) for r in range(repeats)]
@@ -73,10 +73,12 @@ def measure(model: str = "bundled", steps: int = 16, clients=(1, 4, 8), repeats:
         seq_wall = statistics.median(t for t, _ in sequential)
         seq_tokens = statistics.median(k for _, k in sequential)
         remote.close()
+        plain.close()
     finally:
         server.stop()
     four = next((row for row in rows if row["clients"] == 4), None)
-    return {"steps": steps, "in_process_s": statistics.median(here), "server_s": statistics.median(there),
-            "overhead": statistics.median(there) / statistics.median(here) - 1, "concurrent": rows,
+    here, there, bare = (statistics.median(times[k]) for k in ("here", "there", "plain"))
+    return {"steps": steps, "in_process_s": here, "server_s": there, "overhead": there / here - 1,
+            "server_no_frames_s": bare, "overhead_no_frames": bare / here - 1, "concurrent": rows,
             "sequential_4_tok_per_s": seq_tokens / seq_wall,
             "four_vs_sequential": four["tok_per_s"] / (seq_tokens / seq_wall) if four else None}

@@ -90,7 +90,8 @@ def run(args) -> int:
             print(json.dumps(report, indent=2))
             return 0
         print(f"one client, {report['steps']} steps, one canvas: in-process {report['in_process_s']:.3f} s, "
-              f"through dgterm serve {report['server_s']:.3f} s ({100 * report['overhead']:+.1f}%)\n")
+              f"through dgterm serve {report['server_s']:.3f} s ({100 * report['overhead']:+.1f}%), "
+              f"without frames {report['server_no_frames_s']:.3f} s ({100 * report['overhead_no_frames']:+.1f}%)\n")
         print("| clients | wall s | tok/s |")
         print("|---|---|---|")
         for row in report["concurrent"]:

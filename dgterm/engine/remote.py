@@ -207,7 +207,8 @@ class RemoteEngine:
     quant = "remote"
     load_seconds = 0.0
 
-    def __init__(self, url: str, api_key: str | None = None, timeout: float = 600.0):
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 600.0, frames: bool = True):
+        """``frames=False`` asks `dgterm serve` for no per-step frames: one frame per canvas, as from vLLM."""
         t0 = time.perf_counter()
         self.http = http = Http(url, api_key, timeout)
         models = http.get("/v1/models")
@@ -219,7 +220,7 @@ class RemoteEngine:
         self.max_positions = int(entry.get("max_model_len") or 32768)
         meta = entry.get("dgterm")
         if meta:
-            self.kind, self.live_steps = "dgterm serve", True
+            self.kind, self.live_steps = "dgterm serve", frames
             self.canvas_length, self.vocab_size = meta["canvas_length"], meta["vocab_size"]
             self.eos_ids, self.pad_id = list(meta["eos_token_ids"]), meta["pad_token_id"]
             self.has_chat_template = meta["chat_template"]

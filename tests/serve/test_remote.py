@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -174,3 +175,16 @@ def test_cancelling_a_remote_run_closes_its_stream(remote, served):
     assert task.result.run.cancelled
     wait_idle(served)
 
+
+
+def test_generate_runs_on_the_server_from_the_command_line(served, monkeypatch, capsys):
+    from dgterm.cli import main
+
+    monkeypatch.setenv("DGTERM_API_KEY", served.key)
+    monkeypatch.setenv("DGTERM_SERVER", served.url)
+    assert main(["generate", "import os", "--steps", "2", "--seed", "1", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["candidates"][0]["seed"] == 1 and not record["stats"]["cancelled"]
+    monkeypatch.setenv("DGTERM_API_KEY", "wrong")
+    assert main(["generate", "import os"]) == 2
+    assert "refused the API key" in capsys.readouterr().err
