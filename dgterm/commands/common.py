@@ -31,11 +31,13 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace", metavar="FILE", help="write every step as a JSON line")
 
 
-def check_trace_path(path: str | None) -> None:
-    """Refuse a trace that cannot be written before the model loads, not after the run."""
+def check_trace_path(path: str | None, inputs=()) -> None:
+    """Refuse a trace that cannot be written, or that is one of the command's ``inputs`` (a
+    file, or 0 for standard input), before the model loads, not after the run."""
     from pathlib import Path
 
     from dgterm.errors import InputError
+    from dgterm.paths import refuse_input
 
     if not path:
         return
@@ -44,6 +46,7 @@ def check_trace_path(path: str | None) -> None:
         raise InputError(f"--trace {path} is a folder; give a file name.")
     if not p.parent.is_dir():
         raise InputError(f"--trace {path}: the folder {p.parent} does not exist; create it or choose another path.")
+    refuse_input(path, "--trace", inputs)
 
 
 def text_argument(text: str, what: str) -> str:

@@ -23,7 +23,7 @@ def run(args) -> int:
     prompt = text_argument(sys.stdin.read() if args.prompt == "-" else args.prompt, "prompt")
     if not prompt.strip():
         raise InputError("The prompt is empty; give some text to continue.")
-    check_trace_path(args.trace)
+    check_trace_path(args.trace, [0] if args.prompt == "-" else [])
     engine = EngineArgs.from_cli_args(args)
     lm = engine.load()
     if args.chat and not lm.has_chat_template:

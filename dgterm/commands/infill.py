@@ -63,7 +63,7 @@ def run(args) -> int:
     if doc.warning:
         print(f"dgterm: note: {doc.warning}", file=sys.stderr)
     tasks.check_spans(doc.text, spans)  # range and overlap, before loading a model
-    check_trace_path(args.trace)
+    check_trace_path(args.trace, [args.file])
     engine = EngineArgs.from_cli_args(args)
     lm = engine.load()
     task = tasks.infill(lm, doc.text, spans, engine.sampler_params(lm), candidates=engine.candidates, lengths=lengths)
