@@ -1,7 +1,8 @@
 """Engine speed side by side with transformers' ``model.generate``, in one process.
 
 Each repetition runs, in rotating order, the same prompt, seed and steps through
-(a) ``model.generate``, (b) the engine collecting nothing, (c) the engine with a
+(a) ``model.generate``, (b) the engine collecting nothing (reference sampler, and
+again with the fused sampler), (c) the engine with a
 consumer that reads every event (accepted count, mean entropy, the argmax ids: what a
 trace or a status line needs), (d) the same plus coloured draft tokens per step (what
 a UI paints). Medians
@@ -32,10 +33,10 @@ def run_generate(lm, ids, steps, seed, max_new):
     return elapsed, int((new != lm.pad_id).sum()), float(out.tokens_per_forward[0]), new.tolist()
 
 
-def run_engine(lm, steps, seed, max_new, consume: str | None):
+def run_engine(lm, steps, seed, max_new, consume: str | None, mode: str = "reference"):
     from dgterm.engine import tasks
 
-    params = lm.defaults.replace(steps=steps, seed=seed, max_new_tokens=max_new)
+    params = lm.defaults.replace(steps=steps, seed=seed, max_new_tokens=max_new, mode=mode)
     task = tasks.continue_text(lm, PROMPT, params)  # the same ids as _prompt_ids
     t = time.perf_counter()
     for event in task:
@@ -60,13 +61,14 @@ def compare(lm, steps_list=(16, 48), seeds=(0, 1, 2), repeats: int = 3, max_new:
     run_engine(lm, 4, 0, max_new, "drafts")  # warm-up (and the token-text cache)
     run_generate(lm, ids, 4, 0, max_new)
     for steps in steps_list:
-        times = {"generate": [], "engine": [], "engine+events": [], "engine+drafts": []}
+        times = {"generate": [], "engine": [], "fused": [], "engine+events": [], "engine+drafts": []}
         tokens = {k: 0 for k in times}
         tpf = {k: [] for k in times}
         identical = True
         runners = [
             ("generate", lambda s: run_generate(lm, ids, steps, s, max_new)),
             ("engine", lambda s: run_engine(lm, steps, s, max_new, None)),
+            ("fused", lambda s: run_engine(lm, steps, s, max_new, None, "fused")),
             ("engine+events", lambda s: run_engine(lm, steps, s, max_new, "events")),
             ("engine+drafts", lambda s: run_engine(lm, steps, s, max_new, "drafts")),
         ]
@@ -88,6 +90,7 @@ def compare(lm, steps_list=(16, 48), seeds=(0, 1, 2), repeats: int = 3, max_new:
             "tok_per_s": {k: tokens[k] / sum(times[k]) for k in times},
             "tokens_per_forward": {k: statistics.mean(v) for k, v in tpf.items()},
             "speed_ratio_engine_vs_generate": med["generate"] / med["engine"],
+            "speed_ratio_fused_vs_generate": med["generate"] / med["fused"],
             "event_overhead": med["engine+events"] / med["engine"] - 1,
             "draft_overhead": med["engine+drafts"] / med["engine"] - 1,
             "identical_tokens": identical,
@@ -111,3 +114,27 @@ def load_and_first_run(spec: str = "bundled") -> dict:
         tasks.continue_text(lm, PROMPT, lm.defaults.replace(seed=seed, max_new_tokens=128)).collect()
         times.append(time.perf_counter() - t)
     return {"load_s": load, "continue_128_s": statistics.median(times), "continue_128_all": times}
+
+
+def sampler_alone(rows: int = 256, vocab: int = 262_144, repeats: int = 3, seed: int = 0) -> dict:
+    """One sampler step on random logits of the real shape (1 × rows × vocab, float32):
+    the reference draw against the fused one, interleaved; medians, min–max and the ratio."""
+    import torch
+
+    from dgterm.engine.params import SamplerParams
+    from dgterm.engine.sampler import Sampler
+
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(1, rows, vocab, generator=g) * 4
+    times = {"reference": [], "fused": []}
+    for r in range(repeats):
+        for mode in (["reference", "fused"] if r % 2 == 0 else ["fused", "reference"]):
+            sampler = Sampler(SamplerParams(mode=mode), vocab, [torch.Generator().manual_seed(seed)])
+            canvas = sampler.initial_canvas(1, rows, "cpu")
+            x = logits.clone()  # the fused pass writes in place: each run gets fresh logits
+            t = time.perf_counter()
+            sampler.step(x, canvas, canvas, None, torch.zeros(1, dtype=torch.bool), 24, torch.float32)
+            times[mode].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"shape": [rows, vocab], "median_s": med, "min_max_s": {k: [min(v), max(v)] for k, v in times.items()},
+            "speed_ratio_fused_vs_reference": med["reference"] / med["fused"]}

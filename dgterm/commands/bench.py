@@ -65,8 +65,9 @@ def run(args) -> int:
         first = speed.load_and_first_run(args.model)
         lm = loading.load(args.model)
         rows = speed.compare(lm, args.steps, repeats=args.repeats)
+        alone = speed.sampler_alone(repeats=args.repeats)
         if args.json:
-            print(json.dumps({"load": first, "compare": rows}, indent=2))
+            print(json.dumps({"load": first, "compare": rows, "sampler": alone}, indent=2))
             return 0
         print(f"load after imports: {first['load_s']:.2f} s; 128-token continuation at defaults: "
               f"{first['continue_128_s']:.2f} s (median of 3)\n")
@@ -80,6 +81,16 @@ def run(args) -> int:
                   f"| {100 * r['draft_overhead']:+.1f}% "
                   f"| {t['generate']:.0f} | {t['engine']:.0f} | {r['tokens_per_forward']['engine']:.2f} "
                   f"| {r['identical_tokens']} |")
+        print("\n| steps | fused s | fused/generate speed | tok/s fused | tokens/forward fused |")
+        print("|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['steps']} | {r['median_s']['fused']:.3f} | {r['speed_ratio_fused_vs_generate']:.3f} "
+                  f"| {r['tok_per_s']['fused']:.0f} | {r['tokens_per_forward']['fused']:.2f} |")
+        m, mm = alone["median_s"], alone["min_max_s"]
+        print(f"\nsampler alone, {alone['shape'][0]} × {alone['shape'][1]:,} float32: reference {m['reference']:.3f} s "
+              f"({mm['reference'][0]:.3f}–{mm['reference'][1]:.3f}), fused {m['fused']:.3f} s "
+              f"({mm['fused'][0]:.3f}–{mm['fused'][1]:.3f}), fused/reference speed "
+              f"{alone['speed_ratio_fused_vs_reference']:.1f}×")
         return 0
 
     if args.bench == "serve":

@@ -28,7 +28,7 @@ from dgterm.errors import InputError
 
 # the sampler flags: a flag --entropy-bound sets SamplerParams.entropy_bound
 SAMPLER_FLAGS = ("steps", "entropy_bound", "t_max", "t_min", "stability", "confidence", "seed", "max_new_tokens",
-                 "canvases")
+                 "canvases", "mode")
 
 
 @dataclass
@@ -69,6 +69,8 @@ class EngineArgs:
         g.add_argument("--seed", type=int)
         g.add_argument("--max-new-tokens", type=int)
         g.add_argument("--canvases", type=int, help="at most this many canvases")
+        g.add_argument("--sampler", dest="mode", choices=("fused", "reference"),
+                       help="fused (default): one pass per row; reference: token for token what transformers draws")
         g.add_argument("--candidates", type=int, default=candidates,
                        help="candidates denoised together (default %(default)s)")
 

@@ -12,6 +12,7 @@ WHOLE = {"steps": (1, 100_000), "stability": (0, 100_000), "max_new_tokens": (1,
 OPTIONAL = ("seed", "canvases", "max_length")
 DEFAULT_MAX_NEW_TOKENS = 256  # transformers' default; max_length counts only while max_new_tokens is left at it
 REAL = ("entropy_bound", "t_max", "t_min", "confidence")
+MODES = ("fused", "reference")  # how a step is drawn (dgterm.engine.sampler)
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class SamplerParams:
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     canvases: int | None = None  # at most this many canvases; None: from max_new_tokens
     max_length: int | None = None  # prompt + generated tokens, when max_new_tokens is left at its default
+    mode: str = "fused"  # or "reference": token for token what model.generate draws
 
     def __post_init__(self):
         for name, (low, high) in WHOLE.items():
@@ -42,6 +44,8 @@ class SamplerParams:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"{name} must be a number, not {v!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.entropy_bound <= 0:
             raise ValueError("entropy bound must be greater than 0")
         if not 0 <= self.t_min < self.t_max:

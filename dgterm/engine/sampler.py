@@ -1,11 +1,19 @@
 """DiffusionGemma's sampler: temperature schedule, entropy-bound acceptance, renoising, stopping.
 
-The operations and the order in which they draw random numbers mirror
-``transformers.models.diffusion_gemma.generation_diffusion_gemma`` exactly, so a run
-with one candidate and a seed reproduces ``model.generate`` token for token. On top of
-the reference it adds *pinned* positions (known tokens, re-imposed after every accept
-and renoise, with entropy 0 so they spend none of the entropy budget and are left out
-of the confidence test) and per-candidate random generators.
+Two ways to draw a step (``SamplerParams.mode``), both feeding the same acceptance,
+renoise and stop test:
+
+- ``fused`` (the default): one pass per row over the logits
+  (:mod:`dgterm.engine.kernels.sampling`: vectorised torch on the CPU, a Triton kernel on
+  CUDA) for temperature, argmax, entropy and the sample; no logits-sized temporary.
+  Same argmax, entropy within 1e-4, samples from the same distribution, another stream.
+- ``reference``: the operations and the order in which they draw random numbers mirror
+  ``transformers.models.diffusion_gemma.generation_diffusion_gemma`` exactly, so a run
+  with one candidate and a seed reproduces ``model.generate`` token for token.
+
+Both add *pinned* positions (known tokens, re-imposed after every accept and renoise,
+with entropy 0 so they spend none of the entropy budget and are left out of the
+confidence test) and per-candidate random generators.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dgterm.engine.kernels.sampling import fused_sample, temperature_of
 from dgterm.engine.params import SamplerParams
 
 
@@ -47,6 +56,7 @@ class Sampler:
         self.generators = generators
         self.pins = pins
         self.history = None  # argmax canvases of the last `stability` steps
+        self.entropy = None  # fused mode: the last entropy of each position
 
     def _randint(self, batch: int, length: int, device, drawing: list[bool] | None = None) -> torch.Tensor:
         """Uniform ids per candidate, each from its own generator; rows not ``drawing`` (they
@@ -71,10 +81,6 @@ class Sampler:
         canvas = self._randint(batch, length, device)
         return self.pins.impose(canvas) if self.pins is not None else canvas
 
-    def temperature(self, cur_step: torch.Tensor) -> torch.Tensor:
-        p = self.params
-        return p.t_min + ((p.t_max - p.t_min) * (cur_step / p.steps))
-
     def step(self, logits: torch.Tensor, canvas: torch.Tensor, argmax: torch.Tensor,
              self_conditioning: torch.Tensor | None, finished: torch.Tensor, cur_step: int, sc_dtype):
         """One denoising step from the decoder's raw logits.
@@ -83,14 +89,13 @@ class Sampler:
         next canvas, the argmax canvas, the self-conditioning logits for the next step, the
         updated finished mask, and what the step did (accepted mask, entropy).
         """
-        cur = torch.tensor(cur_step, device=canvas.device, dtype=torch.int32)
         drawing = (~finished).tolist()
-        processed = logits / self.temperature(cur)
-        probs = torch.softmax(processed, dim=-1, dtype=torch.float32)
-        denoised = self._multinomial(probs, drawing)
-        new_argmax = torch.argmax(processed, dim=-1)
-
-        entropy = token_entropy(processed)
+        if self.params.mode == "reference":
+            temperature = temperature_of(self.params, cur_step, canvas.device)
+            processed, denoised, new_argmax, entropy = self._draw_reference(logits, temperature, drawing)
+        else:  # the same float32 temperature, read on the host without a device sync
+            temperature = temperature_of(self.params, cur_step, "cpu")
+            processed, denoised, new_argmax, entropy = self._draw_fused(logits, temperature, drawing, sc_dtype)
         if self.pins is not None:
             entropy = entropy.masked_fill(self.pins.mask, 0.0)
             new_argmax = self.pins.impose(new_argmax)
@@ -105,14 +110,56 @@ class Sampler:
         if self.pins is not None:
             new_canvas = self.pins.impose(new_canvas)
 
-        if finished.any():
+        if not all(drawing):
             new_argmax = torch.where(finished[:, None], argmax, new_argmax)
             new_canvas = torch.where(finished[:, None], canvas, new_canvas)
-            processed = torch.where(finished[:, None, None], self_conditioning, processed)
+            if self.params.mode == "reference":
+                processed = torch.where(finished[:, None, None], self_conditioning, processed)
+            else:  # in place: no logits-sized temporary
+                processed[finished] = self_conditioning[finished].to(processed.dtype)
         # Rows already finished stay finished whatever the test says, so the acceptance
         # entropy (that of the unchanged logits of the other rows) serves the test too.
         finished = finished | self._stop(new_argmax, entropy)
         return new_canvas, new_argmax, processed.to(sc_dtype), finished, accepted, entropy
+
+    def _draw_reference(self, logits, temperature, drawing):
+        """transformers' operations, in its order: the same tokens for the same seed."""
+        processed = logits / temperature
+        probs = torch.softmax(processed, dim=-1, dtype=torch.float32)
+        denoised = self._multinomial(probs, drawing)
+        return processed, denoised, torch.argmax(processed, dim=-1), token_entropy(processed)
+
+    def _draw_fused(self, logits, temperature, drawing, sc_dtype):
+        """One pass per row (:mod:`dgterm.engine.kernels.sampling`); rows that stopped and
+        pinned positions are not computed (their results are replaced), and keep the
+        entropy they had."""
+        batch, length, vocab = logits.shape
+        device = logits.device
+        if self.entropy is None:
+            self.entropy = torch.zeros(batch, length, dtype=torch.float32, device=device)
+        work = torch.tensor(drawing, device=device)[:, None].expand(batch, length)
+        if self.pins is not None:
+            work = work & ~self.pins.mask
+        processed, argmax, entropy, sample = fused_sample(
+            logits.view(-1, vocab), temperature, work.reshape(-1), self._row_randomness(batch, length, drawing),
+            None if self.pins is None else self.pins.ids.reshape(-1).contiguous(), sc_dtype)
+        shape = (batch, length)
+        self.entropy = torch.where(work, entropy.view(shape), self.entropy)
+        return processed.view(batch, length, vocab), sample.view(shape), argmax.view(shape), self.entropy
+
+    def _row_randomness(self, batch, length, drawing):
+        """Per candidate that is still drawing: uniforms for the CPU pass, or a Philox seed
+        per position for the Triton kernel; drawn from the candidate's own generator."""
+        device = self.generators[0].device
+        rows = []
+        for b, g in enumerate(self.generators):
+            if device.type == "cuda":
+                seed = torch.randint(0, 1 << 62, (1,), device=device, generator=g) if drawing[b] else \
+                    torch.zeros(1, dtype=torch.long, device=device)
+                rows.append(seed + torch.arange(length, device=device))
+            else:
+                rows.append(torch.rand(length, generator=g) if drawing[b] else torch.zeros(length))
+        return torch.cat(rows)
 
     def _stop(self, argmax: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
         """Stable (argmax unchanged for `stability` steps) and confident (mean entropy of the

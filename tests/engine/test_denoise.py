@@ -34,7 +34,7 @@ def _ours(lm, prompt, params):
 def test_reference_mode_matches_generate_on_tiny(tiny, seed, steps):
     prompt = [2, 100, 200, 300]
     ref, ref_tpf = _reference(tiny, prompt, seed, max_new_tokens=48, max_denoising_steps=steps)
-    ours, result = _ours(tiny, prompt, tiny.defaults.replace(seed=seed, steps=steps, max_new_tokens=48))
+    ours, result = _ours(tiny, prompt, tiny.defaults.replace(seed=seed, steps=steps, max_new_tokens=48, mode="reference"))
     assert torch.equal(ours[:, : ref.shape[1]], ref)
     assert result.tokens_per_forward == pytest.approx(ref_tpf.tolist())
 
@@ -46,7 +46,7 @@ def test_reference_mode_matches_generate_on_bundled_with_eos_and_early_stop(bund
     prompt = [tok.bos_token_id] + tok("import os\n\n\ndef main():\n", add_special_tokens=False)["input_ids"]
     n = 3 * bundled.canvas_length
     ref, ref_tpf = _reference(bundled, prompt, seed, max_new_tokens=n, max_denoising_steps=12)
-    ours, result = _ours(bundled, prompt, bundled.defaults.replace(seed=seed, steps=12, max_new_tokens=n))
+    ours, result = _ours(bundled, prompt, bundled.defaults.replace(seed=seed, steps=12, max_new_tokens=n, mode="reference"))
     assert ours.shape == ref.shape
     assert torch.equal(ours, ref)
     assert result.tokens_per_forward == pytest.approx(ref_tpf.tolist())
@@ -59,7 +59,7 @@ def test_a_run_that_hits_eos_pads_the_rest_and_stops(tiny):
     saved = head.weight.data.clone()
     try:
         head.weight.data[eos] = head.weight.data.abs().max() * 50
-        params = tiny.defaults.replace(seed=0, max_new_tokens=48)
+        params = tiny.defaults.replace(seed=0, max_new_tokens=48, mode="reference")
         ours, result = _ours(tiny, [2, 5, 6], params)
         ref, _ = _reference(tiny, [2, 5, 6], 0, max_new_tokens=48)
     finally:
@@ -96,7 +96,7 @@ def test_pinned_positions_never_change_and_cost_no_entropy(tiny):
 
 def test_cancel_returns_within_one_step_and_leaves_nothing_behind(tiny):
     cancel = threading.Event()
-    params = tiny.defaults.replace(seed=1, steps=8, max_new_tokens=48)
+    params = tiny.defaults.replace(seed=1, steps=8, max_new_tokens=48, mode="reference")
     run = denoise(tiny, _continue_windows(tiny, [2, 3, 4], params), params, cancel=cancel)
     seen = 0
     for _ in run:
@@ -111,8 +111,9 @@ def test_cancel_returns_within_one_step_and_leaves_nothing_behind(tiny):
     assert torch.equal(again, ref)
 
 
-def test_candidates_denoise_together_each_with_its_own_seed(tiny):
-    params = tiny.defaults.replace(seed=10, max_new_tokens=16)
+@pytest.mark.parametrize("mode", ["fused", "reference"])
+def test_candidates_denoise_together_each_with_its_own_seed(tiny, mode):
+    params = tiny.defaults.replace(seed=10, max_new_tokens=16, mode=mode)
     batch = denoise(tiny, _continue_windows(tiny, [2, 7], params), params, candidates=3).collect()
     assert batch.canvases[0].shape[0] == 3
     for b in range(3):
@@ -143,14 +144,15 @@ def _candidate_matches_its_seed_alone(lm, prompt, params, candidates):
     return mixed, batch
 
 
-def test_candidate_b_is_seed_plus_b_over_every_canvas_after_other_rows_stopped(tiny):
+@pytest.mark.parametrize("mode", ["fused", "reference"])
+def test_candidate_b_is_seed_plus_b_over_every_canvas_after_other_rows_stopped(tiny, mode):
     """Rows stop denoising at different steps (a sharpened head, confidence alone decides):
     a stopped row draws no more random numbers, so every later step and canvas still match."""
     head = tiny.model.lm_head.weight.data
     saved = head.clone()
     head *= 40
     try:
-        params = tiny.defaults.replace(seed=20, steps=8, max_new_tokens=64, confidence=0.5, stability=0)
+        params = tiny.defaults.replace(seed=20, steps=8, max_new_tokens=64, confidence=0.5, stability=0, mode=mode)
         mixed, batch = _candidate_matches_its_seed_alone(tiny, [2, 7, 9], params, 4)
     finally:
         head.copy_(saved)

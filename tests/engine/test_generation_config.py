@@ -53,7 +53,7 @@ def reference(lm, seed, **kw):
 
 def params_of(lm, **kw):
     """The tiny model's generation config as the engine reads it, in token-exact mode."""
-    return SamplerParams.from_generation_config(lm.model.generation_config).replace(**kw)
+    return SamplerParams.from_generation_config(lm.model.generation_config).replace(mode="reference", **kw)
 
 
 def test_eos_none_in_the_generation_config_means_no_eos(tiny):
