@@ -28,7 +28,7 @@ from dgterm.errors import InputError
 
 # the sampler flags: a flag --entropy-bound sets SamplerParams.entropy_bound
 SAMPLER_FLAGS = ("steps", "entropy_bound", "t_max", "t_min", "stability", "confidence", "seed", "max_new_tokens",
-                 "canvases", "mode")
+                 "canvases")
 
 
 @dataclass
@@ -69,7 +69,7 @@ class EngineArgs:
         g.add_argument("--seed", type=int)
         g.add_argument("--max-new-tokens", type=int)
         g.add_argument("--canvases", type=int, help="at most this many canvases")
-        g.add_argument("--sampler", dest="mode", choices=("fused", "reference"),
+        g.add_argument("--sampler", choices=("fused", "reference"),
                        help="fused (default): one pass per row; reference: token for token what transformers draws")
         g.add_argument("--candidates", type=int, default=candidates,
                        help="candidates denoised together (default %(default)s)")
@@ -81,6 +81,7 @@ class EngineArgs:
             model=args.model, device=args.device, dtype=args.dtype, quant=args.quant,
             allow_offload=args.allow_offload, theme=getattr(args, "theme", None), server=getattr(args, "server", None))
         sampler = {name: getattr(args, name, None) for name in SAMPLER_FLAGS}
+        sampler["mode"] = getattr(args, "sampler", None)  # --sampler: SamplerParams.mode (--mode is the REPL's)
         return cls.from_settings(settings, sampler=sampler, candidates=getattr(args, "candidates", 1),
                                  download=args.download)
 
