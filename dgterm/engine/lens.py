@@ -38,6 +38,23 @@ class LensToken:
         return -math.log(max(self.prob, 1e-12))
 
 
+def lens_region(tok, text: str, start: int, end: int | None, stride: int, batch: int, max_context: int):
+    """Check a lens request and tokenize it: (end, ids of the region, their character
+    offsets, the ids of the context before it, BOS first when the context starts the text).
+    Shared by the in-process lens and the remote one."""
+    end = len(text) if end is None else end
+    if not 0 <= start <= end <= len(text):
+        raise InputError(f"Lens region {start}:{end} is outside the text (0:{len(text)}).")
+    if stride < 1 or batch < 1:
+        raise InputError("The lens stride and batch must be at least 1.")
+    enc = tok(text[start:end], add_special_tokens=False, return_offsets_mapping=True)
+    head_from = max(0, start - max_context * CHARS_PER_TOKEN_BOUND)
+    head = tok(text[head_from:start], add_special_tokens=False)["input_ids"] if start > head_from else []
+    if head_from == 0 and tok.bos_token_id is not None:
+        head = [tok.bos_token_id] + head
+    return end, enc["input_ids"], enc["offset_mapping"], head
+
+
 @torch.no_grad()
 def confidence(lm, text: str, start: int = 0, end: int | None = None, *, stride: int = 8, batch: int = 8,
                max_context: int = 512, seed: int = 0, cancel: threading.Event | None = None) -> list[LensToken]:
@@ -45,21 +62,11 @@ def confidence(lm, text: str, start: int = 0, end: int | None = None, *, stride:
     if getattr(lm, "is_remote", False):
         return lm.confidence(text, start, end, stride=stride, batch=batch, max_context=max_context, seed=seed,
                              cancel=cancel)
-    end = len(text) if end is None else end
-    if not 0 <= start <= end <= len(text):
-        raise InputError(f"Lens region {start}:{end} is outside the text (0:{len(text)}).")
-    if stride < 1 or batch < 1:
-        raise InputError("The lens stride and batch must be at least 1.")
     tok, model, device = lm.tokenizer, lm.model, lm.device
     C = lm.canvas_length
-    enc = tok(text[start:end], add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    end, ids, offsets, head = lens_region(tok, text, start, end, stride, batch, max_context)
     if not ids:
         return []
-    head_from = max(0, start - max_context * CHARS_PER_TOKEN_BOUND)
-    head = tok(text[head_from:start], add_special_tokens=False)["input_ids"] if start > head_from else []
-    if head_from == 0:
-        head = [tok.bos_token_id] + head
     gen = torch.Generator(device="cpu").manual_seed(seed)
     texts: dict[int, str] = {}
 

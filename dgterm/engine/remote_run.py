@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from dgterm.engine.events import RunResult, StepEvent
-from dgterm.errors import DgtermError, InputError, RemoteError
+from dgterm.errors import DgtermError, RemoteError
 
 LENS_LOGPROBS = 20  # vLLM's default --max-logprobs
 
@@ -214,22 +214,12 @@ class Merge:
 
 
 def lens(engine, text, start, end, stride, batch, max_context, seed, cancel):
-    from dgterm.engine.lens import CHARS_PER_TOKEN_BOUND, LensToken
+    from dgterm.engine.lens import LensToken, lens_region
 
-    end = len(text) if end is None else end
-    if not 0 <= start <= end <= len(text):
-        raise InputError(f"Lens region {start}:{end} is outside the text (0:{len(text)}).")
-    if stride < 1 or batch < 1:
-        raise InputError("The lens stride and batch must be at least 1.")
     tok, C = engine.tokenizer, engine.canvas_length
-    enc = tok(text[start:end], add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    end, ids, offsets, head = lens_region(tok, text, start, end, stride, batch, max_context)
     if not ids:
         return []
-    head_from = max(0, start - max_context * CHARS_PER_TOKEN_BOUND)
-    head = tok(text[head_from:start], add_special_tokens=False)["input_ids"] if start > head_from else []
-    if head_from == 0 and tok.bos_token_id is not None:
-        head = [tok.bos_token_id] + head
     gen = torch.Generator().manual_seed(seed)
     params = engine.defaults.replace(steps=1)
     out = []

@@ -139,7 +139,8 @@ class DgtermApp(FileActions, ModelActions, App[None]):
     def start_replay(self) -> None:
         from dgterm.engine.params import SamplerParams
         from dgterm.errors import DgtermError
-        from dgterm.tui.workers import Job, read_replay
+        from dgterm.tui.job import Job
+        from dgterm.tui.workers import read_replay
 
         try:
             trace = read_replay(self.replay_path)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from dgterm.engine.drafts import Choice, Frame, Layout
     from dgterm.engine.lens import LensToken
     from dgterm.engine.backend import Engine
-    from dgterm.tui.workers import Job
+    from dgterm.tui.job import Job
 
 
 @dataclass(eq=False)

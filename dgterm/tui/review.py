@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from dgterm.engine.drafts import Choice, DraftToken, Frame, Layout
 
 if TYPE_CHECKING:
-    from dgterm.tui.workers import Job
+    from dgterm.tui.job import Job
 
 
 @dataclass

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dgterm.engine.drafts import DraftToken, Frame, FrameBuilder, Layout, display_text, step_record
 from dgterm.tui.review import Review
 from dgterm.engine.tasks import token_text
-from dgterm.tui.workers import Job, make_task
+from dgterm.tui.job import Job
+from dgterm.tui.workers import make_task
 
 
 def test_frames_match_engine_drafts(tiny):

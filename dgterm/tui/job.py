@@ -1,0 +1,32 @@
+"""One run the user asked for: what the editor hands the model worker, and what the
+review and the messages refer to. Its own module so that none of them imports another."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from dgterm.engine.params import SamplerParams
+
+
+@dataclass(eq=False)
+class Job:
+    """One run the user asked for. ``spans`` are (start, end, target tokens) in document
+    offsets, in document order, matching ``span_ids``."""
+
+    kind: str  # infill | search | rewrite | continue | lens
+    text: str
+    spans: list = field(default_factory=list)
+    span_ids: list = field(default_factory=list)
+    params: SamplerParams | None = None
+    candidates: int = 1
+    instruction: str = ""
+    lengths: list | None = None
+    trace: str | None = None
+    created_span: bool = False  # the UI marked span_ids[0] for this run; unmark it if rejected
+    cancel: threading.Event = field(default_factory=threading.Event)
+    frames: list = field(default_factory=list)  # every Frame so far; appended by the worker only
+
+    @property
+    def stream(self) -> bool:
+        return self.kind in ("rewrite", "continue")
