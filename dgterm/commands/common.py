@@ -6,12 +6,15 @@ import json
 import sys
 
 
-def check_trace_path(path: str | None) -> None:
-    """Refuse a trace that cannot be written before the model loads, not after the run."""
+def check_trace_path(args, inputs=()) -> None:
+    """Refuse a trace that cannot be written, or that is one of the command's inputs (the
+    file, standard input, the model's files), before the model loads, not after the run."""
     from pathlib import Path
 
     from dgterm.errors import InputError
+    from dgterm.paths import refuse_input
 
+    path = args.trace
     if not path:
         return
     p = Path(path)
@@ -19,6 +22,19 @@ def check_trace_path(path: str | None) -> None:
         raise InputError(f"--trace {path} is a folder; give a file name.")
     if not p.parent.is_dir():
         raise InputError(f"--trace {path}: the folder {p.parent} does not exist; create it or choose another path.")
+    refuse_input(path, "--trace", [*inputs, *model_files(args)])
+
+
+def model_files(args) -> list:
+    """The folder of the model the flags name, when it is on this machine (else nothing)."""
+    from dgterm.cli import settings_from
+    from dgterm.engine import loading
+    from dgterm.errors import DgtermError
+
+    try:
+        return [loading.resolve(settings_from(args).model)]
+    except DgtermError:
+        return []
 
 
 def text_argument(text: str, what: str) -> str:

@@ -24,7 +24,7 @@ def run(args) -> int:
     prompt = text_argument(sys.stdin.read() if args.prompt == "-" else args.prompt, "prompt")
     if not prompt.strip():
         raise InputError("The prompt is empty; give some text to continue.")
-    check_trace_path(args.trace)
+    check_trace_path(args, [0] if args.prompt == "-" else [])
     lm = load_model(args)
     if args.chat and not lm.has_chat_template:
         raise InputError(f"{lm.name} has no chat template; drop --chat.")

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from . import fileio
-from .errors import ChangedOnDiskError, DocumentError
+from .errors import DocumentError
 from .history import Edit, History, State, Step
-from .journal import Journal, Orphan
+from .journal import CorruptJournal, Journal, Orphan
 from .spans import Span, SpanSet, moved
 
 Pos = int | tuple[int, int]  # an offset, or a (line, column) pair; 0-based characters
@@ -345,10 +345,7 @@ class Document:
         if self.path is None:
             raise DocumentError("This buffer has no file name yet; save it with save as.")
         self._check_writable()
-        problem = None if force else self._disk_change()
-        if problem:
-            raise ChangedOnDiskError(problem)
-        self._write(self.path)
+        self._write(self.path, fileio.ANY if force else self._disk)
 
     def save_as(self, path: str | os.PathLike, overwrite: bool = False) -> None:
         """Write to ``path`` (same encoding and newlines) and edit that file from now on."""
@@ -359,7 +356,7 @@ class Document:
         if not overwrite and path != self.path and os.path.lexists(path):
             raise DocumentError(f"Cannot save as '{path}': the file already exists; "
                                 "choose another name or confirm overwriting it.")
-        self._write(path)
+        self._write(path, fileio.ANY if overwrite or path == self.path else None)
 
     def reload(self) -> None:
         """Read the file again, as one undo step (undo gets the edits back).
@@ -430,10 +427,16 @@ class Document:
         except OSError:
             return
         for orphan in orphans:
-            if not orphan.records:  # killed before its header was whole: it holds no edit
+            if orphan.corrupt is None and not orphan.records:  # killed before its header was whole
                 orphan.discard()
                 continue
-            doc = self._replay(orphan.records)
+            try:
+                doc = self._replay(orphan.records) if orphan.corrupt is None else None
+            except CorruptJournal as e:
+                orphan.corrupt = str(e)
+            if orphan.corrupt is not None:
+                self._set_aside(orphan)
+                continue
             if doc is None:
                 orphan.release()
                 self.warning = (f"An old recovery journal for '{self.path}' no longer matches "
@@ -452,38 +455,49 @@ class Document:
             else:
                 orphan.release()  # an older one: offered after this one is dealt with
 
-    def _replay(self, records: list[dict]) -> Document | None:
-        """The state a journal describes, or None if its base is gone or it is corrupt."""
+    def _set_aside(self, orphan: Orphan) -> None:
         try:
-            header = records[0]
-            if header.get("dgterm_journal") != 1:
-                return None
-            disk = self._disk.sha256 if self._disk else None
-            saves = [i for i, r in enumerate(records) if "saving" in r]
-            if (saves and records[saves[-1]]["saving"] == disk
-                    and not any("r" in r for r in records[saves[-1]:])):
-                return self._copy()
-            base = header.get("base")
-            if base is not None:
-                doc = Document(base["text"], newline=base["newline"], eol=base["eol"])
-            elif disk is not None and header.get("disk") == disk:
-                doc = self._copy()
-            else:
-                return None
-            doc._spans.restore(header["spans"])
-            doc._rewrite = header.get("rewrite")
-            for r in records[1:]:
-                if "r" in r:
-                    start, end, text, eol = r["r"]
-                    doc._check_offset(start), doc._check_offset(end)
-                    doc._splice(start, end, text, eol, record=False)
-                elif "spans" in r:
-                    doc._spans.restore(r["spans"])
-                elif "rewrite" in r:
-                    doc._rewrite = r["rewrite"]
-            return doc
-        except (LookupError, TypeError, ValueError):
+            kept = orphan.set_aside()
+        except OSError:
+            orphan.release()
+            kept = orphan.file
+        self.warning = (f"A recovery journal for '{self.path}' is damaged ({orphan.corrupt}), so it was not "
+                        f"replayed and is kept as '{kept}' for you to inspect.")
+
+    def _replay(self, records: list[dict]) -> Document | None:
+        """The state a journal describes (records checked by journal.check), or None if
+        its base is gone; raises CorruptJournal when an offset does not fit the text."""
+        header = records[0]
+        disk = self._disk.sha256 if self._disk else None
+        saves = [i for i, r in enumerate(records) if "saving" in r]
+        if (saves and records[saves[-1]]["saving"] == disk
+                and not any("r" in r for r in records[saves[-1]:])):
+            return self._copy()
+        base = header.get("base")
+        if base is not None:
+            doc = Document(base["text"], newline=base["newline"], eol=base["eol"])
+        elif disk is not None and header.get("disk") == disk:
+            doc = self._copy()
+        else:
             return None
+        doc._replay_spans(header["spans"], 1)
+        doc._rewrite = header.get("rewrite")
+        for n, r in enumerate(records[1:], 2):
+            if "r" in r:
+                start, end, text, eol = r["r"]
+                if end > len(doc._text):
+                    raise CorruptJournal(f"line {n}: edit ends after the text")
+                doc._splice(start, end, text, eol, record=False)
+            elif "spans" in r:
+                doc._replay_spans(r["spans"], n)
+            elif "rewrite" in r:
+                doc._rewrite = r["rewrite"]
+        return doc
+
+    def _replay_spans(self, spans: list, n: int) -> None:
+        if spans and spans[-1][2] > len(self._text):
+            raise CorruptJournal(f"line {n}: a span ends after the text")
+        self._spans.restore(spans)
 
     def _copy(self) -> Document:
         """The same text and line endings, without spans, history or journal."""
@@ -565,7 +579,8 @@ class Document:
             self._splice(e.start, e.start + len(e.new), e.old, e.old_eol, e.newline, record=False)
         self._set_state(step.before)
 
-    def _write(self, path: str) -> None:
+    def _write(self, path: str, expected) -> None:
+        """Write the text to ``path``, which must still be ``expected`` (see fileio.atomic_write)."""
         try:
             data = fileio.encode(self._text, self.encoding, self._newline, self._eol)
         except UnicodeEncodeError:
@@ -573,9 +588,9 @@ class Document:
                                 f"{self.encoding} cannot store; remove them and save again.") from None
         sha = hashlib.sha256(data).hexdigest()
         self._log({"saving": sha})
-        st = fileio.atomic_write(path, data)
+        st = fileio.atomic_write(path, data, expected)
         self.path = path
-        self._disk = fileio.DiskState(st.st_size, st.st_mtime_ns, st.st_ino, sha)
+        self._disk = fileio.DiskState(st.st_size, st.st_mtime_ns, st.st_ino, sha, st.st_ctime_ns)
         self._mark_saved()
 
     def _mark_saved(self) -> None:
@@ -595,29 +610,9 @@ class Document:
         if self.path is None:
             return None
         try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            if self._disk is None:
-                return None
-            return (f"'{self.path}' was deleted on disk after dgterm last read or wrote it; "
-                    "save with force to write it again.")
+            return fileio.disk_change(self.path, self._disk)
         except OSError:
             return None  # saving will report the real problem
-        if self._disk is None:
-            return (f"'{self.path}' already exists on disk; reload to open that file, "
-                    "or save with force to overwrite it.")
-        if self._disk.same_stat(st):
-            return None
-        changed = (f"'{self.path}' changed on disk since dgterm last read or wrote it; reload it to see that "
-                   "version, or save with force to overwrite it.")
-        if st.st_size != self._disk.size:
-            return changed
-        try:
-            with open(self.path, "rb") as f:
-                same = hashlib.sha256(f.read()).hexdigest() == self._disk.sha256
-        except OSError:
-            return None
-        return None if same else changed
 
     # journal ------------------------------------------------------------------------------
 

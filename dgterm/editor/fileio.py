@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import NamedTuple
 
-from .errors import DocumentError
+from .errors import ChangedOnDiskError, DocumentError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory lock while saving
+    fcntl = None
 
 # encoding name -> (Python codec, BOM written before the text)
 ENCODINGS = {
@@ -54,13 +59,59 @@ class DiskState(NamedTuple):
     mtime_ns: int
     ino: int
     sha256: str
+    ctime_ns: int = 0  # nobody can set it back, unlike mtime (os.utime)
 
     @classmethod
     def of(cls, st: os.stat_result, data: bytes) -> DiskState:
-        return cls(st.st_size, st.st_mtime_ns, st.st_ino, hashlib.sha256(data).hexdigest())
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, hashlib.sha256(data).hexdigest(), st.st_ctime_ns)
 
     def same_stat(self, st: os.stat_result) -> bool:
-        return (self.size, self.mtime_ns, self.ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+        return ((self.size, self.mtime_ns, self.ino, self.ctime_ns)
+                == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
+
+
+ANY = object()  # ``expected`` of a forced save: whatever is on disk is overwritten
+
+
+def disk_change(path: str, expected: DiskState | None, fd: int | None = None) -> str | None:
+    """Why the file at ``path`` is not ``expected`` (None: it must not exist), or None.
+
+    Size, mtime, ctime and inode first; when they differ the content hash decides, so a
+    ``touch`` is not a change. With ``fd`` (the file, open) the content is always hashed.
+    """
+    try:
+        st = os.fstat(fd) if fd is not None else os.stat(path)
+    except FileNotFoundError:
+        if expected is None:
+            return None
+        return (f"'{path}' was deleted on disk after dgterm last read or wrote it; "
+                "save with force to write it again.")
+    if expected is None:
+        return (f"'{path}' already exists on disk; reload to open that file, "
+                "or save with force to overwrite it.")
+    if fd is None and expected.same_stat(st):
+        return None
+    changed = (f"'{path}' changed on disk since dgterm last read or wrote it; reload it to see that "
+               "version, or save with force to overwrite it.")
+    if st.st_size != expected.size:
+        return changed
+    return None if _sha256(path, fd) == expected.sha256 else changed
+
+
+def _sha256(path: str, fd: int | None) -> str:
+    h = hashlib.sha256()
+    own = fd is None
+    if own:
+        fd = os.open(path, os.O_RDONLY)
+    try:
+        offset = 0
+        while chunk := os.pread(fd, 1 << 20, offset):
+            h.update(chunk)
+            offset += len(chunk)
+    finally:
+        if own:
+            os.close(fd)
+    return h.hexdigest()
 
 
 def read(path: str) -> tuple[bytes, os.stat_result] | None:
@@ -162,13 +213,18 @@ def encode(text: str, encoding: str, newline: str, eol: list[str] | None) -> byt
     return bom + s.encode(codec)
 
 
-def atomic_write(path: str, data: bytes) -> os.stat_result:
+def atomic_write(path: str, data: bytes, expected: DiskState | None | object = ANY) -> os.stat_result:
     """Replace the file at ``path`` by ``data`` so that it is always old or new.
 
     Writes a temp file in the same folder, fsyncs it and renames it over the target.
     A symlink is followed (its target is replaced, the link stays); the permissions
     (and owner, where allowed) of an existing file are kept. A hard-linked file is
     detached from its other names, as with any atomic save.
+
+    Unless ``expected`` is ANY, the file must be ``expected`` (None: must not exist):
+    it is checked by content immediately before the rename, under an advisory lock,
+    and again after it through the old file, open all along. A write by another
+    program that landed in between is put back, and ChangedOnDiskError is raised.
     """
     target = os.path.realpath(path)
     folder, name = os.path.split(target)
@@ -181,6 +237,34 @@ def atomic_write(path: str, data: bytes) -> os.stat_result:
     if old is not None and not os.access(target, os.W_OK):
         raise DocumentError(f"Cannot save '{path}': the file is read-only on disk; "
                             "change its permissions or save it under another name.")
+    tmp = _write_temp(path, folder, name, data, old)
+    fd = None
+    try:
+        if expected is not ANY:
+            fd = _open_locked(path, target)
+            before = os.fstat(fd) if fd is not None else None  # a write while we hash shows after
+            problem = disk_change(path, expected, fd) or _replaced_since(path, target, before)
+            if problem:
+                raise ChangedOnDiskError(problem)
+        os.replace(tmp, target)
+    except BaseException as e:
+        _unlink(tmp)
+        if fd is not None:
+            os.close(fd)
+        if isinstance(e, OSError):
+            raise _save_error(path, e) from None
+        raise
+    if fd is not None:
+        try:
+            _put_back_if_written(path, target, fd, before)
+        finally:
+            os.close(fd)
+    _fsync_dir(folder)
+    return os.stat(target)
+
+
+def _write_temp(path: str, folder: str, name: str, data: bytes, old: os.stat_result | None) -> str:
+    """A fsynced temp file next to the target holding ``data``, with the old file's mode."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=_TMP_SUFFIX, dir=folder)
     except OSError as e:
@@ -196,17 +280,66 @@ def atomic_write(path: str, data: bytes) -> os.stat_result:
                 except OSError:
                     pass  # not allowed to give the file away: it becomes ours
             os.fsync(f.fileno())
-        os.replace(tmp, target)
     except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink(tmp)
         if isinstance(e, OSError):
             raise _save_error(path, e) from None
         raise
-    _fsync_dir(folder)
-    return os.stat(target)
+    return tmp
+
+
+def _open_locked(path: str, target: str) -> int | None:
+    """The file about to be replaced, open and flock'ed (None if it does not exist)."""
+    try:
+        fd = os.open(target, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ChangedOnDiskError(f"'{path}' is locked by another program, which may be writing it; "
+                                     "save again in a moment.") from None
+    return fd
+
+
+def _replaced_since(path: str, target: str, before: os.stat_result | None) -> str | None:
+    """Whether another program renamed a file over (or onto) the target since we opened it."""
+    try:
+        ino = os.stat(target).st_ino
+    except FileNotFoundError:
+        ino = None
+    if ino == (before.st_ino if before else None):
+        return None
+    return (f"'{path}' was replaced on disk while dgterm saved it; reload it to see that version, "
+            "or save with force to overwrite it.")
+
+
+def _put_back_if_written(path: str, target: str, fd: int, before: os.stat_result) -> None:
+    """If the old file was written between the check and the rename, its new content
+    was about to be lost with it: write it back in place of ours and say so."""
+    now = os.fstat(fd)
+    if (now.st_size, now.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
+        return
+    theirs = bytearray()
+    while chunk := os.pread(fd, 1 << 20, len(theirs)):
+        theirs += chunk
+    tmp = _write_temp(path, *os.path.split(target), bytes(theirs), now)
+    try:
+        os.replace(tmp, target)
+    except OSError as e:
+        _unlink(tmp)
+        raise _save_error(path, e) from None
+    raise ChangedOnDiskError(f"'{path}' was written by another program while dgterm saved it, so its "
+                             "version was kept on disk; reload it to see it, or save with force to overwrite it.")
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _save_error(path: str, e: OSError) -> DocumentError:

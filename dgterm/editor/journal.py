@@ -62,16 +62,108 @@ def _line(record: dict) -> bytes:
     return json.dumps(record, separators=(",", ":")).encode("ascii") + b"\n"
 
 
+class CorruptJournal(ValueError):
+    """A journal that does not follow the schema below; ``str(e)`` says where."""
+
+
 def _parse(data: bytes) -> list[dict]:
-    """The records of a journal file, stopping at the first torn or corrupt line."""
+    """The records of a journal file, checked against the schema (the part after the
+    last newline is a write torn by a kill, and dropped). Raises CorruptJournal."""
     records = []
-    lines = data.split(b"\n")
-    for line in lines[:-1]:  # the part after the last newline is a torn write
+    for n, line in enumerate(data.split(b"\n")[:-1], 1):
         try:
             records.append(json.loads(line))
         except ValueError:
-            break
+            raise CorruptJournal(f"line {n} is not JSON") from None
+    check(records)
     return records
+
+
+NEWLINES = ("\n", "\r\n", "\r")
+HEADER_KEYS = {"dgterm_journal", "path", "spans", "rewrite", "disk", "base"}
+RECORD_KEYS = {"r", "spans", "rewrite", "saving"}
+
+
+def check(records: list) -> None:
+    """Check every record's shape: keys, types, newline strings and their counts, span
+    order. Offsets against the text are checked while replaying (they depend on it)."""
+    for n, record in enumerate(records, 1):
+        try:
+            _check_record(record, n == 1)
+        except (TypeError, ValueError, KeyError) as e:
+            raise CorruptJournal(f"line {n}: {e}") from None
+
+
+def _check_record(record, header: bool) -> None:
+    _need(isinstance(record, dict), "not an object")
+    if header:
+        _need(record.get("dgterm_journal") == 1 and set(record) <= HEADER_KEYS, "not a version 1 header")
+        _need(record.get("path") is None or isinstance(record["path"], str), "bad path")
+        _check_spans(record["spans"])
+        _check_rewrite(record.get("rewrite"))
+        _need(record.get("disk") is None or _is_sha(record["disk"]), "bad disk hash")
+        base = record.get("base")
+        if base is not None:
+            _need(isinstance(base, dict) and set(base) == {"text", "newline", "eol"}, "bad base")
+            _check_text(base["text"], base["eol"])
+            _need(base["newline"] in NEWLINES, "base newline is not a newline")
+        return
+    _need(len(record) == 1 and set(record) <= RECORD_KEYS, "unknown record")
+    ((kind, value),) = record.items()
+    if kind == "r":
+        _need(isinstance(value, list) and len(value) == 4, "edit is not [start, end, text, eol]")
+        start, end, text, eol = value
+        _need(_is_count(start) and _is_count(end) and start <= end, "edit range is not 0 <= start <= end")
+        _check_text(text, eol)
+    elif kind == "spans":
+        _check_spans(value)
+    elif kind == "rewrite":
+        _check_rewrite(value)
+    else:
+        _need(_is_sha(value), "bad saving hash")
+
+
+def _check_text(text, eol) -> None:
+    _need(isinstance(text, str) and "\r" not in text, "text is not a string of \\n lines")
+    if eol is not None:
+        _need(isinstance(eol, list) and all(isinstance(x, str) and x in NEWLINES for x in eol),
+              "line endings are not newlines")
+        _need(len(eol) == text.count("\n"), "line endings do not match the text's lines")
+
+
+def _check_spans(spans) -> None:
+    _need(isinstance(spans, list), "spans are not a list")
+    ids, prev = set(), None
+    for span in spans:
+        _need(isinstance(span, list) and len(span) == 4, "span is not [id, start, end, tokens]")
+        span_id, start, end, tokens = span
+        _need(_is_count(span_id) and span_id not in ids, "span ids are not unique whole numbers")
+        _need(_is_count(start) and _is_count(end) and start <= end, "span range is not 0 <= start <= end")
+        _need(tokens is None or _is_count(tokens), "span length is not a whole number")
+        if prev is not None:
+            _need(start >= prev[1] and (start, end) != prev, "spans overlap or are out of order")
+        ids.add(span_id)
+        prev = (start, end)
+
+
+def _check_rewrite(rewrite) -> None:
+    if rewrite is not None:
+        _need(isinstance(rewrite, dict) and set(rewrite) == {"spans", "info"}
+              and isinstance(rewrite["spans"], list) and all(_is_count(x) for x in rewrite["spans"])
+              and isinstance(rewrite["info"], dict), "bad rewrite record")
+
+
+def _is_count(x) -> bool:
+    return type(x) is int and x >= 0
+
+
+def _is_sha(x) -> bool:
+    return isinstance(x, str) and len(x) == 64 and all(c in "0123456789abcdef" for c in x)
+
+
+def _need(ok: bool, why: str) -> None:
+    if not ok:
+        raise ValueError(why)
 
 
 class Journal:
@@ -158,8 +250,11 @@ class Journal:
                 os.close(fd)  # live, or replaced by a live session's compaction
                 continue
             with os.fdopen(os.dup(fd), "rb") as f:
-                records = _parse(f.read())
-            found.append(Orphan(file, fd, records))
+                data = f.read()
+            try:
+                found.append(Orphan(file, fd, _parse(data)))
+            except CorruptJournal as e:
+                found.append(Orphan(file, fd, [], str(e)))
         return found
 
     def _create(self, file: Path, first: bytes) -> int:
@@ -179,8 +274,16 @@ class Journal:
 class Orphan:
     """A journal left by a dead session; we hold its lock until it is dealt with."""
 
-    def __init__(self, file: Path, fd: int, records: list[dict]) -> None:
-        self.file, self._fd, self.records = file, fd, records
+    def __init__(self, file: Path, fd: int, records: list[dict], corrupt: str | None = None) -> None:
+        self.file, self._fd, self.records, self.corrupt = file, fd, records, corrupt
+
+    def set_aside(self) -> Path:
+        """Rename a corrupt journal so that it is no longer offered, and keep it for the
+        user; returns its new name."""
+        kept = self.file.with_suffix(".corrupt")
+        os.replace(self.file, kept)
+        self.release()
+        return kept
 
     def discard(self) -> None:
         self.file.unlink(missing_ok=True)

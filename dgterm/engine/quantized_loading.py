@@ -506,6 +506,7 @@ def quantize_checkpoint(src, out, plan="nf4", device="cpu", dtype="bf16", max_sh
     import torch
 
     from dgterm.engine import loading, quant
+    from dgterm.paths import same_input
 
     src, out = Path(src), Path(out)
     loading.check_checkpoint(src)
@@ -514,8 +515,9 @@ def quantize_checkpoint(src, out, plan="nf4", device="cpu", dtype="bf16", max_sh
     spec = quant.get_plan(plan)
     if out.exists() and not out.is_dir():
         raise ModelLoadError(f"{out} is a file; give a new folder to write the quantized checkpoint to.")
-    if out.exists() and out.resolve() == src.resolve():
-        raise ModelLoadError(f"{out} is the checkpoint being quantized; write the quantized one to another folder.")
+    if out.exists() and (out.resolve() == src.resolve() or same_input(out, [src])):
+        raise ModelLoadError(f"{out} is (or holds files of) the checkpoint being quantized; write the quantized "
+                             "one to another folder.")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ModelLoadError(f"{out} exists and is not empty; pick a new directory or pass --overwrite.")

@@ -201,11 +201,13 @@ def _stats(repl, arg):
 def _trace(repl, arg):
     from dgterm.commands.common import result_record, vars_of
     from dgterm.engine.trace import TraceWriter
+    from dgterm.paths import refuse_input
 
     last = _last(repl)
     if not arg:
         raise InputError("Say where to write: /trace FILE.")
     task = last.task
+    refuse_input(arg, "/trace", [task.lm.path])
     header = {"model": task.lm.name, "canvas_length": task.lm.canvas_length, "params": vars_of(task.params.replace(seed=task.seeds[0])),
               "task": "repl", "mode": last.mode, "prompt": last.prompt}
     try:

@@ -1,0 +1,55 @@
+"""Paths given by the user: an output must never be one of the inputs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def _files(path: Path) -> Iterable[os.stat_result]:
+    """The stat of ``path``, and of every file under it if it is a folder (links followed)."""
+    try:
+        yield os.stat(path)
+    except OSError:
+        return
+    if path.is_dir():
+        for root, _, names in os.walk(path):
+            for name in names:
+                try:
+                    yield os.stat(os.path.join(root, name))
+                except OSError:
+                    pass
+
+
+def same_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike | int]) -> str | None:
+    """The input (a path, or an open file descriptor such as 0 for standard input) that
+    ``output`` or any file under it is, or None. Compares devices and inodes, so links,
+    ``..`` and symlinked folders do not hide it."""
+    outs = {(st.st_dev, st.st_ino) for st in _files(Path(output)) }
+    if not outs:
+        return None
+    for source in inputs:
+        if isinstance(source, int):
+            try:
+                stats = [os.fstat(source)]
+            except OSError:
+                continue
+            name = "standard input"
+        else:
+            stats, name = _files(Path(source)), str(source)
+        if any((st.st_dev, st.st_ino) in outs for st in stats):
+            return name
+    return None
+
+
+def refuse_input(output: str | os.PathLike | None, flag: str, inputs: Iterable[str | os.PathLike | int]) -> None:
+    """Raise InputError if the output named by ``flag`` would overwrite an input."""
+    from dgterm.errors import InputError
+
+    if output is None:
+        return
+    hit = same_input(output, inputs)
+    if hit is not None:
+        raise InputError(f"{flag} {output} is {'' if hit == str(output) else 'the same file as '}{hit}, which "
+                         "dgterm reads; writing there would destroy it, so choose another path.")
