@@ -22,8 +22,10 @@ QUANTS = ("none", "int8", "nf4")  # the --quant values; "none" is the dense plan
 PACKAGES = ("torch", "transformers", "bitsandbytes", "triton")
 
 
-def probe(settings, context: int | None = None, download: bool = False) -> dict:
-    """The whole report for ``settings`` (a config.Settings: model, device, dtype, quant)."""
+def probe(settings, context: int | None = None, download: bool = False, gpu_memory: int | None = None) -> dict:
+    """The whole report for ``settings`` (a config.Settings: model, device, dtype, quant).
+    ``gpu_memory`` adds a GPU with that many bytes free to the memory table, so "would it
+    fit on my card?" has an answer on any machine."""
     report = {"dgterm": __version__, "python": {"version": platform.python_version(), "executable": sys.executable},
               "packages": {name: _version(name) for name in PACKAGES}}
     report["files"] = _files()
@@ -33,7 +35,7 @@ def probe(settings, context: int | None = None, download: bool = False) -> dict:
     report["model"] = model
     if config is not None:
         context = min(context or 8192, config.text_config.max_position_embeddings)
-        report["memory"] = _memory(config, context, report["cuda"]["devices"], report["cpu"])
+        report["memory"] = _memory(config, context, report["cuda"]["devices"], report["cpu"], gpu_memory)
         if model["kind"] == "checkpoint":
             report["recommended"] = _recommend(settings.model, report["memory"])
     report["chosen"] = _chosen(settings, model, config, report)
@@ -104,9 +106,9 @@ def _model(spec: str, download: bool) -> tuple[dict, object]:
         out.update(path=str(path), resolves_offline=True, kind="checkpoint")
     except DgtermError as e:
         out["problem"] = str(e)
-        if spec not in quant.list_profiles():
+        path = _profile(spec)
+        if path is None:
             return out, None
-        path = quant.profiles_dir() / spec  # a memory profile: a config without weights
         out.update(path=str(path), kind="profile")
     try:
         config = quant.load_config(str(path))
@@ -119,6 +121,8 @@ def _model(spec: str, download: bool) -> tuple[dict, object]:
         return out, None
     from dgterm.engine import quantized_loading
 
+    if out["kind"] == "checkpoint":
+        out["problem"] = _cannot_run(path, config, quantized_loading.is_prequantized(path))
     counts = quant.parameter_counts(config)
     out.update(
         parameters=counts["total"], by_component={k: v for k, v in counts.items() if k not in ("text", "total") and v},
@@ -129,6 +133,40 @@ def _model(spec: str, download: bool) -> tuple[dict, object]:
                       if out["kind"] == "checkpoint" and quantized_loading.is_prequantized(path) else None),
     )
     return out, config
+
+
+def _profile(spec: str) -> Path | None:
+    """A memory profile (a config without weights), named or given as its folder."""
+    from dgterm.engine import quant
+
+    if spec in quant.list_profiles():
+        return quant.profiles_dir() / spec
+    path = Path(spec).expanduser()
+    try:
+        if (path / "config.json").is_file() and not any(path.glob("*.safetensors")):
+            return path
+    except OSError:
+        pass
+    return None
+
+
+def _cannot_run(path: Path, config, prequantized: bool) -> str | None:
+    """Why a checkpoint whose config reads fine still cannot run: its weights do not match
+    the architecture, or its tokenizer does not load."""
+    from dgterm.engine import loading
+
+    try:
+        if not prequantized:
+            loading.check_weights(path, config)
+    except DgtermError as e:
+        return str(e)
+    try:
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure of the tokenizer files
+        return f"The tokenizer in {path} cannot be loaded ({type(e).__name__}); restore the tokenizer files."
+    return None
 
 
 def _has_chat_template(path: Path) -> bool:
@@ -142,18 +180,20 @@ def _has_chat_template(path: Path) -> bool:
         return False
 
 
-def _targets(cuda_devices: list[dict], cpu: dict) -> list[dict]:
-    """Where the model could run, with the free bytes and the compute dtype loading.pick_dtype would choose."""
+def _targets(cuda_devices: list[dict], cpu: dict, gpu_memory: int | None = None) -> list[dict]:
+    """Where the model could run, with the free bytes and the compute dtype loading.pick_dtype would choose
+    (plus a GPU of ``gpu_memory`` bytes that is not here, marked ``asked``)."""
     gpus = [{"device": d["device"], "free": d["free"], "dtype": "bf16" if d["bf16"] else "fp16"} for d in cuda_devices]
-    return gpus + [{"device": "cpu", "free": cpu["ram_available"], "dtype": "fp32"}]
+    asked = [{"device": f"{gpu_memory / GiB:.3g}G GPU", "free": gpu_memory, "dtype": "bf16", "asked": True}] if gpu_memory else []
+    return gpus + asked + [{"device": "cpu", "free": cpu["ram_available"], "dtype": "fp32"}]
 
 
-def _memory(config, context: int, cuda_devices: list[dict], cpu: dict) -> dict:
+def _memory(config, context: int, cuda_devices: list[dict], cpu: dict, gpu_memory: int | None = None) -> dict:
     """The planner's bytes for each --quant on each device, and whether they fit."""
     from dgterm.engine import quant
 
     rows = []
-    for target in _targets(cuda_devices, cpu):
+    for target in _targets(cuda_devices, cpu, gpu_memory):
         plans = {q: quant.plan_memory(config, quant.QUANT_TO_PLAN[q], context, 1, target["dtype"]) for q in QUANTS}
         rows.append({**target, "needs": {q: p.total for q, p in plans.items()},
                      "fits": {q: p.fits(target["free"]) for q, p in plans.items()}})
@@ -162,7 +202,7 @@ def _memory(config, context: int, cuda_devices: list[dict], cpu: dict) -> dict:
 
 def _recommend(spec: str, memory: dict) -> str | None:
     """The best setup: the GPU with the most free memory at the least quantization that fits, else the CPU."""
-    gpus = sorted((r for r in memory["devices"] if r["device"] != "cpu"), key=lambda r: -r["free"])
+    gpus = sorted((r for r in memory["devices"] if r["device"] != "cpu" and not r.get("asked")), key=lambda r: -r["free"])
     cpus = [r for r in memory["devices"] if r["device"] == "cpu"]
     for row in gpus + cpus:
         for q in QUANTS:
@@ -179,7 +219,7 @@ def _chosen(settings, model: dict, config, report: dict) -> dict:
 
     out = {"model": settings.model, "device": settings.device, "dtype": settings.dtype, "quant": settings.quant,
            "needs": None, "free": None, "problem": None}
-    if config is None or model["kind"] != "checkpoint":
+    if config is None or model["kind"] != "checkpoint" or model["problem"]:
         problem = model["problem"]
         if model["kind"] == "profile":
             problem = (f"'{settings.model}' is a memory profile without weights; pass a downloaded checkpoint "

@@ -570,6 +570,61 @@ def activation_bytes(config, context: int, candidates: int = 1, dtype=2) -> int:
     return max(prefill, decode)
 
 
+def runtime_bytes(config, context: int, candidates: int = 1, dtype=2) -> int:
+    """Device bytes a run needs besides the weights: KV cache, logits, max(workspace, activations)."""
+    held, workspace = logits_bytes(config, candidates, dtype)
+    return (kv_cache_bytes(config, context, candidates, dtype) + held
+            + max(workspace, activation_bytes(config, context, candidates, dtype)))
+
+
+def free_bytes(device: str) -> int:
+    """Memory a run can still allocate on ``device``: the GPU's free memory, or on the CPU the
+    smaller of the available RAM and what an address-space limit (``ulimit -v``) leaves."""
+    if str(device).startswith("cuda"):
+        return _torch().cuda.mem_get_info(_torch().device(device))[0]
+    free = _meminfo("/proc/meminfo", "MemAvailable:")
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            used = _meminfo("/proc/self/status", "VmSize:")
+            free = min(free, limit - used) if used is not None else free
+    except ImportError:
+        pass
+    return free if free is not None else 1 << 62  # unknown: nothing refused
+
+
+def _meminfo(file: str, key: str) -> int | None:
+    try:
+        with open(file) as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_run_fits(lm, candidates: int, context: int) -> None:
+    """Refuse, before anything is allocated, a run whose canvases, logits and cache cannot fit
+    in the memory left (candidates x canvas x vocab grows fast); says how many would."""
+    config, dtype = lm.model.config, lm.dtype
+    free = free_bytes(lm.device)
+    need = runtime_bytes(config, context, candidates, dtype)
+    if need <= free:
+        return
+    per = max(1, runtime_bytes(config, context, 1, dtype))
+    fits = max(0, min(candidates - 1, free // per))
+    while fits > 1 and runtime_bytes(config, context, fits, dtype) > free:
+        fits -= 1
+    where = "the GPU" if str(lm.device).startswith("cuda") else "this machine"
+    what = (f"use at most {fits} candidate(s)" if fits >= 1 else
+            "shorten the prompt, free memory, or use a bigger device")
+    raise OutOfMemory(f"{candidates} candidate(s) at {context} tokens of context need {need / GiB:.1f} GiB for "
+                      f"their canvases, logits and cache but {where} has {free / GiB:.1f} GiB free; {what}.")
+
+
 @dataclass
 class MemoryPlan:
     """Bytes a plan needs on the device. ``total`` = weights + kv_cache + logits +

@@ -64,6 +64,7 @@ class Task:
     def __init__(self, lm, plans: list[InfillPlan | ContinuePlan], params: SamplerParams, candidates: int, cancel,
                  stop_at_eos: bool, finish):
         self.lm, self.plans, self.params = lm, plans, params
+        _check_size(lm, plans, candidates)
         self.seeds = seeds_for(params, candidates)
         batch_plan = _batch_windows(plans, candidates)
         self._run = lm.denoise(batch_plan, params.replace(seed=self.seeds[0]), candidates=len(plans) * candidates,
@@ -111,6 +112,19 @@ class Task:
         Safe to call from another thread than the one iterating (the dict copy is atomic)."""
         plan = self.plans[row // self._candidates]
         return plan.drafts(self.lm.tokenizer, event, row, dict(self.last))
+
+
+def _check_size(lm, plans, candidates: int) -> None:
+    """A prompt the model cannot take, or more candidates than memory holds, is one sentence
+    before anything is allocated."""
+    from dgterm.engine import quant
+
+    most = lm.model.config.text_config.max_position_embeddings
+    first = [len(p.prompt) if isinstance(p, ContinuePlan) else p.max_context for p in plans]
+    if isinstance(plans[0], ContinuePlan) and first[0] + lm.canvas_length > most:
+        raise InputError(f"The prompt is too long ({first[0]} tokens, the model takes {most - lm.canvas_length} "
+                         f"besides its {lm.canvas_length}-token canvas); shorten it.")
+    quant.check_run_fits(lm, len(plans) * candidates, max(first) + lm.canvas_length)
 
 
 def _rows(run: RunResult):
@@ -250,12 +264,21 @@ def continue_text(lm, text: str, params: SamplerParams | None = None, *, candida
     ``post`` may reshape each finished Candidate (rewrite uses it)."""
     tok = lm.tokenizer
     if chat:
-        prompt = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                         tokenize=False)
+        prompt = render_chat(tok, [{"role": "user", "content": text}])
         ids = tok(prompt, add_special_tokens=False)["input_ids"]
     else:
         ids = [tok.bos_token_id] + tok(text, add_special_tokens=False)["input_ids"]
     return continue_ids(lm, ids, params, candidates=candidates, cancel=cancel, chat=chat, post=post)
+
+
+def render_chat(tokenizer, messages: list[dict]) -> str:
+    """The conversation through the checkpoint's chat template; a template that is broken
+    or raises is one sentence."""
+    try:
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    except Exception as e:  # noqa: BLE001 - jinja errors, raise_exception(), bad output types
+        raise InputError(f"The model's chat template fails ({type(e).__name__}: {str(e)[:120]}); fix the template "
+                         "or use plain mode.") from None
 
 
 def continue_ids(lm, ids: list[int], params: SamplerParams | None = None, *, candidates: int = 1,
