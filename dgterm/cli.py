@@ -128,15 +128,32 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
         argv.insert(0, "open")  # dgterm FILE
+    if sys.stdout is None:  # started with stdout closed (>&-)
+        if sys.stderr is not None:
+            print("dgterm: standard output is closed; redirect it to a file or /dev/null.", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
     try:
-        return args.run(args) or 0
+        code = args.run(args) or 0
+        sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit
+        return code
     except DgtermError as e:
         print(f"dgterm: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `dgterm ... | head -c1`: the reader is gone, as with any Unix tool
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as e:  # a path or device the checks above did not foresee: still one sentence
+        if e.filename is not None:
+            print(f"dgterm: cannot use {e.filename} ({e.strerror or e}); check the path and try again.", file=sys.stderr)
+        else:
+            print(f"dgterm: cannot write the output ({e.strerror or e}); check the disk or where the output goes.",
+                  file=sys.stderr)
+        _silence_stdout()
         return 2
     except (RuntimeError, MemoryError) as e:  # torch's OutOfMemoryError is a RuntimeError
         from dgterm.engine.quant import explain_oom, is_oom  # imported here: not on every start-up
@@ -149,6 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dgterm: cancelled.", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """After stdout failed (a full disk), drop what is still buffered so that exit does not
+    print a second error."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import sys
 def check_trace_path(args, inputs=()) -> None:
     """Refuse a trace that cannot be written, or that is one of the command's inputs (the
     file, standard input, the model's files), before the model loads, not after the run."""
+    import os
     from pathlib import Path
 
     from dgterm.errors import InputError
@@ -18,6 +19,11 @@ def check_trace_path(args, inputs=()) -> None:
     if not path:
         return
     p = Path(path)
+    try:
+        os.stat(p.parent)
+        p.is_dir()
+    except OSError as e:
+        raise InputError(f"--trace {path} cannot be used ({e.strerror}); choose another path.") from None
     if p.is_dir():
         raise InputError(f"--trace {path} is a folder; give a file name.")
     if not p.parent.is_dir():

@@ -133,6 +133,8 @@ def read(path: str) -> tuple[bytes, os.stat_result] | None:
     except PermissionError:
         raise DocumentError(f"Cannot open '{path}': permission denied on a folder in its path; "
                             "check the folder's permissions.") from None
+    except OSError as e:  # a symlink loop, a name too long for the system
+        raise DocumentError(f"Cannot open '{path}': {e.strerror}; check the path and try again.") from None
     if stat.S_ISDIR(st.st_mode):
         raise DocumentError(f"Cannot open '{path}': it is a folder; open a file inside it instead.")
     if not stat.S_ISREG(st.st_mode):

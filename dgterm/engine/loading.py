@@ -8,6 +8,7 @@ A Hugging Face id is looked up in the local cache only, unless the caller passes
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,13 @@ def resolve(spec: str = "bundled", download: bool = False) -> Path:
             raise ModelLoadError(f"The bundled model is missing from {path}; reinstall dgterm.")
         return path
     path = Path(spec).expanduser()
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:  # a symlink loop, a name too long
+        raise ModelLoadError(f"Model path {path} cannot be used ({e.strerror}); pass a checkpoint directory, "
+                             "a Hugging Face id, or 'bundled'.") from None
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
         if not path.exists():
             raise ModelLoadError(f"Model path {path} does not exist; pass a checkpoint directory, a Hugging Face id, or 'bundled'.")

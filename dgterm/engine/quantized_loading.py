@@ -516,7 +516,7 @@ def quantize_checkpoint(src, out, plan="nf4", device="cpu", dtype="bf16", max_sh
     if out.exists() and not out.is_dir():
         raise ModelLoadError(f"{out} is a file; give a new folder to write the quantized checkpoint to.")
     if out.exists() and (out.resolve() == src.resolve() or same_input(out, [src])):
-        raise ModelLoadError(f"{out} is (or holds files of) the checkpoint being quantized; write the quantized "
+        raise ModelLoadError(f"{out} is the checkpoint being quantized (or holds its files); write the quantized "
                              "one to another folder.")
     if out.exists() and any(out.iterdir()):
         if not overwrite:

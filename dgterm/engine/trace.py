@@ -34,13 +34,28 @@ class TraceWriter:
 
         self.path = Path(path)
         try:
-            self.file = self.path.open("w", encoding="utf-8")
+            # backslashreplace: a file name's undecodable bytes (lone surrogates) become
+            # JSON escapes, so the line stays valid JSON and UTF-8
+            self.file = self.path.open("w", encoding="utf-8", errors="backslashreplace")
         except OSError as e:
             raise InputError(f"Cannot write the trace {path} ({e.strerror}); choose another path.") from None
         self._write({"type": "header", **header})
 
     def _write(self, record: dict):
-        self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        try:
+            self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        except OSError as e:
+            self._fail(e)
+
+    def _fail(self, e: OSError):
+        from dgterm.errors import InputError
+
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        raise InputError(f"Cannot write the trace {self.path} ({e.strerror}); free some space or choose "
+                         "another path.") from None
 
     def step(self, event, tokenizer):
         self._write(event_record(event, tokenizer))
@@ -49,7 +64,10 @@ class TraceWriter:
         self._write({"type": "result", **record})
 
     def close(self):
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError as e:
+            self._fail(e)
 
     def __enter__(self):
         return self

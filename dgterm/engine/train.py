@@ -20,13 +20,16 @@ import json
 import math
 import os
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from dgterm.cli import whole
 from dgterm.engine import corpus
+from dgterm.errors import InputError
 
 PAD, EOS, BOS = 0, 1, 2
 SPECIAL_TOKENS = [
@@ -280,7 +283,10 @@ def train(out: Path, r: Recipe, resume: bool = True, device: str | None = None, 
     step, log = 0, []
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        try:
+            state = torch.load(ckpt, weights_only=False)
+        except Exception as e:  # noqa: BLE001 - any damage to the pickle
+            raise InputError(f"{ckpt} cannot be read ({type(e).__name__}); delete it or pass --no-resume.") from None
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
@@ -331,17 +337,49 @@ def export(model, tokenizer, dest: Path, gen_kwargs: dict | None = None):
     tokenizer.save_pretrained(dest)
 
 
+def _rate(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = math.nan
+    if not (math.isfinite(x) and x > 0):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a learning rate; give a positive number like 3e-3")
+    return x
+
+
+def _check_folder(path: Path, what: str) -> None:
+    """``path`` is, or can become, a folder we can write to."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"The {what} {path} is a file; give a folder (new or existing).")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"Cannot create the {what} {path} ({e.strerror}); choose a folder you can write to.") from None
+    if not os.access(path, os.W_OK):
+        raise InputError(f"The {what} {path} is not writable; choose a folder you can write to.")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="dgterm train", description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path, help="working directory (checkpoints, tokenizer)")
     ap.add_argument("--export", type=Path, help="write the finished model here")
-    ap.add_argument("--steps", type=int, default=Recipe.steps)
-    ap.add_argument("--batch-size", type=int, default=Recipe.batch_size)
-    ap.add_argument("--lr", type=float, default=Recipe.lr)
-    ap.add_argument("--seed", type=int, default=Recipe.seed)
+    ap.add_argument("--steps", type=whole(1), default=Recipe.steps)
+    ap.add_argument("--batch-size", type=whole(1), default=Recipe.batch_size)
+    ap.add_argument("--lr", type=_rate, default=Recipe.lr)
+    ap.add_argument("--seed", type=whole(0), default=Recipe.seed)
     ap.add_argument("--device", default=None)
     ap.add_argument("--no-resume", action="store_true")
     a = ap.parse_args(argv)
+    _check_folder(a.out, "working directory")
+    if a.export:
+        _check_folder(a.export, "--export")
+    if a.device:
+        from dgterm.engine.loading import pick_device
+
+        a.device = pick_device(a.device)
+    ckpt = a.out / "checkpoint.pt"
+    if not a.no_resume and ckpt.exists() and not zipfile.is_zipfile(ckpt):
+        raise InputError(f"{ckpt} is not a checkpoint dgterm wrote (it is damaged); delete it or pass --no-resume.")
     r = Recipe(steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed)
     model, tokenizer, _ = train(a.out, r, resume=not a.no_resume, device=a.device)
     if a.export:
