@@ -18,8 +18,13 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    import sys
+
     from dgterm.cli import sampler_params
+    from dgterm.errors import InputError
     from dgterm.repl.session import Repl
 
+    if sys.stdin is None:
+        raise InputError("Standard input is closed, and the REPL reads from it; give it a terminal or a file.")
     sampler_params(args)  # a bad flag is one line now, not a refusal at every prompt
     return Repl(args).run()
