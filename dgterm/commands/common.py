@@ -22,6 +22,8 @@ def check_trace_path(args, inputs=()) -> None:
     try:
         os.stat(p.parent)
         p.is_dir()
+    except FileNotFoundError:
+        pass  # said below
     except OSError as e:
         raise InputError(f"--trace {path} cannot be used ({e.strerror}); choose another path.") from None
     if p.is_dir():
