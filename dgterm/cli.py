@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
         argv.insert(0, "open")  # dgterm FILE
+    argv = _join_dash_values(argv)
     if sys.stdout is None:  # started with stdout closed (>&-)
         if sys.stderr is not None:
             print("dgterm: standard output is closed; redirect it to a file or /dev/null.", file=sys.stderr)
@@ -166,6 +167,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dgterm: cancelled.", file=sys.stderr)
         return 130
+
+
+VALUE_FLAGS = ("--span",)  # values that may start with "-" (argparse would take -1:3 for a flag)
+
+
+def _join_dash_values(argv: list[str]) -> list[str]:
+    """``--span -1:3`` -> ``--span=-1:3``, so the value reaches the command (which checks it)."""
+    out = []
+    for arg in argv:
+        if out and out[-1] in VALUE_FLAGS and arg.startswith("-") and arg[1:2].isdigit():
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 def _silence_stdout() -> None:

@@ -25,6 +25,7 @@ def run(args) -> int:
     if not prompt.strip():
         raise InputError("The prompt is empty; give some text to continue.")
     check_trace_path(args, [0] if args.prompt == "-" else [])
+    sampler_params(args)  # a bad flag is one line before the model loads, not after
     lm = load_model(args)
     if args.chat and not lm.has_chat_template:
         raise InputError(f"{lm.name} has no chat template; drop --chat.")

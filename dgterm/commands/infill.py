@@ -68,6 +68,7 @@ def run(args) -> int:
         print(f"dgterm: note: {doc.warning}", file=sys.stderr)
     tasks.check_spans(doc.text, spans)  # range and overlap, before loading a model
     check_trace_path(args, [args.file])
+    sampler_params(args)  # a bad flag is one line before the model loads, not after
     lm = load_model(args)
     task = tasks.infill(lm, doc.text, spans, sampler_params(args, lm), candidates=args.candidates, lengths=lengths)
     header = {"task": "infill", "file": str(args.file), "text": doc.text,

@@ -5,7 +5,9 @@ Also: ``dgterm FILE``. The model loads in the background; editing works at once.
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 
 from dgterm.cli import add_model_args, add_sampler_args
 
@@ -36,4 +38,9 @@ def run(args) -> int:
     app = make_app(args.file, settings=settings, sampler=sampler, candidates=args.candidates, trace=args.trace,
                    replay=args.replay, replay_delay=args.replay_delay, download=args.download)
     app.run()
+    if any(t.name == "dgterm-load" for t in threading.enumerate()):
+        # quit while the model loads: the document is closed; do not wait for torch to
+        # finish, nor let interpreter shutdown tear down a thread busy in C code
+        sys.stdout.flush()
+        os._exit(app.return_code or 0)
     return app.return_code or 0

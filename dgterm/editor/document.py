@@ -58,6 +58,7 @@ class Document:
         self.recovery_rewrite: dict | None = None
         self._orphan: Orphan | None = None
         self._recovered: Document | None = None
+        self._notice: str | None = None
 
     # ---- construction -------------------------------------------------------------
 
@@ -652,8 +653,14 @@ class Document:
     def _journal_failed(self, e: OSError) -> None:
         self._journal.close()
         self._journal = None
-        self.warning = (f"Cannot write the recovery journal ({e.strerror or e}); unsaved edits "
-                        "will not survive a crash, so save often or set DGTERM_STATE_DIR.")
+        self.warning = self._notice = (f"Cannot write the recovery journal ({e.strerror or e}); unsaved edits "
+                                       "will not survive a crash, so save often or set DGTERM_STATE_DIR.")
+
+    def pop_notice(self) -> str | None:
+        """A problem that arose while editing (the journal failed at its first write), once:
+        a UI shows it when it happens, not only at start-up."""
+        notice, self._notice = self._notice, None
+        return notice
 
     # checks -------------------------------------------------------------------------------
 

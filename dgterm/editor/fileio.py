@@ -10,6 +10,7 @@ which is why the BOM is looked for before NUL bytes are taken as a sign of binar
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 import os
 import re
@@ -236,6 +237,9 @@ def atomic_write(path: str, data: bytes, expected: DiskState | None | object = A
         old = None
     except OSError as e:
         raise _save_error(path, e) from None
+    if _read_only_fs(folder):
+        raise DocumentError(f"Cannot save '{path}': its file system is mounted read-only; "
+                            "save it somewhere else with save as.")
     if old is not None and not os.access(target, os.W_OK):
         raise DocumentError(f"Cannot save '{path}': the file is read-only on disk; "
                             "change its permissions or save it under another name.")
@@ -344,7 +348,17 @@ def _unlink(path: str) -> None:
         pass
 
 
+def _read_only_fs(folder: str) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
 def _save_error(path: str, e: OSError) -> DocumentError:
+    if e.errno == errno.EROFS:
+        return DocumentError(f"Cannot save '{path}': its file system is mounted read-only; "
+                             "save it somewhere else with save as.")
     if isinstance(e, PermissionError):
         return DocumentError(f"Cannot save '{path}': permission denied in its folder; "
                              "save it somewhere else with save as.")

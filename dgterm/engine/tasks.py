@@ -288,7 +288,8 @@ def continue_ids(lm, ids: list[int], params: SamplerParams | None = None, *, can
     tok = lm.tokenizer
 
     def finish(plan, canvases):
-        generated = [int(i) for c in canvases for i in c.tolist()]
+        # canvases come whole; the tokens past --max-new-tokens are dropped so it holds exactly
+        generated = [int(i) for c in canvases for i in c.tolist()][:params.max_new_tokens]
         answer, thinking = split_thinking(tok, generated) if chat else (decode(tok, generated), None)
         cand = Candidate(text=answer, spans=[answer], score=0.0, lengths=[], seed=0, thinking=thinking)
         return post(cand) if post else cand
