@@ -138,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
+    problem = _address_space_problem()
+    if problem:
+        print(f"dgterm: {problem}", file=sys.stderr)
+        return 2
     try:
         code = args.run(args) or 0
         sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit
@@ -156,7 +160,17 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
         _silence_stdout()
         return 2
-    except (RuntimeError, MemoryError) as e:  # torch's OutOfMemoryError is a RuntimeError
+    except SystemError:  # an extension that failed to allocate while importing (seen under ulimit -v)
+        if not _address_space_limited():
+            raise
+        print("dgterm: out of memory while starting; raise the memory limit (ulimit -v) and try again.",
+              file=sys.stderr)
+        return 2
+    except MemoryError:  # nothing may be left to import the explainer with
+        print("dgterm: out of memory; free memory, or raise the memory limit (ulimit -v), and try again.",
+              file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # torch's OutOfMemoryError is a RuntimeError
         from dgterm.engine.quant import explain_oom, is_oom  # imported here: not on every start-up
 
         if not is_oom(e):
@@ -167,6 +181,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dgterm: cancelled.", file=sys.stderr)
         return 130
+    except ImportError as e:  # under `ulimit -v` torch's libraries fail to map
+        print(f"dgterm: cannot load {e.name or 'a library'} ({str(e)[:160]}); if a memory limit is set "
+              "(ulimit -v), raise it, else reinstall dgterm.", file=sys.stderr)
+        return 2
+
+
+MIN_ADDRESS_SPACE = 640 << 20  # below this, importing torch aborts inside OpenBLAS (no Python error)
+
+
+def _address_space_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return None if limit == resource.RLIM_INFINITY else limit
+
+
+def _address_space_limited() -> bool:
+    return _address_space_limit() is not None
+
+
+def _address_space_problem() -> str | None:
+    """A sentence if ``ulimit -v`` is too small to start torch at all, else None."""
+    limit = _address_space_limit()
+    if limit is None or limit >= MIN_ADDRESS_SPACE:
+        return None
+    return (f"the memory limit (ulimit -v) allows {limit >> 20} MiB, and torch needs at least "
+            f"{MIN_ADDRESS_SPACE >> 20} MiB to start; raise the limit.")
 
 
 VALUE_FLAGS = ("--span",)  # values that may start with "-" (argparse would take -1:3 for a flag)

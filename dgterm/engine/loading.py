@@ -185,6 +185,15 @@ def check_weights(path: Path, config) -> None:
                               "mismatched_keys": wrong})
 
 
+def load_failure(path: Path, e: BaseException) -> ModelLoadError:
+    """One sentence for a load that raised: memory is named as memory, not the checkpoint's fault."""
+    text = str(e)
+    if isinstance(e, MemoryError) or "Cannot allocate memory" in text or "out of memory" in text.lower():
+        return ModelLoadError(f"Not enough memory to load {path.name} ({type(e).__name__}); free memory, raise the "
+                              "memory limit (ulimit -v), or use --quant nf4.")
+    return ModelLoadError(f"Loading {path} failed ({type(e).__name__}: {text[:200]}); check the checkpoint files.")
+
+
 def check_loading_info(path: Path, info: dict) -> None:
     """A checkpoint whose tensors do not match the architecture cannot run: refuse it."""
     for key, what in (("missing_keys", "lacks"), ("unexpected_keys", "has unexpected"), ("mismatched_keys", "has wrongly shaped")):
@@ -324,7 +333,7 @@ def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant
     except torch.cuda.OutOfMemoryError:
         raise ModelLoadError(f"{path.name} does not fit in {device} memory; try --quant nf4 or a smaller model.") from None
     except Exception as e:
-        raise ModelLoadError(f"Loading {path} failed ({type(e).__name__}: {str(e)[:200]}); check the checkpoint files.") from None
+        raise load_failure(path, e) from None
     check_loading_info(path, info)
     model = model.to(device).eval()
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.is_floating_point()):

@@ -35,3 +35,21 @@ def test_a_prompt_longer_than_the_context_says_so(bundled):
     ids = [bundled.tokenizer.bos_token_id] + [100] * most
     with pytest.raises(InputError, match=rf"prompt is too long \({most + 1} tokens, the model takes"):
         tasks.continue_ids(bundled, ids)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mib", [100, 500, 700])
+def test_under_ulimit_v_it_is_one_sentence_never_the_checkpoints_fault(mib):
+    import resource
+    import subprocess
+    import sys
+
+    limit = mib << 20
+    out = subprocess.run([sys.executable, "-m", "dgterm.cli", "generate", "hi", "--max-new-tokens", "8"],
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
+                         capture_output=True, text=True, timeout=300)
+    if out.returncode == 0:  # it fitted
+        return
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    (line,) = out.stderr.splitlines()
+    assert "ulimit -v" in line and "checkpoint" not in line
