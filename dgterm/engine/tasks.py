@@ -18,7 +18,7 @@ import torch
 from dgterm.engine.denoise import Window, seeds_for
 from dgterm.engine.events import RunResult, StepEvent
 from dgterm.engine.params import SamplerParams
-from dgterm.errors import InputError
+from dgterm.errors import DgtermError, InputError
 
 DEFAULT_INSERT_TOKENS = 16
 CHARS_PER_TOKEN_BOUND = 8  # generous: how many characters of context to tokenize per token wanted
@@ -115,16 +115,17 @@ class Task:
 
 
 def _check_size(lm, plans, candidates: int) -> None:
-    """A prompt the model cannot take, or more candidates than memory holds, is one sentence
-    before anything is allocated."""
+    """A prompt the model cannot take, or more candidates than memory holds (an engine in this
+    process), is one sentence before anything is allocated."""
     from dgterm.engine import quant
 
-    most = lm.model.config.text_config.max_position_embeddings
+    most = lm.max_positions
     first = [len(p.prompt) if isinstance(p, ContinuePlan) else p.max_context for p in plans]
     if isinstance(plans[0], ContinuePlan) and first[0] + lm.canvas_length > most:
         raise InputError(f"The prompt is too long ({first[0]} tokens, the model takes {most - lm.canvas_length} "
                          f"besides its {lm.canvas_length}-token canvas); shorten it.")
-    quant.check_run_fits(lm, len(plans) * candidates, max(first) + lm.canvas_length)
+    if hasattr(lm, "model"):  # a remote engine bounds its own memory
+        quant.check_run_fits(lm, len(plans) * candidates, max(first) + lm.canvas_length)
 
 
 def _rows(run: RunResult):
@@ -276,6 +277,8 @@ def render_chat(tokenizer, messages: list[dict]) -> str:
     or raises is one sentence."""
     try:
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    except DgtermError:  # a remote engine's own sentence
+        raise
     except Exception as e:  # noqa: BLE001 - jinja errors, raise_exception(), bad output types
         raise InputError(f"The model's chat template fails ({type(e).__name__}: {str(e)[:120]}); fix the template "
                          "or use plain mode.") from None
