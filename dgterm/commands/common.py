@@ -77,13 +77,16 @@ def vars_of(params) -> dict:
     return dataclasses.asdict(params)
 
 
-def result_record(result) -> dict:
+def result_record(result, texts: list[str] | None = None, newline: str = "\n") -> dict:
+    """The result as JSON; ``texts`` (one per candidate) and ``newline`` give the text as the
+    file holds it (infill keeps the file's line endings)."""
     run = result.run
+    texts = texts or [c.text for c in result.candidates]
     return {
         "candidates": [
-            {"text": c.text, "spans": c.spans, "score": round(c.score, 6), "lengths": c.lengths, "seed": c.seed,
-             "thinking": c.thinking}
-            for c in result.candidates
+            {"text": text, "spans": [s.replace("\n", newline) for s in c.spans], "score": round(c.score, 6),
+             "lengths": c.lengths, "seed": c.seed, "thinking": c.thinking}
+            for c, text in zip(result.candidates, texts)
         ],
         "stats": {
             "steps_per_canvas": run.steps,
@@ -95,9 +98,9 @@ def result_record(result) -> dict:
     }
 
 
-def emit(result, args, plain: str) -> None:
+def emit(result, args, plain: str, texts: list[str] | None = None, newline: str = "\n") -> None:
     if args.json:
-        json.dump(result_record(result), sys.stdout, ensure_ascii=False, indent=2)
+        json.dump(result_record(result, texts, newline), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(plain)

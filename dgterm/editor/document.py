@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import re
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from .spans import Span, SpanSet, moved
 
 Pos = int | tuple[int, int]  # an offset, or a (line, column) pair; 0-based characters
 
+_CRLF = re.compile("\r\n")
 SNAPSHOT_LIMIT = 1 << 20  # journals of texts up to this size carry a copy of their base
 COMPACT_BYTES = 4 << 20  # a journal that grew this much beyond the text is compacted
 
@@ -128,6 +130,24 @@ class Document:
         if value not in fileio.ENCODINGS:
             raise ValueError(f"unknown encoding {value!r}; use one of {', '.join(fileio.ENCODINGS)}")
         self._encoding = value
+
+    def file_text(self) -> str:
+        """The text as the file holds it: its own line endings (CRLF is two characters), no BOM."""
+        return fileio.restore_newlines(self._text, self._newline, self._eol)
+
+    def from_file_offset(self, offset: int) -> int:
+        """The offset into ``text`` of an offset into ``file_text()``; raises IndexError for one
+        outside it or between the CR and LF of a line ending."""
+        if type(offset) is not int or not 0 <= offset <= len(self.file_text()):
+            raise IndexError(f"offset {offset!r} is outside the file (0..{len(self.file_text())})")
+        raw = self.file_text()
+        if "\r\n" not in raw:
+            return offset
+        pairs = [m.start() for m in _CRLF.finditer(raw)]
+        k = bisect_right(pairs, offset - 2)  # pairs wholly before the offset
+        if k < len(pairs) and pairs[k] == offset - 1:
+            raise IndexError(f"offset {offset} falls between the CR and LF of a line ending")
+        return offset - k
 
     @property
     def dirty(self) -> bool:

@@ -206,14 +206,17 @@ def normalize(text: str) -> str:
     return _CR.sub("\n", text) if "\r" in text else text
 
 
+def restore_newlines(text: str, newline: str, eol: list[str] | None) -> str:
+    """The inverse of ``split_newlines``: every "\\n" back to the file's own ending."""
+    if eol is None:
+        return text if newline == "\n" else text.replace("\n", newline)
+    return "".join(chain.from_iterable(zip(text.split("\n"), chain(eol, [""]))))
+
+
 def encode(text: str, encoding: str, newline: str, eol: list[str] | None) -> bytes:
     """The inverse of ``decode`` (raises UnicodeEncodeError for unencodable text)."""
-    if eol is None:
-        s = text if newline == "\n" else text.replace("\n", newline)
-    else:
-        s = "".join(chain.from_iterable(zip(text.split("\n"), chain(eol, [""]))))
     codec, bom = ENCODINGS[encoding]
-    return bom + s.encode(codec)
+    return bom + restore_newlines(text, newline, eol).encode(codec)
 
 
 def atomic_write(path: str, data: bytes, expected: DiskState | None | object = ANY) -> os.stat_result:

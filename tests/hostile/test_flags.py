@@ -31,7 +31,7 @@ def test_a_span_that_looks_like_a_flag_is_taken_as_a_value(tmp_path, no_load):
     path.write_text("hello world\n")
     out = dgterm("infill", path, "--span", "-1:3")
     assert out.returncode == 2 and out.stderr.splitlines() == [
-        "dgterm: Span -1:3 is outside the text (0:12); give offsets inside it."]
+        "dgterm: Span -1:3 is outside the file (0:12); give offsets inside it."]
 
 
 @pytest.mark.parametrize("n", [1, 16, 130])
