@@ -44,17 +44,49 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
         argv.insert(0, "open")  # dgterm FILE
+    argv = _join_dash_values(argv)
+    if sys.stdout is None:  # started with stdout closed (>&-)
+        if sys.stderr is not None:
+            print("dgterm: standard output is closed; redirect it to a file or /dev/null.", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
+    problem = _address_space_problem()
+    if problem:
+        print(f"dgterm: {problem}", file=sys.stderr)
+        return 2
     try:
-        return args.run(args) or 0
+        code = args.run(args) or 0
+        sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit
+        return code
     except DgtermError as e:
         print(f"dgterm: {e}", file=sys.stderr)
         return 2
-    except (RuntimeError, MemoryError) as e:  # torch's OutOfMemoryError is a RuntimeError
+    except BrokenPipeError:  # `dgterm ... | head -c1`: the reader is gone, as with any Unix tool
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as e:  # a path or device the checks above did not foresee: still one sentence
+        if e.filename is not None:
+            print(f"dgterm: cannot use {e.filename} ({e.strerror or e}); check the path and try again.", file=sys.stderr)
+        else:
+            print(f"dgterm: cannot write the output ({e.strerror or e}); check the disk or where the output goes.",
+                  file=sys.stderr)
+        _silence_stdout()
+        return 2
+    except SystemError:  # an extension that failed to allocate while importing (seen under ulimit -v)
+        if not _address_space_limited():
+            raise
+        print("dgterm: out of memory while starting; raise the memory limit (ulimit -v) and try again.",
+              file=sys.stderr)
+        return 2
+    except MemoryError:  # nothing may be left to import the explainer with
+        print("dgterm: out of memory; free memory, or raise the memory limit (ulimit -v), and try again.",
+              file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # torch's OutOfMemoryError is a RuntimeError
         from dgterm.engine import oom  # imported here: not on every start-up
 
         if not oom.is_oom(e):
@@ -66,6 +98,58 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dgterm: cancelled.", file=sys.stderr)
         return 130
+    except ImportError as e:  # under `ulimit -v` torch's libraries fail to map
+        print(f"dgterm: cannot load {e.name or 'a library'} ({str(e)[:160]}); if a memory limit is set "
+              "(ulimit -v), raise it, else reinstall dgterm.", file=sys.stderr)
+        return 2
+
+
+MIN_ADDRESS_SPACE = 640 << 20  # below this, importing torch aborts inside OpenBLAS (no Python error)
+
+
+def _address_space_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return None if limit == resource.RLIM_INFINITY else limit
+
+
+def _address_space_limited() -> bool:
+    return _address_space_limit() is not None
+
+
+def _address_space_problem() -> str | None:
+    """A sentence if ``ulimit -v`` is too small to start torch at all, else None."""
+    limit = _address_space_limit()
+    if limit is None or limit >= MIN_ADDRESS_SPACE:
+        return None
+    return (f"the memory limit (ulimit -v) allows {limit >> 20} MiB, and torch needs at least "
+            f"{MIN_ADDRESS_SPACE >> 20} MiB to start; raise the limit.")
+
+
+VALUE_FLAGS = ("--span",)  # values that may start with "-" (argparse would take -1:3 for a flag)
+
+
+def _join_dash_values(argv: list[str]) -> list[str]:
+    """``--span -1:3`` -> ``--span=-1:3``, so the value reaches the command (which checks it)."""
+    out = []
+    for arg in argv:
+        if out and out[-1] in VALUE_FLAGS and arg.startswith("-") and arg[1:2].isdigit():
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+def _silence_stdout() -> None:
+    """After stdout failed (a full disk), drop what is still buffered so that exit does not
+    print a second error."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

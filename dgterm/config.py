@@ -23,6 +23,7 @@ a global.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import os
 import tomllib
@@ -30,9 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dgterm.errors import DgtermError
+from dgterm.paths import read_limited
 
 ENV_PREFIX = "DGTERM_"
 STRINGS = ("model", "device", "dtype", "quant", "theme", "server", "api_key")
+CONFIG_LIMIT = 1 << 20  # a config file is a few lines; anything bigger is a mistake
+YES, NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 @dataclass
@@ -78,14 +82,21 @@ def load_settings(path: Path | None = None, env=None) -> Settings:
     env = os.environ if env is None else env
     path = path or config_path()
     values: dict = {}
-    if path.exists():
+    try:
+        raw = read_limited(path, CONFIG_LIMIT)
+    except FileNotFoundError:
+        raw = None
+    except OSError as e:
+        raise DgtermError(f"Cannot read the config file {path} ({e.strerror}); "
+                          "point DGTERM_CONFIG at a TOML file.") from None
+    if raw is not None and raw.startswith(codecs.BOM_UTF8):
+        raise DgtermError(f"Config file {path} starts with a UTF-8 byte order mark, which TOML does not allow; "
+                          "save it as UTF-8 without a BOM.")
+    if raw is not None:
         try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
+            values = tomllib.loads(raw.decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise DgtermError(f"Config file {path} is not valid TOML ({e}); fix or remove it.") from None
-        except OSError as e:
-            raise DgtermError(f"Cannot read the config file {path} ({e.strerror}); "
-                              "point DGTERM_CONFIG at a TOML file.") from None
     known = {f.name for f in dataclasses.fields(Settings)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -93,8 +104,12 @@ def load_settings(path: Path | None = None, env=None) -> Settings:
     for name in STRINGS:
         if env.get(ENV_PREFIX + name.upper()):
             values[name] = env[ENV_PREFIX + name.upper()]
-    if env.get(ENV_PREFIX + "ALLOW_OFFLOAD"):
-        values["allow_offload"] = env[ENV_PREFIX + "ALLOW_OFFLOAD"].lower() in ("1", "true", "yes")
+    offload = env.get(ENV_PREFIX + "ALLOW_OFFLOAD", "").strip().lower()
+    if offload:
+        if offload not in YES + NO:
+            raise DgtermError(f"DGTERM_ALLOW_OFFLOAD={env[ENV_PREFIX + 'ALLOW_OFFLOAD']!r} is not a yes or no; "
+                              "set it to 1 or 0.")
+        values["allow_offload"] = offload in YES
     if not isinstance(values.get("allow_offload", False), bool):
         raise DgtermError(f"Config file {path}: allow_offload must be true or false.")
     for name in STRINGS:
@@ -103,4 +118,8 @@ def load_settings(path: Path | None = None, env=None) -> Settings:
     for name in ("sampler", "keymap"):
         if not isinstance(values.get(name, {}), dict):
             raise DgtermError(f"Config file {path}: {name} must be a table, [{name}] with one setting per line.")
+    bad = [k for k, v in values.get("keymap", {}).items() if not isinstance(v, str) or not v.strip()]
+    if bad:
+        raise DgtermError(f"Config file {path}: [keymap] {bad[0]} must be keys in quotes, like "
+                          f"\"{bad[0]}\" = \"ctrl+r\".")
     return Settings(**values)

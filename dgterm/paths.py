@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -54,3 +56,38 @@ def refuse_input(output: str | os.PathLike | None, flag: str, inputs: Iterable[s
         raise InputError(f"{flag} {output} is {'' if hit == str(output) else 'the same file as '}{hit}, which "
                          "dgterm reads; writing there would destroy it, so choose another path.")
 
+
+MiB = 1 << 20
+
+
+def read_limited(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes.
+
+    Anything else raises OSError whose ``strerror`` says why, so that a FIFO is never
+    waited on and ``/dev/zero`` is never read forever (the open does not block).
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "it is not a regular file")
+        if st.st_size > limit:
+            raise OSError(errno.EFBIG, f"it is {_size(st.st_size)}, more than the {_size(limit)} dgterm reads")
+        chunks, total = [], 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise OSError(errno.EFBIG, f"it is more than the {_size(limit)} dgterm reads")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_text_limited(path: str | os.PathLike, limit: int) -> str:
+    """``read_limited`` decoded as UTF-8 (UnicodeDecodeError if it is not)."""
+    return read_limited(path, limit).decode("utf-8")
+
+
+def _size(n: int) -> str:
+    return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n} bytes"

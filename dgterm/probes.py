@@ -22,8 +22,10 @@ GiB = 1 << 30
 PACKAGES = ("torch", "transformers", "bitsandbytes", "triton")
 
 
-def probe(engine, context: int | None = None) -> dict:
-    """The whole report for ``engine`` (an :class:`dgterm.engine.args.EngineArgs`)."""
+def probe(engine, context: int | None = None, gpu_memory: int | None = None) -> dict:
+    """The whole report for ``engine`` (an :class:`dgterm.engine.args.EngineArgs`).
+    ``gpu_memory`` adds a GPU with that many bytes free to the memory table, so "would it
+    fit on my card?" has an answer on any machine."""
     settings = engine.settings
     report = {"dgterm": __version__, "python": {"version": platform.python_version(), "executable": sys.executable},
               "packages": {name: _version(name) for name in PACKAGES}}
@@ -34,7 +36,7 @@ def probe(engine, context: int | None = None) -> dict:
     report["model"] = model
     if config is not None:
         context = min(context or 8192, config.text_config.max_position_embeddings)
-        report["memory"] = _memory(config, context, report["cuda"]["devices"], report["cpu"])
+        report["memory"] = _memory(config, context, report["cuda"]["devices"], report["cpu"], gpu_memory)
         if model["kind"] == "checkpoint":
             report["recommended"] = _recommend(settings.model, report["memory"])
     report["chosen"] = _chosen(engine, model, config, report)
@@ -100,9 +102,9 @@ def _model(spec: str, download: bool) -> tuple[dict, object]:
         out.update(path=str(path), resolves_offline=True, kind="checkpoint")
     except DgtermError as e:
         out["problem"] = str(e)
-        if spec not in quant.list_profiles():
+        path = _profile(spec)
+        if path is None:
             return out, None
-        path = quant.profiles_dir() / spec  # a memory profile: a config without weights
         out.update(path=str(path), kind="profile")
     try:
         config = quant.load_config(str(path))
@@ -115,6 +117,8 @@ def _model(spec: str, download: bool) -> tuple[dict, object]:
         return out, None
     from dgterm.engine.quant import loader
 
+    if out["kind"] == "checkpoint":
+        out["problem"] = _cannot_run(path, config, loader.is_prequantized(path))
     counts = quant.parameter_counts(config)
     out.update(
         parameters=counts["total"], by_component={k: v for k, v in counts.items() if k not in ("text", "total") and v},
@@ -125,6 +129,40 @@ def _model(spec: str, download: bool) -> tuple[dict, object]:
                       if out["kind"] == "checkpoint" and loader.is_prequantized(path) else None),
     )
     return out, config
+
+
+def _profile(spec: str) -> Path | None:
+    """A memory profile (a config without weights), named or given as its folder."""
+    from dgterm.engine import quant
+
+    if spec in quant.list_profiles():
+        return quant.profiles_dir() / spec
+    path = Path(spec).expanduser()
+    try:
+        if (path / "config.json").is_file() and not any(path.glob("*.safetensors")):
+            return path
+    except OSError:
+        pass
+    return None
+
+
+def _cannot_run(path: Path, config, prequantized: bool) -> str | None:
+    """Why a checkpoint whose config reads fine still cannot run: its weights do not match
+    the architecture, or its tokenizer does not load."""
+    from dgterm.engine import checkpoint
+
+    try:
+        if not prequantized:
+            checkpoint.check_weights(path, config)
+    except DgtermError as e:
+        return str(e)
+    try:
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure of the tokenizer files
+        return f"The tokenizer in {path} cannot be loaded ({type(e).__name__}); restore the tokenizer files."
+    return None
 
 
 def _has_chat_template(path: Path) -> bool:
@@ -138,18 +176,20 @@ def _has_chat_template(path: Path) -> bool:
         return False
 
 
-def _targets(cuda_devices: list[dict], cpu: dict) -> list[dict]:
-    """Where the model could run, with the free bytes and the compute dtype checkpoint.pick_dtype would choose."""
+def _targets(cuda_devices: list[dict], cpu: dict, gpu_memory: int | None = None) -> list[dict]:
+    """Where the model could run, with the free bytes and the compute dtype checkpoint.pick_dtype would choose
+    (plus a GPU of ``gpu_memory`` bytes that is not here, marked ``asked``)."""
     gpus = [{"device": d["device"], "free": d["free"], "dtype": "bf16" if d["bf16"] else "fp16"} for d in cuda_devices]
-    return gpus + [{"device": "cpu", "free": cpu["ram_available"], "dtype": "fp32"}]
+    asked = [{"device": f"{gpu_memory / GiB:.3g}G GPU", "free": gpu_memory, "dtype": "bf16", "asked": True}] if gpu_memory else []
+    return gpus + asked + [{"device": "cpu", "free": cpu["ram_available"], "dtype": "fp32"}]
 
 
-def _memory(config, context: int, cuda_devices: list[dict], cpu: dict) -> dict:
+def _memory(config, context: int, cuda_devices: list[dict], cpu: dict, gpu_memory: int | None = None) -> dict:
     """The planner's bytes for each --quant on each device, and whether they fit."""
     from dgterm.engine import quant
 
     rows = []
-    for target in _targets(cuda_devices, cpu):
+    for target in _targets(cuda_devices, cpu, gpu_memory):
         plans = {q: quant.plan_memory(config, quant.QUANT_TO_PLAN[q], context, 1, target["dtype"]) for q in QUANTS}
         rows.append({**target, "needs": {q: p.total for q, p in plans.items()},
                      "fits": {q: p.fits(target["free"]) for q, p in plans.items()}})
@@ -158,7 +198,7 @@ def _memory(config, context: int, cuda_devices: list[dict], cpu: dict) -> dict:
 
 def _recommend(spec: str, memory: dict) -> str | None:
     """The best setup: the GPU with the most free memory at the least quantization that fits, else the CPU."""
-    gpus = sorted((r for r in memory["devices"] if r["device"] != "cpu"), key=lambda r: -r["free"])
+    gpus = sorted((r for r in memory["devices"] if r["device"] != "cpu" and not r.get("asked")), key=lambda r: -r["free"])
     cpus = [r for r in memory["devices"] if r["device"] == "cpu"]
     for row in gpus + cpus:
         for q in QUANTS:
@@ -176,7 +216,7 @@ def _chosen(engine, model: dict, config, report: dict) -> dict:
 
     out = {"model": settings.model, "device": settings.device, "dtype": settings.dtype, "quant": settings.quant,
            "needs": None, "free": None, "problem": None}
-    if config is None or model["kind"] != "checkpoint":
+    if config is None or model["kind"] != "checkpoint" or model["problem"]:
         problem = model["problem"]
         if model["kind"] == "profile":
             problem = (f"'{settings.model}' is a memory profile without weights; pass a downloaded checkpoint "

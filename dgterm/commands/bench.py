@@ -26,7 +26,7 @@ def add_arguments(p):
     s.add_argument("--repeats", type=whole(1), default=3)
     q = sub.add_parser("quality", help="held-out denoising loss, infill exact match vs baselines")
     q.add_argument("-n", type=whole(1), default=100, help="cases per kind")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seed", type=whole(0), default=0)
     q.add_argument("--sweep", action="store_true", help="also try a grid of sampler settings on a small sample")
     q.add_argument("--kinds", type=kinds, default=list(KINDS),
                    help=f"comma-separated kinds of infill case (default {','.join(KINDS)})")

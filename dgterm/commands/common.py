@@ -31,9 +31,11 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace", metavar="FILE", help="write every step as a JSON line")
 
 
-def check_trace_path(path: str | None, inputs=()) -> None:
+def check_trace_path(path: str | None, inputs=(), engine=None) -> None:
     """Refuse a trace that cannot be written, or that is one of the command's ``inputs`` (a
-    file, or 0 for standard input), before the model loads, not after the run."""
+    file, or 0 for standard input) or the files of ``engine``'s model (an EngineArgs), before
+    the model loads, not after the run."""
+    import os
     from pathlib import Path
 
     from dgterm.errors import InputError
@@ -42,11 +44,18 @@ def check_trace_path(path: str | None, inputs=()) -> None:
     if not path:
         return
     p = Path(path)
+    try:
+        os.stat(p.parent)
+        p.is_dir()
+    except FileNotFoundError:
+        pass  # said below
+    except OSError as e:
+        raise InputError(f"--trace {path} cannot be used ({e.strerror}); choose another path.") from None
     if p.is_dir():
         raise InputError(f"--trace {path} is a folder; give a file name.")
     if not p.parent.is_dir():
         raise InputError(f"--trace {path}: the folder {p.parent} does not exist; create it or choose another path.")
-    refuse_input(path, "--trace", inputs)
+    refuse_input(path, "--trace", [*inputs, *(engine.local_files() if engine else ())])
 
 
 def text_argument(text: str, what: str) -> str:
@@ -74,11 +83,13 @@ def drive(task, path: str | None, extra: dict):
     return task.result
 
 
-def emit(result, args, plain: str) -> None:
+def emit(result, args, plain: str, texts: list[str] | None = None, newline: str = "\n") -> None:
+    """``plain`` on stdout, or with --json the result record (``texts``: each candidate's text
+    as the file holds it, ``newline`` its line ending)."""
     if args.json:
         from dgterm.engine.trace import result_record
 
-        json.dump(result_record(result), sys.stdout, ensure_ascii=False, indent=2)
+        json.dump(result_record(result, texts, newline), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(plain)

@@ -14,7 +14,23 @@ def add_arguments(p):
     EngineArgs.add_cli_args(p, sampler=False)
     p.add_argument("--context", type=whole(1), metavar="TOKENS",
                    help="tokens of context to plan memory for (default 8192, at most the model's)")
+    p.add_argument("--gpu-memory", type=_size, metavar="SIZE",
+                   help="also plan for a GPU with SIZE free (e.g. 24GiB), to see if the model would fit on it")
     p.add_argument("--json", action="store_true", help="the same report as JSON, for scripts")
+
+
+def _size(text: str) -> int:
+    import argparse
+
+    from dgterm.commands.quantize import parse_size
+
+    try:
+        n = parse_size(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a size; write e.g. 24GiB or 80GB") from None
+    if n < 1 << 20:
+        raise argparse.ArgumentTypeError(f"'{text}' is too small for a GPU; write e.g. 24GiB")
+    return n
 
 
 def run(args) -> int:
@@ -22,6 +38,6 @@ def run(args) -> int:
 
     from dgterm.probes import format_text, probe
 
-    report = probe(EngineArgs.from_cli_args(args), context=args.context)
+    report = probe(EngineArgs.from_cli_args(args), context=args.context, gpu_memory=args.gpu_memory)
     print(json.dumps(report, indent=2) if args.json else format_text(report))
     return 0 if report["ok"] else 1

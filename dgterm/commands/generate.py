@@ -23,8 +23,9 @@ def run(args) -> int:
     prompt = text_argument(sys.stdin.read() if args.prompt == "-" else args.prompt, "prompt")
     if not prompt.strip():
         raise InputError("The prompt is empty; give some text to continue.")
-    check_trace_path(args.trace, [0] if args.prompt == "-" else [])
     engine = EngineArgs.from_cli_args(args)
+    engine.check()  # a bad flag is one line before the model loads, not after
+    check_trace_path(args.trace, [0] if args.prompt == "-" else [], engine)
     lm = engine.load()
     if args.chat and not lm.has_chat_template:
         raise InputError(f"{lm.name} has no chat template; drop --chat.")

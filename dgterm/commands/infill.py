@@ -1,9 +1,10 @@
 """Rewrite spans of a file from both sides of their context and print the result.
 
-Spans are START:END character offsets into the file's text (newlines counted as one
-character, end exclusive), or START:END:LENGTH to ask for LENGTH tokens; a zero-length
-span START:START:LENGTH inserts. Overlapping spans are refused. With --in-place the
-file is rewritten atomically in its own encoding and newline style.
+Spans are START:END offsets in the file's own characters (a CRLF line ending counts two,
+a byte order mark none; END exclusive), or START:END:LENGTH to ask for LENGTH tokens; a
+zero-length span START:START:LENGTH inserts. Overlapping spans are refused. The printed
+text keeps the file's line endings. With --in-place the file is rewritten atomically in
+its own encoding and newline style.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dgterm.engine.args import EngineArgs
 def add_arguments(p):
     p.add_argument("file", help="the file to rewrite")
     p.add_argument("--span", action="append", default=[], metavar="START:END[:LENGTH]",
-                   help="a span to rewrite: character offsets into the file, END exclusive (repeat for more spans)")
+                   help="a span to rewrite: offsets in the file's characters (CRLF counts two, a BOM none), END exclusive "
+                        "(repeat for more spans)")
     p.add_argument("--length", type=int, help="tokens wanted for every span without its own LENGTH")
     p.add_argument("--lengths", help="length search for one span: comma-separated token lengths, ranked")
     p.add_argument("--in-place", action="store_true", help="write the best candidate back into the file")
@@ -62,17 +64,21 @@ def run(args) -> int:
         raise InputError(f"{doc.warning.rstrip('.')}; or drop --in-place.")
     if doc.warning:
         print(f"dgterm: note: {doc.warning}", file=sys.stderr)
+    spans = [_in_text(doc, s) for s in spans]
     tasks.check_spans(doc.text, spans)  # range and overlap, before loading a model
-    check_trace_path(args.trace, [args.file])
     engine = EngineArgs.from_cli_args(args)
+    engine.check()  # a bad flag is one line before the model loads, not after
+    check_trace_path(args.trace, [args.file], engine)
     lm = engine.load()
     task = tasks.infill(lm, doc.text, spans, engine.sampler_params(lm), candidates=engine.candidates, lengths=lengths)
     header = {"task": "infill", "file": str(args.file), "text": doc.text,
               "spans": [[s.start, s.end, s.length] for s in spans]}
     result = drive(task, args.trace, header)
     best = result.best
+    order = sorted(spans, key=lambda s: s.start)
+    texts = [_as_in_file(doc, order, c.spans) for c in result.candidates]
     if args.in_place:
-        marked = [doc.add_span(s.start, s.end) for s in sorted(spans, key=lambda s: s.start)]
+        marked = [doc.add_span(s.start, s.end) for s in order]
         doc.apply_rewrite(dict(zip(marked, best.spans)))
         try:
             doc.save()
@@ -84,5 +90,29 @@ def run(args) -> int:
             doc.close(discard=True)
             raise
         doc.close()
-    emit(result, args, best.text)
+    emit(result, args, texts[0], texts=texts, newline=doc.newline)
     return 0
+
+
+def _in_text(doc, span):
+    """A span given in the file's characters, as offsets into the document's text."""
+    from dgterm.engine.tasks import SpanRequest
+    from dgterm.errors import InputError
+
+    size = len(doc.file_text())
+    if not (0 <= span.start <= size and 0 <= span.end <= size):
+        raise InputError(f"Span {span.start}:{span.end} is outside the file (0:{size}); give offsets inside it.")
+    try:
+        return SpanRequest(doc.from_file_offset(span.start), doc.from_file_offset(span.end), span.length)
+    except IndexError as e:
+        raise InputError(f"Span {span.start}:{span.end}: {e}; a CRLF counts as two characters.") from None
+
+
+def _as_in_file(doc, order, drafts) -> str:
+    """The whole file as it would read with ``drafts`` in the spans, in its own line endings."""
+    from dgterm.editor import Document
+
+    scratch = Document.from_text(doc.file_text())
+    marked = [scratch.add_span(s.start, s.end) for s in order]
+    scratch.apply_rewrite(dict(zip(marked, drafts)))
+    return scratch.file_text()

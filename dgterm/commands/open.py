@@ -5,7 +5,9 @@ Also: ``dgterm FILE``. The model loads in the background; editing works at once.
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 
 from dgterm.engine.args import EngineArgs
 
@@ -29,4 +31,9 @@ def run(args) -> int:
         raise InputError("dgterm open needs a terminal; in scripts use dgterm infill or dgterm generate.")
     app = make_app(args.file, engine=engine, trace=args.trace, replay=args.replay, replay_delay=args.replay_delay)
     app.run()
+    if any(t.name == "dgterm-load" for t in threading.enumerate()):
+        # quit while the model loads: the document is closed; do not wait for torch to
+        # finish, nor let interpreter shutdown tear down a thread busy in C code
+        sys.stdout.flush()
+        os._exit(app.return_code or 0)
     return app.return_code or 0

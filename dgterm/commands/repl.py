@@ -17,8 +17,13 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    import sys
+
+    from dgterm.errors import InputError
     from dgterm.repl.loop import Repl
 
+    if sys.stdin is None:
+        raise InputError("Standard input is closed, and the REPL reads from it; give it a terminal or a file.")
     engine = EngineArgs.from_cli_args(args)
     engine.check()  # a bad flag is one line now, not a refusal at every prompt
     return Repl(engine, mode=args.mode, keys=args.keys).run()

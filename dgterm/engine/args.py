@@ -118,6 +118,19 @@ class EngineArgs:
             raise InputError("--candidates must be at least 1.")
         return params
 
+    def local_files(self) -> list:
+        """The folder of the model these settings name, when it is on this machine (else
+        nothing): what a command's outputs must never overwrite."""
+        from dgterm.engine.checkpoint import resolve
+        from dgterm.errors import DgtermError
+
+        if self.settings.server:
+            return []
+        try:
+            return [resolve(self.settings.model)]
+        except DgtermError:
+            return []
+
     def check(self) -> None:
         """Refuse bad sampler settings now, before a model loads."""
         self.sampler_params()

@@ -36,7 +36,7 @@ def prompt_ids(tokenizer, messages: list[dict], budget: int) -> list[int]:
     keep = list(messages)
     system = [keep.pop(0)] if keep[0].get("role") == "system" else []
     while True:
-        text = tokenizer.apply_chat_template(system + keep, add_generation_prompt=True, tokenize=False)
+        text = tasks.render_chat(tokenizer, system + keep)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) <= budget:
             return ids

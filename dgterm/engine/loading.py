@@ -9,7 +9,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dgterm.engine.checkpoint import BUNDLED_NAME, QUANTS, check_checkpoint, pick_device, pick_dtype, resolve
+from dgterm.engine.checkpoint import (BUNDLED_NAME, QUANTS, check_checkpoint, check_loading_info, load_failure, pick_device,
+                                     pick_dtype, resolve)
 from dgterm.errors import ModelLoadError
 
 
@@ -117,12 +118,16 @@ def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant
         model, device, quant, info = loader.load(path, device, torch_dtype, quant, allow_offload=allow_offload)
     else:
         try:
-            model = DiffusionGemmaForBlockDiffusion.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
+            model, loading_info = DiffusionGemmaForBlockDiffusion.from_pretrained(
+                path, dtype=torch_dtype, local_files_only=True, output_loading_info=True)
         except torch.cuda.OutOfMemoryError:
             raise ModelLoadError(f"{path.name} does not fit in {device} memory; try --quant nf4 or a smaller model.") from None
         except Exception as e:
-            raise ModelLoadError(f"Loading {path} failed ({type(e).__name__}: {str(e)[:200]}); check the checkpoint files.") from None
+            raise load_failure(path, e) from None
+        check_loading_info(path, loading_info)
         model = model.to(device).eval()
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.is_floating_point()):
+        raise ModelLoadError(f"The weights in {path} hold NaN or infinite values; re-download or re-export the checkpoint.")
     defaults = SamplerParams.from_generation_config(getattr(model, "generation_config", None))
     return LoadedModel(model=model, tokenizer=tokenizer, path=path, spec=spec, device=device, dtype=torch_dtype,
                        quant=quant, defaults=defaults, load_seconds=time.perf_counter() - t0, info=info)

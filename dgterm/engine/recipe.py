@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from dgterm.engine import corpus
+from dgterm.errors import InputError
 
 PAD, EOS, BOS = 0, 1, 2
 SPECIAL_TOKENS = [
@@ -279,7 +280,10 @@ def train(out: Path, r: Recipe, resume: bool = True, device: str | None = None, 
     step, log = 0, []
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        try:
+            state = torch.load(ckpt, weights_only=False)
+        except Exception as e:  # noqa: BLE001 - any damage to the pickle
+            raise InputError(f"{ckpt} cannot be read ({type(e).__name__}); delete it or pass --no-resume.") from None
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])

@@ -19,7 +19,7 @@ from dgterm.engine.drafts import DraftToken, Layout, build_frame, step_record
 from dgterm.engine.events import RunResult, StepEvent
 from dgterm.engine.params import SamplerParams
 from dgterm.engine.tokens import decode, token_text
-from dgterm.errors import InputError
+from dgterm.errors import DgtermError, InputError
 
 DEFAULT_INSERT_TOKENS = 16
 CHARS_PER_TOKEN_BOUND = 8  # generous: how many characters of context to tokenize per token wanted
@@ -58,6 +58,7 @@ class Task:
     def __init__(self, lm, plans: list[InfillPlan | ContinuePlan], params: SamplerParams, candidates: int, cancel,
                  stop_at_eos: bool, finish):
         self.lm, self.plans, self.params = lm, plans, params
+        _check_size(lm, plans, candidates)
         self.seeds = seeds_for(params, candidates)
         batch_plan = _batch_windows(plans, candidates)
         self._run = lm.denoise(batch_plan, params.replace(seed=self.seeds[0]), candidates=len(plans) * candidates,
@@ -121,6 +122,20 @@ class Task:
         return build_frame(step_record(event), self.layout, finals, token_text(self.lm.tokenizer)).drafts[row]
 
 
+def _check_size(lm, plans, candidates: int) -> None:
+    """A prompt the model cannot take, or more candidates than memory holds (an engine in this
+    process), is one sentence before anything is allocated."""
+    from dgterm.engine.quant import planner
+
+    most = lm.max_positions
+    first = [len(p.prompt) if isinstance(p, ContinuePlan) else p.max_context for p in plans]
+    if isinstance(plans[0], ContinuePlan) and first[0] + lm.canvas_length > most:
+        raise InputError(f"The prompt is too long ({first[0]} tokens, the model takes {most - lm.canvas_length} "
+                         f"besides its {lm.canvas_length}-token canvas); shorten it.")
+    if lm.kind == "local":  # a remote engine bounds its own memory
+        planner.check_run_fits(lm, len(plans) * candidates, max(first) + lm.canvas_length)
+
+
 def _rows(run: RunResult):
     """Per batch row: the list of final canvases (one per window)."""
     return [[c[row] for c in run.canvases] for row in range(run.forwards.shape[0])]
@@ -161,12 +176,23 @@ def continue_text(lm, text: str, params: SamplerParams | None = None, *, candida
     ``post`` may reshape each finished Candidate (rewrite uses it)."""
     tok = lm.tokenizer
     if chat:
-        prompt = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                         tokenize=False)
+        prompt = render_chat(tok, [{"role": "user", "content": text}])
         ids = tok(prompt, add_special_tokens=False)["input_ids"]
     else:
         ids = [tok.bos_token_id] + tok(text, add_special_tokens=False)["input_ids"]
     return continue_ids(lm, ids, params, candidates=candidates, cancel=cancel, chat=chat, post=post)
+
+
+def render_chat(tokenizer, messages: list[dict]) -> str:
+    """The conversation through the checkpoint's chat template; a template that is broken
+    or raises is one sentence."""
+    try:
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    except DgtermError:  # a remote engine's own sentence
+        raise
+    except Exception as e:  # noqa: BLE001 - jinja errors, raise_exception(), bad output types
+        raise InputError(f"The model's chat template fails ({type(e).__name__}: {str(e)[:120]}); fix the template "
+                         "or use plain mode.") from None
 
 
 def continue_ids(lm, ids: list[int], params: SamplerParams | None = None, *, candidates: int = 1,
@@ -176,7 +202,8 @@ def continue_ids(lm, ids: list[int], params: SamplerParams | None = None, *, can
     tok = lm.tokenizer
 
     def finish(plan, canvases):
-        generated = [int(i) for c in canvases for i in c.tolist()]
+        # canvases come whole; the tokens past --max-new-tokens are dropped so it holds exactly
+        generated = [int(i) for c in canvases for i in c.tolist()][:params.max_new_tokens]
         answer, thinking = split_thinking(tok, generated) if chat else (decode(tok, generated), None)
         cand = Candidate(text=answer, spans=[answer], score=0.0, lengths=[], seed=0, thinking=thinking)
         return post(cand) if post else cand

@@ -22,14 +22,17 @@ def header(task, /, **extra) -> dict:
             "params": dataclasses.asdict(task.params.replace(seed=seed)), "seed": seed, **extra}
 
 
-def result_record(result) -> dict:
-    """A finished (or cancelled) run's candidates and statistics, as plain JSON values."""
+def result_record(result, texts: list[str] | None = None, newline: str = "\n") -> dict:
+    """A finished (or cancelled) run's candidates and statistics, as plain JSON values;
+    ``texts`` (one per candidate) and ``newline`` give the text as the file holds it (infill
+    keeps the file's line endings)."""
     run = result.run
+    texts = texts or [c.text for c in result.candidates]
     return {
         "candidates": [
-            {"text": c.text, "spans": c.spans, "score": round(c.score, 6), "lengths": c.lengths, "seed": c.seed,
-             "thinking": c.thinking}
-            for c in result.candidates
+            {"text": text, "spans": [s.replace("\n", newline) for s in c.spans], "score": round(c.score, 6),
+             "lengths": c.lengths, "seed": c.seed, "thinking": c.thinking}
+            for c, text in zip(result.candidates, texts)
         ],
         "stats": {
             "steps_per_canvas": run.steps,
@@ -61,13 +64,28 @@ class TraceWriter:
 
         self.path = Path(path)
         try:
-            self.file = self.path.open("w", encoding="utf-8")
+            # backslashreplace: a file name's undecodable bytes (lone surrogates) become
+            # JSON escapes, so the line stays valid JSON and UTF-8
+            self.file = self.path.open("w", encoding="utf-8", errors="backslashreplace")
         except OSError as e:
             raise InputError(f"Cannot write the trace {path} ({e.strerror}); choose another path.") from None
         self._write({"type": "header", **header})
 
     def _write(self, record: dict):
-        self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        try:
+            self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        except OSError as e:
+            self._fail(e)
+
+    def _fail(self, e: OSError):
+        from dgterm.errors import InputError
+
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        raise InputError(f"Cannot write the trace {self.path} ({e.strerror}); free some space or choose "
+                         "another path.") from None
 
     def step(self, event, tokenizer):
         self._write(event_record(event, tokenizer))
@@ -76,7 +94,10 @@ class TraceWriter:
         self._write({"type": "result", **record})
 
     def close(self):
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError as e:
+            self._fail(e)
 
     def __enter__(self):
         return self

@@ -7,6 +7,7 @@ receives the answers only.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from contextlib import nullcontext
@@ -41,6 +42,27 @@ class LastRun:
         return self.task.result
 
 
+HISTORY_LIMIT = 16 << 20
+
+
+def _check_history(path) -> None:
+    """Raise OSError (with a reason) unless ``path`` is missing or a regular file we can read
+    and write of sane size: a folder, /dev/zero or an unreadable file must not break every prompt."""
+    import errno
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "it is not a regular file")
+    if st.st_size > HISTORY_LIMIT:
+        raise OSError(errno.EFBIG, "it is over 16 MiB")
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise OSError(errno.EACCES, "it cannot be read and written")
+
+
 class Repl:
     def __init__(self, engine: EngineArgs, *, mode: str | None = None, keys: str = "emacs", lm=None,
                  console: Console | None = None, notes: Console | None = None, input=None, output=None):
@@ -60,7 +82,7 @@ class Repl:
         self.last: LastRun | None = None
         self.running = True
         self.failed = False  # an error was shown (piped sessions exit 1)
-        interactive = input is not None or sys.stdin.isatty()
+        interactive = input is not None or (sys.stdin is not None and sys.stdin.isatty())
         self.session = self._session(input, output) if interactive else None
         if lm is not None:
             self._use(lm)
@@ -75,12 +97,14 @@ class Repl:
         from prompt_toolkit.output import create_output
 
         history = InMemoryHistory()
+        directory = state_dir()
         try:
-            directory = state_dir()
             directory.mkdir(parents=True, exist_ok=True)
+            _check_history(directory / HISTORY_FILE)
             history = FileHistory(str(directory / HISTORY_FILE))
         except OSError as e:
-            self.note(f"History will not be saved: {e.strerror} ({directory}); set DGTERM_STATE_DIR to a writable folder.")
+            self.note(f"History will not be saved: {e.strerror} ({directory / HISTORY_FILE}); "
+                      "set DGTERM_STATE_DIR to a writable folder.")
         return PromptSession(
             history=history,
             completer=slash.SlashCompleter(),
@@ -108,8 +132,10 @@ class Repl:
     def read(self) -> str | None:
         """The next input, or None at end of input (Ctrl-D)."""
         if self.session is None:
-            line = sys.stdin.readline()
-            return line.rstrip("\n") if line else None
+            if sys.stdin is None:
+                return None
+            line = sys.stdin.buffer.readline()  # bytes: a line that is not UTF-8 is refused, not fatal
+            return line.decode("utf-8", "surrogateescape").rstrip("\r\n") if line else None
         while True:
             try:
                 return self.session.prompt([("class:prompt", f"{self.mode or 'dgterm'}› ")])
@@ -136,6 +162,11 @@ class Repl:
     def handle(self, text: str) -> None:
         """One input: a slash command or a prompt. Errors become one sentence; the loop goes on."""
         if not text.strip():
+            return
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            self.error("That line holds bytes that are not UTF-8; convert the input to UTF-8 and send it again.")
             return
         try:
             if text.lstrip().startswith("/"):

@@ -200,11 +200,13 @@ def _stats(repl, arg):
 @command("/trace FILE", "save every step of the last run as JSON lines (dgterm.engine.trace)", path=True)
 def _trace(repl, arg):
     from dgterm.engine.trace import TraceWriter, header, result_record
+    from dgterm.paths import refuse_input
 
     last = _last(repl)
     if not arg:
         raise InputError("Say where to write: /trace FILE.")
     task = last.task
+    refuse_input(arg, "/trace", repl.engine.local_files())
     try:
         with TraceWriter(arg, header(task, task="repl", mode=last.mode, prompt=last.prompt)) as trace:
             for event in last.events:

@@ -114,6 +114,7 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         self.set_keymap({k: v for k, v in self.keymap_overrides.items() if k in known})
         for problem in problems + ([self.notice] if self.notice else []):
             self.notify(problem, severity="error", timeout=12)
+        self.doc.pop_notice()  # shown right here as the warning
         if self.doc.warning:
             self.notify(self.doc.warning, severity="warning", timeout=12)
         self.editor.focus()
@@ -254,6 +255,9 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         self.refresh_file()
         self.refresh_spans()  # undo and redo bring spans back or take them away
         self.refresh_status()
+        notice = self.doc.pop_notice()  # e.g. the journal failed at this edit's write
+        if notice:
+            self.notify(notice, severity="warning", timeout=12)
         if self.lens_shown and not self.editor.lens_active:
             self.lens_shown = False
             self.canvas.show_stats("Lens off: the text changed.")

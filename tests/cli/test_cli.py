@@ -108,7 +108,7 @@ def test_generate_json_and_trace(tiny_dir, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--span", "0:9999"], "outside the text"),
+        (["--span", "0:9999"], "outside the file"),
         (["--span", "0:5", "--span", "3:8"], "overlap"),
         (["--span", "a:b"], "whole numbers"),
         ([], "No span"),

@@ -1,4 +1,4 @@
-"""1. An output path that is an input is refused before anything
+"""1. An output path that is an input is refused, for every command, before anything
 is written (the trace once replaced the very file being infilled)."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from dgterm.engine import checkpoint
 from tests.cli.test_cli import dgterm
 
 
@@ -33,6 +34,22 @@ def test_infill_trace_naming_the_input_is_refused(text, in_place, how):
     assert text.read_bytes() == before
 
 
+def test_generate_trace_naming_a_model_file_is_refused(tiny_dir, tmp_path):
+    weights = tiny_dir / "model.safetensors"
+    before = weights.stat().st_size
+    out = dgterm("generate", "hi", "--model", tiny_dir, "--trace", weights)
+    assert out.returncode == 2 and "--trace" in out.stderr and "choose another path" in out.stderr
+    assert weights.stat().st_size == before
+
+
+def test_generate_trace_naming_the_bundled_tokenizer_is_refused():
+    tokenizer = checkpoint.bundled_dir() / "tokenizer.json"
+    before = tokenizer.read_bytes()
+    out = dgterm("generate", "hi", "--trace", tokenizer)
+    assert out.returncode == 2 and "choose another path" in out.stderr
+    assert tokenizer.read_bytes() == before
+
+
 def test_generate_trace_naming_standard_input_is_refused(text, monkeypatch):
     with open(text) as f:
         monkeypatch.setattr("sys.stdin", f)
@@ -45,3 +62,13 @@ def test_generate_trace_naming_standard_input_is_refused(text, monkeypatch):
             os.close(os_stdin)
     assert out.returncode == 2 and "standard input" in out.stderr
     assert text.read_bytes() == b"hello world, this is a file\n"
+
+
+def test_quantize_into_a_folder_holding_the_sources_files_is_refused(tiny_dir, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "model.safetensors").symlink_to(tiny_dir / "model.safetensors")
+    before = (tiny_dir / "model.safetensors").read_bytes()
+    out = dgterm("quantize", tiny_dir, out_dir, "--overwrite", "--device", "cpu")
+    assert out.returncode == 2 and "checkpoint being quantized" in out.stderr
+    assert (tiny_dir / "model.safetensors").read_bytes() == before

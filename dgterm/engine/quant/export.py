@@ -19,6 +19,7 @@ from dgterm.engine.quant.plans import COMPONENTS, GiB, get_plan
 from dgterm.engine.quant.profiles import load_config
 from dgterm.engine.quant.shards import CHUNK_BYTES, CPU_CHUNK_BYTES, ShardReader, ShardWriter, progress_bar
 from dgterm.errors import ModelLoadError
+from dgterm.paths import same_input
 
 
 def quantize_checkpoint(src, out, plan="nf4", device="cpu", dtype="bf16", max_shard_bytes: int = 2 << 30,
@@ -36,8 +37,9 @@ def quantize_checkpoint(src, out, plan="nf4", device="cpu", dtype="bf16", max_sh
     spec = get_plan(plan)
     if out.exists() and not out.is_dir():
         raise ModelLoadError(f"{out} is a file; give a new folder to write the quantized checkpoint to.")
-    if out.exists() and out.resolve() == src.resolve():
-        raise ModelLoadError(f"{out} is the checkpoint being quantized; write the quantized one to another folder.")
+    if out.exists() and (out.resolve() == src.resolve() or same_input(out, [src])):
+        raise ModelLoadError(f"{out} is the checkpoint being quantized (or holds its files); write the quantized "
+                             "one to another folder.")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ModelLoadError(f"{out} exists and is not empty; pick a new directory or pass --overwrite.")

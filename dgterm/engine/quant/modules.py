@@ -242,6 +242,13 @@ def unique_tensors(model):
             yield name, b, True
 
 
+def is_nonpersistent(model, name: str) -> bool:
+    """A buffer the checkpoint does not hold (rotary tables): built by the model, never loaded."""
+    mod_name, _, attr = name.rpartition(".")
+    mod = model.get_submodule(mod_name) if mod_name else model
+    return attr in getattr(mod, "_non_persistent_buffers_set", set())
+
+
 def build_meta(config, plan="bf16", dtype=None):
     """The model on the meta device with ``plan`` applied (no memory, ~1 s for 26B)."""
     from transformers import DiffusionGemmaForBlockDiffusion

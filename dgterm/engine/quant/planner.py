@@ -28,7 +28,7 @@ def dense_bytes_per_element(dtype) -> int:
 def weight_bytes(model, dtype=2) -> tuple[dict, dict]:
     """Bytes and parameter counts of every distinct tensor of a (meta) model, by component.
     Float tensors that stay dense count at ``dtype``; quantized buffers at their own size."""
-    from dgterm.engine.quant.modules import QuantWeight, unique_tensors
+    from dgterm.engine.quant.modules import QuantWeight, is_nonpersistent, unique_tensors
 
     quant_buffers = {}
     for mname, m in model.named_modules(remove_duplicate=False):
@@ -51,18 +51,12 @@ def weight_bytes(model, dtype=2) -> tuple[dict, dict]:
                     n *= s
                 by_params[comp] += n
         else:
-            transient = _is_nonpersistent(model, name)  # rotary tables, scales: kept as built (float32)
+            transient = is_nonpersistent(model, name)  # rotary tables, scales: kept as built (float32)
             size = eb if t.is_floating_point() and not transient else t.element_size()
             by_bytes[comp] += t.numel() * size
             if not transient:
                 by_params[comp] += t.numel()
     return by_bytes, by_params
-
-
-def _is_nonpersistent(model, name: str) -> bool:
-    mod_name, _, attr = name.rpartition(".")
-    mod = model.get_submodule(mod_name) if mod_name else model
-    return attr in getattr(mod, "_non_persistent_buffers_set", set())
 
 
 def parameter_counts(config) -> dict:
@@ -268,10 +262,57 @@ def host_memory() -> dict:
 
 
 def free_bytes(device: str) -> int:
-    """Memory free on ``device``: the GPU's, or the host RAM available for a CPU model."""
-    if device.startswith("cuda"):
+    """Memory free on ``device``: the GPU's, or on the CPU the smaller of the available RAM
+    and what an address-space limit (``ulimit -v``) leaves."""
+    if str(device).startswith("cuda"):
         import torch
 
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         return free
-    return host_memory()["available"]
+    free = host_memory()["available"]
+    try:
+        import resource
+    except ImportError:
+        return free
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    used = _vm_size()
+    if limit != resource.RLIM_INFINITY and used is not None:
+        free = min(free, limit - used)
+    return free
+
+
+def _vm_size() -> int | None:
+    """This process's address space in bytes (Linux), else None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def runtime_bytes(config, context: int, candidates: int = 1, dtype=2) -> int:
+    """Device bytes a run needs besides the weights: KV cache, logits, max(workspace, activations)."""
+    held, workspace = logits_bytes(config, candidates, dtype)
+    return (kv_cache_bytes(config, context, candidates, dtype) + held
+            + max(workspace, activation_bytes(config, context, candidates, dtype)))
+
+
+def check_run_fits(lm, candidates: int, context: int) -> None:
+    """Refuse, before anything is allocated, a run whose canvases, logits and cache cannot fit
+    in the memory left (candidates x canvas x vocab grows fast); says how many would."""
+    from dgterm.errors import OutOfMemory
+
+    config, dtype = lm.model.config, lm.dtype
+    free = free_bytes(lm.device)
+    need = runtime_bytes(config, context, candidates, dtype)
+    if need <= free:
+        return
+    fits = max(0, min(candidates - 1, free // max(1, runtime_bytes(config, context, 1, dtype))))
+    while fits > 1 and runtime_bytes(config, context, fits, dtype) > free:
+        fits -= 1
+    where = "the GPU" if str(lm.device).startswith("cuda") else "this machine"
+    what = f"use at most {fits} candidate(s)" if fits >= 1 else "shorten the prompt, free memory, or use a bigger device"
+    raise OutOfMemory(f"{candidates} candidate(s) at {context} tokens of context need {need / GiB:.1f} GiB for "
+                      f"their canvases, logits and cache but {where} has {free / GiB:.1f} GiB free; {what}.")

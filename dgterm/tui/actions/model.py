@@ -4,6 +4,7 @@ in ``dgterm.tui.workers``."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from textual import work
@@ -33,9 +34,11 @@ class ModelActions:
 
     # ------------------------------------------------------------------ workers
 
-    @work(thread=True, exclusive=True, group="model", exit_on_error=False)
     def load_model_worker(self) -> None:
-        workers.load_model(self.engine, self.post_message)
+        """Load in a daemon thread, not a Textual worker: quitting (ctrl+q) must not wait for
+        a load that takes seconds, and a worker's thread is joined when the app ends."""
+        threading.Thread(target=workers.load_model, args=(self.engine, self.post_message),
+                         name="dgterm-load", daemon=True).start()
 
     @work(thread=True, exclusive=True, group="model", exit_on_error=False)
     def run_job_worker(self, job: workers.Job) -> None:

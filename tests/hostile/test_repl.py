@@ -1,0 +1,56 @@
+"""The REPL stays up (or says one sentence) whatever its input, model or history is."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.repl.conftest import run_repl  # noqa: F401 - the fixture
+
+
+def test_bad_input_lines_and_bad_models_keep_a_piped_repl_up(tmp_path):
+    script = b"/model " + str(tmp_path / "nope").encode() + b"\n/model " + str(tmp_path).encode() + \
+        b"\nhi \xff there\n/model bundled\n/steps 2\n"
+    out = subprocess.run([sys.executable, "-m", "dgterm.cli", "repl", "--mode", "plain"], input=script,
+                         capture_output=True, timeout=300)
+    err = out.stderr.decode("utf-8", "replace")
+    assert out.returncode == 1 and "Traceback" not in err
+    assert "does not exist" in err and "no config.json" in err and "not UTF-8" in err
+    assert err.count("stdlib-7m:") == 2 and "steps = 2" in out.stdout.decode() + err
+
+
+def test_a_closed_stdin_is_one_sentence():
+    out = subprocess.run(f"{sys.executable} -m dgterm.cli repl <&-", shell=True, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 2 and out.stderr.splitlines() == [
+        "dgterm: Standard input is closed, and the REPL reads from it; give it a terminal or a file."]
+
+
+@pytest.mark.parametrize("kind", ["folder", "/dev/zero", "too big"])
+def test_a_bad_history_file_is_noted_once(run_repl, bundled, isolated_user_dirs, kind):  # noqa: F811
+    state = isolated_user_dirs / "state"
+    state.mkdir(exist_ok=True)
+    history = state / "repl_history"
+    if kind == "folder":
+        history.mkdir()
+    elif kind == "/dev/zero":
+        history.symlink_to("/dev/zero")
+    else:
+        with open(history, "wb") as f:
+            f.truncate(17 << 20)
+    r = run_repl(["/help", "/steps 3"], lm=bundled)
+    assert r.err.count("History will not be saved") == 1 and "Traceback" not in r.err + r.out
+    assert "steps = 3" in r.out + r.err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_history_file_is_noted(run_repl, bundled, isolated_user_dirs):  # noqa: F811
+    state = isolated_user_dirs / "state"
+    state.mkdir(exist_ok=True)
+    (state / "repl_history").write_text("")
+    (state / "repl_history").chmod(0)
+    r = run_repl(["/help"], lm=bundled)
+    assert r.err.count("History will not be saved") == 1
