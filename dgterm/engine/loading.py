@@ -126,7 +126,8 @@ def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant
             raise load_failure(path, e) from None
         check_loading_info(path, loading_info)
         model = model.to(device).eval()
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.is_floating_point()):
+    tensors = [*model.parameters(), *model.buffers()]  # quantized weights' scales are buffers
+    if not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
         raise ModelLoadError(f"The weights in {path} hold NaN or infinite values; re-download or re-export the checkpoint.")
     defaults = SamplerParams.from_generation_config(getattr(model, "generation_config", None))
     return LoadedModel(model=model, tokenizer=tokenizer, path=path, spec=spec, device=device, dtype=torch_dtype,

@@ -18,7 +18,7 @@ from dgterm.engine.denoise import Window, seeds_for
 from dgterm.engine.drafts import DraftToken, Layout, build_frame, step_record
 from dgterm.engine.events import RunResult, StepEvent
 from dgterm.engine.params import SamplerParams
-from dgterm.engine.tokens import decode, token_text
+from dgterm.engine.tokens import decode, split_thinking, token_text
 from dgterm.errors import DgtermError, InputError
 
 DEFAULT_INSERT_TOKENS = 16
@@ -211,23 +211,6 @@ def continue_ids(lm, ids: list[int], params: SamplerParams | None = None, *, can
     params = params or lm.defaults
     plan = ContinuePlan(ids, lm.canvas_length, params.max_canvases(lm.canvas_length, len(ids)))
     return Task(lm, [plan], params, candidates, cancel, True, finish)
-
-
-THINK_OPEN, THINK_CLOSE = "<|channel>", "<channel|>"
-
-
-def split_thinking(tokenizer, ids: list[int]) -> tuple[str, str | None]:
-    """(answer, thinking) of generated ids, for a Gemma 4 ``<|channel>thought ... <channel|>``.
-
-    The channel markers are special tokens, so the split happens on ids: decoding with
-    special tokens skipped would erase the markers first."""
-    open_id, close_id = tokenizer.convert_tokens_to_ids([THINK_OPEN, THINK_CLOSE])
-    if open_id in (None, tokenizer.unk_token_id) or open_id not in ids:
-        return decode(tokenizer, ids).strip(), None
-    start = ids.index(open_id)
-    end = ids.index(close_id, start) if close_id in ids[start:] else len(ids)
-    thought = decode(tokenizer, ids[start + 1 : end]).strip().removeprefix("thought").strip()
-    return decode(tokenizer, ids[:start] + ids[end + 1 :]).strip(), thought
 
 
 # ------------------------------------------------------------------ infill

@@ -1,7 +1,8 @@
 """How token ids read as text in drafts: single ids cached, special tokens empty, and a
 character split across byte-level (or byte-fallback) tokens shown whole on the token that
 ends it. Torch-free; every decoder of drafts goes through here (random canvases decode
-to partial UTF-8, and nothing here raises on it)."""
+to partial UTF-8, and nothing here raises on it). Also: a Gemma 4 answer split from its
+thought, on ids."""
 
 from __future__ import annotations
 
@@ -77,3 +78,20 @@ def decode(tokenizer, ids) -> str:
     """Decode draft ids: special tokens dropped, partial UTF-8 becomes U+FFFD, never raises."""
     ids = [int(i) for i in ids]
     return tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+THINK_OPEN, THINK_CLOSE = "<|channel>", "<channel|>"
+
+
+def split_thinking(tokenizer, ids: list[int]) -> tuple[str, str | None]:
+    """(answer, thinking) of generated ids, for a Gemma 4 ``<|channel>thought ... <channel|>``.
+
+    The channel markers are special tokens, so the split happens on ids: decoding with
+    special tokens skipped would erase the markers first."""
+    open_id, close_id = tokenizer.convert_tokens_to_ids([THINK_OPEN, THINK_CLOSE])
+    if open_id in (None, tokenizer.unk_token_id) or open_id not in ids:
+        return decode(tokenizer, ids).strip(), None
+    start = ids.index(open_id)
+    end = ids.index(close_id, start) if close_id in ids[start:] else len(ids)
+    thought = decode(tokenizer, ids[start + 1 : end]).strip().removeprefix("thought").strip()
+    return decode(tokenizer, ids[:start] + ids[end + 1 :]).strip(), thought

@@ -28,8 +28,7 @@ from starlette.routing import Route
 from dgterm.engine.batch import Batcher, Sequence
 from dgterm.engine.denoise import Window
 from dgterm.engine.params import SamplerParams
-from dgterm.engine.tasks import split_thinking
-from dgterm.engine.tokens import decode, token_text
+from dgterm.engine.tokens import decode, split_thinking, token_text
 from dgterm.server.protocol import ApiError, Limits, Request, parse
 
 

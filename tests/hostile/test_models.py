@@ -114,3 +114,38 @@ def test_an_unreadable_model_folder_is_one_sentence(model):
     finally:
         model.chmod(0o755)
     assert out.returncode == 2 and "cannot be read" in out.stderr
+
+
+@pytest.fixture(scope="module")
+def prequantized(tiny_dir, tmp_path_factory):
+    """The tiny checkpoint saved pre-quantized (nf4), as `dgterm quantize` writes it."""
+    out = tmp_path_factory.mktemp("nf4") / "tiny-nf4"
+    assert dgterm("quantize", tiny_dir, out, "--dtype", "fp32", "--device", "cpu").returncode == 0
+    return out
+
+
+def _prequantized_tensors(model, change):
+    (path,) = model.glob("*.safetensors")
+    tensors = load_file(path)
+    change(tensors)
+    save_file(tensors, path, metadata={"format": "pt"})
+
+
+def _nan_in_a_norm(t):
+    t[next(n for n in sorted(t) if n.endswith("norm.weight"))].view(-1)[0] = float("nan")
+
+
+PREQUANTIZED_BREAKS = {"a tensor missing": _drop_one, "an unexpected tensor": _add_one, "NaN weights": _nan_in_a_norm}
+
+
+@pytest.mark.parametrize("name", list(PREQUANTIZED_BREAKS), ids=list(PREQUANTIZED_BREAKS))
+def test_a_broken_prequantized_checkpoint_is_refused_too(prequantized, tmp_path, name):
+    model = shutil.copytree(prequantized, tmp_path / "model")
+    _prequantized_tensors(model, PREQUANTIZED_BREAKS[name])
+    text = tmp_path / "t.txt"
+    text.write_text("hello there world\n")
+    out = dgterm("infill", text, "--span", "0:5", "--in-place", "--model", model)
+    assert out.returncode == 2, out.stderr
+    (line,) = out.stderr.splitlines()
+    assert ("NaN" if name == "NaN weights" else "weights (") in line and "memory" not in line.lower()
+    assert text.read_text() == "hello there world\n"

@@ -139,7 +139,6 @@ def test_prequantized_checkpoint_loads_without_requantizing(tiny_dir, tiny_nf4, 
     assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {oct(0o666 & ~_umask())}
     lm = loading.load(str(out))
     assert lm.quant == "nf4" and lm.info["prequantized"] and lm.info["quantized_tensors"] == 0
-    assert not lm.info["missing"] and not lm.info["unexpected"]
     torch.testing.assert_close(_logits(lm.model), _logits(tiny_nf4.model), rtol=0, atol=0)
     with pytest.raises(ModelLoadError, match="already quantized"):
         export.quantize_checkpoint(out, tmp_path / "again")

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import torch
 
+from dgterm.engine.checkpoint import check_loading_info, load_failure
 from dgterm.engine.quant import planner
-from dgterm.engine.quant.modules import QuantizedExperts, QuantWeight, apply_plan, unique_tensors
+from dgterm.engine.quant.modules import QuantizedExperts, QuantWeight, apply_plan, is_nonpersistent, unique_tensors
 from dgterm.engine.quant.plans import GiB, get_plan
 from dgterm.engine.quant.profiles import load_config
 from dgterm.engine.quant.shards import CHUNK_BYTES, CPU_CHUNK_BYTES, ShardReader, progress_bar
@@ -170,18 +171,10 @@ def fill(model, reader: ShardReader, dtype, progress: bool | None = None, desc: 
     bar.close()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
-    missing = []
-    for name, t, is_buffer in unique_tensors(model):
-        if id(t) in done:
-            continue
-        mod_name, _, attr = name.rpartition(".")
-        mod = model.get_submodule(mod_name) if mod_name else model
-        if attr in getattr(mod, "_non_persistent_buffers_set", set()):
-            continue
-        missing.append(name)
-    _check_missing(model, missing)
-    return {"quantized_tensors": quantized, "copied_tensors": copied, "unexpected": unexpected[:20],
-            "missing": missing[:20], "read_bytes": reader.total_bytes, "fill_seconds": time.perf_counter() - t0}
+    missing = [name for name, t, _ in unique_tensors(model) if id(t) not in done and not is_nonpersistent(model, name)]
+    # a checkpoint with weights missing or unknown to the architecture does not run: refused
+    check_loading_info(reader.files[0].parent, {"missing_keys": missing, "unexpected_keys": unexpected})
+    return {"quantized_tensors": quantized, "copied_tensors": copied, "read_bytes": reader.total_bytes, "fill_seconds": time.perf_counter() - t0}
 
 
 def _trim():
@@ -199,16 +192,6 @@ def _trim():
 
 
 _malloc_trim = None
-
-
-def _check_missing(model, missing):
-    """Quantized weights must all be present; a missing dense tensor gets the model's own init."""
-    for name in missing:
-        mod_name = name.rpartition(".")[0]
-        mod = model.get_submodule(mod_name) if mod_name else model
-        if isinstance(mod, QuantWeight):
-            raise ModelLoadError(f"The checkpoint has no weights for {mod_name}; re-download or re-quantize it.")
-        model._init_weights(mod)
 
 
 def random_init_(model, std: float = 0.02, seed: int = 0) -> None:
@@ -288,7 +271,7 @@ def load(path: Path, device: str, dtype, quant_name: str, *, allow_offload: bool
     except ModelLoadError:
         raise
     except Exception as e:
-        raise ModelLoadError(f"Loading {path} failed ({type(e).__name__}: {str(e)[:200]}); check the checkpoint files.") from None
+        raise load_failure(path, e) from None
     gen_file = path / "generation_config.json"
     if gen_file.exists():
         try:
