@@ -289,14 +289,26 @@ class DgtermApp(FileActions, ModelActions, App[None]):
                 self.end_run(restore=True)
 
 
+# Textual's TextArea spends ~60 ms per million characters of the cursor's line on every key
+# (tab expansion and cell widths over the whole line; docs/reliability.md).
+LONGEST_LINE = 1_000_000
+
+
 def open_document(path: str | None) -> tuple[Document, str | None]:
     """The document for ``path``; a scratch buffer and the reason if it cannot be opened."""
     if path is None:
         return Document.from_text(""), None
     try:
-        return Document.open(path), None
+        doc = Document.open(path)
     except DocumentError as e:
         return Document.from_text(""), str(e)
+    longest = max(map(len, doc.text.split("\n")))
+    if longest > LONGEST_LINE:
+        doc.close()
+        return Document.from_text(""), (
+            f"{path} has a line of {longest:,} characters, more than the {LONGEST_LINE:,} the editor takes (each key "
+            f"would take seconds); break the line, or rewrite parts of it with `dgterm infill {path} --span START:END`.")
+    return doc, None
 
 
 def make_app(path: str | None = None, *, engine: EngineArgs | None = None, settings: Settings | None = None,

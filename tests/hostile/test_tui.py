@@ -71,3 +71,20 @@ async def test_a_journal_that_fails_while_typing_says_so_once(tmp_path, monkeypa
         found = [n for n in notes(app) if "recovery journal" in n]
         assert len(found) == 1 and "No space left on device" in found[0]
         assert app.doc.text.startswith("abc")
+
+
+@pytest.mark.anyio
+async def test_a_line_too_long_to_edit_is_one_sentence_and_the_file_is_kept(tmp_path):
+    from dgterm.tui.app import LONGEST_LINE
+
+    path = tmp_path / "one-line.log"
+    line = b"ab cd " * (LONGEST_LINE // 6 + 1)
+    data = line + b"\nshort\n"
+    path.write_bytes(data)
+    app = make_app(str(path), load=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        (note,) = [n for n in notes(app) if "characters" in n]
+        assert f"a line of {len(line):,} characters" in note and "dgterm infill" in note
+        assert app.doc.path is None and app.doc.text == ""
+    assert path.read_bytes() == data
