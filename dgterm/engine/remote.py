@@ -207,8 +207,11 @@ class RemoteEngine:
     quant = "remote"
     load_seconds = 0.0
 
-    def __init__(self, url: str, api_key: str | None = None, timeout: float = 600.0, frames: bool = True):
-        """``frames=False`` asks `dgterm serve` for no per-step frames: one frame per canvas, as from vLLM."""
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 600.0, frames: bool = True,
+                 vllm_only: bool = False):
+        """``frames=False`` asks `dgterm serve` for no per-step frames: one frame per canvas, as from vLLM.
+        ``vllm_only`` speaks only what vLLM documents, to `dgterm serve` too (so the vLLM client's
+        tests run on both)."""
         t0 = time.perf_counter()
         self.http = http = Http(url, api_key, timeout)
         models = http.get("/v1/models")
@@ -218,7 +221,7 @@ class RemoteEngine:
         entry = data[0]
         self.name = entry["id"]
         self.max_positions = int(entry.get("max_model_len") or 32768)
-        meta = entry.get("dgterm")
+        meta = None if vllm_only else entry.get("dgterm")
         if meta:
             self.kind, self.live_steps = "dgterm serve", frames
             self.canvas_length, self.vocab_size = meta["canvas_length"], meta["vocab_size"]

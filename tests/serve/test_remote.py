@@ -1,4 +1,5 @@
-"""dgterm's remote engine against the vLLM stand-in and against the real `dgterm serve`."""
+"""dgterm's remote engine against the vLLM stand-in and against the real `dgterm serve`: the
+vLLM client's tests run on both (``client``), then the dgterm-serve client on the server."""
 
 from __future__ import annotations
 
@@ -33,11 +34,17 @@ def vllm(tokenizer):
     running.stop()
 
 
-@pytest.fixture
-def standin(vllm):
-    engine = RemoteEngine(vllm.url, "k")
-    vllm.standin.requests.clear()  # the connect probes
-    yield engine
+@pytest.fixture(params=["stand-in", "dgterm serve"])
+def client(request, vllm):
+    """The vLLM client on the stand-in and on the real `dgterm serve` (which takes the same
+    fields); the stand-in's log of requests, or None. Tests on it check only what both do."""
+    if request.param == "stand-in":
+        engine, sent = RemoteEngine(vllm.url, "k"), vllm.standin.requests
+        sent.clear()  # the connect probes
+    else:
+        served = request.getfixturevalue("served")
+        engine, sent = RemoteEngine(served.url, served.key, vllm_only=True), None
+    yield engine, sent
     engine.close()
 
 
@@ -45,67 +52,87 @@ def spans_of(text, *pieces):
     return [tasks.SpanRequest(text.index(p), text.index(p) + len(p)) for p in pieces]
 
 
-# ------------------------------------------------------------------ the stand-in (vLLM's shapes)
+# ------------------------------------------------------------------ the vLLM client: the stand-in and dgterm serve
 
 
-def test_connects_to_vllm_and_learns_its_canvas(standin, vllm):
-    assert standin.kind == "vLLM" and standin.canvas_length == 32 and standin.vocab_size == 4096
-    assert standin.describe() == f"google/diffusiongemma-26B-A4B-it · vLLM at {vllm.url[7:]}: one frame per canvas"
-    assert not standin.live_steps and standin.has_chat_template
+def test_connects_to_vllm_and_learns_its_canvas(client, vllm):
+    engine, sent = client
+    assert engine.kind == "vLLM" and not engine.live_steps and engine.has_chat_template
+    assert engine.describe().endswith(f"vLLM at {engine.http.host}: one frame per canvas")
+    if sent is not None:
+        assert engine.canvas_length == 32 and engine.vocab_size == 4096
+        assert engine.describe() == f"google/diffusiongemma-26B-A4B-it · vLLM at {vllm.url[7:]}: one frame per canvas"
+    else:  # learnt from the errors of refused seed canvases, as from vLLM
+        served = RemoteEngine(engine.http.base, engine.http.client.headers["authorization"][7:])
+        assert (engine.canvas_length, engine.vocab_size) == (served.canvas_length, served.vocab_size)
+        served.close()
 
 
-def test_infill_through_seed_canvas_and_pins_keeps_the_rest(standin, vllm):
-    p = standin.defaults.replace(steps=3, seed=1)
-    result = tasks.infill(standin, DOC, spans_of(DOC, "sum(values)", "[1, 2, 3]"), p).collect()
+def test_infill_through_seed_canvas_and_pins_keeps_the_rest(client):
+    engine, sent = client
+    p = engine.defaults.replace(steps=3, seed=1)
+    result = tasks.infill(engine, DOC, spans_of(DOC, "sum(values)", "[1, 2, 3]"), p).collect()
     best = result.best
     a, b = DOC.index("sum(values)"), DOC.index("[1, 2, 3]")
     text = best.text
     assert text.startswith(DOC[:a]) and text.endswith(DOC[b + len("[1, 2, 3]"):])
+    assert text == DOC[:a] + best.spans[0] + DOC[a + 11:b] + best.spans[1] + DOC[b + 9:]
+    if sent is None:
+        return
     assert all("ok" in s or "then" in s for s in best.spans)  # the stand-in's phrase filled every span
-    sent = vllm.standin.requests
     assert sent and all("seed" not in r for r in sent)  # vLLM refuses a seed for diffusion
     for r in sent:
         x = r["vllm_xargs"]
         assert len(x["diffusion_seed_canvas"]) == 32 and r["max_tokens"] == 32 and r["ignore_eos"]
         assert x["diffusion_max_steps"] == 3 and x["diffusion_pinned"]
-        assert all(x["diffusion_seed_canvas"][q] == x["diffusion_seed_canvas"][q] for q in x["diffusion_pinned"])
 
 
-def test_a_document_wider_than_a_canvas_runs_window_after_window(standin, vllm):
-    text = DOC * 6
+def test_a_document_wider_than_a_canvas_runs_window_after_window(client):
+    engine, sent = client
+    text = DOC * (6 if sent is not None else 20)  # wider than the canvas either way
     first, last = text.index("sum(values)"), text.rindex("[1, 2, 3]")
     spans = [tasks.SpanRequest(first, first + 11), tasks.SpanRequest(last, last + 9)]
-    result = tasks.infill(standin, text, spans, standin.defaults.replace(steps=2, seed=3)).collect()
-    assert result.run.windows >= 2 and len(vllm.standin.requests) == result.run.windows
-    prompts = [len(r["prompt"]) for r in vllm.standin.requests]
-    assert prompts == sorted(prompts)  # each window's prompt holds everything before it
+    result = tasks.infill(engine, text, spans, engine.defaults.replace(steps=2, seed=3)).collect()
     out = result.best.text
-    assert out[:first] == text[:first] and out.endswith(text[last + 9:])
+    assert result.run.windows >= 2 and out[:first] == text[:first] and out.endswith(text[last + 9:])
+    if sent is not None:
+        assert len(sent) == result.run.windows
+        prompts = [len(r["prompt"]) for r in sent]
+        assert prompts == sorted(prompts)  # each window's prompt holds everything before it
 
 
-def test_continue_streams_one_frame_per_canvas_and_stops_at_eos(standin):
-    task = tasks.continue_text(standin, "import os\n", standin.defaults.replace(steps=4, seed=0, max_new_tokens=128))
+def test_continue_streams_one_frame_per_canvas(client):
+    engine, sent = client
+    p = engine.defaults.replace(steps=4, seed=0, max_new_tokens=2 * engine.canvas_length)
+    task = tasks.continue_text(engine, "import os\n", p)
     events = list(task)
-    assert [e.window for e in events] == [0, 1] and all(e.step == 4 for e in events)
-    assert bool(task.result.run.finished_at_eos[0]) and task.result.run.canvases[1][0, 6:].eq(0).all()
-    assert "ok" in task.result.best.text
+    windows = [e.window for e in events]
+    assert windows == sorted(set(windows)) and all(e.step == 4 for e in events)  # one frame a canvas, none per step
+    if sent is not None:  # the stand-in's second canvas ends at EOS
+        assert windows == [0, 1] and bool(task.result.run.finished_at_eos[0])
+        assert task.result.run.canvases[1][0, 6:].eq(0).all() and "ok" in task.result.best.text
 
 
-def test_candidates_are_concurrent_requests(standin, vllm):
-    result = tasks.infill(standin, DOC, spans_of(DOC, "sum(values)"), standin.defaults.replace(steps=2, seed=1),
+def test_candidates_are_concurrent_requests(client):
+    engine, sent = client
+    result = tasks.infill(engine, DOC, spans_of(DOC, "sum(values)"), engine.defaults.replace(steps=2, seed=1),
                           candidates=3).collect()
-    assert len(result.candidates) == 3 and len(vllm.standin.requests) == 3
-    noise = {tuple(r["vllm_xargs"]["diffusion_seed_canvas"]) for r in vllm.standin.requests}
-    assert len(noise) == 3  # each candidate its own noise
+    assert len(result.candidates) == 3
+    if sent is not None:
+        assert len(sent) == 3
+        assert len({tuple(r["vllm_xargs"]["diffusion_seed_canvas"]) for r in sent}) == 3  # each its own noise
 
 
-def test_chat_and_lens_on_vllm(standin, vllm):
-    task = chat.chat(standin, [{"role": "user", "content": "Hi"}], standin.defaults.replace(steps=2, seed=0))
-    assert "ok" in task.collect().best.text
-    scores = lens.confidence(standin, DOC, 0, 30)
+def test_chat_and_lens_on_vllm(client):
+    engine, sent = client
+    task = chat.chat(engine, [{"role": "user", "content": "Hi"}], engine.defaults.replace(steps=2, seed=0))
+    answer = task.collect().best.text
+    scores = lens.confidence(engine, DOC, 0, 30)
     assert scores and all(0 < s.prob <= 1 for s in scores) and scores[0].start == 0
-    reads = [r for r in vllm.standin.requests if r["vllm_xargs"].get("diffusion_read_only")]
-    assert reads and all(r["vllm_xargs"]["diffusion_max_steps"] == 1 for r in reads)
+    if sent is not None:
+        assert "ok" in answer
+        reads = [r for r in sent if r["vllm_xargs"].get("diffusion_read_only")]
+        assert reads and all(r["vllm_xargs"]["diffusion_max_steps"] == 1 for r in reads)
 
 
 @pytest.mark.parametrize("make, words", [
