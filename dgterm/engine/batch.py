@@ -29,6 +29,7 @@ from dgterm.engine.params import SamplerParams
 from dgterm.engine.sampler import Pins, Sampler
 
 Sink = Callable[[str, object], None]
+LOGPROB_FLOOR = -9999.0  # as vLLM reports the logprob of an impossible token
 
 
 @dataclass(eq=False)
@@ -43,6 +44,9 @@ class Sequence:
     stop_at_eos: bool = True
     frames: bool = False
     logprobs: int | None = None  # top logprobs of every committed position (temperature 1)
+    logprob_ids: list[int] | None = None  # ... or the logprobs of these ids, best first
+    width: int | None = None  # canvas positions that hold text; the rest is pad, pinned and hidden
+    allowed: torch.Tensor | None = None  # (vocab,) bool: the only ids a position may take (constrained)
     cancel: threading.Event = field(default_factory=threading.Event)
     # state, owned by the batcher thread
     wi: int = -1
@@ -168,9 +172,8 @@ class Batcher:
             parts.append(torch.tensor(window.prefix, device=device)[None])
         if parts:
             seq.cur_len = encode(lm.model, seq.cache, torch.cat(parts, dim=-1), seq.cur_len)
-        pins = None
-        if window.pinned is not None:
-            pins = Pins(window.pinned.to(device)[None], window.known.to(device)[None])
+        pins = _pins(window, seq.width, lm.canvas_length, lm.pad_id)
+        pins = None if pins is None else Pins(pins[0].to(device)[None], pins[1].to(device)[None])
         seq.sampler = Sampler(seq.params, lm.vocab_size, [seq.gen], pins)
         canvas = seq.sampler.initial_canvas(1, lm.canvas_length, device)
         if window.start is not None:  # drawn all the same, as in denoise: one random stream
@@ -200,7 +203,7 @@ class Batcher:
         if alone:
             seq = group[0]
             cache, cur = seq.cache, seq.cur_len
-            mask = decoder_mask(lm.model, seq.canvas, cache, cur)
+            mask = decoder_mask(lm.model, seq.canvas, cache, cur, seq.width)
             positions = torch.arange(cur, cur + C, dtype=torch.int32, device=device)[None]
         else:
             cache, mask, positions = self._merge(group)
@@ -236,7 +239,7 @@ class Batcher:
             merged.update(torch.cat(keys), torch.cat(values), layer)
         attention = torch.zeros(len(group), length + C, dtype=torch.bool, device=device)
         for r, s in enumerate(group):
-            attention[r, length - s.cur_len :] = True
+            attention[r, length - s.cur_len : length + (s.width or C)] = True  # a narrower canvas hides the rest
         canvas = torch.cat([s.canvas for s in group])
         mask = self.lm.model.model.decoder.create_diffusion_decoder_attention_mask(
             self.lm.model.config, canvas.unsqueeze(-1), merged, attention)
@@ -249,38 +252,57 @@ class Batcher:
         p = seq.params
         seq.step += 1
         cur_step = p.steps - seq.step + 1
+        if seq.allowed is not None:  # the unembedding, sampler and self-conditioning see only these ids
+            logits = logits.masked_fill(~seq.allowed, torch.finfo(logits.dtype).min / 2)
         seq.canvas, seq.argmax, seq.sc, seq.finished, accepted, entropy = seq.sampler.step(
             logits, seq.canvas, seq.argmax, seq.sc, seq.finished, cur_step, self.sc_dtype)
         if seq.logprobs is not None:
             seq.logits = logits
         if seq.frames:
+            w = seq.width
             seq.sink("step", {"window": seq.wi, "step": seq.step, "max_steps": p.steps,
-                              "canvas": seq.canvas[0].tolist(), "argmax": seq.argmax[0].tolist(),
-                              "accepted": accepted[0].int().tolist(),
-                              "entropy": [round(x, 4) for x in entropy[0].float().tolist()],
+                              "canvas": seq.canvas[0, :w].tolist(), "argmax": seq.argmax[0, :w].tolist(),
+                              "accepted": accepted[0, :w].int().tolist(),
+                              "entropy": [round(x, 4) for x in entropy[0, :w].float().tolist()],
                               "finished": bool(seq.finished[0])})
         if bool(seq.finished[0]) or seq.step >= p.steps:
             self._commit(seq)
 
     def _commit(self, seq: Sequence) -> None:
-        final = seq.argmax.clone()
+        final = seq.argmax[:, : seq.width].clone()
         if seq.stop_at_eos:
             seq.done = pad_after_eos(final, seq.done, self.eos, self.lm.output_pad)
         pins = seq.sampler.pins
-        free = torch.ones_like(final, dtype=torch.bool) if pins is None else ~pins.mask
+        free = torch.ones_like(final, dtype=torch.bool) if pins is None else ~pins.mask[:, : seq.width]
         seq.generated += int(generated_tokens(final, free, self.lm.output_pad).sum())
         seq.steps.append(seq.step)
         top = None
         if seq.logprobs is not None:
-            logp = torch.log_softmax(seq.logits[0].float(), dim=-1)
-            k = max(1, seq.logprobs)
-            values, ids = logp.topk(k, dim=-1)
+            logp = torch.log_softmax(seq.logits[0, : seq.width].float(), dim=-1)
+            if seq.logprob_ids is not None:
+                ids = torch.tensor(seq.logprob_ids, device=logp.device).expand(logp.shape[0], -1)
+                values, order = logp.gather(-1, ids).sort(-1, descending=True)
+                ids = ids.gather(-1, order)
+            else:
+                values, ids = logp.topk(max(1, seq.logprobs), dim=-1)
             chosen = logp.gather(-1, final[0][:, None])[:, 0]
-            top = {"chosen": chosen.tolist(), "top_ids": ids.tolist(), "top_values": values.tolist()}
+            floor = LOGPROB_FLOOR  # an id a position cannot take (pinned, constrained): JSON has no -inf
+            top = {"chosen": chosen.clamp(min=floor).tolist(), "top_ids": ids.tolist(),
+                   "top_values": values.clamp(min=floor).tolist()}
         seq.sink("canvas", {"window": seq.wi, "ids": final[0].tolist(), "eos": bool(seq.done.any()), "logprobs": top})
         seq.pending = final
         seq.sampler = seq.canvas = seq.argmax = seq.sc = seq.logits = None
         self._merged = None
+
+
+def _pins(window: Window, width: int | None, C: int, pad: int):
+    """(pinned, known) of the window's canvas, with the positions past ``width`` held at pad."""
+    if width is None or width >= C:
+        return None if window.pinned is None else (window.pinned, window.known)
+    pinned = torch.zeros(C, dtype=torch.bool) if window.pinned is None else window.pinned.clone()
+    known = torch.full((C,), pad, dtype=torch.long) if window.known is None else window.known.clone()
+    pinned[width:], known[width:] = True, pad
+    return pinned, known
 
 
 def _cache_kw(model) -> str:

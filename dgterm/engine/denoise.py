@@ -175,9 +175,12 @@ def encode(model, cache, ids: torch.Tensor, cur_len: int) -> int:
     return cur_len + n
 
 
-def decoder_mask(model, canvas: torch.Tensor, cache, cur_len: int):
-    """The decoder's attention masks for a canvas over ``cur_len`` cached tokens (built once per window)."""
+def decoder_mask(model, canvas: torch.Tensor, cache, cur_len: int, visible: int | None = None):
+    """The decoder's attention masks for a canvas over ``cur_len`` cached tokens (built once per
+    window); with ``visible``, the canvas positions from there on are hidden (a narrower canvas)."""
     full = torch.ones(canvas.shape[0], cur_len + canvas.shape[1], dtype=torch.bool, device=canvas.device)
+    if visible is not None:
+        full[:, cur_len + visible :] = False
     return model.model.decoder.create_diffusion_decoder_attention_mask(model.config, canvas.unsqueeze(-1), cache, full)
 
 

@@ -216,21 +216,26 @@ class RunState:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.id = ("chatcmpl-" if req.chat else "cmpl-") + uuid.uuid4().hex[:24]
         C = self.lm.canvas_length
-        canvases = -(-req.max_tokens // C)
+        canvases = -(-req.max_tokens // (req.width or C))
         first = Window(ids)
-        if req.seed_canvas is not None:
-            seed = torch.tensor(req.seed_canvas)
+        if req.seed_canvas is not None:  # as wide as the request's canvas; the batcher holds the rest at pad
+            seed = torch.tensor(req.seed_canvas + [self.lm.pad_id] * (C - len(req.seed_canvas)))
             pinned = torch.zeros(C, dtype=torch.bool)
             pinned[req.pinned or []] = True
             first = Window(ids, seed, pinned, start=seed) if req.pinned else Window(ids, start=seed)
         windows = [first] + [Window([]) for _ in range(canvases - 1)]
+        allowed = None
+        if req.constrained:
+            allowed = torch.zeros(self.lm.vocab_size, dtype=torch.bool, device=self.lm.device)
+            allowed[req.logprob_ids] = True
         self.sequences = []
         for b in range(req.n):
             def sink(kind, payload, b=b):
                 loop.call_soon_threadsafe(self.queue.put_nowait, (b, kind, payload))
             self.sequences.append(Sequence(windows, params.replace(seed=params.seed + b), sink,
                                            stop_at_eos=not req.ignore_eos, frames=req.frames and req.stream,
-                                           logprobs=req.logprobs))
+                                           logprobs=req.logprobs, logprob_ids=req.logprob_ids, width=req.width,
+                                           allowed=allowed))
         self.tokens = [[] for _ in range(req.n)]  # committed ids, cut at EOS and max_tokens
         self.top = [[] for _ in range(req.n)]  # per committed token: (chosen logprob, {id: logprob})
         self.sent = ["" for _ in range(req.n)]
@@ -330,13 +335,14 @@ class RunState:
         texts, as_ids = self.server.texts, self.req.token_ids
         name = (lambda i: f"token_id:{i}") if as_ids else texts
         ids, top = self.tokens[b][start:], self.top[b][start:]
+        k = len(self.req.logprob_ids) if self.req.logprob_ids else self.req.logprobs  # asked-for ids: all of them
         if self.req.chat:
             return {"content": [{"token": name(i), "logprob": c, "bytes": None,
                                  "top_logprobs": [{"token": name(t), "logprob": v, "bytes": None}
-                                                  for t, v in list(alt.items())[: self.req.logprobs]]}
+                                                  for t, v in list(alt.items())[:k]]}
                                 for i, (c, alt) in zip(ids, top)]}
         return {"tokens": [name(i) for i in ids], "token_logprobs": [c for c, _ in top],
-                "top_logprobs": [{name(t): v for t, v in list(alt.items())[: self.req.logprobs]} for _, alt in top],
+                "top_logprobs": [{name(t): v for t, v in list(alt.items())[:k]} for _, alt in top],
                 "text_offset": []}
 
     def _chunk(self, b: int, text: str, finish, logprobs=None, frame=None) -> str:

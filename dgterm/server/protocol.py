@@ -32,6 +32,7 @@ class Limits:
     max_queue: int = 64
     max_prompt: int = 16384  # tokens
     max_logprobs: int = 20
+    max_logprob_ids: int = 1024  # logprob_token_ids (each committed position lists them all)
 
 
 @dataclass
@@ -47,6 +48,9 @@ class Request:
     token_ids: bool = False  # return_tokens_as_token_ids
     ignore_eos: bool = False
     seed_canvas: list[int] | None = None
+    width: int | None = None  # diffusion_canvas_length: a canvas narrower than the served one
+    logprob_ids: list[int] | None = None  # logprob_token_ids: logprobs of these ids at every position
+    constrained: bool = False  # diffusion_constrained: sample from logprob_ids only
     pinned: list[int] | None = None
     max_steps: int | None = None
     read_only: bool = False
@@ -129,31 +133,39 @@ def parse(body, *, chat: bool, model_name: str, canvas_length: int, vocab: int, 
     if not isinstance(xargs, dict):
         raise ApiError(400, "vllm_xargs must be an object.", "vllm_xargs")
     width = xargs.get("diffusion_canvas_length")
-    if width is not None and _whole(width, "diffusion_canvas_length", 1, canvas_length) != canvas_length:
-        raise ApiError(400, f"dgterm serve runs the served canvas of {canvas_length} only; leave out "
-                            "diffusion_canvas_length or give it that width.", "diffusion_canvas_length")
+    if width is not None:
+        width = _whole(width, "diffusion_canvas_length", 1, canvas_length)
+    size = width or canvas_length
     seed_canvas = xargs.get("diffusion_seed_canvas")
     if seed_canvas is not None:
         seed_canvas = _ids(seed_canvas, "diffusion_seed_canvas", vocab)
-        if len(seed_canvas) != canvas_length:
-            raise ApiError(400, f"diffusion_seed_canvas must hold exactly {canvas_length} ids, got {len(seed_canvas)}.",
+        if len(seed_canvas) != size:
+            raise ApiError(400, f"diffusion_seed_canvas must hold exactly {size} ids, got {len(seed_canvas)}.",
                            "diffusion_seed_canvas")
+    logprob_ids = body.get("logprob_token_ids")
+    if logprob_ids is not None:
+        logprob_ids = _ids(logprob_ids, "logprob_token_ids", vocab)
+        if not logprob_ids or len(set(logprob_ids)) != len(logprob_ids) or len(logprob_ids) > limits.max_logprob_ids:
+            raise ApiError(400, f"logprob_token_ids must be a non-empty list of at most {limits.max_logprob_ids} "
+                                "distinct token ids.", "logprob_token_ids")
     pinned = xargs.get("diffusion_pinned")
     if pinned is not None:
         if not isinstance(pinned, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in pinned):
             raise ApiError(400, "diffusion_pinned must be a list of canvas positions.", "diffusion_pinned")
         if seed_canvas is None:
             raise ApiError(400, "diffusion_pinned needs a diffusion_seed_canvas to hold.", "diffusion_pinned")
-        if not all(0 <= p < canvas_length for p in pinned):
+        if not all(0 <= p < size for p in pinned):
             raise ApiError(400, "diffusion_pinned positions must lie inside the canvas.", "diffusion_pinned")
     max_steps = xargs.get("diffusion_max_steps")
     if max_steps is not None:
         max_steps = _whole(max_steps, "diffusion_max_steps", 1, 100_000)
     read_only = _flag(xargs.get("diffusion_read_only"), "diffusion_read_only")
-    if _flag(xargs.get("diffusion_constrained"), "diffusion_constrained"):
-        raise ApiError(400, "diffusion_constrained is not supported by dgterm serve.", "diffusion_constrained")
+    constrained = _flag(xargs.get("diffusion_constrained"), "diffusion_constrained")
+    if constrained and logprob_ids is None:
+        raise ApiError(400, "diffusion_constrained needs logprob_token_ids: the ids the canvas may take.",
+                       "diffusion_constrained")
     if read_only:
-        max_tokens = min(max_tokens, canvas_length)
+        max_tokens = min(max_tokens, size)
     ext = body.get("dgterm") or {}
     if not isinstance(ext, dict):
         raise ApiError(400, "dgterm must be an object.", "dgterm")
@@ -163,5 +175,5 @@ def parse(body, *, chat: bool, model_name: str, canvas_length: int, vocab: int, 
     return Request(prompt=prompt, text=text, messages=messages, max_tokens=max_tokens, n=n, seed=seed, stream=stream,
                    logprobs=logprobs, token_ids=_flag(body.get("return_tokens_as_token_ids"), "return_tokens_as_token_ids"),
                    ignore_eos=_flag(body.get("ignore_eos"), "ignore_eos") or read_only, seed_canvas=seed_canvas,
-                   pinned=pinned, max_steps=max_steps, read_only=read_only, frames=_flag(ext.get("frames"), "dgterm.frames"),
+                   pinned=pinned, width=width, logprob_ids=logprob_ids, constrained=constrained, max_steps=max_steps, read_only=read_only, frames=_flag(ext.get("frames"), "dgterm.frames"),
                    sampler=sampler, chat=chat)

@@ -79,6 +79,11 @@ def test_small_routes(served):
     (json.dumps({"prompt": "x", "vllm_xargs": {"diffusion_seed_canvas": [0, 1]}}).encode(), 400, "exactly 128 ids"),
     (json.dumps({"prompt": "x", "vllm_xargs": {"diffusion_pinned": [0]}}).encode(), 400, "needs a diffusion_seed"),
     (json.dumps({"prompt": "x", "vllm_xargs": {"diffusion_max_steps": True}}).encode(), 400, "integer"),
+    (json.dumps({"prompt": "x", "vllm_xargs": {"diffusion_canvas_length": 16, "diffusion_seed_canvas": [0] * 32}}
+                ).encode(), 400, "exactly 16 ids"),
+    (json.dumps({"prompt": "x", "vllm_xargs": {"diffusion_canvas_length": 129}}).encode(), 400, "between 1 and 128"),
+    (json.dumps({"prompt": "x", "vllm_xargs": {"diffusion_constrained": True}}).encode(), 400, "logprob_token_ids"),
+    (json.dumps({"prompt": "x", "logprob_token_ids": [5, 5]}).encode(), 400, "distinct"),
     (json.dumps({"prompt": "x", "dgterm": {"sampler": {"t_min": 2.0}}}).encode(), 400, "sampler"),
     (b"x" * (2 << 20), 413, "larger than"),
 ])
@@ -87,6 +92,31 @@ def test_bad_requests_are_clean_4xx(served, body, status, words):
     assert r.status_code == status
     error = r.json()["error"]
     assert words in error["message"] and error["code"] == status
+
+
+def test_a_narrower_constrained_read_through_the_openai_client(client, served):
+    """vLLM's label read: a 16-wide canvas, the template pinned, the slots sampled from the labels only."""
+    h = auth(served)
+    tokens = lambda text: httpx.post(served.url + "/tokenize", json={"prompt": text, "add_special_tokens": False},
+                                     headers=h).json()["tokens"]
+    labels = tokens(" yes no maybe")
+    template = (tokens("answer:") + [0] * 16)[:16]
+    free = [p for p in range(16) if template[p] == 0]
+    r = client.completions.create(
+        model="stdlib-7m", prompt="Is it so?", max_tokens=16, logprobs=1,
+        extra_body={"return_tokens_as_token_ids": True, "logprob_token_ids": labels,
+                    "vllm_xargs": {"diffusion_canvas_length": 16, "diffusion_seed_canvas": template,
+                                   "diffusion_pinned": [p for p in range(16) if p not in free],
+                                   "diffusion_read_only": True, "diffusion_constrained": True,
+                                   "diffusion_max_steps": 2}})
+    lp = r.choices[0].logprobs
+    out = [int(t.removeprefix("token_id:")) for t in lp.tokens]
+    assert len(out) == 16 and all(out[p] == template[p] for p in range(16) if p not in free)
+    assert all(out[p] in labels for p in free)
+    for p in free:
+        top = lp.top_logprobs[p]
+        assert sorted(int(t.removeprefix("token_id:")) for t in top) == sorted(labels)
+        assert abs(sum(2.718281828459045 ** v for v in top.values()) - 1) < 1e-3
 
 
 def test_every_request_needs_the_key(served):
