@@ -47,6 +47,7 @@ class Sequence:
     logprob_ids: list[int] | None = None  # ... or the logprobs of these ids, best first
     width: int | None = None  # canvas positions that hold text; the rest is pad, pinned and hidden
     allowed: torch.Tensor | None = None  # (vocab,) bool: the only ids a position may take (constrained)
+    rng: object = None  # a generator state to start from (True: from the seed); ``done`` then carries the last
     cancel: threading.Event = field(default_factory=threading.Event)
     # state, owned by the batcher thread
     wi: int = -1
@@ -149,9 +150,12 @@ class Batcher:
         seq.sink(kind, payload)
 
     def _stats(self, seq: Sequence) -> dict:
-        return {"steps": seq.steps, "forwards": seq.forwards, "generated": seq.generated,
-                "finished_at_eos": bool(seq.done.any()) if seq.done is not None else False,
-                "elapsed": time.perf_counter() - seq.t0}
+        stats = {"steps": seq.steps, "forwards": seq.forwards, "generated": seq.generated,
+                 "finished_at_eos": bool(seq.done.any()) if seq.done is not None else False,
+                 "elapsed": time.perf_counter() - seq.t0}
+        if seq.rng is not None:
+            stats["rng_state"] = seq.gen.get_state()
+        return stats
 
     def _start_window(self, seq: Sequence) -> bool:
         """Encode what is pending and set the next window up; False when there is none."""
@@ -163,6 +167,8 @@ class Batcher:
             seq.cache = DynamicCache(config=self.cache_config)
             seq.done = torch.zeros(1, dtype=torch.bool, device=device)
             seq.gen = torch.Generator(device=device).manual_seed(seq.params.seed)
+            if isinstance(seq.rng, torch.Tensor):  # a window after the first, run by a client window by window
+                seq.gen.set_state(seq.rng)
         seq.wi += 1
         if seq.wi >= len(seq.windows) or (seq.stop_at_eos and bool(seq.done.all())):
             return False

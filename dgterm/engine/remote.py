@@ -286,8 +286,9 @@ class RemoteEngine:
         return Run(run_remote(self, list(windows), params, candidates, cancel, stop_at_eos))
 
     def request(self, prompt: list[int], max_tokens: int, params: SamplerParams, seed: int, *, frames: bool,
-                ignore_eos: bool, xargs: dict | None = None, logprobs: int = 1) -> dict:
-        """The body of one completion request, in the fields the server takes."""
+                ignore_eos: bool, xargs: dict | None = None, logprobs: int = 1, rng_state=None) -> dict:
+        """The body of one completion request, in the fields the server takes. ``rng_state``
+        (`dgterm serve`): True, or the state the last window ended with, to go on from."""
         body = {"model": self.name, "prompt": prompt, "max_tokens": max_tokens, "stream": True,
                 "logprobs": logprobs, "return_tokens_as_token_ids": True, "ignore_eos": ignore_eos,
                 "vllm_xargs": {"diffusion_max_steps": params.steps, **(xargs or {})}}
@@ -296,6 +297,8 @@ class RemoteEngine:
             body["dgterm"] = {"frames": frames, "sampler": {k: getattr(params, k) for k in
                                                             ("steps", "entropy_bound", "t_max", "t_min", "stability",
                                                              "confidence")}}
+            if rng_state is not None:
+                body["dgterm"]["rng_state"] = rng_state
         return body
 
     # ------------------------------------------------------------ lens

@@ -37,11 +37,13 @@ def run_remote(engine, windows, params, batch, cancel, stop_at_eos):
         news.put((b, "canvas", (w, canvas, eos)))
 
     def stream(b, body, first_window):
-        """Run one streamed request; returns (ids committed, whether it ended at EOS)."""
-        ids, w, eos = [], first_window, False
+        """Run one streamed request; returns (ids committed, whether it ended at EOS, the random
+        state `dgterm serve` ended with when asked)."""
+        ids, w, eos, state = [], first_window, False, None
         for chunk in engine.http.stream(body, responses):
             if stop.is_set():
                 break
+            state = chunk.get("dgterm_rng_state", state)
             frame = chunk.get("dgterm_frame")
             if frame and "step" in frame:
                 engine.tokenizer.learn(frame.get("texts", {}))
@@ -54,7 +56,7 @@ def run_remote(engine, windows, params, batch, cancel, stop_at_eos):
                 w += 1
         if len(ids) > (w - first_window) * C and not stop.is_set():
             commit(b, w, ids[(w - first_window) * C :], eos)
-        return ids, eos
+        return ids, eos, state
 
     def row(b):
         try:
@@ -65,6 +67,7 @@ def run_remote(engine, windows, params, batch, cancel, stop_at_eos):
             else:
                 noise = torch.randint(0, engine.vocab_size, (C,), generator=torch.Generator().manual_seed(seeds[b]))
                 prompt: list[int] = []
+                state = True  # dgterm serve draws the noise and carries its random stream window to window
                 for w, window in enumerate(windows):
                     if stop.is_set():
                         return
@@ -74,8 +77,8 @@ def run_remote(engine, windows, params, batch, cancel, stop_at_eos):
                     xargs = {"diffusion_seed_canvas": torch.where(pinned, known, noise).tolist(),
                              "diffusion_pinned": pinned.nonzero()[:, 0].tolist()}
                     body = engine.request(prompt, C, params, seeds[b], frames=engine.live_steps, ignore_eos=True,
-                                          xargs=xargs)
-                    ids, _ = stream(b, body, w)
+                                          xargs=xargs, rng_state=state)
+                    ids, _, state = stream(b, body, w)
                     prompt += (ids + [engine.pad_id] * C)[:C]
             news.put((b, "end", None))
         except DgtermError as e:

@@ -8,6 +8,7 @@ reads a path from a request.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hmac
 import json
@@ -222,12 +223,17 @@ class RunState:
             seed = torch.tensor(req.seed_canvas + [self.lm.pad_id] * (C - len(req.seed_canvas)))
             pinned = torch.zeros(C, dtype=torch.bool)
             pinned[req.pinned or []] = True
-            first = Window(ids, seed, pinned, start=seed) if req.pinned else Window(ids, start=seed)
+            if req.rng_state is not None:  # the free positions take this server's own draw, as in-process
+                first = Window(ids, seed, pinned) if req.pinned else Window(ids)
+            else:
+                first = Window(ids, seed, pinned, start=seed) if req.pinned else Window(ids, start=seed)
         windows = [first] + [Window([]) for _ in range(canvases - 1)]
         allowed = None
         if req.constrained:
             allowed = torch.zeros(self.lm.vocab_size, dtype=torch.bool, device=self.lm.device)
             allowed[req.logprob_ids] = True
+        rng = None if req.rng_state is None else rng_state(req.rng_state, self.lm.device)
+        self.rng: list[str | None] = [None] * req.n  # the generator states the rows end with, when asked
         self.sequences = []
         for b in range(req.n):
             def sink(kind, payload, b=b):
@@ -235,7 +241,7 @@ class RunState:
             self.sequences.append(Sequence(windows, params.replace(seed=params.seed + b), sink,
                                            stop_at_eos=not req.ignore_eos, frames=req.frames and req.stream,
                                            logprobs=req.logprobs, logprob_ids=req.logprob_ids, width=req.width,
-                                           allowed=allowed))
+                                           allowed=allowed, rng=rng))
         self.tokens = [[] for _ in range(req.n)]  # committed ids, cut at EOS and max_tokens
         self.top = [[] for _ in range(req.n)]  # per committed token: (chosen logprob, {id: logprob})
         self.sent = ["" for _ in range(req.n)]
@@ -289,6 +295,8 @@ class RunState:
         if kind == "canvas":
             self._canvas(b, payload)
         elif kind == "done":
+            state = payload.pop("rng_state", None)
+            self.rng[b] = None if state is None else base64.b64encode(state.numpy().tobytes()).decode()
             self.stats[b] = payload
             self.finish[b] = self.finish[b] or "length"
             return True
@@ -321,7 +329,7 @@ class RunState:
             choices.append(choice)
         body = {"id": self.id, "object": "chat.completion" if self.req.chat else "text_completion",
                 "created": int(time.time()), "model": self.lm.name, "choices": choices, "usage": self._usage(),
-                "dgterm": {"stats": self.stats, "seed": self.params.seed}}
+                "dgterm": {"stats": self.stats, "seed": self.params.seed, "rng_state": self.rng}}
         return JSONResponse(body)
 
     def _usage(self) -> dict:
@@ -345,7 +353,7 @@ class RunState:
                 "top_logprobs": [{name(t): v for t, v in list(alt.items())[:k]} for _, alt in top],
                 "text_offset": []}
 
-    def _chunk(self, b: int, text: str, finish, logprobs=None, frame=None) -> str:
+    def _chunk(self, b: int, text: str, finish, logprobs=None, frame=None, rng_state=None) -> str:
         if self.req.chat:
             choice = {"index": b, "delta": {"content": text} if text else {}, "finish_reason": finish,
                       "logprobs": logprobs}
@@ -355,6 +363,8 @@ class RunState:
                 "created": int(time.time()), "model": self.lm.name, "choices": [choice]}
         if frame is not None:
             body["dgterm_frame"] = frame
+        if rng_state is not None:
+            body["dgterm_rng_state"] = rng_state
         return json.dumps(body)
 
     async def stream(self, http: HttpRequest):
@@ -377,7 +387,7 @@ class RunState:
                 if done:
                     ended += 1
                     rest = self._text(b)[len(self.sent[b]):]
-                    yield self._chunk(b, rest, self.finish[b])
+                    yield self._chunk(b, rest, self.finish[b], rng_state=self.rng[b])
             yield "[DONE]"
         except ApiError as e:
             yield json.dumps(e.body())
@@ -388,6 +398,19 @@ class RunState:
         fresh = {i for i in payload["argmax"] + payload["canvas"] if i not in self.seen}
         self.seen |= fresh
         return {**payload, "texts": {str(i): self.server.texts(i) for i in fresh}}
+
+
+def rng_state(value, device):
+    """The generator state a request goes on from (``True``: none, start from the seed): checked
+    here by loading it into a generator of this device, so a bad one is a 400, not a failed row."""
+    if value is True:
+        return True
+    try:
+        state = torch.frombuffer(bytearray(base64.b64decode(value, validate=True)), dtype=torch.uint8)
+        torch.Generator(device=device).set_state(state)
+    except (ValueError, RuntimeError, TypeError):
+        raise ApiError(400, "dgterm.rng_state is not a generator state this server returned.", "dgterm.rng_state") from None
+    return state
 
 
 def build_app(lm, config: ServeConfig) -> Starlette:

@@ -51,6 +51,7 @@ class Request:
     width: int | None = None  # diffusion_canvas_length: a canvas narrower than the served one
     logprob_ids: list[int] | None = None  # logprob_token_ids: logprobs of these ids at every position
     constrained: bool = False  # diffusion_constrained: sample from logprob_ids only
+    rng_state: bool | str | None = None  # dgterm.rng_state: True (send it back) or the state to go on from
     pinned: list[int] | None = None
     max_steps: int | None = None
     read_only: bool = False
@@ -172,8 +173,14 @@ def parse(body, *, chat: bool, model_name: str, canvas_length: int, vocab: int, 
     sampler = ext.get("sampler") or {}
     if not isinstance(sampler, dict) or set(sampler) - set(SAMPLER_FIELDS):
         raise ApiError(400, f"dgterm.sampler takes {', '.join(SAMPLER_FIELDS)} only.", "dgterm.sampler")
+    rng_state = ext.get("rng_state")
+    if rng_state is not None and rng_state is not True and not (isinstance(rng_state, str) and len(rng_state) < 1 << 16):
+        raise ApiError(400, "dgterm.rng_state must be true or the rng_state a response returned.", "dgterm.rng_state")
+    if isinstance(rng_state, str) and n != 1:
+        raise ApiError(400, "dgterm.rng_state goes on from one sequence's state; send n = 1.", "dgterm.rng_state")
     return Request(prompt=prompt, text=text, messages=messages, max_tokens=max_tokens, n=n, seed=seed, stream=stream,
                    logprobs=logprobs, token_ids=_flag(body.get("return_tokens_as_token_ids"), "return_tokens_as_token_ids"),
                    ignore_eos=_flag(body.get("ignore_eos"), "ignore_eos") or read_only, seed_canvas=seed_canvas,
-                   pinned=pinned, width=width, logprob_ids=logprob_ids, constrained=constrained, max_steps=max_steps, read_only=read_only, frames=_flag(ext.get("frames"), "dgterm.frames"),
+                   pinned=pinned, width=width, logprob_ids=logprob_ids, constrained=constrained, rng_state=rng_state,
+                   max_steps=max_steps, read_only=read_only, frames=_flag(ext.get("frames"), "dgterm.frames"),
                    sampler=sampler, chat=chat)

@@ -172,6 +172,19 @@ def test_remote_runs_equal_local_ones(remote, bundled):
     assert tasks.continue_text(remote, "import os\n", p).collect().best.text == here
 
 
+def test_a_remote_infill_over_several_windows_equals_the_local_one(remote, bundled):
+    """The server's random stream goes on from window to window (dgterm.rng_state), so every
+    window draws what the in-process run draws."""
+    p = bundled.defaults.replace(steps=3, seed=11)
+    text = DOC * 20
+    spans = [tasks.SpanRequest(text.index("sum"), text.index("sum") + 3),
+             tasks.SpanRequest(text.rindex("mean"), text.rindex("mean") + 4)]
+    here = tasks.infill(bundled, text, spans, p, candidates=2).collect()
+    there = tasks.infill(remote, text, spans, p, candidates=2).collect()
+    assert here.run.windows >= 2 and there.run.windows == here.run.windows
+    assert {c.seed: c.text for c in there.candidates} == {c.seed: c.text for c in here.candidates}
+
+
 def test_remote_multi_span_search_candidates_and_lens(remote):
     p = remote.defaults.replace(steps=2, seed=2)
     text = DOC * 4

@@ -84,6 +84,8 @@ def test_small_routes(served):
     (json.dumps({"prompt": "x", "vllm_xargs": {"diffusion_canvas_length": 129}}).encode(), 400, "between 1 and 128"),
     (json.dumps({"prompt": "x", "vllm_xargs": {"diffusion_constrained": True}}).encode(), 400, "logprob_token_ids"),
     (json.dumps({"prompt": "x", "logprob_token_ids": [5, 5]}).encode(), 400, "distinct"),
+    (json.dumps({"prompt": "x", "dgterm": {"rng_state": "AAAA"}}).encode(), 400, "not a generator state"),
+    (json.dumps({"prompt": "x", "n": 2, "dgterm": {"rng_state": "AAAA"}}).encode(), 400, "send n = 1"),
     (json.dumps({"prompt": "x", "dgterm": {"sampler": {"t_min": 2.0}}}).encode(), 400, "sampler"),
     (b"x" * (2 << 20), 413, "larger than"),
 ])
