@@ -14,7 +14,8 @@ def _modules_after_import(module: str) -> set[str]:
     return set(out.split())
 
 
-@pytest.mark.parametrize("module", ["dgterm", "dgterm.cli", "dgterm.engine", "dgterm.editor", "dgterm.config"])
+@pytest.mark.parametrize("module", ["dgterm", "dgterm.cli", "dgterm.engine", "dgterm.editor", "dgterm.config",
+                                    "dgterm.editor.structure", "dgterm.commands.bench"])
 def test_import_loads_no_torch(module):
     assert "torch" not in _modules_after_import(module)
 

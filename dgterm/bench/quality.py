@@ -1,16 +1,23 @@
 """Held-out quality of a checkpoint: denoising loss by noise level, infill exact match, baselines.
 
 Cases come from the held-out split of :mod:`dgterm.engine.corpus` (files never trained
-on), drawn with a fixed seed. Three infill kinds: one masked token, one masked
-identifier, one masked whole line; each asks the engine's infill task for the true
+on), drawn with a fixed seed. Four infill kinds: one masked token, one masked
+identifier, one masked whole line, one masked expression (a value, argument or test
+found with ``ast``, on one line); each asks the engine's infill task for the true
 token length and scores an exact string match. Two baselines answer the same cases
 from the left context alone: the most frequent training token, and copying the token
 that followed the nearest earlier occurrence of the left neighbour (repeated for
 multi-token spans).
+
+:func:`candidate_scores` asks for several candidates per line and expression case and
+says what a user would see: exact match, whether the file still compiles with the
+shown candidate in it (as the engine ranks them, and with valid candidates first), and
+how often a candidate starts with whitespace the original does not have.
 """
 
 from __future__ import annotations
 
+import ast
 import random
 import re
 from collections import Counter
@@ -18,7 +25,8 @@ from dataclasses import dataclass
 
 from dgterm.engine import corpus
 
-KINDS = ("token", "identifier", "line")
+KINDS = ("token", "identifier", "line", "expression")
+CANDIDATE_KINDS = ("line", "expression")
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 
 
@@ -26,13 +34,20 @@ IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 class Case:
     kind: str
     file: str
-    text: str
+    text: str  # the file around the span (see _window)
     start: int
     end: int
+    source: str = ""  # the whole file
+    base: int = 0  # where ``text`` starts in ``source``
 
     @property
     def answer(self) -> str:
         return self.text[self.start : self.end]
+
+    def in_file(self, new: str) -> str:
+        """The whole file with ``new`` in place of the span."""
+        a, b = self.base + self.start, self.base + self.end
+        return self.source[:a] + new + self.source[b:]
 
 
 def _window(text: str, start: int, end: int, radius: int = 1500) -> tuple[str, int, int]:
@@ -41,8 +56,44 @@ def _window(text: str, start: int, end: int, radius: int = 1500) -> tuple[str, i
     return text[a : end + radius], start - a, end - a
 
 
-def sample_cases(tokenizer, n: int, seed: int = 0) -> list[Case]:
-    """``n`` cases of each kind from held-out files, deterministic for a seed."""
+def _expressions(text: str) -> list[tuple[int, int]]:
+    """Character spans of one-line expressions a person might leave to the model: assigned and
+    returned values, call arguments and keyword values, tests of if/while/assert; not bare
+    names or constants (the identifier and token kinds cover those)."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return []
+    starts, pos = [], 0
+    lines = text.splitlines(keepends=True)
+    for line in lines:
+        starts.append(pos)
+        pos += len(line)
+
+    def char(line: int, col: int) -> int:
+        return starts[line - 1] + len(lines[line - 1].encode("utf-8")[:col].decode("utf-8", "replace"))
+
+    nodes = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Return)) and node.value is not None:
+            nodes.append(node.value)
+        elif isinstance(node, ast.Call):
+            nodes += node.args + [k.value for k in node.keywords]
+        elif isinstance(node, (ast.If, ast.While, ast.Assert)):
+            nodes.append(node.test)
+    out = []
+    for node in nodes:
+        if isinstance(node, (ast.Name, ast.Constant, ast.Starred, ast.JoinedStr)) or node.lineno != node.end_lineno:
+            continue
+        a, b = char(node.lineno, node.col_offset), char(node.end_lineno, node.end_col_offset)
+        if 3 <= b - a <= 60:
+            out.append((a, b))
+    return out
+
+
+def sample_cases(tokenizer, n: int, seed: int = 0, kinds=KINDS) -> list[Case]:
+    """``n`` cases of each of ``kinds`` from held-out files, deterministic for a seed (every
+    kind is drawn in turn from one generator, so a kind's cases do not depend on ``kinds``)."""
     rng = random.Random(seed)
     files = [f for f in corpus.iter_files("heldout") if len(f.text) > 2000 and f.name.endswith(".py")]
     cases = []
@@ -65,14 +116,21 @@ def sample_cases(tokenizer, n: int, seed: int = 0) -> list[Case]:
                     continue
                 m = rng.choice(matches)
                 start, end = m.span()
-            else:
+            elif kind == "line":
                 lines = [m for m in re.finditer(r"(?m)^[ \t]*(\S[^\n]{5,80})$", text)]
                 if not lines:
                     continue
                 m = rng.choice(lines)
                 start, end = m.span(1)
+            else:
+                spans = _expressions(text)
+                if not spans:
+                    continue
+                start, end = rng.choice(spans)
             window, s, e = _window(text, start, end)
-            cases.append(Case(kind, f.name, window, s, e))
+            base = start - s
+            if kind in kinds:
+                cases.append(Case(kind, f.name, window, s, e, text, base))
             got += 1
     return cases
 
@@ -133,6 +191,58 @@ def infill_scores(lm, cases: list[Case], params, baselines: Baselines, progress=
             progress()
     return {k: {who: hits[k][who] / max(totals[k], 1) for who in ("model", "frequency", "copy")} | {"n": totals[k]}
             for k in KINDS}
+
+
+def _leading_space(draft: str, answer: str) -> bool:
+    return draft[:1] in (" ", "\t") and answer[:1] not in (" ", "\t")
+
+
+def candidate_scores(lm, cases: list[Case], params, baselines: Baselines, candidates: int = 4,
+                     progress=None) -> dict:
+    """Per kind of ``CANDIDATE_KINDS``, over ``candidates`` candidates per case: exact match of
+    the shown (first) candidate and of any; the rate at which the file compiles with the
+    candidate the engine shows first, with the first valid one when valid ones are preferred
+    (none valid: the first), and with any; the share of candidates that start with
+    whitespace the original lacks; the copy baseline's exact match and compile rate."""
+    from dgterm.editor import structure
+    from dgterm.engine import tasks
+
+    def compiles(case, new):
+        return structure.check("python", case.in_file(new)).valid
+
+    counts = {k: Counter() for k in CANDIDATE_KINDS}
+    for case in cases:
+        if case.kind not in counts:
+            continue
+        n = len(_ids(lm.tokenizer, case.answer))
+        if not 0 < n <= lm.canvas_length // 2 or not compiles(case, case.answer):
+            continue
+        c = counts[case.kind]
+        c["n"] += 1
+        span = tasks.SpanRequest(case.start, case.end, n)
+        got = tasks.infill(lm, case.text, [span], params, candidates=candidates).collect().candidates
+        drafts = [g.spans[0] for g in got]
+        valid = [compiles(case, d) for d in drafts]
+        ranked = next((d for d, v in zip(drafts, valid) if v), drafts[0])
+        c["exact"] += drafts[0] == case.answer
+        c["exact_any"] += case.answer in drafts
+        c["compiles"] += valid[0]
+        c["compiles_ranked"] += compiles(case, ranked)
+        c["compiles_any"] += any(valid)
+        c["leading_space"] += sum(_leading_space(d, case.answer) for d in drafts)
+        c["drafts"] += len(drafts)
+        copy = baselines.predict(case, n)["copy"]
+        c["copy_exact"] += copy == case.answer
+        c["copy_compiles"] += compiles(case, copy)
+        if progress:
+            progress()
+    out = {}
+    for kind, c in counts.items():
+        rates = {k: c[k] / max(c["n"], 1) for k in ("exact", "exact_any", "compiles", "compiles_ranked",
+                                                   "compiles_any", "copy_exact", "copy_compiles")}
+        out[kind] = rates | {"leading_space": c["leading_space"] / max(c["drafts"], 1), "n": c["n"],
+                             "candidates": candidates}
+    return out
 
 
 def denoising_loss(lm, levels=(0.1, 0.3, 0.5, 0.7, 0.9), windows: int = 32, seed: int = 0) -> dict[float, float]:

@@ -5,7 +5,18 @@ Results print as a Markdown table (or JSON with --json) ready for docs/benchmark
 
 from __future__ import annotations
 
+import argparse
+
+from dgterm.bench.quality import KINDS  # torch-free
 from dgterm.cli import whole, whole_list
+
+
+def kinds(text: str) -> list[str]:
+    got = [k.strip() for k in text.split(",")]
+    bad = [k for k in got if k not in KINDS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown kind {bad[0]!r}: give some of {', '.join(KINDS)}")
+    return got
 
 
 def add_arguments(p):
@@ -17,6 +28,11 @@ def add_arguments(p):
     q.add_argument("-n", type=whole(1), default=100, help="cases per kind")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--sweep", action="store_true", help="also try a grid of sampler settings on a small sample")
+    q.add_argument("--kinds", type=kinds, default=list(KINDS),
+                   help=f"comma-separated kinds of infill case (default {','.join(KINDS)})")
+    q.add_argument("--candidates", type=whole(1), default=4,
+                   help="candidates per line and expression case for the compile and leading-space rates "
+                        "(default %(default)s)")
     v = sub.add_parser("serve", help="dgterm serve: 1, 4, 8 concurrent clients; server vs in-process")
     v.add_argument("--steps", type=whole(1), default=16)
     v.add_argument("--repeats", type=whole(1), default=3)
@@ -75,11 +91,16 @@ def run(args) -> int:
     from dgterm.bench import quality
 
     lm = loading.load(args.model)
-    cases = quality.sample_cases(lm.tokenizer, args.n, args.seed)
+    cases = quality.sample_cases(lm.tokenizer, args.n, args.seed, kinds=args.kinds)
     baselines = quality.Baselines.from_training_data(lm.tokenizer)
+    params = lm.defaults.replace(seed=args.seed)
     report = {"denoising_loss": quality.denoising_loss(lm)}
     with tqdm(total=len(cases), desc="infill", leave=False) as bar:
-        report["infill"] = quality.infill_scores(lm, cases, lm.defaults.replace(seed=args.seed), baselines, bar.update)
+        report["infill"] = quality.infill_scores(lm, cases, params, baselines, bar.update)
+    multi = [c for c in cases if c.kind in quality.CANDIDATE_KINDS]
+    if multi:
+        with tqdm(total=len(multi), desc=f"{args.candidates} candidates", leave=False) as bar:
+            report["candidates"] = quality.candidate_scores(lm, multi, params, baselines, args.candidates, bar.update)
     if args.sweep:
         report["sweep"] = quality.sweep(lm, cases[:: max(1, len(cases) // 60)], baselines)
     if args.json:
@@ -91,7 +112,18 @@ def run(args) -> int:
     print("| infill exact match | n | model | frequency baseline | copy baseline |")
     print("|---|---|---|---|---|")
     for kind, r in report["infill"].items():
-        print(f"| {kind} | {r['n']} | {100 * r['model']:.1f}% | {100 * r['frequency']:.1f}% | {100 * r['copy']:.1f}% |")
+        if r["n"]:
+            print(f"| {kind} | {r['n']} | {100 * r['model']:.1f}% | {100 * r['frequency']:.1f}% "
+                  f"| {100 * r['copy']:.1f}% |")
+    rows = [(k, r) for k, r in report.get("candidates", {}).items() if r["n"]]
+    if rows:
+        print(f"\n| {args.candidates} candidates | n | exact (shown) | exact (any) | compiles (shown) "
+              "| compiles (valid first) | compiles (any) | leading space | copy exact | copy compiles |")
+        print("|---" * 10 + "|")
+        for kind, r in rows:
+            pct = [f"{100 * r[k]:.1f}%" for k in ("exact", "exact_any", "compiles", "compiles_ranked", "compiles_any",
+                                                   "leading_space", "copy_exact", "copy_compiles")]
+            print(f"| {kind} | {r['n']} | " + " | ".join(pct) + " |")
     sweep = report.get("sweep", [])
     if sweep:
         columns = list(sweep[0])

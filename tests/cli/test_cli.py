@@ -199,6 +199,8 @@ def test_out_of_memory_during_a_run_is_one_line_and_exit_2(continue_runs_out_of_
     (["bench", "speed", "--steps", "16,a"], "argument --steps: 'a' is not a whole number"),
     (["bench", "speed", "--repeats", "0"], "argument --repeats: 0 is too small"),
     (["bench", "quality", "-n", "-1"], "argument -n: -1 is too small"),
+    (["bench", "quality", "--kinds", "token,lines"], "argument --kinds: unknown kind 'lines'"),
+    (["bench", "quality", "--candidates", "0"], "argument --candidates: 0 is too small"),
     (["doctor", "--context", "-5"], "argument --context: -5 is too small"),
 ])
 def test_counts_on_the_command_line_are_checked_by_argparse(args, words):
