@@ -8,6 +8,7 @@ import os
 import sys
 
 from dgterm import __version__
+from dgterm.config import DEFAULT_CANDIDATES
 from dgterm.errors import DgtermError
 
 # name -> module exposing add_arguments(parser) and run(args) -> int
@@ -49,7 +50,8 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--max-new-tokens", type=int)
     g.add_argument("--canvases", type=int, help="at most this many canvases")
-    g.add_argument("--candidates", type=int, default=1, help="candidates denoised together (default %(default)s)")
+    g.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
+                   help="candidates denoised together (default %(default)s, as in the editor)")
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:

@@ -33,6 +33,7 @@ from dgterm.errors import DgtermError
 
 ENV_PREFIX = "DGTERM_"
 STRINGS = ("model", "device", "dtype", "quant", "theme", "server", "api_key")
+DEFAULT_CANDIDATES = 2  # candidates per run, in the editor and on the command line alike
 
 
 @dataclass

@@ -53,12 +53,15 @@ def vars_of(params) -> dict:
     return dataclasses.asdict(params)
 
 
-def result_record(result) -> dict:
+def result_record(result, spans: list[dict] | None = None) -> dict:
+    """The result as JSON. ``spans`` (infill): each span as given on the command line
+    (start, end, length, original text), in that order; each candidate's ``spans`` then
+    follow the same order (the engine works in document order)."""
     run = result.run
-    return {
+    record = {
         "candidates": [
-            {"text": c.text, "spans": c.spans, "score": round(c.score, 6), "lengths": c.lengths, "seed": c.seed,
-             "thinking": c.thinking}
+            {"text": c.text, "spans": c.spans, "score": round(c.score, 6), "entropy": round(c.entropy, 6),
+             "valid": c.valid, "reason": c.reason, "lengths": c.lengths, "seed": c.seed, "thinking": c.thinking}
             for c in result.candidates
         ],
         "stats": {
@@ -69,11 +72,20 @@ def result_record(result) -> dict:
             "cancelled": run.cancelled,
         },
     }
+    if spans is not None:
+        order = sorted(range(len(spans)), key=lambda i: (spans[i]["start"], spans[i]["end"]))
+        for cand in record["candidates"]:
+            given = [""] * len(spans)
+            for k, i in enumerate(order):
+                given[i] = cand["spans"][k]
+            cand["spans"] = given
+        record = {"spans": spans, **record}
+    return record
 
 
-def emit(result, args, plain: str) -> None:
+def emit(result, args, plain: str, spans: list[dict] | None = None) -> None:
     if args.json:
-        json.dump(result_record(result), sys.stdout, ensure_ascii=False, indent=2)
+        json.dump(result_record(result, spans), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(plain)

@@ -4,13 +4,19 @@ Spans are START:END character offsets into the file's text (newlines counted as 
 character, end exclusive), or START:END:LENGTH to ask for LENGTH tokens; a zero-length
 span START:START:LENGTH inserts. Overlapping spans are refused. With --in-place the
 file is rewritten atomically in its own encoding and newline style.
+
+For a file of a kind dgterm can parse (Python, JSON, TOML, XML/SVG, HTML, YAML with
+PyYAML) each candidate is checked in the file and valid ones rank first;
+--require-valid keeps drawing candidates until one is valid, up to a limit.
 """
 
 from __future__ import annotations
 
 import sys
 
-from dgterm.cli import add_model_args, add_output_args, add_sampler_args
+from dgterm.cli import add_model_args, add_output_args, add_sampler_args, whole
+
+REQUIRE_VALID_LIMIT = 16
 
 
 def add_arguments(p):
@@ -20,6 +26,9 @@ def add_arguments(p):
     p.add_argument("--length", type=int, help="tokens wanted for every span without its own LENGTH")
     p.add_argument("--lengths", help="length search for one span: comma-separated token lengths, ranked")
     p.add_argument("--in-place", action="store_true", help="write the best candidate back into the file")
+    p.add_argument("--require-valid", nargs="?", type=whole(1), const=REQUIRE_VALID_LIMIT, metavar="LIMIT",
+                   help="draw candidates until one leaves the file valid, at most LIMIT in all "
+                        f"(default {REQUIRE_VALID_LIMIT}); none valid: exit 1 and the file is not written")
     add_model_args(p)
     add_sampler_args(p)
     add_output_args(p)
@@ -43,7 +52,7 @@ def parse_span(text: str, default_length: int | None):
 def run(args) -> int:
     from dgterm.cli import load_model, sampler_params
     from dgterm.commands.common import check_trace_path, drive, emit
-    from dgterm.editor import ChangedOnDiskError, Document, DocumentError
+    from dgterm.editor import ChangedOnDiskError, Document, DocumentError, structure
     from dgterm.engine import tasks
     from dgterm.errors import InputError
 
@@ -68,12 +77,28 @@ def run(args) -> int:
         print(f"dgterm: note: {doc.warning}", file=sys.stderr)
     tasks.check_spans(doc.text, spans)  # range and overlap, before loading a model
     check_trace_path(args.trace)
+    check = structure.checker(args.file)
+    if args.require_valid and check is None:
+        raise InputError(f"--require-valid needs a file dgterm can parse ({', '.join(structure.NAMES)}); "
+                         f"{args.file} is not one of those kinds.")
     lm = load_model(args)
-    task = tasks.infill(lm, doc.text, spans, sampler_params(args, lm), candidates=args.candidates, lengths=lengths)
+
+    def start(params):
+        return tasks.infill(lm, doc.text, spans, params, candidates=args.candidates, lengths=lengths, check=check)
+
+    params = sampler_params(args, lm)
+    task = tasks.UntilValid(start, params, args.candidates, args.require_valid) if args.require_valid else start(params)
     header = {"task": "infill", "file": str(args.file), "text": doc.text,
               "spans": [[s.start, s.end, s.length] for s in spans]}
     result = drive(task, lm, args, header)
     best = result.best
+    given = [{"start": s.start, "end": s.end, "length": s.length, "text": doc.text[s.start : s.end]} for s in spans]
+    if args.require_valid and not task.found:
+        then = "the file is left as it is" if args.in_place else "the likeliest is shown"
+        print(f"dgterm: none of the {task.drawn} candidates leaves {args.file} valid (the likeliest: "
+              f"{best.reason}); {then}.", file=sys.stderr)
+        emit(result, args, best.text, given)
+        return 1
     if args.in_place:
         marked = [doc.add_span(s.start, s.end) for s in sorted(spans, key=lambda s: s.start)]
         doc.apply_rewrite(dict(zip(marked, best.spans)))
@@ -87,5 +112,5 @@ def run(args) -> int:
             doc.close(discard=True)
             raise InputError(str(e)) from None
         doc.close()
-    emit(result, args, best.text)
+    emit(result, args, best.text, given)
     return 0

@@ -27,6 +27,9 @@ SUFFIXES = {
 }
 
 
+NAMES = ("Python", "JSON", "TOML", "XML/SVG", "HTML", "YAML with PyYAML")  # what the checkers cover, for messages
+
+
 @dataclass(frozen=True)
 class Verdict:
     valid: bool

@@ -193,7 +193,8 @@ def _stats(repl, arg):
         table.add_row("tokens per second", f"{run.tokens_per_second:.1f}")
         table.add_row("time", f"{run.elapsed:.2f} s (encoding {run.timings.get('encode', 0.0):.2f} s)")
         if result.candidates:
-            table.add_row("mean entropy (last step)", f"{result.best.score:.3f}")
+            table.add_row("log-likelihood per token", f"{result.best.score:.3f}")
+            table.add_row("mean entropy (last step)", f"{result.best.entropy:.3f}")
     repl.console.print(table)
 
 

@@ -14,7 +14,7 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.widgets import Footer
 
-from dgterm.config import Settings, config_dir
+from dgterm.config import DEFAULT_CANDIDATES, Settings, config_dir
 from dgterm.editor import Document, DocumentError
 from dgterm.tui import keymap
 from dgterm.tui.actions.files import FileActions
@@ -42,7 +42,7 @@ class DgtermApp(FileActions, ModelActions, App[None]):
     mode: reactive[str] = reactive("edit")  # edit | running | review | lens
 
     def __init__(self, doc: Document, *, settings: Settings, lm=None, load: bool = True,
-                 sampler: dict | None = None, candidates: int = 2, trace: str | None = None,
+                 sampler: dict | None = None, candidates: int = DEFAULT_CANDIDATES, trace: str | None = None,
                  replay: str | None = None, replay_delay: float = 0.05, replay_until: int | None = None,
                  download: bool = False,
                  notice: str | None = None) -> None:

@@ -34,6 +34,7 @@ class Job:
     lengths: list | None = None
     trace: str | None = None
     created_span: bool = False  # the UI marked span_ids[0] for this run; unmark it if rejected
+    check: Callable | None = None  # new document text -> structure.Verdict, for files of a known kind
     cancel: threading.Event = field(default_factory=threading.Event)
     frames: list = field(default_factory=list)  # every Frame so far; appended by the worker only
 
@@ -72,12 +73,14 @@ def make_task(lm, job: Job):
 
     reqs = [tasks.SpanRequest(s, e, n) for s, e, n in job.spans]
     if job.kind == "infill":
-        return tasks.infill(lm, job.text, reqs, job.params, candidates=job.candidates, cancel=job.cancel)
+        return tasks.infill(lm, job.text, reqs, job.params, candidates=job.candidates, cancel=job.cancel,
+                            check=job.check)
     if job.kind == "search":
-        return tasks.infill(lm, job.text, reqs, job.params, candidates=1, lengths=job.lengths, cancel=job.cancel)
+        return tasks.infill(lm, job.text, reqs, job.params, candidates=1, lengths=job.lengths, cancel=job.cancel,
+                            check=job.check)
     if job.kind == "rewrite":
         return tasks.rewrite(lm, job.text, reqs[0], job.instruction, job.params, candidates=job.candidates,
-                             cancel=job.cancel)
+                             cancel=job.cancel, check=job.check)
     if job.kind == "continue":
         return tasks.continue_text(lm, job.text[: job.spans[0][0]], job.params, candidates=job.candidates,
                                    cancel=job.cancel)
@@ -88,7 +91,8 @@ def layout_of(task, lm, job: Job) -> Layout:
     if job.stream:
         return Layout("stream", lm.canvas_length, job.candidates)
     slots = [[[plan.locate(i) for i in span] for span in plan.slots] for plan in task.plans]
-    return Layout("spans", lm.canvas_length, 1 if job.kind == "search" else job.candidates, slots)
+    return Layout("spans", lm.canvas_length, 1 if job.kind == "search" else job.candidates, slots,
+                  [list(plan.healed) for plan in task.plans])
 
 
 def settle_heap() -> None:
@@ -160,7 +164,8 @@ def _execute(lm, job: Job, post: Post) -> None:
             post(RunCancelled(job))
             return
         base = task.seeds[0]
-        choices = [Choice(list(c.spans), c.score, list(c.lengths), c.seed - base, c.thinking) for c in result.candidates]
+        choices = [Choice(list(c.spans), c.score, list(c.lengths), c.seed - base, c.thinking, c.entropy, c.valid,
+                          c.reason) for c in result.candidates]
         post(RunFinished(job, frames, choices, _stats(result.run)))
     except DgtermError as e:
         post(RunFailed(job, str(e)))
@@ -228,7 +233,8 @@ def replay(path: str, job: Job, post: Post, delay: float = 0.0, until: int | Non
         post(RunCancelled(job))
         return
     base = trace.header.get("seed", 0)
-    choices = [Choice(c["spans"], c["score"], c["lengths"], c["seed"] - base, c.get("thinking")) for c in cands]
+    choices = [Choice(c["spans"], c["score"], c["lengths"], c["seed"] - base, c.get("thinking"),
+                      c.get("entropy", 0.0), c.get("valid"), c.get("reason", "")) for c in cands]
     stats = result.get("stats", {})
     post(RunFinished(job, frames, choices, {
         "tokens_per_second": stats.get("tokens_per_second", 0.0),

@@ -8,7 +8,7 @@ import time
 
 from textual import work
 
-from dgterm.editor import DocumentError
+from dgterm.editor import DocumentError, structure
 from dgterm.tui import messages as m
 from dgterm.tui import workers
 from dgterm.tui.screens.prompt import PromptScreen
@@ -220,6 +220,8 @@ class ModelActions:
             if job.params is None and self.lm is not None:
                 return
         job.trace = self.trace_path
+        if job.kind != "continue":
+            job.check = structure.checker(self.doc.path)
         try:
             if create:
                 a, b, _ = job.spans[0]

@@ -113,7 +113,10 @@ class CanvasPanel(VerticalScroll):
         for i, c in enumerate(choices):
             pointer = "▸ " if i == current else "  "
             lengths = f" · {'/'.join(map(str, c.lengths))} tok" if c.lengths else ""
-            out.append(f"{pointer}{i + 1}. score {c.score:.3f}{lengths}\n", style="bold" if i == current else "")
+            verdict = "" if c.valid is None else " · valid" if c.valid else " · invalid"
+            out.append(f"{pointer}{i + 1}. score {c.score:.2f}{lengths}{verdict}\n", style="bold" if i == current else "")
+            if c.valid is False and i == current:
+                out.append(f"     {_short(c.reason, 36)}\n", style="red")
             out.append(f"     {_short(' | '.join(c.texts), 36)}\n", style="dim")
         if step_label:
             out.append(step_label, style="italic")
