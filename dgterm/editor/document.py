@@ -70,6 +70,7 @@ class Document:
         read-only, with the reason in ``warning``.
         """
         path = os.path.abspath(os.fspath(path))
+        fileio.remove_stale_temps(path)
         got = fileio.read(path)
         if got is None:
             return cls.new(path)
@@ -573,6 +574,7 @@ class Document:
                                 f"{self.encoding} cannot store; remove them and save again.") from None
         sha = hashlib.sha256(data).hexdigest()
         self._log({"saving": sha})
+        fileio.remove_stale_temps(path)
         st = fileio.atomic_write(path, data)
         self.path = path
         self._disk = fileio.DiskState(st.st_size, st.st_mtime_ns, st.st_ino, sha)

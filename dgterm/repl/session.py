@@ -19,7 +19,7 @@ from rich.text import Text
 from dgterm.config import state_dir
 from dgterm.errors import DgtermError, InputError
 from dgterm.repl import commands
-from dgterm.repl.driver import Worker, follow, no_echo
+from dgterm.repl.driver import Worker, follow, in_background, no_echo
 from dgterm.repl.render import STATUS, printable
 
 HISTORY_FILE = "repl_history"
@@ -162,7 +162,7 @@ class Repl:
         self._unload()
         try:
             with no_echo(), self.notes.status(f"Loading {s.server or s.model}…") if self.notes.is_terminal else nullcontext():
-                lm = open_engine(s, download=self.args.download)
+                lm = in_background(lambda: open_engine(s, download=self.args.download))
         except DgtermError as e:
             self.error(str(e))
             return

@@ -21,6 +21,7 @@ from dgterm.tui.actions.files import FileActions
 from dgterm.tui.actions.model import LABELS, ModelActions
 from dgterm.tui.commands import EditorCommands
 from dgterm.tui.screens.help import HelpScreen
+from dgterm.tui.screens.prompt import PromptScreen
 from dgterm.tui import themes
 from dgterm.tui.widgets.canvas import CanvasPanel
 from dgterm.tui.widgets.editor import EditorView
@@ -242,7 +243,8 @@ class DgtermApp(FileActions, ModelActions, App[None]):
             bar.set_state("lens · scoring the visible text · escape cancels", "busy")
         elif mode == "review" and self.review is not None:
             rv = self.review
-            bar.set_state(f"candidate {rv.choice + 1}/{len(rv.choices)} · enter accept · escape reject · "
+            drawn = f" (draft {rv.row + 1} of the run)" if len(rv.choices) > 1 else ""
+            bar.set_state(f"candidate {rv.choice + 1}/{len(rv.choices)}{drawn} · enter accept · escape reject · "
                           "tab next · ←/→ steps", "review")
         elif self.model_error and lm is None and self.replay_path is None:
             bar.set_state("model unavailable: editing only", "error")
@@ -266,6 +268,31 @@ class DgtermApp(FileActions, ModelActions, App[None]):
 
     def on_editor_view_refused(self, message: EditorView.Refused) -> None:
         self.notify(message.reason, severity="error")
+
+    def action_document_start(self) -> None:
+        self.editor.move_cursor((0, 0), center=True)
+
+    def action_document_end(self) -> None:
+        self.editor.move_cursor(self.editor.document.end, center=True)
+
+    def action_goto_line(self) -> None:
+        last = self.editor.document.line_count
+
+        def go(answer: str | None) -> None:
+            if answer is None or not answer.strip():
+                return
+            try:
+                line = int(answer.strip())
+            except ValueError:
+                self.notify(f"'{answer.strip()}' is not a line number; give a whole number from 1 to {last}.",
+                            severity="error")
+                return
+            line = min(max(line, 1), last)
+            self.editor.move_cursor((line - 1, 0), center=True)
+
+        row = self.editor.cursor_location[0] + 1
+        self.push_screen(PromptScreen("Go to line", f"A line number from 1 to {last} (now {row}).",
+                                      placeholder=str(row)), go)
 
     def action_toggle_canvas(self) -> None:
         self.canvas.toggle_class("-hidden")

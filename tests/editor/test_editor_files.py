@@ -317,3 +317,32 @@ def test_decode_encode_round_trip(text, encoding):
     d = decode(raw, "x")
     assert "\r" not in d.text and d.error is None
     assert encode(d.text, d.encoding, d.newline, d.eol) == raw
+
+
+def test_stale_temp_files_of_a_killed_save_go_when_the_file_is_next_opened_or_saved(tmp_path):
+    import time
+
+    from dgterm.editor import fileio
+
+    path = tmp_path / "notes.md"
+    path.write_text("hello\n")
+    old = time.time() - 3600
+
+    def temp(name):
+        p = tmp_path / name
+        p.write_bytes(b"half a sav")
+        os.utime(p, (old, old))
+        return p
+
+    stale = temp(".notes.md.k3j2h1g0.dgterm-tmp")
+    young = tmp_path / ".notes.md.a1b2c3d4.dgterm-tmp"  # a save under way, maybe another dgterm's
+    young.write_bytes(b"in flight")
+    other = temp(".other.md.k3j2h1g0.dgterm-tmp")  # another file's
+    theirs = temp(".notes.md.k3j2h1g0.tmp")  # not our pattern
+    doc = Document.open(path)
+    assert not stale.exists() and young.exists() and other.exists() and theirs.exists()
+    stale = temp(".notes.md.zz9y8x7w.dgterm-tmp")
+    doc.replace(0, 5, "howdy")
+    doc.save()
+    assert not stale.exists() and young.exists() and path.read_text() == "howdy\n"
+    assert fileio.remove_stale_temps(str(tmp_path / "missing-folder" / "x")) == []

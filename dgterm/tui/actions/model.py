@@ -270,7 +270,9 @@ class ModelActions:
         at = next((i for i in range(len(done) - 1, -1, -1) if done[i] is frame), len(done) - 1)
         frames = done[: at + 1]
         self.canvas.show_frame(frame, 0, frames=frames, threshold=self.threshold(job), label=LABELS[job.kind])
-        self.step_label = f"step {frame.step}/{frame.max_steps} · window {frame.window + 1}"
+        rows = len(frame.drafts)
+        shown = f" · showing draft 1 of {rows}" if rows > 1 else ""
+        self.step_label = f"step {frame.step}/{frame.max_steps} · window {frame.window + 1}{shown}"
         self.refresh_status()
 
     def threshold(self, job) -> float:
@@ -393,5 +395,6 @@ class ModelActions:
         self.editor.sync_from_doc()
         self.editor.focus()
         self.canvas.show_choices([], 0)  # the candidates and the timeline are gone with the review
+        self.canvas.clear_run("No run shown.")  # nor its canvas: after an undo it would not be what is on screen
         self.spans_changed()
         self.refresh_file()
