@@ -46,6 +46,7 @@ class Settings:
     allow_offload: bool = False  # a quantized model may keep experts in host RAM when the GPU is too small
     server: str = ""  # a URL: the engine runs there (docs/serve.md)
     api_key: str = ""
+    require_valid: int = 0  # editor: draw infill candidates until one parses, at most this many (0: off)
     sampler: dict = field(default_factory=dict)
     keymap: dict = field(default_factory=dict)
 
@@ -101,6 +102,10 @@ def load_settings(path: Path | None = None, env=None) -> Settings:
     for name in STRINGS:
         if not isinstance(values.get(name, ""), str):
             raise DgtermError(f"Config file {path}: {name} must be a string in quotes, like {name} = \"...\".")
+    limit = values.get("require_valid", 0)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 1024:
+        raise DgtermError(f"Config file {path}: require_valid must be a whole number of candidates from 0 (off) "
+                          "to 1024, like require_valid = 16.")
     for name in ("sampler", "keymap"):
         if not isinstance(values.get(name, {}), dict):
             raise DgtermError(f"Config file {path}: {name} must be a table, [{name}] with one setting per line.")

@@ -171,10 +171,12 @@ class Baselines:
         return {"frequency": decode([self.frequent] * n), "copy": decode(copy)}
 
 
-def infill_scores(lm, cases: list[Case], params, baselines: Baselines, progress=None) -> dict:
-    """Exact-match rate per kind for the model and both baselines."""
+def infill_scores(lm, cases: list[Case], params, baselines: Baselines, progress=None, healing=(True,)) -> dict:
+    """Exact-match rate per kind for the model (``model``, or with healing off ``model, not
+    healed``, for each setting of token healing in ``healing``) and both baselines."""
     from dgterm.engine import tasks
 
+    models = ["model" if h else "model, not healed" for h in healing]
     hits = {k: Counter() for k in KINDS}
     totals = Counter()
     for case in cases:
@@ -183,13 +185,14 @@ def infill_scores(lm, cases: list[Case], params, baselines: Baselines, progress=
             continue
         totals[case.kind] += 1
         span = tasks.SpanRequest(case.start, case.end, n)
-        got = tasks.infill(lm, case.text, [span], params).collect().best.spans[0]
-        hits[case.kind]["model"] += got == case.answer
+        for heal, who in zip(healing, models):
+            got = tasks.infill(lm, case.text, [span], params, heal_edges=heal).collect().best.spans[0]
+            hits[case.kind][who] += got == case.answer
         for name, guess in baselines.predict(case, n).items():
             hits[case.kind][name] += guess == case.answer
         if progress:
             progress()
-    return {k: {who: hits[k][who] / max(totals[k], 1) for who in ("model", "frequency", "copy")} | {"n": totals[k]}
+    return {k: {who: hits[k][who] / max(totals[k], 1) for who in (*models, "frequency", "copy")} | {"n": totals[k]}
             for k in KINDS}
 
 

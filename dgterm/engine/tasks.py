@@ -155,6 +155,7 @@ class UntilValid:
         self.plans, self.seeds = self.task.plans, self.task.seeds
         self.result: TaskResult | None = None
         self.drawn = 0
+        self.round = 0  # the round being drawn
 
     @property
     def found(self) -> bool:
@@ -171,6 +172,7 @@ class UntilValid:
                     or self.drawn + self.candidates > self.limit:
                 break
             self.task = self.start(self.params.replace(seed=self.seed + self.drawn))
+            self.round += 1
         self.result = TaskResult(rank(drawn) if not result.run.cancelled else [], result.run)
 
     def collect(self) -> TaskResult:

@@ -83,6 +83,7 @@ class Choice:
     entropy: float = 0.0
     valid: bool | None = None  # None: no structure check for this kind of file
     reason: str = ""
+    round: int = 0  # which round of drawing it came from (require_valid), each with its own timeline
 
 
 def _state(accepted: int, entropy: float) -> str:

@@ -35,6 +35,7 @@ class Job:
     trace: str | None = None
     created_span: bool = False  # the UI marked span_ids[0] for this run; unmark it if rejected
     check: Callable | None = None  # new document text -> structure.Verdict, for files of a known kind
+    require_valid: int = 0  # infill: draw rounds of candidates until one is valid, at most this many
     cancel: threading.Event = field(default_factory=threading.Event)
     frames: list = field(default_factory=list)  # every Frame so far; appended by the worker only
 
@@ -73,8 +74,13 @@ def make_task(lm, job: Job):
 
     reqs = [tasks.SpanRequest(s, e, n) for s, e, n in job.spans]
     if job.kind == "infill":
-        return tasks.infill(lm, job.text, reqs, job.params, candidates=job.candidates, cancel=job.cancel,
-                            check=job.check)
+        def start(params):
+            return tasks.infill(lm, job.text, reqs, params, candidates=job.candidates, cancel=job.cancel,
+                                check=job.check)
+
+        if job.require_valid and job.check is not None:
+            return tasks.UntilValid(start, job.params, job.candidates, job.require_valid)
+        return start(job.params)
     if job.kind == "search":
         return tasks.infill(lm, job.text, reqs, job.params, candidates=1, lengths=job.lengths, cancel=job.cancel,
                             check=job.check)
@@ -144,12 +150,14 @@ def _execute(lm, job: Job, post: Post) -> None:
     from dgterm.engine.tasks import token_text
 
     build = FrameBuilder(layout, token_text(lm.tokenizer))
-    frames, seen, writer = job.frames, set(), None
+    frames, seen, writer, rounds = job.frames, set(), None, [0]
     try:
         if job.trace:
             writer = _trace_writer(job, lm, task, layout)
         with guard_oom(lm.quant, candidates=job.candidates):
             for event in task:
+                if getattr(task, "round", 0) != len(rounds) - 1:  # require_valid drew another round
+                    build, rounds = FrameBuilder(layout, token_text(lm.tokenizer)), rounds + [len(frames)]
                 frame = build(record_of(event))
                 frames.append(frame)
                 post(StepMessage(job, frame))
@@ -163,10 +171,10 @@ def _execute(lm, job: Job, post: Post) -> None:
         if result.run.cancelled:
             post(RunCancelled(job))
             return
-        base = task.seeds[0]
-        choices = [Choice(list(c.spans), c.score, list(c.lengths), c.seed - base, c.thinking, c.entropy, c.valid,
-                          c.reason) for c in result.candidates]
-        post(RunFinished(job, frames, choices, _stats(result.run)))
+        base, rows = task.seeds[0], layout.rows()
+        choices = [Choice(list(c.spans), c.score, list(c.lengths), (c.seed - base) % rows, c.thinking, c.entropy,
+                          c.valid, c.reason, (c.seed - base) // rows) for c in result.candidates]
+        post(RunFinished(job, frames, choices, _stats(result.run) | {"rounds": rounds}))
     except DgtermError as e:
         post(RunFailed(job, str(e)))
     except Exception as e:  # noqa: BLE001

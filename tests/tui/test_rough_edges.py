@@ -52,3 +52,82 @@ async def test_the_canvas_panel_forgets_a_run_that_was_rejected_or_undone(demo, 
         await pilot.press("enter", "ctrl+z")
         await pilot.pause()
         assert "No run shown." in panel_text(app) and "window" not in panel_text(app)
+
+
+async def test_the_canvas_panel_is_sized_to_the_terminal_and_hidden_when_narrow(demo, tiny):
+    app = app_for(demo, tiny)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause()
+        assert app.canvas.size.width + app.editor.size.width <= 160 and app.editor.size.width >= 86
+        assert app.canvas.outer_size.width == 56  # as wide as it goes
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        assert app.canvas.outer_size.width == 120 - 86 and app.editor.size.width == 86
+        await pilot.resize_terminal(100, 40)
+        await pilot.pause()
+        assert not app.canvas.display and app.editor.size.width == 100
+        assert "canvas hidden: narrow window (ctrl+b shows it)" in str(app.query_one("#status-state").render())
+        await pilot.press("ctrl+b")  # asked for: shown anyway
+        await pilot.pause()
+        assert app.canvas.display and app.canvas.outer_size.width == 30
+        await pilot.press("ctrl+b")
+        await pilot.resize_terminal(160, 40)
+        await pilot.pause()
+        assert not app.canvas.display  # hidden by hand stays hidden
+
+
+async def test_the_status_bar_says_loading_from_the_first_paint(demo, monkeypatch):
+    from dgterm.tui.widgets.status import StatusBar
+
+    from .conftest import settings
+
+    states = []
+    real = StatusBar.set_state
+    monkeypatch.setattr(StatusBar, "set_state", lambda bar, text, kind="": (states.append(text), real(bar, text, kind)))
+    app = make_app(str(demo), settings=settings(model=str(demo.parent / "no-such-model")))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    assert "loading model…" in states[0]  # never "ready" before the model loaded
+    assert not any(s.startswith("ready") for s in states) and "model unavailable" in states[-1]
+
+
+async def test_keys_of_one_burst_apply_in_order():
+    from textual import events
+
+    from dgterm.editor import Document
+
+    app = make_app(doc=Document.from_text("line one\nline two\nline three\n"), load=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.editor.move_cursor((2, 0))
+        await pilot.pause()
+        for key, char in (("up", None), ("q", "q"), ("end", None), ("shift+left", None), ("x", "x")):
+            app._driver.process_message(events.Key(key, char))  # one read from the terminal: no wait between keys
+        await pilot.pause()
+        await pilot.pause()
+        assert app.editor.text == "line one\nqline twx\nline three\n"
+
+
+async def test_require_valid_draws_rounds_until_a_candidate_parses_or_says_none_did(tmp_path, tiny):
+    from .conftest import settings
+
+    path = tmp_path / "config.json"
+    path.write_text('{"name": "demo", "size": 12, "tags": ["a", "b"]}\n')
+    app = make_app(str(path), lm=tiny, sampler=FAST, candidates=2, settings=settings(require_valid=6))
+    async with app.run_test(size=SIZE) as pilot:
+        select(app, '"demo"')
+        await pilot.press("ctrl+t", "ctrl+g")
+        await settle(app, pilot)
+        rv = app.review
+        valid = [c.valid for c in rv.choices]
+        assert valid == sorted(valid, reverse=True)  # valid ones first
+        assert not valid[0], "the tiny random model wrote valid JSON: pick another seed for this test"
+        assert len(rv.choices) == 6 and sorted({c.round for c in rv.choices}) == [0, 1, 2]
+        assert any("None of the 6 candidates leaves the file valid" in n.message for n in app._notifications)
+        assert "invalid" in panel_text(app)
+        starts = rv.stats["rounds"]
+        assert len(starts) == 3 and starts[0] == 0
+        for i in range(len(rv.choices)):  # each candidate scrubs through its own round's steps
+            await pilot.press("left")
+            assert rv.frames and rv.frames[0] is rv.all_frames[starts[rv.current.round]]
+            await pilot.press("tab")

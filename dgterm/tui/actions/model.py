@@ -222,6 +222,7 @@ class ModelActions:
         job.trace = self.trace_path
         if job.kind != "continue":
             job.check = structure.checker(self.doc.path)
+            job.require_valid = self.settings.require_valid
         try:
             if create:
                 a, b, _ = job.spans[0]
@@ -288,6 +289,10 @@ class ModelActions:
         self.review = Review(message.job, self.layout, message.frames, message.choices, message.stats)
         self.mode = "review"
         self.show_review()
+        job, best = message.job, message.choices[0]
+        if job.kind == "infill" and job.require_valid and job.check is not None and best.valid is False:
+            self.notify(f"None of the {len(message.choices)} candidates leaves the file valid (the likeliest: "
+                        f"{best.reason}); review them or escape.", severity="warning", timeout=10)
         self.post_message(m.ReviewReady())
 
     def on_run_cancelled(self, message: m.RunCancelled) -> None:

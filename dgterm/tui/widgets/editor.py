@@ -96,6 +96,16 @@ class EditorView(TextArea):
         if self.previewing and (event.is_printable or event.key in ("backspace", "delete")):
             self.post_message(self.Refused("The text is read-only while a run is shown: escape cancels or rejects "
                                            "it, enter accepts it."))
+        if not event.is_printable:
+            # A key bound here (cursor moves, deletes) runs now. Left to Textual, its binding
+            # would run only once the event has bubbled up to the app and back, after a
+            # printable key of the same burst was already typed at the old cursor (Up then q).
+            active = self.app.active_bindings.get(event.key)
+            if active is not None and active.node is self and active.enabled:
+                event.prevent_default()
+                event.stop()
+                await self.run_action(active.binding.action)
+                return
         await super()._on_key(event)
 
     def action_undo(self) -> None:
