@@ -56,6 +56,11 @@ class Candidate:
     reason: str = ""  # the parser's one line when not valid
 
 
+def is_local(lm) -> bool:
+    """The model runs in this process (scores and token healing need its forward)."""
+    return getattr(lm, "kind", "local") == "local"
+
+
 def rank(candidates: list[Candidate]) -> list[Candidate]:
     """Best first: valid before invalid (unknown counts as valid), then likelier, then surer."""
     return sorted(candidates, key=lambda c: (c.valid is False, -c.score, c.entropy))
@@ -106,7 +111,8 @@ class Task:
         entropies = self._entropies(run)
         windows = list(_batch_windows(self.plans, self._candidates))
         scores = (scoring.loglik(self.lm, windows, run.canvases, skip_pad=self._stop_at_eos, seed=self.seeds[0])
-                  if run.canvases else [0.0] * len(entropies))  # nothing to generate: nothing to score
+                  if run.canvases and is_local(self.lm)  # nothing generated, or no model here: no score
+                  else [0.0] * len(entropies))
         out = []
         for row, canvases in enumerate(_rows(run)):
             plan = self.plans[row // self._candidates]
@@ -197,7 +203,7 @@ def _batch_windows(plans, candidates):
     for group in zip(*(p.windows() for p in plans)):
         known = torch.stack([w.known for w in group for _ in range(candidates)])
         pinned = torch.stack([w.pinned for w in group for _ in range(candidates)])
-        yield Window(group[0].prefix, known, pinned, group[0].allowed)  # same layout, same healed edges
+        yield Window(group[0].prefix, known, pinned, allowed=group[0].allowed)  # same layout, same healed edges
 
 
 # ------------------------------------------------------------------ token text
@@ -418,7 +424,7 @@ class InfillPlan:
             known = torch.tensor(ids + [self.pad_id] * pad)
             pinned = ~torch.tensor(free + [False] * pad)
             allowed = {i - ws: a for i, a in self.allowed.items() if ws <= i < ws + C}
-            yield Window(prefix, known, pinned, allowed)
+            yield Window(prefix, known, pinned, allowed=allowed)
             prev_end = ws + C
 
     def locate(self, index: int) -> tuple[int, int]:
@@ -487,6 +493,7 @@ def plan_infill(lm, text: str, spans: list[SpanRequest], max_context: int = 1024
     unless ``heal_edges`` is false)."""
     spans = check_spans(text, spans, lm.canvas_length)
     tok = lm.tokenizer
+    heal_edges = heal_edges and is_local(lm)  # a remote engine cannot restrict a position's tokens
     C = lm.canvas_length
     margin = min(16, C // 8) if margin is None else margin
 
