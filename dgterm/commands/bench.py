@@ -34,7 +34,7 @@ def add_arguments(p):
                    help="candidates per line and expression case for the compile and leading-space rates "
                         "(default %(default)s)")
     q.add_argument("--healing", choices=("on", "off", "both"), default="on",
-                   help="token healing at span edges; both: each case with and without, side by side (default %(default)s)")
+                   help="token healing at span edges; both: each case with and without (default %(default)s)")
     v = sub.add_parser("serve", help="dgterm serve: 1, 4, 8 concurrent clients; server vs in-process")
     v.add_argument("--steps", type=whole(1), default=16)
     v.add_argument("--repeats", type=whole(1), default=3)

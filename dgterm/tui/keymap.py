@@ -45,7 +45,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("dgterm.quit", "ctrl+q", "quit", "Quit", "Quit; asks first if there are unsaved changes or candidates not accepted.", "File", True),
     Action("dgterm.doc_start", "ctrl+home", "document_start", "Start of document", "Move the cursor to the start of the document.", "Go"),
     Action("dgterm.doc_end", "ctrl+end", "document_end", "End of document", "Move the cursor to the end of the document.", "Go"),
-    Action("dgterm.goto_line", "alt+g", "goto_line", "Go to line", "Move the cursor to a line by its number.", "Go"),
+    Action("dgterm.goto_line", "ctrl+underscore,alt+g", "goto_line", "Go to line", "Move the cursor to a line by its number (ctrl+_ as in nano).", "Go"),
     Action("dgterm.canvas", "ctrl+b", "toggle_canvas", "Canvas", "Show or hide the canvas panel.", "View", True),
     Action("dgterm.theme", "f4", "next_theme", "Next theme", "Switch to the next colour theme.", "View"),
     Action("dgterm.wrap", "f3", "toggle_wrap", "Wrap", "Turn soft wrapping of long lines on or off.", "View"),

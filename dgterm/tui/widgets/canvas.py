@@ -50,7 +50,7 @@ class CanvasPanel(VerticalScroll):
         yield FlowText("", id="canvas-tokens")
         yield Static("Spans", classes="title")
         yield Static("", id="canvas-spans")
-        yield Static("Candidates", classes="title", id="canvas-choices-title")
+        yield Static("Candidates (log-likelihood)", classes="title", id="canvas-choices-title")
         yield Static("", id="canvas-choices")
 
     def show_frame(self, frame: Frame, row: int, *, frames: list[Frame], threshold: float, label: str) -> None:
@@ -119,7 +119,7 @@ class CanvasPanel(VerticalScroll):
             pointer = "▸ " if i == current else "  "
             lengths = f" · {'/'.join(map(str, c.lengths))} tok" if c.lengths else ""
             verdict = "" if c.valid is None else " · valid" if c.valid else " · invalid"
-            out.append(f"{pointer}{i + 1}. score {c.score:.2f}{lengths}{verdict}\n", style="bold" if i == current else "")
+            out.append(f"{pointer}{i + 1}. {c.score:.2f}{verdict}{lengths}\n", style="bold" if i == current else "")
             if c.valid is False and i == current:
                 out.append(f"     {_short(c.reason, self._room(5))}\n", style="red")
             out.append(f"     {_short(' | '.join(c.texts), self._room(5))}\n", style="dim")
