@@ -535,9 +535,12 @@ def plan_infill(lm, text: str, spans: list[SpanRequest], max_context: int = 1024
         free.append(False)
     starts, end = [], 1  # at least one token (BOS) goes to the encoder
     free_at = [i for i, f in enumerate(free) if f]
+    raw = token_text(tok).raw
     for i in free_at:
         if i >= end:
             ws = max(end, i - margin)
+            while ws > end and raw(seq[ws])[:1] and raw(seq[ws])[0] & 0xC0 == 0x80:
+                ws -= 1  # a canvas starts on a whole character, not on the rest of one split over tokens
             starts.append(ws)
             end = ws + C
     return InfillPlan(text, spans, lengths, seq, free, slots, starts, C, lm.pad_id, max_context, healed, allowed)
