@@ -37,6 +37,7 @@ ENV_PREFIX = "DGTERM_"
 STRINGS = ("model", "device", "dtype", "quant", "theme", "server", "api_key")
 CONFIG_LIMIT = 1 << 20  # a config file is a few lines; anything bigger is a mistake
 YES, NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+DEFAULT_CANDIDATES = 2  # candidates per run, in the editor and on the command line alike
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Settings:
     allow_offload: bool = False  # a quantized model may keep experts in host RAM when the GPU is too small
     server: str = ""  # a URL: the engine runs there (docs/serve.md)
     api_key: str = ""
+    require_valid: int = 0  # editor: draw infill candidates until one parses, at most this many (0: off)
     sampler: dict = field(default_factory=dict)
     keymap: dict = field(default_factory=dict)
 
@@ -115,6 +117,10 @@ def load_settings(path: Path | None = None, env=None) -> Settings:
     for name in STRINGS:
         if not isinstance(values.get(name, ""), str):
             raise DgtermError(f"Config file {path}: {name} must be a string in quotes, like {name} = \"...\".")
+    limit = values.get("require_valid", 0)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 1024:
+        raise DgtermError(f"Config file {path}: require_valid must be a whole number of candidates from 0 (off) "
+                          "to 1024, like require_valid = 16.")
     for name in ("sampler", "keymap"):
         if not isinstance(values.get(name, {}), dict):
             raise DgtermError(f"Config file {path}: {name} must be a table, [{name}] with one setting per line.")

@@ -171,10 +171,12 @@ class Baselines:
         return {"frequency": decode([self.frequent] * n), "copy": decode(copy)}
 
 
-def infill_scores(lm, cases: list[Case], params, baselines: Baselines, progress=None) -> dict:
-    """Exact-match rate per kind for the model and both baselines."""
+def infill_scores(lm, cases: list[Case], params, baselines: Baselines, progress=None, healing=(True,)) -> dict:
+    """Exact-match rate per kind for the model (``model``, or with healing off ``model, not
+    healed``, for each setting of token healing in ``healing``) and both baselines."""
     from dgterm.engine import tasks
 
+    models = ["model" if h else "model, not healed" for h in healing]
     hits = {k: Counter() for k in KINDS}
     totals = Counter()
     for case in cases:
@@ -183,65 +185,75 @@ def infill_scores(lm, cases: list[Case], params, baselines: Baselines, progress=
             continue
         totals[case.kind] += 1
         span = tasks.SpanRequest(case.start, case.end, n)
-        got = tasks.infill(lm, case.text, [span], params).collect().best.spans[0]
-        hits[case.kind]["model"] += got == case.answer
+        for heal, who in zip(healing, models):
+            got = tasks.infill(lm, case.text, [span], params, heal_edges=heal).collect().best.spans[0]
+            hits[case.kind][who] += got == case.answer
         for name, guess in baselines.predict(case, n).items():
             hits[case.kind][name] += guess == case.answer
         if progress:
             progress()
-    return {k: {who: hits[k][who] / max(totals[k], 1) for who in ("model", "frequency", "copy")} | {"n": totals[k]}
+    return {k: {who: hits[k][who] / max(totals[k], 1) for who in (*models, "frequency", "copy")} | {"n": totals[k]}
             for k in KINDS}
 
 
 def _leading_space(draft: str, answer: str) -> bool:
+    """The draft starts with whitespace the original does not start with."""
     return draft[:1] in (" ", "\t") and answer[:1] not in (" ", "\t")
 
 
+RANKINGS = {  # how the shown candidate is chosen
+    "entropy": lambda c: c.entropy,  # the engine before scores meant something
+    "likelihood": lambda c: (-c.score, c.entropy),  # the model's own log-likelihood, validity ignored
+    "valid first": None,  # the engine's ranking: valid, then likelihood, then entropy
+}
+
+
 def candidate_scores(lm, cases: list[Case], params, baselines: Baselines, candidates: int = 4,
-                     progress=None) -> dict:
-    """Per kind of ``CANDIDATE_KINDS``, over ``candidates`` candidates per case: exact match of
-    the shown (first) candidate and of any; the rate at which the file compiles with the
-    candidate the engine shows first, with the first valid one when valid ones are preferred
-    (none valid: the first), and with any; the share of candidates that start with
-    whitespace the original lacks; the copy baseline's exact match and compile rate."""
+                     healing=(True,), progress=None) -> dict:
+    """Per kind of ``CANDIDATE_KINDS`` and per setting of token healing in ``healing``, over
+    ``candidates`` candidates per case: exact match and compile-in-the-file rate of the
+    candidate shown first under each of ``RANKINGS``, and of any candidate; the share of
+    candidates that start with whitespace the original lacks; the copy baseline's exact
+    match and compile rate (it does not depend on healing)."""
     from dgterm.editor import structure
     from dgterm.engine import tasks
 
-    def compiles(case, new):
-        return structure.check("python", case.in_file(new)).valid
-
-    counts = {k: Counter() for k in CANDIDATE_KINDS}
+    counts = {(k, h): Counter() for k in CANDIDATE_KINDS for h in healing}
     for case in cases:
-        if case.kind not in counts:
+        if case.kind not in CANDIDATE_KINDS:
             continue
         n = len(_ids(lm.tokenizer, case.answer))
-        if not 0 < n <= lm.canvas_length // 2 or not compiles(case, case.answer):
+        tail = case.source[case.base + len(case.text):]
+
+        def check(window_text, case=case, tail=tail):
+            return structure.check("python", case.source[: case.base] + window_text + tail)
+
+        if not 0 < n <= lm.canvas_length // 2 or not check(case.text).valid:
             continue
-        c = counts[case.kind]
-        c["n"] += 1
         span = tasks.SpanRequest(case.start, case.end, n)
-        got = tasks.infill(lm, case.text, [span], params, candidates=candidates).collect().candidates
-        drafts = [g.spans[0] for g in got]
-        valid = [compiles(case, d) for d in drafts]
-        ranked = next((d for d, v in zip(drafts, valid) if v), drafts[0])
-        c["exact"] += drafts[0] == case.answer
-        c["exact_any"] += case.answer in drafts
-        c["compiles"] += valid[0]
-        c["compiles_ranked"] += compiles(case, ranked)
-        c["compiles_any"] += any(valid)
-        c["leading_space"] += sum(_leading_space(d, case.answer) for d in drafts)
-        c["drafts"] += len(drafts)
         copy = baselines.predict(case, n)["copy"]
-        c["copy_exact"] += copy == case.answer
-        c["copy_compiles"] += compiles(case, copy)
+        for heal in healing:
+            c = counts[case.kind, heal]
+            c["n"] += 1
+            got = tasks.infill(lm, case.text, [span], params, candidates=candidates, heal_edges=heal,
+                               check=check).collect().candidates
+            for name, key in RANKINGS.items():
+                shown = sorted(got, key=key)[0] if key else got[0]
+                c[f"exact {name}"] += shown.spans[0] == case.answer
+                c[f"compiles {name}"] += bool(shown.valid)
+            c["exact any"] += any(g.spans[0] == case.answer for g in got)
+            c["compiles any"] += any(g.valid for g in got)
+            c["leading space"] += sum(_leading_space(g.spans[0], case.answer) for g in got)
+            c["drafts"] += len(got)
+            c["copy exact"] += copy == case.answer
+            c["copy compiles"] += check(case.text[: case.start] + copy + case.text[case.end :]).valid
         if progress:
             progress()
     out = {}
-    for kind, c in counts.items():
-        rates = {k: c[k] / max(c["n"], 1) for k in ("exact", "exact_any", "compiles", "compiles_ranked",
-                                                   "compiles_any", "copy_exact", "copy_compiles")}
-        out[kind] = rates | {"leading_space": c["leading_space"] / max(c["drafts"], 1), "n": c["n"],
-                             "candidates": candidates}
+    for (kind, heal), c in counts.items():
+        rates = {k: v / max(c["n"], 1) for k, v in c.items() if k not in ("n", "drafts", "leading space")}
+        out.setdefault(kind, {})["healed" if heal else "not healed"] = rates | {
+            "leading space": c["leading space"] / max(c["drafts"], 1), "n": c["n"], "candidates": candidates}
     return out
 
 

@@ -33,6 +33,8 @@ def add_arguments(p):
     q.add_argument("--candidates", type=whole(1), default=4,
                    help="candidates per line and expression case for the compile and leading-space rates "
                         "(default %(default)s)")
+    q.add_argument("--healing", choices=("on", "off", "both"), default="on",
+                   help="token healing at span edges; both: each case with and without (default %(default)s)")
     v = sub.add_parser("serve", help="dgterm serve: 1, 4, 8 concurrent clients; server vs in-process")
     v.add_argument("--steps", type=whole(1), default=16)
     v.add_argument("--repeats", type=whole(1), default=3)
@@ -119,13 +121,15 @@ def run(args) -> int:
     cases = quality.sample_cases(lm.tokenizer, args.n, args.seed, kinds=args.kinds)
     baselines = quality.Baselines.from_training_data(lm.tokenizer)
     params = lm.defaults.replace(seed=args.seed)
+    healing = {"on": (True,), "off": (False,), "both": (False, True)}[args.healing]
     report = {"denoising_loss": quality.denoising_loss(lm)}
     with tqdm(total=len(cases), desc="infill", leave=False) as bar:
-        report["infill"] = quality.infill_scores(lm, cases, params, baselines, bar.update)
+        report["infill"] = quality.infill_scores(lm, cases, params, baselines, bar.update, healing)
     multi = [c for c in cases if c.kind in quality.CANDIDATE_KINDS]
     if multi:
         with tqdm(total=len(multi), desc=f"{args.candidates} candidates", leave=False) as bar:
-            report["candidates"] = quality.candidate_scores(lm, multi, params, baselines, args.candidates, bar.update)
+            report["candidates"] = quality.candidate_scores(lm, multi, params, baselines, args.candidates, healing,
+                                                            bar.update)
     if args.sweep:
         report["sweep"] = quality.sweep(lm, cases[:: max(1, len(cases) // 60)], baselines)
     if args.json:
@@ -134,21 +138,26 @@ def run(args) -> int:
     print("| noise level | " + " | ".join(f"{t:.1f}" for t in report["denoising_loss"]) + " |")
     print("|---" * (len(report["denoising_loss"]) + 1) + "|")
     print("| loss (nats) | " + " | ".join(f"{v:.3f}" for v in report["denoising_loss"].values()) + " |\n")
-    print("| infill exact match | n | model | frequency baseline | copy baseline |")
-    print("|---|---|---|---|---|")
+    who = [k for k in next(iter(report["infill"].values())) if k != "n"]
+    print("| infill exact match | n | " + " | ".join(who) + " |")
+    print("|---" * (len(who) + 2) + "|")
     for kind, r in report["infill"].items():
         if r["n"]:
-            print(f"| {kind} | {r['n']} | {100 * r['model']:.1f}% | {100 * r['frequency']:.1f}% "
-                  f"| {100 * r['copy']:.1f}% |")
-    rows = [(k, r) for k, r in report.get("candidates", {}).items() if r["n"]]
+            print(f"| {kind} | {r['n']} | " + " | ".join(f"{100 * r[w]:.1f}%" for w in who) + " |")
+    rows = [(k, h, r) for k, arms in report.get("candidates", {}).items() for h, r in arms.items() if r["n"]]
     if rows:
-        print(f"\n| {args.candidates} candidates | n | exact (shown) | exact (any) | compiles (shown) "
-              "| compiles (valid first) | compiles (any) | leading space | copy exact | copy compiles |")
+        names = list(quality.RANKINGS)
+        print(f"\n{args.candidates} candidates per case; the shown one chosen by "
+              + ", ".join(f"{i + 1}. {name}" for i, name in enumerate(names)) + ".\n")
+        print("| kind | token healing | n | exact 1 / 2 / 3 | exact any | compiles 1 / 2 / 3 | compiles any "
+              "| leading space | copy exact | copy compiles |")
         print("|---" * 10 + "|")
-        for kind, r in rows:
-            pct = [f"{100 * r[k]:.1f}%" for k in ("exact", "exact_any", "compiles", "compiles_ranked", "compiles_any",
-                                                   "leading_space", "copy_exact", "copy_compiles")]
-            print(f"| {kind} | {r['n']} | " + " | ".join(pct) + " |")
+        for kind, heal, r in rows:
+            def pct(*keys):
+                return " / ".join(f"{100 * r[k]:.0f}%" for k in keys)
+            print(f"| {kind} | {heal} | {r['n']} | {pct(*(f'exact {m}' for m in names))} | {pct('exact any')} "
+                  f"| {pct(*(f'compiles {m}' for m in names))} | {pct('compiles any')} | {pct('leading space')} "
+                  f"| {pct('copy exact')} | {pct('copy compiles')} |")
     sweep = report.get("sweep", [])
     if sweep:
         columns = list(sweep[0])

@@ -83,13 +83,14 @@ def drive(task, path: str | None, extra: dict):
     return task.result
 
 
-def emit(result, args, plain: str, texts: list[str] | None = None, newline: str = "\n") -> None:
+def emit(result, args, plain: str, texts: list[str] | None = None, newline: str = "\n",
+         spans: list[dict] | None = None) -> None:
     """``plain`` on stdout, or with --json the result record (``texts``: each candidate's text
-    as the file holds it, ``newline`` its line ending)."""
+    as the file holds it, ``newline`` its line ending, ``spans`` the spans as given)."""
     if args.json:
         from dgterm.engine.trace import result_record
 
-        json.dump(result_record(result, texts, newline), sys.stdout, ensure_ascii=False, indent=2)
+        json.dump(result_record(result, texts, newline, spans), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(plain)

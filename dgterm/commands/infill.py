@@ -5,14 +5,20 @@ a byte order mark none; END exclusive), or START:END:LENGTH to ask for LENGTH to
 zero-length span START:START:LENGTH inserts. Overlapping spans are refused. The printed
 text keeps the file's line endings. With --in-place the file is rewritten atomically in
 its own encoding and newline style.
+
+For a file of a kind dgterm can parse (Python, JSON, TOML, XML/SVG, HTML, YAML with
+PyYAML) each candidate is checked in the file and valid ones rank first;
+--require-valid keeps drawing candidates until one is valid, up to a limit.
 """
 
 from __future__ import annotations
 
 import sys
 
-from dgterm.commands.common import add_output_args
+from dgterm.commands.common import add_output_args, whole
 from dgterm.engine.args import EngineArgs
+
+REQUIRE_VALID_LIMIT = 16
 
 
 def add_arguments(p):
@@ -23,6 +29,9 @@ def add_arguments(p):
     p.add_argument("--length", type=int, help="tokens wanted for every span without its own LENGTH")
     p.add_argument("--lengths", help="length search for one span: comma-separated token lengths, ranked")
     p.add_argument("--in-place", action="store_true", help="write the best candidate back into the file")
+    p.add_argument("--require-valid", nargs="?", type=whole(1), const=REQUIRE_VALID_LIMIT, metavar="LIMIT",
+                   help="draw candidates until one leaves the file valid, at most LIMIT in all "
+                        f"(default {REQUIRE_VALID_LIMIT}); none valid: exit 1 and the file is not written")
     EngineArgs.add_cli_args(p)
     add_output_args(p)
 
@@ -44,8 +53,8 @@ def parse_span(text: str, default_length: int | None):
 
 def run(args) -> int:
     from dgterm.commands.common import check_trace_path, drive, emit
-    from dgterm.editor import ChangedOnDiskError, Document, DocumentError
-    from dgterm.engine import tasks
+    from dgterm.editor import ChangedOnDiskError, Document, DocumentError, structure
+    from dgterm.engine import rounds, tasks
     from dgterm.errors import InputError
 
     if not args.span:
@@ -64,19 +73,36 @@ def run(args) -> int:
         raise InputError(f"{doc.warning.rstrip('.')}; or drop --in-place.")
     if doc.warning:
         print(f"dgterm: note: {doc.warning}", file=sys.stderr)
-    spans = [_in_text(doc, s) for s in spans]
+    asked, spans = spans, [_in_text(doc, s) for s in spans]
     tasks.check_spans(doc.text, spans)  # range and overlap, before loading a model
     engine = EngineArgs.from_cli_args(args)
     engine.check()  # a bad flag is one line before the model loads, not after
     check_trace_path(args.trace, [args.file], engine)
+    check = structure.checker(args.file)
+    if args.require_valid and check is None:
+        raise InputError(f"--require-valid needs a file dgterm can parse ({', '.join(structure.NAMES)}); "
+                         f"{args.file} is not one of those kinds.")
     lm = engine.load()
-    task = tasks.infill(lm, doc.text, spans, engine.sampler_params(lm), candidates=engine.candidates, lengths=lengths)
+
+    def start(params):
+        return tasks.infill(lm, doc.text, spans, params, candidates=engine.candidates, lengths=lengths, check=check)
+
+    params = engine.sampler_params(lm)
+    task = rounds.UntilValid(start, params, engine.candidates, args.require_valid) if args.require_valid else start(params)
     header = {"task": "infill", "file": str(args.file), "text": doc.text,
               "spans": [[s.start, s.end, s.length] for s in spans]}
     result = drive(task, args.trace, header)
     best = result.best
     order = sorted(spans, key=lambda s: s.start)
     texts = [_as_in_file(doc, order, c.spans) for c in result.candidates]
+    whole_file = doc.file_text()
+    given = [{"start": s.start, "end": s.end, "length": s.length, "text": whole_file[s.start : s.end]} for s in asked]
+    if args.require_valid and not task.found:
+        then = "the file is left as it is" if args.in_place else "the likeliest is shown"
+        print(f"dgterm: none of the {task.drawn} candidates leaves {args.file} valid (the likeliest: "
+              f"{best.reason}); {then}.", file=sys.stderr)
+        emit(result, args, texts[0], texts=texts, newline=doc.newline, spans=given)
+        return 1
     if args.in_place:
         marked = [doc.add_span(s.start, s.end) for s in order]
         doc.apply_rewrite(dict(zip(marked, best.spans)))
@@ -90,7 +116,7 @@ def run(args) -> int:
             doc.close(discard=True)
             raise
         doc.close()
-    emit(result, args, texts[0], texts=texts, newline=doc.newline)
+    emit(result, args, texts[0], texts=texts, newline=doc.newline, spans=given)
     return 0
 
 

@@ -14,7 +14,7 @@ from dgterm.engine.args import EngineArgs
 
 def add_arguments(p):
     p.add_argument("file", nargs="?", help="the file to edit (created on first save if it does not exist)")
-    EngineArgs.add_cli_args(p, candidates=2)
+    EngineArgs.add_cli_args(p)
     p.add_argument("--trace", metavar="FILE", help="record every run's steps to FILE (replay with --replay)")
     p.add_argument("--replay", metavar="TRACE", help="replay a run recorded with --trace (no model needed)")
     p.add_argument("--replay-delay", type=float, default=0.08, metavar="S", help="seconds between replayed steps")

@@ -4,9 +4,8 @@ A model's candidate is checked *in its document*: the whole text with the candid
 place is parsed, and the verdict says valid or not with the parser's own one-line
 reason. Python uses ``compile`` (it also catches what ``ast`` lets through, like a
 ``return`` outside a function), JSON ``json``, TOML ``tomllib`` (Python 3.11+), XML and
-SVG ``xml.etree``, HTML a tag-balance check over ``html.parser`` (YAML would need a library
-the project does not depend on). Files of any other kind get no verdict. Imports neither
-torch nor a UI.
+SVG ``xml.etree``, HTML a tag-balance check over ``html.parser``, and YAML PyYAML when
+it is installed. Files of any other kind get no verdict. Imports neither torch nor a UI.
 """
 
 from __future__ import annotations
@@ -24,7 +23,11 @@ SUFFIXES = {
     ".toml": "toml",
     ".xml": "xml", ".svg": "xml", ".xsd": "xml", ".xsl": "xml", ".plist": "xml", ".xhtml": "xml",
     ".html": "html", ".htm": "html",
+    ".yaml": "yaml", ".yml": "yaml",
 }
+
+
+NAMES = ("Python", "JSON", "TOML", "XML/SVG", "HTML", "YAML with PyYAML")  # what the checkers cover, for messages
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,11 @@ def available() -> set[str]:
     try:
         import tomllib  # noqa: F401  (3.11+)
         kinds.add("toml")
+    except ImportError:
+        pass
+    try:
+        import yaml  # noqa: F401
+        kinds.add("yaml")
     except ImportError:
         pass
     return kinds
@@ -82,6 +90,13 @@ def _xml(text: str) -> None:
     from xml.etree import ElementTree
 
     ElementTree.fromstring(text.lstrip("\ufeff"))
+
+
+def _yaml(text: str) -> None:
+    import yaml
+
+    for _ in yaml.safe_load_all(text):
+        pass
 
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track",
@@ -130,7 +145,7 @@ def _html(text: str) -> None:
         raise ValueError(f"<{tag}> from line {line} is never closed")
 
 
-CHECKERS = {"python": _python, "json": json.loads, "toml": _toml, "xml": _xml, "html": _html}
+CHECKERS = {"python": _python, "json": json.loads, "toml": _toml, "xml": _xml, "html": _html, "yaml": _yaml}
 
 
 def _one_line(kind: str, e: Exception) -> str:

@@ -21,7 +21,7 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
-from dgterm.config import Settings, load_settings
+from dgterm.config import DEFAULT_CANDIDATES, Settings, load_settings
 from dgterm.engine.checkpoint import DTYPES, QUANTS
 from dgterm.engine.params import SamplerParams
 from dgterm.errors import InputError
@@ -37,13 +37,13 @@ class EngineArgs:
 
     settings: Settings = field(default_factory=Settings)  # model, device, dtype, quant, ... (all layers)
     sampler: dict = field(default_factory=dict)  # sampler values from flags: the last layer over [sampler]
-    candidates: int = 1  # candidates denoised together
+    candidates: int = DEFAULT_CANDIDATES  # candidates denoised together
     download: bool = False  # a Hugging Face id may be downloaded
 
     # ---------------------------------------------------------------- construction
 
     @staticmethod
-    def add_cli_args(parser: argparse.ArgumentParser, *, sampler: bool = True, candidates: int = 1,
+    def add_cli_args(parser: argparse.ArgumentParser, *, sampler: bool = True, candidates: int = DEFAULT_CANDIDATES,
                      remote: bool = True) -> None:
         """The model flags (with ``remote``, --server; with ``sampler``, the sampler flags) of a subcommand."""
         g = parser.add_argument_group("model")
@@ -72,7 +72,7 @@ class EngineArgs:
         g.add_argument("--sampler", choices=("fused", "reference"),
                        help="fused (default): one pass per row; reference: token for token what transformers draws")
         g.add_argument("--candidates", type=int, default=candidates,
-                       help="candidates denoised together (default %(default)s)")
+                       help="candidates denoised together (default %(default)s, as in the editor)")
 
     @classmethod
     def from_cli_args(cls, args: argparse.Namespace, settings: Settings | None = None) -> EngineArgs:
@@ -86,7 +86,8 @@ class EngineArgs:
                                  download=args.download)
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, *, sampler: dict | None = None, candidates: int = 1,
+    def from_settings(cls, settings: Settings | None = None, *, sampler: dict | None = None,
+                      candidates: int = DEFAULT_CANDIDATES,
                       download: bool = False) -> EngineArgs:
         """``sampler``: values over the config's [sampler] table (None values are not set)."""
         return cls(settings or Settings(), {k: v for k, v in (sampler or {}).items() if v is not None},

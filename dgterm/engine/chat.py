@@ -1,5 +1,7 @@
 """Chat with a running conversation, rendered by the checkpoint's chat template.
 
+Also :func:`rewrite`: one span rewritten to an instruction, as a chat turn.
+
 ``tasks.continue_text(chat=True)`` sends a single user turn; a REPL needs the whole
 conversation. The engine does not keep the encoder's KV cache between runs, so every
 turn re-encodes the rendered conversation (the prefix is short next to the canvases).
@@ -44,3 +46,27 @@ def prompt_ids(tokenizer, messages: list[dict], budget: int) -> list[int]:
             raise InputError(f"The message is {len(ids)} tokens, more than the {budget} the model's context leaves; "
                              "shorten it or lower the number of canvases.")
         keep.pop(0)
+
+
+def rewrite(lm, text: str, span: tasks.SpanRequest, instruction: str, params: SamplerParams | None = None, *,
+            candidates: int = 1, cancel: threading.Event | None = None, context_chars: int = 2000,
+            check=None) -> tasks.Task:
+    """Ask a chat checkpoint to rewrite one span following an instruction (``check`` as for infill)."""
+    if not lm.has_chat_template:
+        raise InputError(f"{lm.name} has no chat template, so it cannot follow instructions; use infill instead.")
+    tasks.check_spans(text, [span], lm.canvas_length)
+    before = text[max(0, span.start - context_chars) : span.start]
+    after = text[span.end : span.end + context_chars]
+    prompt = (
+        f"{instruction.strip()}\n\nRewrite the part between [[ and ]] and reply with the new text only.\n\n"
+        f"{before}[[{text[span.start:span.end]}]]{after}"
+    )
+
+    def post(cand: tasks.Candidate) -> tasks.Candidate:
+        answer = cand.text.removeprefix("[[").removesuffix("]]")
+        cand.spans = [answer]
+        cand.text = text[: span.start] + answer + text[span.end :]
+        return cand
+
+    return tasks.continue_text(lm, prompt, params, candidates=candidates, cancel=cancel, chat=True, post=post,
+                         check=check)

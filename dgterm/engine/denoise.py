@@ -16,7 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -31,6 +31,7 @@ class Window:
     known: torch.Tensor | None = None  # (C,) ids of the pinned positions (others ignored)
     pinned: torch.Tensor | None = None  # (C,) bool
     start: torch.Tensor | None = None  # (C,) a seed canvas to start from instead of fresh noise
+    allowed: dict[int, list[int]] = field(default_factory=dict)  # canvas position -> the only ids it may take
 
 
 class Run:
@@ -99,6 +100,7 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
         if window.pinned is not None:
             pins = Pins(window.pinned.to(device).expand(batch, -1), window.known.to(device).expand(batch, -1))
         sampler = Sampler(params, lm.vocab_size, gens, pins)
+        restrict = restriction(window.allowed, lm.vocab_size, device)
         canvas = sampler.initial_canvas(batch, C, device)
         if window.start is not None:  # the noise is drawn all the same: one random stream with or without a seed
             canvas = window.start.to(device).expand(batch, -1) if pins is None else pins.impose(window.start.to(device))
@@ -114,6 +116,8 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
             forwards += ~(finished | done)
             step += 1
             logits = decoder_logits(model, canvas, sc, mask, cache, positions)
+            if restrict is not None:
+                logits = restrict(logits)
             canvas, argmax, sc, finished, accepted, entropy = sampler.step(
                 logits, canvas, argmax, sc, finished, cur_step, sc_dtype)
             yield StepEvent(window=wi, step=step, max_steps=params.steps, canvas=canvas, argmax=argmax,
@@ -151,6 +155,24 @@ def pad_after_eos(final: torch.Tensor, done: torch.Tensor, eos: torch.Tensor, pa
 def generated_tokens(final: torch.Tensor, free: torch.Tensor, pad_id: int | None) -> torch.Tensor:
     """Tokens produced per row: the free positions, less the pad (none to count without a pad id)."""
     return (free if pad_id is None else (final != pad_id) & free).sum(-1)
+
+
+def restriction(allowed: dict[int, list[int]], vocab: int, device):
+    """A function that rules out, at each position of ``allowed``, every other token (their
+    logits become the dtype's lowest half, so they are never sampled, nor the argmax: finite,
+    as the fused sampler's entropy needs); None when nothing is."""
+    if not allowed:
+        return None
+    positions = torch.tensor(sorted(allowed), device=device)
+    barred = torch.ones(len(allowed), vocab, dtype=torch.bool, device=device)
+    for row, p in enumerate(sorted(allowed)):
+        barred[row, torch.tensor(allowed[p], dtype=torch.long, device=device)] = False
+
+    def restrict(logits: torch.Tensor) -> torch.Tensor:
+        logits[:, positions] = logits[:, positions].masked_fill(barred, torch.finfo(logits.dtype).min / 2)
+        return logits
+
+    return restrict
 
 
 def _cache_keyword(model) -> str:

@@ -32,24 +32,27 @@ class DraftToken:
 class Layout:
     """Where the drafts live. ``kind`` is ``spans`` (infill: ``slots[plan][span]`` lists the
     (window, position) of each free token) or ``stream`` (continue, rewrite: the draft is
-    every canvas in order). Batch row r belongs to plan ``r // candidates``."""
+    every canvas in order). Batch row r belongs to plan ``r // candidates``. ``healed[plan][span]``
+    is the healed prefix a span's first token starts with (engine.tasks: token healing), not shown."""
 
     kind: str
     canvas_length: int
     candidates: int = 1
     slots: list = field(default_factory=list)
+    healed: list = field(default_factory=list)
 
     def rows(self) -> int:
         return self.candidates * max(1, len(self.slots))
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "canvas_length": self.canvas_length, "candidates": self.candidates,
-                "slots": self.slots}
+                "slots": self.slots, "healed": self.healed}
 
     @classmethod
     def from_json(cls, data: Mapping) -> Layout:
         slots = [[[tuple(p) for p in span] for span in plan] for plan in data.get("slots", [])]
-        return cls(data["kind"], int(data["canvas_length"]), int(data.get("candidates", 1)), slots)
+        return cls(data["kind"], int(data["canvas_length"]), int(data.get("candidates", 1)), slots,
+                   [list(map(str, plan)) for plan in data.get("healed", [])])
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,13 +73,18 @@ class Frame:
 
 @dataclass(frozen=True)
 class Choice:
-    """A finished candidate: the new text of each span, ranked by ``score`` (lower is surer)."""
+    """A finished candidate: the new text of each span, ranked as the engine ranks them (valid
+    first, then by ``score``, the model's log-likelihood per token: higher is likelier)."""
 
     texts: list[str]
     score: float
     lengths: list[int]
     row: int
     thinking: str | None = None
+    entropy: float = 0.0
+    valid: bool | None = None  # None: no structure check for this kind of file
+    reason: str = ""
+    round: int = 0  # which round of drawing it came from (require_valid), each with its own timeline
 
 
 def step_record(event) -> dict:
@@ -129,15 +137,20 @@ def build_frame(record: Mapping, layout: Layout, last: dict[int, Mapping],
             drafts.append([[DraftToken(t, "accepted", 0.0) for t in texts[: len(done)]]
                            + [DraftToken(t, c.state, c.entropy) for t, c in zip(texts[len(done):], canvas[r])]])
             continue
-        plan = layout.slots[min(r // layout.candidates, len(layout.slots) - 1)]
+        p = min(r // layout.candidates, len(layout.slots) - 1)
+        plan, healed = layout.slots[p], layout.healed[p] if p < len(layout.healed) else []
         spans = []
-        for slots in plan:
+        for s, slots in enumerate(plan):
             # a span's text decodes on its own (apart from its neighbours), as one run over its windows
             reached = [(sw, p) for sw, p in slots if sw == w or (sw < w and sw in last)]
             texts = row_of([shown[p] if sw == w else last[sw]["argmax"][r][p] for sw, p in reached])
             toks = [DraftToken(t, canvas[r][p].state, canvas[r][p].entropy) if sw == w
                     else DraftToken(t, "accepted", 0.0) for t, (sw, p) in zip(texts, reached)]
-            spans.append(toks + [DraftToken("", "noise", NOT_REACHED)] * (len(slots) - len(reached)))
+            toks += [DraftToken("", "noise", NOT_REACHED)] * (len(slots) - len(reached))
+            prefix = healed[s] if s < len(healed) else ""
+            if toks and prefix and toks[0].text.startswith(prefix):  # token healing: not the span's own text
+                toks[0] = DraftToken(toks[0].text[len(prefix):], toks[0].state, toks[0].entropy)
+            spans.append(toks)
         drafts.append(spans)
     return Frame(window=w, step=record["step"], max_steps=record["max_steps"], elapsed=record["elapsed"],
                  tokens=record.get("tokens", 0), drafts=drafts, canvas=canvas, accepted=acc, entropy=ent,

@@ -4,6 +4,8 @@ Infill keeps every character outside the spans byte for byte: the document is cu
 the span edges and each piece is tokenized on its own (so no token ever straddles an
 edge), the spans become free canvas positions among pinned known tokens, and the
 result is the original text with only the span ranges replaced by decoded drafts.
+
+Each span's left edge is *token healed* (:mod:`dgterm.engine.healing`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from dgterm.engine import scoring
 from dgterm.engine.denoise import Window, seeds_for
 from dgterm.engine.drafts import DraftToken, Layout, build_frame, step_record
 from dgterm.engine.events import RunResult, StepEvent
+from dgterm.engine.healing import heal_edge, unheal
 from dgterm.engine.params import SamplerParams
 from dgterm.engine.tokens import decode, split_thinking, token_text
 from dgterm.errors import DgtermError, InputError
@@ -36,10 +40,18 @@ class SpanRequest:
 class Candidate:
     text: str  # the whole new text (infill, rewrite) or the generated text (continue)
     spans: list[str]  # the new text of each span (infill), or [answer] (rewrite, continue)
-    score: float  # mean entropy of the free positions at the last step: lower is surer
+    score: float  # the model's mean log-likelihood per generated token, both sides given (<= 0, higher is likelier)
     lengths: list[int]
     seed: int
     thinking: str | None = None
+    entropy: float = 0.0  # mean entropy of the free positions at the last step (breaks ties: lower is surer)
+    valid: bool | None = None  # the document with this candidate in it parses (None: no checker for its kind)
+    reason: str = ""  # the parser's one line when not valid
+
+
+def rank(candidates: list[Candidate]) -> list[Candidate]:
+    """Best first: valid before invalid (unknown counts as valid), then likelier, then surer."""
+    return sorted(candidates, key=lambda c: (c.valid is False, -c.score, c.entropy))
 
 
 @dataclass
@@ -56,7 +68,7 @@ class Task:
     """Iterate for StepEvents; then ``result`` holds the ranked candidates."""
 
     def __init__(self, lm, plans: list[InfillPlan | ContinuePlan], params: SamplerParams, candidates: int, cancel,
-                 stop_at_eos: bool, finish):
+                 stop_at_eos: bool, finish, check=None):
         self.lm, self.plans, self.params = lm, plans, params
         _check_size(lm, plans, candidates)
         self.seeds = seeds_for(params, candidates)
@@ -64,6 +76,8 @@ class Task:
         self._run = lm.denoise(batch_plan, params.replace(seed=self.seeds[0]), candidates=len(plans) * candidates,
                                cancel=cancel, stop_at_eos=stop_at_eos)
         self._finish = finish
+        self._check = check  # text -> structure.Verdict, or None
+        self._stop_at_eos = stop_at_eos
         self._candidates = candidates
         self.result: TaskResult | None = None
         self.last: dict[int, StepEvent] = {}  # last event of each window
@@ -77,23 +91,29 @@ class Task:
         if run.cancelled:
             self.result = TaskResult([], run)
             return
-        scores = self._scores(run)
+        entropies = self._entropies(run)
+        windows = list(_batch_windows(self.plans, self._candidates))
+        scores = (scoring.loglik(self.lm, windows, run.canvases, skip_pad=self._stop_at_eos, seed=self.seeds[0])
+                  if run.canvases and self.lm.kind == "local"  # nothing generated, or no model here: no score
+                  else [0.0] * len(entropies))
         out = []
         for row, canvases in enumerate(_rows(run)):
             plan = self.plans[row // self._candidates]
             cand = self._finish(plan, canvases)
-            cand.score = scores[row]
+            cand.score, cand.entropy = scores[row], entropies[row]
             cand.seed = self.seeds[0] + row
+            if self._check is not None:
+                verdict = self._check(cand.text)
+                cand.valid, cand.reason = verdict.valid, verdict.reason
             out.append(cand)
-        out.sort(key=lambda c: c.score)
-        self.result = TaskResult(out, run)
+        self.result = TaskResult(rank(out), run)
 
     def collect(self) -> TaskResult:
         for _ in self:
             pass
         return self.result
 
-    def _scores(self, run: RunResult) -> list[float]:
+    def _entropies(self, run: RunResult) -> list[float]:
         rows = run.forwards.shape[0]
         totals = torch.zeros(rows)
         for ev in self.last.values():
@@ -108,7 +128,7 @@ class Task:
         if isinstance(self.plans[0], ContinuePlan):
             return Layout("stream", self.lm.canvas_length, self._candidates)
         slots = [[[plan.locate(i) for i in span] for span in plan.slots] for plan in self.plans]
-        return Layout("spans", self.lm.canvas_length, self._candidates, slots)
+        return Layout("spans", self.lm.canvas_length, self._candidates, slots, [plan.healed for plan in self.plans])
 
     def drafts(self, event: StepEvent, row: int = 0) -> list[list[DraftToken]]:
         """The live draft of each span (infill) or of the generated text, as coloured tokens
@@ -149,7 +169,7 @@ def _batch_windows(plans, candidates):
     for group in zip(*(p.windows() for p in plans)):
         known = torch.stack([w.known for w in group for _ in range(candidates)])
         pinned = torch.stack([w.pinned for w in group for _ in range(candidates)])
-        yield Window(group[0].prefix, known, pinned)
+        yield Window(group[0].prefix, known, pinned, allowed=group[0].allowed)  # same layout, same healed edges
 
 
 # ------------------------------------------------------------------ continue
@@ -171,7 +191,7 @@ class ContinuePlan:
 
 
 def continue_text(lm, text: str, params: SamplerParams | None = None, *, candidates: int = 1,
-                  cancel: threading.Event | None = None, chat: bool = False, post=None) -> Task:
+                  cancel: threading.Event | None = None, chat: bool = False, post=None, check=None) -> Task:
     """Generate canvases after ``text`` (or, with ``chat``, answer it as a user turn).
     ``post`` may reshape each finished Candidate (rewrite uses it)."""
     tok = lm.tokenizer
@@ -180,7 +200,7 @@ def continue_text(lm, text: str, params: SamplerParams | None = None, *, candida
         ids = tok(prompt, add_special_tokens=False)["input_ids"]
     else:
         ids = [tok.bos_token_id] + tok(text, add_special_tokens=False)["input_ids"]
-    return continue_ids(lm, ids, params, candidates=candidates, cancel=cancel, chat=chat, post=post)
+    return continue_ids(lm, ids, params, candidates=candidates, cancel=cancel, chat=chat, post=post, check=check)
 
 
 def render_chat(tokenizer, messages: list[dict]) -> str:
@@ -196,7 +216,7 @@ def render_chat(tokenizer, messages: list[dict]) -> str:
 
 
 def continue_ids(lm, ids: list[int], params: SamplerParams | None = None, *, candidates: int = 1,
-                 cancel: threading.Event | None = None, chat: bool = False, post=None) -> Task:
+                 cancel: threading.Event | None = None, chat: bool = False, post=None, check=None) -> Task:
     """Generate canvases after the prompt ``ids``; with ``chat`` the answer is split from
     a thinking channel."""
     tok = lm.tokenizer
@@ -210,7 +230,7 @@ def continue_ids(lm, ids: list[int], params: SamplerParams | None = None, *, can
 
     params = params or lm.defaults
     plan = ContinuePlan(ids, lm.canvas_length, params.max_canvases(lm.canvas_length, len(ids)))
-    return Task(lm, [plan], params, candidates, cancel, True, finish)
+    return Task(lm, [plan], params, candidates, cancel, True, finish, check)
 
 
 # ------------------------------------------------------------------ infill
@@ -228,6 +248,8 @@ class InfillPlan:
     canvas_length: int
     pad_id: int
     max_context: int
+    healed: list[str] = field(default_factory=list)  # per span: the healed prefix its first token starts with
+    allowed: dict[int, list[int]] = field(default_factory=dict)  # seq index -> the only ids it may take
     _windows: list[Window] = field(default_factory=list)
 
     def windows(self):
@@ -246,7 +268,8 @@ class InfillPlan:
             pad = C - len(ids)
             known = torch.tensor(ids + [self.pad_id] * pad)
             pinned = ~torch.tensor(free + [False] * pad)
-            yield Window(prefix, known, pinned)
+            allowed = {i - ws: a for i, a in self.allowed.items() if ws <= i < ws + C}
+            yield Window(prefix, known, pinned, allowed=allowed)
             prev_end = ws + C
 
     def locate(self, index: int) -> tuple[int, int]:
@@ -259,13 +282,18 @@ class InfillPlan:
     def span_ids(self, canvases, span: int) -> list[int]:
         return [int(canvases[w][p]) for w, p in map(self.locate, self.slots[span])]
 
+    def span_text(self, tokenizer, canvases, span: int) -> str:
+        """The new text of a span: its decoded draft, less the healed prefix."""
+        return unheal(decode(tokenizer, self.span_ids(canvases, span)), self.healed[span])
 
 
-def plan_infill(lm, text: str, spans: list[SpanRequest], max_context: int = 1024, margin: int | None = None
-                ) -> InfillPlan:
-    """Tokenize around the spans and lay the canvases out."""
+def plan_infill(lm, text: str, spans: list[SpanRequest], max_context: int = 1024, margin: int | None = None,
+                heal_edges: bool = True) -> InfillPlan:
+    """Tokenize around the spans and lay the canvases out (healing the spans' left edges
+    unless ``heal_edges`` is false)."""
     spans = check_spans(text, spans, lm.canvas_length)
     tok = lm.tokenizer
+    heal_edges = heal_edges and lm.kind == "local"  # a remote engine cannot restrict a position's tokens
     C = lm.canvas_length
     margin = min(16, C // 8) if margin is None else margin
 
@@ -275,18 +303,21 @@ def plan_infill(lm, text: str, spans: list[SpanRequest], max_context: int = 1024
     first, last = spans[0], spans[-1]
     head_from = max(0, first.start - max_context * CHARS_PER_TOKEN_BOUND)
     tail_to = last.end + C * CHARS_PER_TOKEN_BOUND
-    seq, free, slots, lengths = [], [], [], []
+    seq, free, slots, lengths, healed, allowed = [], [], [], [], [], {}
     if head_from == 0:
         seq.append(tok.bos_token_id)
         free.append(False)
     cursor = head_from
     for span in spans:
-        before = ids(text[cursor : span.start])
-        seq += before
-        free += [False] * len(before)
         n = span.length if span.length is not None else (len(ids(text[span.start : span.end])) or DEFAULT_INSERT_TOKENS)
         if n > C:
             raise InputError(f"A span of {n} tokens does not fit the model's {C}-token canvas; mark a shorter span.")
+        before, prefix, options = heal_edge(tok, text[cursor : span.start], heal_edges and n > 0)
+        seq += before
+        free += [False] * len(before)
+        if prefix:
+            allowed[len(seq)] = options
+        healed.append(prefix)
         slots.append(list(range(len(seq), len(seq) + n)))
         lengths.append(n)
         seq += [lm.pad_id] * n
@@ -300,12 +331,15 @@ def plan_infill(lm, text: str, spans: list[SpanRequest], max_context: int = 1024
         free.append(False)
     starts, end = [], 1  # at least one token (BOS) goes to the encoder
     free_at = [i for i, f in enumerate(free) if f]
+    raw = token_text(tok).raw
     for i in free_at:
         if i >= end:
             ws = max(end, i - margin)
+            while ws > end and raw(seq[ws])[:1] and raw(seq[ws])[0] & 0xC0 == 0x80:
+                ws -= 1  # a canvas starts on a whole character, not on the rest of one split over tokens
             starts.append(ws)
             end = ws + C
-    return InfillPlan(text, spans, lengths, seq, free, slots, starts, C, lm.pad_id, max_context)
+    return InfillPlan(text, spans, lengths, seq, free, slots, starts, C, lm.pad_id, max_context, healed, allowed)
 
 
 def check_spans(text: str, spans: list[SpanRequest], canvas_length: int | None = None) -> list[SpanRequest]:
@@ -331,56 +365,34 @@ def check_spans(text: str, spans: list[SpanRequest], canvas_length: int | None =
 
 def infill(lm, text: str, spans: list[SpanRequest], params: SamplerParams | None = None, *,
            candidates: int = 1, lengths: list[int] | None = None, cancel: threading.Event | None = None,
-           max_context: int = 1024) -> Task:
+           max_context: int = 1024, heal_edges: bool = True, check=None) -> Task:
     """Rewrite the spans of ``text`` from both sides. ``lengths`` (one span only) runs a
-    length search: one plan per length in one batch, candidates ranked by entropy."""
+    length search: one plan per length in one batch. ``check`` (the new text ->
+    ``structure.Verdict``) marks each candidate valid or not, and valid ones rank first.
+    ``heal_edges`` false turns token healing off (to measure it)."""
     params = params or lm.defaults
     if lengths:
         if len(spans) != 1:
             raise InputError("A length search works on one span; mark a single span.")
-        plans = [plan_infill(lm, text, [SpanRequest(spans[0].start, spans[0].end, n)], max_context)
+        plans = [plan_infill(lm, text, [SpanRequest(spans[0].start, spans[0].end, n)], max_context,
+                             heal_edges=heal_edges)
                  for n in lengths]
         if len({len(p.starts) for p in plans}) != 1 or len({tuple(p.windows().__next__().prefix) for p in plans}) != 1:
             raise InputError("These lengths lay the canvas out differently; search fewer or shorter lengths.")
         if len(plans[0].starts) != 1:
             raise InputError("A length search needs the span to fit one canvas; mark a shorter span.")
     else:
-        plans = [plan_infill(lm, text, spans, max_context)]
+        plans = [plan_infill(lm, text, spans, max_context, heal_edges=heal_edges)]
     tok = lm.tokenizer
 
     def finish(plan: InfillPlan, canvases):
         pieces, new, cursor = [], [], 0
         for i, span in enumerate(plan.spans):
-            draft = decode(tok, plan.span_ids(canvases, i))
+            draft = plan.span_text(tok, canvases, i)
             new.append(draft)
             pieces += [text[cursor : span.start], draft]
             cursor = span.end
         pieces.append(text[cursor:])
         return Candidate(text="".join(pieces), spans=new, score=0.0, lengths=list(plan.lengths), seed=0)
 
-    return Task(lm, plans, params, candidates, cancel, False, finish)
-
-
-# ------------------------------------------------------------------ rewrite
-
-
-def rewrite(lm, text: str, span: SpanRequest, instruction: str, params: SamplerParams | None = None, *,
-            candidates: int = 1, cancel: threading.Event | None = None, context_chars: int = 2000) -> Task:
-    """Ask a chat checkpoint to rewrite one span following an instruction."""
-    if not lm.has_chat_template:
-        raise InputError(f"{lm.name} has no chat template, so it cannot follow instructions; use infill instead.")
-    check_spans(text, [span], lm.canvas_length)
-    before = text[max(0, span.start - context_chars) : span.start]
-    after = text[span.end : span.end + context_chars]
-    prompt = (
-        f"{instruction.strip()}\n\nRewrite the part between [[ and ]] and reply with the new text only.\n\n"
-        f"{before}[[{text[span.start:span.end]}]]{after}"
-    )
-
-    def post(cand: Candidate) -> Candidate:
-        answer = cand.text.removeprefix("[[").removesuffix("]]")
-        cand.spans = [answer]
-        cand.text = text[: span.start] + answer + text[span.end :]
-        return cand
-
-    return continue_text(lm, prompt, params, candidates=candidates, cancel=cancel, chat=True, post=post)
+    return Task(lm, plans, params, candidates, cancel, False, finish, check)

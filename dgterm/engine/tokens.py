@@ -6,6 +6,7 @@ thought, on ids."""
 
 from __future__ import annotations
 
+import bisect
 import codecs
 
 
@@ -17,6 +18,8 @@ class TokenText:
         self.special = set(tokenizer.all_special_ids)
         self.cache: dict[int, str] = {}
         self.raw_cache: dict[int, bytes] = {}
+        self._by_bytes: list[tuple[bytes, int]] | None = None
+        self._starting: dict[bytes, list[int]] = {}
         decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
         self.byte_level = type(decoder).__name__ == "ByteLevel"
 
@@ -36,10 +39,27 @@ class TokenText:
                 data = bytes(BYTE_LEVEL[c] for c in piece)
             elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):  # SentencePiece byte fallback
                 data = bytes([int(piece[3:5], 16)])
+            elif "\u2581" in piece:  # SentencePiece's word marker stands for a space
+                data = piece.replace("\u2581", " ").encode("utf-8", "surrogatepass")
             else:
                 data = self(token).encode("utf-8", "surrogatepass")
             self.raw_cache[token] = data
         return data
+
+    def starting_with(self, prefix: bytes) -> list[int]:
+        """Every (non-special) token whose bytes start with ``prefix`` (token healing)."""
+        found = self._starting.get(prefix)
+        if found is None:
+            if self._by_bytes is None:
+                vocab = len(self.tokenizer)
+                self._by_bytes = sorted((self.raw(i), i) for i in range(vocab) if i not in self.special)
+            found = []
+            for data, i in self._by_bytes[bisect.bisect_left(self._by_bytes, (prefix, -1)):]:
+                if not data.startswith(prefix):
+                    break
+                found.append(i)
+            self._starting[prefix] = found
+        return found
 
     def row(self, ids) -> list[str]:
         """The text of each of a run of ids, a character split across tokens shown whole on

@@ -22,16 +22,19 @@ def header(task, /, **extra) -> dict:
             "params": dataclasses.asdict(task.params.replace(seed=seed)), "seed": seed, **extra}
 
 
-def result_record(result, texts: list[str] | None = None, newline: str = "\n") -> dict:
+def result_record(result, texts: list[str] | None = None, newline: str = "\n", spans: list[dict] | None = None) -> dict:
     """A finished (or cancelled) run's candidates and statistics, as plain JSON values;
     ``texts`` (one per candidate) and ``newline`` give the text as the file holds it (infill
-    keeps the file's line endings)."""
+    keeps the file's line endings). ``spans`` (infill): each span as given on the command line
+    (start, end, length, original text), in that order; each candidate's ``spans`` then
+    follow the same order (the engine works in document order)."""
     run = result.run
     texts = texts or [c.text for c in result.candidates]
-    return {
+    record = {
         "candidates": [
             {"text": text, "spans": [s.replace("\n", newline) for s in c.spans], "score": round(c.score, 6),
-             "lengths": c.lengths, "seed": c.seed, "thinking": c.thinking}
+             "entropy": round(c.entropy, 6), "valid": c.valid, "reason": c.reason, "lengths": c.lengths,
+             "seed": c.seed, "thinking": c.thinking}
             for c, text in zip(result.candidates, texts)
         ],
         "stats": {
@@ -42,6 +45,15 @@ def result_record(result, texts: list[str] | None = None, newline: str = "\n") -
             "cancelled": run.cancelled,
         },
     }
+    if spans is not None:
+        order = sorted(range(len(spans)), key=lambda i: (spans[i]["start"], spans[i]["end"]))
+        for cand in record["candidates"]:
+            given = [""] * len(spans)
+            for k, i in enumerate(order):
+                given[i] = cand["spans"][k]
+            cand["spans"] = given
+        record = {"spans": spans, **record}
+    return record
 
 
 def event_record(event, tokenizer) -> dict:

@@ -68,6 +68,28 @@ def follow(worker: RunThread, cancel: threading.Event, console: Console, live: b
             region.clear()
 
 
+def in_background(work):
+    """``work()`` in a daemon thread, waited for here so that Ctrl-C interrupts the wait at
+    once (a long call in C, like loading torch, holds a KeyboardInterrupt in the main thread
+    until it returns). Returns what it returned or raises what it raised; on Ctrl-C the
+    thread is left to finish on its own and its result is dropped."""
+    out: dict = {}
+
+    def run():
+        try:
+            out["value"] = work()
+        except BaseException as e:  # handed to the caller
+            out["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True, name="dgterm-load")
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 def _join(worker: RunThread) -> None:
     while True:
         try:
@@ -85,7 +107,8 @@ def _draft_text(task, event) -> Text:
 def no_echo(stream=None):
     """Do not echo typed keys while the REPL is away from the prompt (loading, denoising):
     an echo moves the cursor under the live canvas and breaks the redraw. The keys stay
-    buffered for the next prompt, and Ctrl-C still interrupts."""
+    buffered for the next prompt as they were typed (not canonical, so a Ctrl-D is a key
+    the prompt reads, not an end of a line nobody reads), and Ctrl-C still interrupts."""
     stream = stream or sys.stdin
     try:
         import termios
@@ -98,7 +121,7 @@ def no_echo(stream=None):
         yield
         return
     quiet = list(saved)
-    quiet[3] &= ~termios.ECHO
+    quiet[3] &= ~(termios.ECHO | termios.ICANON)  # not canonical: Ctrl-D stays a key for the prompt
     termios.tcsetattr(fd, termios.TCSANOW, quiet)  # TCSANOW: keep what was typed ahead
     try:
         yield

@@ -21,7 +21,7 @@ from dgterm.config import state_dir
 from dgterm.engine.args import EngineArgs
 from dgterm.errors import DgtermError, InputError
 from dgterm.repl import slash
-from dgterm.repl.driver import RunThread, follow, no_echo
+from dgterm.repl.driver import RunThread, follow, in_background, no_echo
 from dgterm.repl.render import STATUS, printable
 
 HISTORY_FILE = "repl_history"
@@ -194,7 +194,7 @@ class Repl:
         self._unload()
         try:
             with no_echo(), self.notes.status(f"Loading {s.server or s.model}…") if self.notes.is_terminal else nullcontext():
-                lm = engine.load()
+                lm = in_background(engine.load)
         except DgtermError as e:
             self.error(str(e))
             return

@@ -186,14 +186,22 @@ def _stats(repl, arg):
     else:
         run = result.run
         table.add_row("outcome", "cancelled" if run.cancelled else "finished")
-        table.add_row("steps per canvas", ", ".join(map(str, run.steps)) or str(len(last.events)))
-        table.add_row("decoder forwards", str(int(run.forwards[0])))
-        table.add_row("tokens", str(int(run.generated[0])))
-        table.add_row("tokens per forward", f"{run.tokens_per_forward[0]:.2f}")
-        table.add_row("tokens per second", f"{run.tokens_per_second:.1f}")
+        steps, tokens = [str(n) for n in run.steps], int(run.generated[0])
+        ev = last.events[-1] if last.events else None
+        if run.cancelled and ev is not None:  # count the canvas it stopped in, as the totals do
+            if ev.window >= len(run.steps):
+                steps.append(f"{ev.step} (cancelled)")
+            tokens = ev.tokens
+        forwards = int(run.forwards[0])
+        table.add_row("steps per canvas", ", ".join(steps) or "0")
+        table.add_row("decoder forwards", str(forwards))
+        table.add_row("tokens", str(tokens))
+        table.add_row("tokens per forward", f"{tokens / max(forwards, 1):.2f}")
+        table.add_row("tokens per second", f"{tokens / run.elapsed if run.elapsed > 0 else 0.0:.1f}")
         table.add_row("time", f"{run.elapsed:.2f} s (encoding {run.timings.get('encode', 0.0):.2f} s)")
         if result.candidates:
-            table.add_row("mean entropy (last step)", f"{result.best.score:.3f}")
+            table.add_row("log-likelihood per token", f"{result.best.score:.3f}")
+            table.add_row("mean entropy (last step)", f"{result.best.entropy:.3f}")
     repl.console.print(table)
 
 

@@ -24,6 +24,7 @@ from dgterm.tui.actions.files import FileActions
 from dgterm.tui.actions.model import LABELS, ModelActions
 from dgterm.tui.palette import EditorCommands
 from dgterm.tui.screens.help import HelpScreen
+from dgterm.tui.screens.prompt import PromptScreen
 from dgterm.tui import themes
 from dgterm.tui.widgets.canvas import CanvasPanel
 from dgterm.tui.widgets.editor import EditorView
@@ -31,6 +32,10 @@ from dgterm.tui.widgets.status import StatusBar
 from dgterm.tui.workers import settle_heap
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+EDITOR_MIN, PANEL_MIN, PANEL_MAX = 86, 30, 56  # columns: the editor keeps room for 80 columns of code
+REVIEW_KEYS = {"accept", "next_candidate", "prev_candidate", "step_back", "step_forward"}
+EDIT_KEYS = {"mask", "unmask_all", "grow", "shrink", "infill", "search", "rewrite", "continue_text", "lens", "save",
+             "save_as", "reload"}
 
 
 class DgtermApp(FileActions, ModelActions, App[None]):
@@ -56,10 +61,11 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         self.model_error: str | None = None
         self.job = self.review = self.layout = None
         self.step_label = ""
-        self.loading_since: float | None = None
+        self.loading_since = time.monotonic() if self.load_on_start else None  # the first status says loading
         self.disk_warned = self.quit_after_save = False
         self._last_note: tuple = (None, 0.0)
         self.theme_stamp: tuple = ()  # of the theme files, see check_themes
+        self.canvas_wanted: bool | None = None  # ctrl+b's choice; None: shown when the terminal is wide enough
 
     # ------------------------------------------------------------------ layout
 
@@ -118,6 +124,7 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         if self.doc.warning:
             self.notify(self.doc.warning, severity="warning", timeout=12)
         self.editor.focus()
+        self.fit_canvas(self.size.width)
         self.refresh_file()
         self.refresh_spans()
         self.refresh_status()
@@ -130,7 +137,6 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         if self.lm is not None:
             settle_heap()
         if self.load_on_start:
-            self.loading_since = time.monotonic()
             self._spinner = self.set_interval(0.2, self.refresh_status)
             self.load_model_worker()
         self.offer_recovery()
@@ -237,7 +243,8 @@ class DgtermApp(FileActions, ModelActions, App[None]):
             bar.set_state("lens · scoring the visible text · escape cancels", "busy")
         elif mode == Mode.REVIEW and self.review is not None:
             rv = self.review
-            bar.set_state(f"candidate {rv.choice + 1}/{len(rv.choices)} · enter accept · escape reject · "
+            drawn = f" (draft {rv.row + 1} of the run)" if len(rv.choices) > 1 else ""
+            bar.set_state(f"candidate {rv.choice + 1}/{len(rv.choices)}{drawn} · enter accept · escape reject · "
                           "tab next · ←/→ steps", "review")
         elif self.model_error and lm is None and self.replay_path is None:
             bar.set_state("model unavailable: editing only", "error")
@@ -247,7 +254,8 @@ class DgtermApp(FileActions, ModelActions, App[None]):
                           "busy")
         else:
             n = len(self.doc.spans)
-            bar.set_state(f"ready · {n} masked span{'s' if n != 1 else ''}" if n else "ready")
+            hidden = " · canvas hidden: narrow window (ctrl+b shows it)" if self.canvas.has_class("-narrow") else ""
+            bar.set_state((f"ready · {n} masked span{'s' if n != 1 else ''}" if n else "ready") + hidden)
 
     # ------------------------------------------------------------------ view actions
 
@@ -265,8 +273,48 @@ class DgtermApp(FileActions, ModelActions, App[None]):
     def on_editor_view_refused(self, message: EditorView.Refused) -> None:
         self.notify(message.reason, severity="error")
 
+    def action_document_start(self) -> None:
+        self.editor.move_cursor((0, 0), center=True)
+
+    def action_document_end(self) -> None:
+        self.editor.move_cursor(self.editor.document.end, center=True)
+
+    def action_goto_line(self) -> None:
+        last = self.editor.document.line_count
+
+        def go(answer: str | None) -> None:
+            if answer is None or not answer.strip():
+                return
+            try:
+                line = int(answer.strip())
+            except ValueError:
+                self.notify(f"'{answer.strip()}' is not a line number; give a whole number from 1 to {last}.",
+                            severity="error")
+                return
+            line = min(max(line, 1), last)
+            self.editor.move_cursor((line - 1, 0), center=True)
+
+        row = self.editor.cursor_location[0] + 1
+        self.push_screen(PromptScreen("Go to line", f"A line number from 1 to {last} (now {row}).",
+                                      placeholder=str(row)), go)
+
+    def on_resize(self, event) -> None:
+        self.fit_canvas(event.size.width)
+
+    def fit_canvas(self, width: int) -> None:
+        """The canvas panel takes what the editor does not need, up to PANEL_MAX columns; below
+        PANEL_MIN it is hidden (unless ctrl+b asked for it) and the status bar says so."""
+        room = width - EDITOR_MIN
+        canvas = self.canvas
+        canvas.styles.width = max(PANEL_MIN, min(PANEL_MAX, room))
+        canvas.set_class(self.canvas_wanted is None and room < PANEL_MIN, "-narrow")
+        canvas.set_class(self.canvas_wanted is False, "-hidden")
+        self.refresh_status()
+
     def action_toggle_canvas(self) -> None:
-        self.canvas.toggle_class("-hidden")
+        canvas = self.canvas
+        self.canvas_wanted = canvas.has_class("-narrow") or canvas.has_class("-hidden")  # shown now if it was not
+        self.fit_canvas(self.size.width)
 
     def action_toggle_wrap(self) -> None:
         self.editor.soft_wrap = not self.editor.soft_wrap

@@ -4,6 +4,7 @@ review and the messages refer to. Its own module so that none of them imports an
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dgterm.engine.params import SamplerParams
@@ -24,6 +25,8 @@ class Job:
     lengths: list | None = None
     trace: str | None = None
     created_span: bool = False  # the UI marked span_ids[0] for this run; unmark it if rejected
+    check: Callable | None = None  # new document text -> structure.Verdict, for files of a known kind
+    require_valid: int = 0  # infill: draw rounds of candidates until one is valid, at most this many
     cancel: threading.Event = field(default_factory=threading.Event)
     frames: list = field(default_factory=list)  # every Frame so far; appended by the worker only
 

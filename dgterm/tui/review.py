@@ -16,11 +16,18 @@ if TYPE_CHECKING:
 class Review:
     job: Job
     layout: Layout
-    frames: list[Frame]
+    all_frames: list[Frame]  # every step of every round
     choices: list[Choice]
-    stats: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)  # stats["rounds"]: where each round starts in all_frames
     choice: int = 0
     step: int | None = None  # index into frames; None: the finished text
+
+    @property
+    def frames(self) -> list[Frame]:
+        """The timeline of the shown candidate (its round's steps)."""
+        starts = list(self.stats.get("rounds", [0])) + [len(self.all_frames)]
+        r = min(self.choices[self.choice].round if self.choices else 0, len(starts) - 2)
+        return self.all_frames[starts[r] : starts[r + 1]]
 
     @property
     def row(self) -> int:
@@ -32,6 +39,8 @@ class Review:
 
     def next_choice(self, delta: int = 1) -> None:
         self.choice = (self.choice + delta) % len(self.choices)
+        if self.step is not None:
+            self.step = min(self.step, len(self.frames) - 1)  # another round's timeline may be shorter
 
     def scrub(self, delta: int) -> None:
         """Move along the timeline; past the last step is the finished text."""

@@ -32,16 +32,23 @@ def load_model(engine, post: Post) -> None:
 
 
 def make_task(lm, job: Job):
-    from dgterm.engine import tasks
+    from dgterm.engine import chat, rounds, tasks
 
     reqs = [tasks.SpanRequest(s, e, n) for s, e, n in job.spans]
     if job.kind == "infill":
-        return tasks.infill(lm, job.text, reqs, job.params, candidates=job.candidates, cancel=job.cancel)
+        def start(params):
+            return tasks.infill(lm, job.text, reqs, params, candidates=job.candidates, cancel=job.cancel,
+                                check=job.check)
+
+        if job.require_valid and job.check is not None:
+            return rounds.UntilValid(start, job.params, job.candidates, job.require_valid)
+        return start(job.params)
     if job.kind == "search":
-        return tasks.infill(lm, job.text, reqs, job.params, candidates=1, lengths=job.lengths, cancel=job.cancel)
+        return tasks.infill(lm, job.text, reqs, job.params, candidates=1, lengths=job.lengths, cancel=job.cancel,
+                            check=job.check)
     if job.kind == "rewrite":
-        return tasks.rewrite(lm, job.text, reqs[0], job.instruction, job.params, candidates=job.candidates,
-                             cancel=job.cancel)
+        return chat.rewrite(lm, job.text, reqs[0], job.instruction, job.params, candidates=job.candidates,
+                             cancel=job.cancel, check=job.check)
     if job.kind == "continue":
         return tasks.continue_text(lm, job.text[: job.spans[0][0]], job.params, candidates=job.candidates,
                                    cancel=job.cancel)
@@ -97,12 +104,14 @@ def _execute(lm, job: Job, post: Post) -> None:
     from dgterm.engine.tokens import token_text
 
     build = FrameBuilder(layout, token_text(lm.tokenizer))
-    frames, seen, writer = job.frames, set(), None
+    frames, seen, writer, rounds = job.frames, set(), None, [0]
     try:
         if job.trace:
             writer = _trace_writer(job, task, layout)
         with guard_oom(lm.quant, candidates=job.candidates):
             for event in task:
+                if getattr(task, "round", 0) != len(rounds) - 1:  # require_valid drew another round
+                    build, rounds = FrameBuilder(layout, token_text(lm.tokenizer)), rounds + [len(frames)]
                 frame = build(step_record(event))
                 frames.append(frame)
                 post(StepMessage(job, frame))
@@ -116,9 +125,10 @@ def _execute(lm, job: Job, post: Post) -> None:
         if result.run.cancelled:
             post(RunCancelled(job))
             return
-        base = task.seeds[0]
-        choices = [Choice(list(c.spans), c.score, list(c.lengths), c.seed - base, c.thinking) for c in result.candidates]
-        post(RunFinished(job, frames, choices, _stats(result.run)))
+        base, rows = task.seeds[0], layout.rows()
+        choices = [Choice(list(c.spans), c.score, list(c.lengths), (c.seed - base) % rows, c.thinking, c.entropy,
+                          c.valid, c.reason, (c.seed - base) // rows) for c in result.candidates]
+        post(RunFinished(job, frames, choices, _stats(result.run) | {"rounds": rounds}))
     except DgtermError as e:
         post(RunFailed(job, str(e)))
     except Exception as e:  # noqa: BLE001
@@ -183,7 +193,8 @@ def replay(path: str, job: Job, post: Post, delay: float = 0.0, until: int | Non
         post(RunCancelled(job))
         return
     base = trace.header.get("seed", 0)
-    choices = [Choice(c["spans"], c["score"], c["lengths"], c["seed"] - base, c.get("thinking")) for c in cands]
+    choices = [Choice(c["spans"], c["score"], c["lengths"], c["seed"] - base, c.get("thinking"),
+                      c.get("entropy", 0.0), c.get("valid"), c.get("reason", "")) for c in cands]
     stats = result.get("stats", {})
     post(RunFinished(job, frames, choices, {
         "tokens_per_second": stats.get("tokens_per_second", 0.0),

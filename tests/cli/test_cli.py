@@ -233,3 +233,39 @@ def test_infill_in_place_leaves_a_file_changed_during_the_run(tiny_dir, tmp_path
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         f"dgterm: {path} changed on disk during the run, so it was left as it is; run the infill again."]
     assert path.read_text() == "theirs\n" and not journal.journal_dir(str(path)).exists()
+
+
+def test_infill_json_echoes_the_spans_in_the_order_given(tiny_dir, tmp_path):
+    path = tmp_path / "a.py"
+    path.write_text("def add(a, b):\n    return a + b\n\nprint(add(1, 2))\n")
+    out = dgterm("infill", path, "--span", "33:44", "--span", "4:7:2", "--model", tiny_dir, "--seed", "0", "--json",
+                 "--candidates", "2")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["spans"] == [{"start": 33, "end": 44, "length": None, "text": "print(add(1"},
+                               {"start": 4, "end": 7, "length": 2, "text": "add"}]
+    text = path.read_text()
+    for cand in report["candidates"]:
+        late, early = cand["spans"]  # the order given
+        assert cand["text"] == text[:4] + early + text[7:33] + late + text[44:]
+        assert cand["valid"] in (True, False) and cand["score"] <= 0 and "entropy" in cand
+        assert bool(cand["reason"]) != cand["valid"]
+
+
+def test_require_valid_draws_until_a_candidate_parses_or_says_none_did(tiny_dir, tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text('{"name": "x", "size": 12}\n')
+    before = path.read_bytes()
+    out = dgterm("infill", path, "--span", "9:12", "--model", tiny_dir, "--seed", "0", "--json", "--candidates", "2",
+                 "--require-valid", "4", "--in-place")
+    report = json.loads(out.stdout)
+    if out.returncode == 0:  # a random model may find one; then it is valid and written
+        assert report["candidates"][0]["valid"] and path.read_text() == report["candidates"][0]["text"]
+    else:
+        assert out.returncode == 1 and len(report["candidates"]) == 4 and not any(c["valid"] for c in report["candidates"])
+        assert out.stderr.startswith(f"dgterm: none of the 4 candidates leaves {path} valid (the likeliest: ")
+        assert out.stderr.rstrip().endswith("the file is left as it is.") and path.read_bytes() == before
+    notes = tmp_path / "notes.md"
+    notes.write_text("some notes\n")
+    out = dgterm("infill", notes, "--span", "0:4", "--model", tiny_dir, "--require-valid")
+    assert out.returncode == 2 and "--require-valid needs a file dgterm can parse (Python, JSON" in out.stderr

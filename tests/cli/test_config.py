@@ -17,9 +17,11 @@ def write(tmp_path, text: str):
 
 
 def test_layers_apply_in_order(tmp_path):
-    path = write(tmp_path, 'model = "/models/a"\nquant = "int8"\nallow_offload = true\n[sampler]\nsteps = 24\n')
+    path = write(tmp_path, 'model = "/models/a"\nquant = "int8"\nallow_offload = true\nrequire_valid = 8\n'
+                           '[sampler]\nsteps = 24\n')
     s = load_settings(path, env={})
     assert (s.model, s.quant, s.allow_offload, s.sampler) == ("/models/a", "int8", True, {"steps": 24})
+    assert s.require_valid == 8
     s = load_settings(path, env={"DGTERM_QUANT": "nf4", "DGTERM_ALLOW_OFFLOAD": "0"})
     assert (s.model, s.quant, s.allow_offload) == ("/models/a", "nf4", False)
     assert load_settings(tmp_path / "absent.toml", env={"DGTERM_ALLOW_OFFLOAD": "yes"}).allow_offload
@@ -29,6 +31,8 @@ def test_layers_apply_in_order(tmp_path):
     ("allow_offload = 1\n", "allow_offload must be true or false"),
     ("colour = 'red'\n", "unknown setting(s) colour"),
     ("model = \n", "not valid TOML"),
+    ("require_valid = true\n", "require_valid must be a whole number of candidates from 0"),
+    ("require_valid = -1\n", "require_valid must be a whole number"),
 ])
 def test_bad_config_is_one_sentence(tmp_path, text, words):
     with pytest.raises(DgtermError, match=words.replace("(", r"\(").replace(")", r"\)")):

@@ -23,6 +23,13 @@ def test_each_kind_says_valid_or_why_not(kind, good, bad, reason):
     assert not verdict.valid and reason in verdict.reason and "\n" not in verdict.reason
 
 
+def test_yaml_when_pyyaml_is_installed():
+    pytest.importorskip("yaml")
+    assert structure.check("yaml", "a: [1, 2]\n").valid
+    verdict = structure.check("yaml", "a: [1, 2\n")
+    assert not verdict.valid and "\n" not in verdict.reason
+
+
 def test_kind_by_file_name():
     assert structure.kind_of("a/b.PY") == "python"
     assert structure.kind_of("icon.svg") == "xml"

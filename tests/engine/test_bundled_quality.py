@@ -42,9 +42,12 @@ def test_candidate_scores_say_what_a_user_would_see(bundled):
     cases = quality.sample_cases(bundled.tokenizer, 2, seed=0, kinds=("line", "expression"))
     baselines = quality.Baselines.from_training_data(bundled.tokenizer, files=40)
     report = quality.candidate_scores(bundled, cases, bundled.defaults.replace(seed=0, steps=4), baselines,
-                                      candidates=2)
+                                      candidates=2, healing=(False, True))
     for kind in ("line", "expression"):
-        r = report[kind]
-        assert r["n"] >= 1 and r["candidates"] == 2
-        assert r["compiles"] <= r["compiles_ranked"] <= r["compiles_any"] <= 1
-        assert r["exact"] <= r["exact_any"] and 0 <= r["leading_space"] <= 1
+        assert report[kind]["healed"]["n"] == report[kind]["not healed"]["n"] >= 1
+        for r in report[kind].values():
+            assert r["candidates"] == 2 and 0 <= r["leading space"] <= 1
+            for ranking in quality.RANKINGS:
+                assert r[f"compiles {ranking}"] <= r["compiles any"] <= 1
+                assert r[f"exact {ranking}"] <= r["exact any"]
+            assert r["compiles valid first"] == r["compiles any"]  # valid ones are shown first

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dgterm.engine import tasks
+from dgterm.engine import chat, healing, tasks
 from dgterm.engine.tasks import SpanRequest
 from dgterm.errors import InputError
 
@@ -28,7 +28,7 @@ def test_infill_leaves_text_outside_spans_byte_for_byte(tiny):
         assert cand.text == "".join(rebuilt)
         assert cand.lengths[1:] == [3, 2]
     scores = [c.score for c in result.candidates]
-    assert scores == sorted(scores)
+    assert scores == sorted(scores, reverse=True) and all(s <= 0 for s in scores)  # log-likelihoods, likeliest first
 
 
 @st.composite
@@ -87,7 +87,7 @@ def test_noisy_drafts_decode_without_raising(tiny):
 def test_length_search_ranks_candidates_of_different_lengths(tiny):
     result = tasks.infill(tiny, ODD, [SpanRequest(4, 5)], tiny.defaults.replace(seed=3), lengths=[1, 2, 4]).collect()
     assert sorted(c.lengths[0] for c in result.candidates) == [1, 2, 4]
-    assert [c.score for c in result.candidates] == sorted(c.score for c in result.candidates)
+    assert [c.score for c in result.candidates] == sorted((c.score for c in result.candidates), reverse=True)
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,7 @@ def test_continue_and_cancel(tiny):
 def test_rewrite_replaces_only_the_span(bundled):
     text = "def add(a, b):\n    return a + b\n"
     span = SpanRequest(4, 7)
-    result = tasks.rewrite(bundled, text, span, "Rename the function.", bundled.defaults.replace(seed=0)).collect()
+    result = chat.rewrite(bundled, text, span, "Rename the function.", bundled.defaults.replace(seed=0)).collect()
     cand = result.best
     assert cand.text == text[:4] + cand.spans[0] + text[7:]
 
@@ -146,3 +146,55 @@ def test_bundled_infill_of_a_python_keyword_is_plausible(bundled):
     result = tasks.infill(bundled, text, [SpanRequest(start, start + 6)], bundled.defaults.replace(seed=0),
                           candidates=4).collect()
     assert any(c.spans[0].strip() for c in result.candidates)
+
+
+@pytest.mark.parametrize("piece, healed", [
+    ("def f(x):\n    ", " "),  # "\n    " alone is one token; before a word it is "\n   " + " word"
+    ("total = ", " "),
+    (" ", " "),
+    ("foo(", ""),  # punctuation is its own token already
+    ("x\n", ""),
+    ("", ""),
+])
+def test_healing_backs_a_span_edge_off_to_where_a_word_would_start(tiny, piece, healed):
+    ids, got = healing.heal(tiny.tokenizer, piece)
+    assert got == healed
+    assert tiny.tokenizer.decode(ids) + got == piece
+
+
+def test_a_healed_edge_keeps_the_text_and_its_first_token_starts_with_the_healed_prefix(tiny):
+    text = "def f(x):\n    return x\n"
+    start = text.index("return")
+    plan = tasks.plan_infill(tiny, text, [SpanRequest(start, start + 6)])
+    assert plan.healed == [" "] and list(plan.allowed) == [plan.slots[0][0]]
+    raw = tasks.token_text(tiny.tokenizer).raw
+    assert all(raw(i).startswith(b" ") for i in plan.allowed[plan.slots[0][0]])
+    for seed in range(3):
+        task = tasks.infill(tiny, text, [SpanRequest(start, start + 6)], tiny.defaults.replace(seed=seed), candidates=2)
+        result = task.collect()
+        first = [int(c[row][plan.locate(plan.slots[0][0])[1]]) for row in range(2) for c in result.run.canvases]
+        assert all(raw(i).startswith(b" ") for i in first)
+        for cand in result.candidates:
+            assert cand.text == text[:start] + cand.spans[0] + text[start + 6 :]
+    plain = tasks.plan_infill(tiny, text, [SpanRequest(start, start + 6)], heal_edges=False)
+    assert plain.healed == [""] and not plain.allowed
+
+
+def test_candidates_are_checked_in_their_document_and_valid_ones_rank_first(tiny):
+    from dgterm.editor import structure
+
+    text = "x = (1 + 2)\n"
+    checked = []
+
+    def check(new_text):
+        checked.append(new_text)
+        return structure.check("python", new_text)
+
+    result = tasks.infill(tiny, text, [SpanRequest(5, 10)], tiny.defaults.replace(seed=1), candidates=4,
+                          check=check).collect()
+    assert sorted(checked) == sorted(c.text for c in result.candidates)
+    valid = [c.valid for c in result.candidates]
+    assert valid == sorted(valid, reverse=True)
+    for c in result.candidates:
+        assert c.valid == structure.check("python", c.text).valid and bool(c.reason) != c.valid
+    assert tasks.rank(list(reversed(result.candidates))) == result.candidates

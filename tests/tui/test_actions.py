@@ -155,7 +155,8 @@ async def test_reject_candidates_and_timeline(demo, tiny):
         await pilot.press("ctrl+t", "ctrl+g")
         await settle(app, pilot)
         rv = app.review
-        assert len(rv.choices) == 3 and [c.score for c in rv.choices] == sorted(c.score for c in rv.choices)
+        assert len(rv.choices) == 3 and [c.score for c in rv.choices] == sorted((c.score for c in rv.choices),
+                                                                                 reverse=True)
         first = app.editor.text
         await pilot.press("tab")
         assert rv.choice == 1
@@ -207,7 +208,7 @@ async def test_length_search_offers_ranked_lengths(demo, tiny):
         await settle(app, pilot)
         rv = app.review
         assert len({c.lengths[0] for c in rv.choices}) == len(rv.choices) >= 2
-        assert [c.score for c in rv.choices] == sorted(c.score for c in rv.choices)
+        assert [c.score for c in rv.choices] == sorted((c.score for c in rv.choices), reverse=True)
         await pilot.press("tab", "enter")
         assert app.mode == "edit" and app.doc.dirty
 

@@ -1,10 +1,95 @@
-"""Rough edges a new user hit (issue 16), driven through the real app."""
+"""Rough edges a new user hit (issue 16), each driven through the real app."""
 
 from __future__ import annotations
 
 from dgterm.tui.app import make_app
+from dgterm.tui.screens.prompt import PromptScreen
 
-from .conftest import SIZE
+from .conftest import FAST, SIZE, select, settle
+
+
+def app_for(path, lm, **kw):
+    kw.setdefault("sampler", FAST)
+    return make_app(str(path), lm=lm, **kw)
+
+
+def panel_text(app) -> str:
+    return " ".join(str(app.canvas.query_one(f"#canvas-{part}").render()) for part in ("stats", "tokens", "choices"))
+
+
+async def test_document_start_end_and_go_to_line(demo, tiny):
+    app = app_for(demo, tiny)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+end")
+        assert app.editor.cursor_location == app.editor.document.end
+        await pilot.press("ctrl+home")
+        assert app.editor.cursor_location == (0, 0)
+        await pilot.press("alt+g")
+        assert isinstance(app.screen, PromptScreen)
+        await pilot.press("1", "1", "enter")
+        assert app.editor.cursor_location == (10, 0)
+        await pilot.press("alt+g", "x", "enter")
+        await pilot.pause()
+        assert app.editor.cursor_location == (10, 0)
+        assert any("'x' is not a line number" in n.message for n in app._notifications)
+        await pilot.press("alt+g", "9", "9", "9", "9", "enter")
+        assert app.editor.cursor_location[0] == app.editor.document.line_count - 1
+
+
+async def test_the_canvas_panel_forgets_a_run_that_was_rejected_or_undone(demo, tiny):
+    app = app_for(demo, tiny, candidates=2)
+    async with app.run_test(size=SIZE) as pilot:
+        select(app, "sum(values) / len(values)")
+        await pilot.press("ctrl+t", "ctrl+g")
+        await settle(app, pilot)
+        assert "(draft " in str(app.query_one("#status-state").render())  # which row of the run is shown
+        assert "window" in panel_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "No run shown." in panel_text(app) and "window" not in panel_text(app)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        await pilot.press("enter", "ctrl+z")
+        await pilot.pause()
+        assert "No run shown." in panel_text(app) and "window" not in panel_text(app)
+
+
+async def test_the_canvas_panel_is_sized_to_the_terminal_and_hidden_when_narrow(demo, tiny):
+    app = app_for(demo, tiny)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause()
+        assert app.canvas.size.width + app.editor.size.width <= 160 and app.editor.size.width >= 86
+        assert app.canvas.outer_size.width == 56  # as wide as it goes
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        assert app.canvas.outer_size.width == 120 - 86 and app.editor.size.width == 86
+        await pilot.resize_terminal(100, 40)
+        await pilot.pause()
+        assert not app.canvas.display and app.editor.size.width == 100
+        assert "canvas hidden: narrow window (ctrl+b shows it)" in str(app.query_one("#status-state").render())
+        await pilot.press("ctrl+b")  # asked for: shown anyway
+        await pilot.pause()
+        assert app.canvas.display and app.canvas.outer_size.width == 30
+        await pilot.press("ctrl+b")
+        await pilot.resize_terminal(160, 40)
+        await pilot.pause()
+        assert not app.canvas.display  # hidden by hand stays hidden
+
+
+async def test_the_status_bar_says_loading_from_the_first_paint(demo, monkeypatch):
+    from dgterm.tui.widgets.status import StatusBar
+
+    from .conftest import settings
+
+    states = []
+    real = StatusBar.set_state
+    monkeypatch.setattr(StatusBar, "set_state", lambda bar, text, kind="": (states.append(text), real(bar, text, kind)))
+    app = make_app(str(demo), settings=settings(model=str(demo.parent / "no-such-model")))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    assert "loading model…" in states[0]  # never "ready" before the model loaded
+    assert not any(s.startswith("ready") for s in states) and "model unavailable" in states[-1]
 
 
 async def test_keys_of_one_burst_apply_in_order():
@@ -21,3 +106,28 @@ async def test_keys_of_one_burst_apply_in_order():
         await pilot.pause()
         await pilot.pause()
         assert app.editor.text == "line one\nqline twx\nline three\n"
+
+
+async def test_require_valid_draws_rounds_until_a_candidate_parses_or_says_none_did(tmp_path, tiny):
+    from .conftest import settings
+
+    path = tmp_path / "config.json"
+    path.write_text('{"name": "demo", "size": 12, "tags": ["a", "b"]}\n')
+    app = make_app(str(path), lm=tiny, sampler=FAST, candidates=2, settings=settings(require_valid=6))
+    async with app.run_test(size=SIZE) as pilot:
+        select(app, '"demo"')
+        await pilot.press("ctrl+t", "ctrl+g")
+        await settle(app, pilot)
+        rv = app.review
+        valid = [c.valid for c in rv.choices]
+        assert valid == sorted(valid, reverse=True)  # valid ones first
+        assert not valid[0], "the tiny random model wrote valid JSON: pick another seed for this test"
+        assert len(rv.choices) == 6 and sorted({c.round for c in rv.choices}) == [0, 1, 2]
+        assert any("None of the 6 candidates leaves the file valid" in n.message for n in app._notifications)
+        assert "invalid" in panel_text(app)
+        starts = rv.stats["rounds"]
+        assert len(starts) == 3 and starts[0] == 0
+        for i in range(len(rv.choices)):  # each candidate scrubs through its own round's steps
+            await pilot.press("left")
+            assert rv.frames and rv.frames[0] is rv.all_frames[starts[rv.current.round]]
+            await pilot.press("tab")

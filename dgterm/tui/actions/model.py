@@ -9,7 +9,7 @@ import time
 
 from textual import work
 
-from dgterm.editor import DocumentError
+from dgterm.editor import DocumentError, structure
 from dgterm.errors import DgtermError
 from dgterm.tui import messages as m
 from dgterm.tui import workers
@@ -224,6 +224,9 @@ class ModelActions:
             if job.params is None and self.lm is not None:
                 return
         job.trace = self.trace_path
+        if job.kind != "continue":
+            job.check = structure.checker(self.doc.path)
+            job.require_valid = self.settings.require_valid
         try:
             if create:
                 a, b, _ = job.spans[0]
@@ -272,7 +275,9 @@ class ModelActions:
         at = next((i for i in range(len(done) - 1, -1, -1) if done[i] is frame), len(done) - 1)
         frames = done[: at + 1]
         self.canvas.show_frame(frame, 0, frames=frames, threshold=self.threshold(job), label=LABELS[job.kind])
-        self.step_label = f"step {frame.step}/{frame.max_steps} · window {frame.window + 1}"
+        rows = len(frame.drafts)
+        shown = f" · showing draft 1 of {rows}" if rows > 1 else ""
+        self.step_label = f"step {frame.step}/{frame.max_steps} · window {frame.window + 1}{shown}"
         self.refresh_status()
 
     def threshold(self, job) -> float:
@@ -288,6 +293,10 @@ class ModelActions:
         self.review = Review(message.job, self.layout, message.frames, message.choices, message.stats)
         self.mode = Mode.REVIEW
         self.show_review()
+        job, best = message.job, message.choices[0]
+        if job.kind == "infill" and job.require_valid and job.check is not None and best.valid is False:
+            self.notify(f"None of the {len(message.choices)} candidates leaves the file valid (the likeliest: "
+                        f"{best.reason}); review them or escape.", severity="warning", timeout=10)
         self.post_message(m.ReviewReady())
 
     def on_run_cancelled(self, message: m.RunCancelled) -> None:
@@ -395,5 +404,6 @@ class ModelActions:
         self.editor.sync_from_doc()
         self.editor.focus()
         self.canvas.show_choices([], 0)  # the candidates and the timeline are gone with the review
+        self.canvas.clear_run("No run shown.")  # nor its canvas: after an undo it would not be what is on screen
         self.spans_changed()
         self.refresh_file()

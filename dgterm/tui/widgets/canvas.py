@@ -50,7 +50,7 @@ class CanvasPanel(VerticalScroll):
         yield FlowText("", id="canvas-tokens")
         yield Static("Spans", classes="title")
         yield Static("", id="canvas-spans")
-        yield Static("Candidates", classes="title", id="canvas-choices-title")
+        yield Static("Candidates (log-likelihood)", classes="title", id="canvas-choices-title")
         yield Static("", id="canvas-choices")
 
     def show_frame(self, frame: Frame, row: int, *, frames: list[Frame], threshold: float, label: str) -> None:
@@ -86,6 +86,11 @@ class CanvasPanel(VerticalScroll):
         self.query_one("#canvas-tokens", FlowText).show(Text())
         self.show_choices([], 0)
 
+    def _room(self, used: int) -> int:
+        """Characters left on a line of the panel after ``used`` (the panel is sized to the terminal)."""
+        width = self.content_size.width
+        return max(8, width - used) if width else 36
+
     def show_spans(self, rows: list[tuple[str, int | None, int | None]], canvas_length: int | None) -> None:
         """``rows``: (text, target tokens, current tokens) per span."""
         if not rows:
@@ -100,7 +105,7 @@ class CanvasPanel(VerticalScroll):
             size = "?" if n is None else str(n)
             mark = "" if target is None else " (set)"
             out.append(f"{i}. ", style="bold")
-            out.append(f"{_short(text) or '⎀ insert'}")
+            out.append(f"{_short(text, self._room(len(f'{i}.   {size} tok{mark}') + 1)) or '⎀ insert'}")
             out.append(f"  {size} tok{mark}\n", style="dim")
         budget = f"budget {total}/{canvas_length} tokens" if canvas_length else f"budget {total} tokens"
         over = canvas_length is not None and total > canvas_length
@@ -113,8 +118,11 @@ class CanvasPanel(VerticalScroll):
         for i, c in enumerate(choices):
             pointer = "▸ " if i == current else "  "
             lengths = f" · {'/'.join(map(str, c.lengths))} tok" if c.lengths else ""
-            out.append(f"{pointer}{i + 1}. score {c.score:.3f}{lengths}\n", style="bold" if i == current else "")
-            out.append(f"     {_short(' | '.join(c.texts), 36)}\n", style="dim")
+            verdict = "" if c.valid is None else " · valid" if c.valid else " · invalid"
+            out.append(f"{pointer}{i + 1}. {c.score:.2f}{verdict}{lengths}\n", style="bold" if i == current else "")
+            if c.valid is False and i == current:
+                out.append(f"     {_short(c.reason, self._room(5))}\n", style="red")
+            out.append(f"     {_short(' | '.join(c.texts), self._room(5))}\n", style="dim")
         if step_label:
             out.append(step_label, style="italic")
         self.query_one("#canvas-choices", Static).update(out)
