@@ -386,33 +386,6 @@ def remove_stale_temps(path: str) -> list[str]:
     return removed
 
 
-STALE_TEMP_SECONDS = 60  # a save in progress (ours or another dgterm's) is younger than this
-
-
-def remove_stale_temps(path: str) -> list[str]:
-    """Remove the temp files a save of ``path`` left behind when it was killed midway: ours
-    only (named ``.NAME.<random>.dgterm-tmp`` next to the file's real path, regular files
-    owned by this user, untouched for a minute). Best effort; returns what was removed."""
-    folder, name = os.path.split(os.path.realpath(path))
-    prefix = f".{name}."
-    removed = []
-    try:
-        entries = [e for e in os.scandir(folder) if e.name.startswith(prefix) and e.name.endswith(_TMP_SUFFIX)
-                   and len(e.name) > len(prefix) + len(_TMP_SUFFIX)]
-    except OSError:
-        return removed
-    now = time.time()
-    for entry in entries:
-        try:
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and now - st.st_mtime > STALE_TEMP_SECONDS:
-                os.unlink(entry.path)
-                removed.append(entry.path)
-        except OSError:
-            continue
-    return removed
-
-
 def _save_error(path: str, e: OSError) -> DocumentError:
     if e.errno == errno.EROFS:
         return DocumentError(f"Cannot save '{path}': its file system is mounted read-only; "
