@@ -20,8 +20,17 @@ def add_arguments(p):
     g.add_argument("--batch-size", type=whole(1))
     g.add_argument("--lr", type=_rate)
     g.add_argument("--seed", type=whole(0))
+    g.add_argument("--from", dest="init_from", metavar="MODEL",
+                   help="continue from a checkpoint ('bundled' or a folder): its weights and tokenizer, the "
+                        "line-aligned spans and more low-noise examples (the second recipe, MODEL_CARD.md)")
+    g.add_argument("--warmup", type=whole(0))
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: a GPU when there is one)")
     p.add_argument("--no-resume", action="store_true", help="start over instead of resuming from OUT")
+
+
+# The second recipe: continued from a trained checkpoint at a lower peak rate, half the span
+# examples lines or line tails, t = u ** 1.5 (more of the low-noise steps the sampler ends on).
+CONTINUED = {"aligned_fraction": 0.5, "noise_power": 1.5, "lr": 6e-4, "warmup": 50}
 
 
 def _rate(text: str) -> float:
@@ -69,7 +78,13 @@ def run(args) -> int:
         raise InputError(f"{ckpt} is not a checkpoint dgterm wrote (it is damaged); delete it or pass --no-resume.")
     from dgterm.engine.recipe import Recipe, export, train
 
-    given = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    given = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, warmup=args.warmup)
+    if args.init_from:
+        from dgterm.engine.checkpoint import resolve
+
+        given.update(init_from=str(resolve(args.init_from)), aligned_fraction=CONTINUED["aligned_fraction"],
+                     noise_power=CONTINUED["noise_power"], lr=args.lr or CONTINUED["lr"],
+                     warmup=args.warmup if args.warmup is not None else CONTINUED["warmup"])
     recipe = Recipe(**{k: v for k, v in given.items() if v is not None})
     model, tokenizer, _ = train(args.out, recipe, resume=not args.no_resume, device=args.device)
     if args.export:

@@ -65,6 +65,13 @@ class Recipe:
     clean_weight: float = 0.25  # loss weight of positions the noise left clean
     chat_fraction: float = 0.08
     seed: int = 0
+    # continued training (the second recipe, `dgterm train OUT --from bundled`): start from a
+    # checkpoint's weights and tokenizer; some span-mode examples noise a whole line or the tail
+    # of one after `=`, `(`, `,` or `:` (the infills users ask for); t = u ** power (power > 1:
+    # more low-noise examples, the steps the sampler ends on)
+    init_from: str | None = None
+    aligned_fraction: float = 0.0
+    noise_power: float = 1.0
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -204,10 +211,41 @@ def chat_batch(stream: TokenStream, r: Recipe, g: torch.Generator, tokenizer):
     return prefix, torch.tensor(canvases)
 
 
-def corrupt(canvas: torch.Tensor, r: Recipe, g: torch.Generator):
-    """Uniform-state noise: global (whole canvas at rate t) or spans (infill regime)."""
+def token_classes(tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """(breaks, openers) over the vocabulary: tokens holding a newline, tokens ending in an
+    opener of an expression (``=``, ``(``, ``,``, ``:``)."""
+    texts = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+    breaks = torch.tensor(["\n" in t for t in texts])
+    openers = torch.tensor([t.rstrip(" ").endswith(("=", "(", ",", ":")) for t in texts])
+    return breaks, openers
+
+
+def aligned_spans(canvas: torch.Tensor, classes, g: torch.Generator) -> torch.Tensor:
+    """(B, C) bool: per row one whole line (between line breaks) or, half the time when it
+    has one, the tail of that line after an opener."""
+    breaks, openers = classes
     b, c = canvas.shape
-    t = torch.rand(b, 1, generator=g)
+    out = torch.zeros(b, c, dtype=torch.bool)
+    for i in range(b):
+        text = (canvas[i] != PAD).nonzero()[:, 0]
+        n = int(text[-1]) + 1 if len(text) else 0  # the pad after an EOS is no line
+        bounds = [-1, *[q for q in breaks[canvas[i]].nonzero()[:, 0].tolist() if q < n], n]
+        lines = [(a + 1, z) for a, z in zip(bounds, bounds[1:]) if z > a + 1]
+        if not lines:
+            continue
+        start, end = lines[int(torch.randint(len(lines), (), generator=g))]
+        inner = [q for q in range(start, end - 1) if openers[canvas[i, q]]]
+        if inner and torch.rand((), generator=g) < 0.5:
+            start = inner[int(torch.randint(len(inner), (), generator=g))] + 1
+        out[i, start:end] = True
+    return out
+
+
+def corrupt(canvas: torch.Tensor, r: Recipe, g: torch.Generator, classes=None):
+    """Uniform-state noise: global (whole canvas at rate t) or spans (infill regime); with
+    ``classes`` (token_classes) and ``r.aligned_fraction``, some spans are lines or line tails."""
+    b, c = canvas.shape
+    t = torch.rand(b, 1, generator=g) ** r.noise_power
     noise_all = torch.rand(b, c, generator=g) < t
     # span mode: 1-3 spans of 1..48 tokens, noised at rate t inside
     span = torch.zeros(b, c, dtype=torch.bool)
@@ -217,6 +255,9 @@ def corrupt(canvas: torch.Tensor, r: Recipe, g: torch.Generator):
         length = torch.randint(1, 49, (b, 1), generator=g)
         use = torch.rand(b, 1, generator=g) < 0.6
         span |= use & (pos >= start) & (pos < start + length)
+    if classes is not None and r.aligned_fraction > 0:
+        aligned = torch.rand(b, 1, generator=g) < r.aligned_fraction
+        span = torch.where(aligned, aligned_spans(canvas, classes, g), span)
     span_mode = torch.rand(b, 1, generator=g) < 0.5
     mask = torch.where(span_mode, span & noise_all, noise_all)
     random_tokens = torch.randint(0, r.vocab_size, (b, c), generator=g)
@@ -251,9 +292,13 @@ def train(out: Path, r: Recipe, resume: bool = True, device: str | None = None, 
     torch.manual_seed(r.seed)
     tok_dir = out / "tokenizer"
     if not (tok_dir / "tokenizer.json").exists():
-        files = list(corpus.iter_files("train"))
-        build_tokenizer((f.text for f in files), r.vocab_size).save_pretrained(tok_dir)
+        if r.init_from:  # the checkpoint's own tokenizer: its weights are trained on those ids
+            AutoTokenizer.from_pretrained(r.init_from).save_pretrained(tok_dir)
+        else:
+            files = list(corpus.iter_files("train"))
+            build_tokenizer((f.text for f in files), r.vocab_size).save_pretrained(tok_dir)
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    classes = token_classes(tokenizer) if r.aligned_fraction > 0 else None
     cache = out / "stream.pt"
     if cache.exists():
         stream = torch.load(cache, weights_only=False)
@@ -261,7 +306,11 @@ def train(out: Path, r: Recipe, resume: bool = True, device: str | None = None, 
         stream = TokenStream(tokenizer, corpus.iter_files("train"))
         torch.save(stream, cache)
 
-    model = DiffusionGemmaForBlockDiffusion(model_config(r)).to(device)
+    if r.init_from:  # its weights (tied as the class ties them), trained on from here
+        model = DiffusionGemmaForBlockDiffusion.from_pretrained(r.init_from, dtype=torch.float32)
+    else:
+        model = DiffusionGemmaForBlockDiffusion(model_config(r))
+    model = model.to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
@@ -298,7 +347,7 @@ def train(out: Path, r: Recipe, resume: bool = True, device: str | None = None, 
     bar = tqdm(total=r.steps, initial=step, unit="step", dynamic_ncols=True)
     while step < r.steps:
         prefix, clean = make_batch(stream, r, g, tokenizer)
-        noisy, mask = corrupt(clean, r, g)
+        noisy, mask = corrupt(clean, r, g, classes)
         offset = int(torch.randint(0, 2048, (), generator=g))
         self_condition = bool(torch.rand((), generator=g) < 0.5)
         prefix, clean, noisy, mask = (x.to(device) for x in (prefix, clean, noisy, mask))
