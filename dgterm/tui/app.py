@@ -133,12 +133,26 @@ class DgtermApp(FileActions, ModelActions, App[None]):
         self.call_after_refresh(self.startup)
 
     def startup(self) -> None:
-        """After the first paint: load the model, offer recovery, start a replay."""
+        """After the first paint: load the model, the rest of a large file, offer recovery,
+        start a replay."""
         if self.lm is not None:
             settle_heap()
         if self.load_on_start:
             self._spinner = self.set_interval(0.2, self.refresh_status)
             self.load_model_worker()
+        if self.editor.loading:  # the status says so first, then the UI is busy for a moment
+            self.set_timer(0.05, self.finish_loading)
+            return
+        self.after_loading()
+
+    def finish_loading(self) -> None:
+        self.editor.finish_loading()
+        self.editor.focus()  # Textual moves the focus off a TextArea whose document is replaced
+        self.refresh_spans()
+        self.refresh_status()
+        self.after_loading()
+
+    def after_loading(self) -> None:
         self.offer_recovery()
         if self.replay_path is not None:
             self.start_replay()
@@ -246,6 +260,9 @@ class DgtermApp(FileActions, ModelActions, App[None]):
             drawn = f" (draft {rv.row + 1} of the run)" if len(rv.choices) > 1 else ""
             bar.set_state(f"candidate {rv.choice + 1}/{len(rv.choices)}{drawn} · enter accept · escape reject · "
                           "tab next · ←/→ steps", "review")
+        elif self.editor.loading:
+            size = len(self.doc.text) / 1e6
+            bar.set_state(f"loading the rest of the file ({size:.0f} M characters): read-only for a moment", "busy")
         elif self.model_error and lm is None and self.replay_path is None:
             bar.set_state("model unavailable: editing only", "error")
         elif lm is None and self.loading_since is not None:

@@ -131,3 +131,27 @@ async def test_require_valid_draws_rounds_until_a_candidate_parses_or_says_none_
             await pilot.press("left")
             assert rv.frames and rv.frames[0] is rv.all_frames[starts[rv.current.round]]
             await pilot.press("tab")
+
+
+async def test_a_large_file_paints_its_head_first_then_takes_the_rest(tmp_path, monkeypatch):
+    from dgterm.tui.widgets import editor
+
+    monkeypatch.setattr(editor, "LARGE_TEXT", 10_000)
+    monkeypatch.setattr(editor, "HEAD_LINES", 50)
+    path = tmp_path / "big.log"
+    data = "".join(f"line {i} of the log\n" for i in range(2_000))
+    path.write_text(data)
+    app = make_app(str(path), load=False)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.editor
+        assert view.loading and view.read_only and view.text == data[: len(view.text)]
+        assert view.text.count("\n") == 50
+        assert "loading the rest of the file" in str(app.query_one("#status-state").content)
+        for _ in range(100):  # bounded: the rest goes in right after the first paint
+            if not view.loading:
+                break
+            await pilot.pause(0.1)
+        assert not view.loading and not view.read_only and view.text == data == app.doc.text
+        await pilot.press("ctrl+end", "x")
+        await pilot.pause()
+        assert view.text == app.doc.text == data + "x"  # edits reach the document once it is all in

@@ -219,6 +219,9 @@ class ModelActions:
         self.run_job_worker(job)
 
     def start_job(self, job: workers.Job, create: bool = False) -> None:
+        if self.editor.loading:
+            self.notify("The file is still loading; run the model in a moment.", severity="warning")
+            return
         if job.kind != "lens" and job.params is None:
             job.params = self.sampler_params() if self.lm is not None else job.params
             if job.params is None and self.lm is not None:

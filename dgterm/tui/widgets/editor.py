@@ -28,6 +28,10 @@ from dgterm.tui.syntax import Highlighter, lexer_for
 from dgterm.tui.themes import Palette, lens_level, palette_of
 
 SYNTAX_DELAY = 0.2  # seconds: re-highlight at most this often while text changes
+# A document longer than this opens with its first HEAD_LINES lines painted, read-only, and
+# the rest put in right after (a 20 MB log otherwise showed a blank terminal for ~8 s).
+LARGE_TEXT = 2_000_000  # characters
+HEAD_LINES = 400
 ROW_CACHE = 2048  # rendered screen rows kept, keyed by what they show
 INSERTION_MARK = "▏"
 
@@ -56,8 +60,10 @@ class EditorView(TextArea):
     def __init__(self, doc: Document, **kwargs) -> None:
         path = doc.path or ""
         prose = path.endswith((".md", ".markdown", ".txt", ".rst")) or not path
-        super().__init__(doc.text, soft_wrap=prose, show_line_numbers=True, tab_behavior="indent", **kwargs)
+        shown = head_of(doc.text)
+        super().__init__(shown, soft_wrap=prose, show_line_numbers=True, tab_behavior="indent", **kwargs)
         self.doc = doc
+        self.loading = len(shown) < len(doc.text)  # only the head is in: see finish_loading
         self.highlighter = Highlighter(lexer_for(path, doc.text))
         self.highlighter.update(doc.text)
         self._mirroring = False
@@ -71,7 +77,18 @@ class EditorView(TextArea):
         self._syntax_timer = None
         self._theme_palette: tuple = (None, None)
         self._rows: LRUCache[tuple, Strip] = LRUCache(ROW_CACHE)
-        self.read_only = doc.read_only
+        self.read_only = doc.read_only or self.loading
+
+    def finish_loading(self) -> None:
+        """Put the whole document in, after the head was painted (one rebuild of Textual's
+        document, where building it at once builds it three times and wraps it six)."""
+        if not self.loading:
+            return
+        cursor = self.cursor_location
+        self.load_text(self.doc.text)
+        self.loading = False
+        self.read_only = self.doc.read_only
+        self.cursor_location = cursor
 
     # ------------------------------------------------------------------ edits
 
@@ -419,3 +436,16 @@ def _common_suffix(a: str, b: str, limit: int) -> int:
         else:
             hi = mid - 1
     return lo
+
+
+def head_of(text: str) -> str:
+    """``text`` when it is small, else its first HEAD_LINES lines (a prefix, so any offset in
+    it is the same offset in the whole text)."""
+    if len(text) <= LARGE_TEXT:
+        return text
+    end = 0
+    for _ in range(HEAD_LINES):
+        end = text.find("\n", end) + 1
+        if end == 0:
+            return text[:LARGE_TEXT]
+    return text[:end]
