@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dgterm.engine.denoise import Window, decoder_logits, decoder_mask, encode, generated_tokens, pad_after_eos
+from dgterm.engine.denoise import Window, decoder_logits, decoder_mask, generated_tokens, pad_after_eos
 from dgterm.engine.params import SamplerParams
+from dgterm.engine.prefill import _cache_keyword, encode, fork
 from dgterm.engine.sampler import Pins, Sampler
 
 Sink = Callable[[str, object], None]
@@ -135,10 +136,11 @@ class Batcher:
 
     @torch.no_grad()
     def _tick(self) -> None:
+        prompts = {}  # the prompts encoded in this tick: candidates of one request share one prefill
         for seq in list(self.active):
             if seq.cancel.is_set():
                 self._leave(seq, "cancelled", None)
-            elif seq.sampler is None and not self._start_window(seq):
+            elif seq.sampler is None and not self._start_window(seq, prompts):
                 self._leave(seq, "done", self._stats(seq))
         if self.active:
             self._step(self.active)
@@ -157,8 +159,10 @@ class Batcher:
             stats["rng_state"] = seq.gen.get_state()
         return stats
 
-    def _start_window(self, seq: Sequence) -> bool:
-        """Encode what is pending and set the next window up; False when there is none."""
+    def _start_window(self, seq: Sequence, prompts: dict) -> bool:
+        """Encode what is pending and set the next window up; False when there is none. A
+        first prompt already in ``prompts`` (encoded this tick) is not encoded again: the
+        cache is forked from the one that has it."""
         lm, device = self.lm, self.lm.device
         if seq.wi < 0:
             from transformers import DynamicCache
@@ -176,8 +180,13 @@ class Batcher:
         parts = [seq.pending] if seq.pending is not None else []
         if window.prefix:
             parts.append(torch.tensor(window.prefix, device=device)[None])
-        if parts:
+        first = seq.pending is None and seq.cur_len == 0 and tuple(window.prefix)
+        if first and first in prompts:
+            seq.cache, seq.cur_len = fork(prompts[first]), len(window.prefix)
+        elif parts:
             seq.cur_len = encode(lm.model, seq.cache, torch.cat(parts, dim=-1), seq.cur_len)
+            if first:
+                prompts[first] = seq.cache
         pins = _pins(window, seq.width, lm.canvas_length, lm.pad_id)
         pins = None if pins is None else Pins(pins[0].to(device)[None], pins[1].to(device)[None])
         seq.sampler = Sampler(seq.params, lm.vocab_size, [seq.gen], pins)
@@ -222,7 +231,7 @@ class Batcher:
             s.forwards += 1
         return lm.model(decoder_input_ids=canvas, self_conditioning_logits=sc, self_conditioning_mask=sc_mask,
                         decoder_attention_mask=mask, decoder_position_ids=positions,
-                        **{_cache_kw(lm.model): cache}).logits
+                        **{_cache_keyword(lm.model): cache}).logits
 
     def _merge(self, group: list[Sequence]):
         """One cache for the group, each row left-padded (one pad slot at least), built
@@ -310,8 +319,3 @@ def _pins(window: Window, width: int | None, C: int, pad: int):
     pinned[width:], known[width:] = True, pad
     return pinned, known
 
-
-def _cache_kw(model) -> str:
-    from dgterm.engine.denoise import _cache_keyword
-
-    return _cache_keyword(model)

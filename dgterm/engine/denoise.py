@@ -10,8 +10,6 @@ until EOS; it reproduces ``model.generate`` exactly (see :mod:`dgterm.engine.sam
 
 from __future__ import annotations
 
-import functools
-import inspect
 import random
 import threading
 import time
@@ -22,6 +20,7 @@ import torch
 
 from dgterm.engine.events import RunResult, StepEvent
 from dgterm.engine.params import SamplerParams
+from dgterm.engine.prefill import SharedPrefill, _cache_keyword
 from dgterm.engine.sampler import Pins, Sampler
 
 
@@ -69,6 +68,7 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    prefill = SharedPrefill(model, cache, batch)  # the prompt is encoded once for every candidate
     eos = torch.tensor(lm.eos_ids, dtype=torch.long, device=device)
     pad = lm.output_pad
     sc_dtype = model.model.decoder.embed_tokens.weight.dtype
@@ -93,7 +93,7 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
             parts.append(torch.tensor(window.prefix, device=device).expand(batch, -1))
         if parts:
             t = time.perf_counter()
-            cur_len = encode(model, cache, torch.cat(parts, dim=-1), cur_len)
+            cur_len = prefill.append(torch.cat(parts, dim=-1), cur_len)
             encode_time += time.perf_counter() - t
         # 2. Denoise the canvas.
         pins = None
@@ -173,28 +173,6 @@ def restriction(allowed: dict[int, list[int]], vocab: int, device):
         return logits
 
     return restrict
-
-
-def _cache_keyword(model) -> str:
-    """transformers 5.24 renamed ``past_key_values`` to ``cache``; accept both releases."""
-    return _cache_keyword_of(type(model))
-
-
-@functools.cache
-def _cache_keyword_of(cls) -> str:
-    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
-
-
-def encode(model, cache, ids: torch.Tensor, cur_len: int) -> int:
-    """Append ``ids`` (B, n) to the cache at positions cur_len.., as ``generate`` does."""
-    batch, n = ids.shape
-    positions = torch.arange(cur_len, cur_len + n, dtype=torch.int32, device=ids.device)[None]
-    attention = torch.ones(batch, cur_len + n, dtype=torch.bool, device=ids.device)
-    encoder = model.model.encoder
-    empty = torch.empty((batch, n, 0), dtype=model.dtype, device=ids.device)
-    masks = encoder.create_masks_for_generate(model.config, empty, attention, cache, positions, None)
-    encoder(input_ids=ids.contiguous(), attention_mask=masks, position_ids=positions, **{_cache_keyword(model): cache})
-    return cur_len + n
 
 
 def decoder_mask(model, canvas: torch.Tensor, cache, cur_len: int, visible: int | None = None):

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from dgterm.engine.denoise import decoder_logits, decoder_mask, encode
+from dgterm.engine.denoise import decoder_logits, decoder_mask
+from dgterm.engine.prefill import encode
 from dgterm.errors import InputError
 
 CHARS_PER_TOKEN_BOUND = 8

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from dgterm.engine.denoise import decoder_logits, decoder_mask, encode, restriction
+from dgterm.engine.denoise import decoder_logits, decoder_mask, restriction
+from dgterm.engine.prefill import encode
 
 STRIDE = 4
 

@@ -8,7 +8,8 @@ import threading
 import torch
 
 from dgterm.engine.batch import Batcher, Sequence
-from dgterm.engine.denoise import Window, decoder_logits, decoder_mask, encode
+from dgterm.engine.denoise import Window, decoder_logits, decoder_mask
+from dgterm.engine.prefill import encode
 
 
 def run(lm, seqs):
@@ -80,3 +81,24 @@ def test_a_constrained_sequence_takes_only_its_ids_and_their_logprobs_sum_to_one
     for row_ids, row_values in zip(top["top_ids"], top["top_values"]):
         assert sorted(row_ids) == sorted(labels) and row_values == sorted(row_values, reverse=True)
         assert abs(sum(torch.tensor(row_values).exp().tolist()) - 1) < 1e-4  # normalised over the labels
+
+
+def test_the_servers_candidates_share_one_prefill_and_keep_their_tokens(bundled):
+    tok = bundled.tokenizer
+    ids = [tok.bos_token_id] + tok("".join(f"x{i} = {i}\n" for i in range(60)), add_special_tokens=False)["input_ids"]
+    params = bundled.defaults.replace(steps=6, seed=1)
+
+    def seqs(*seeds):
+        return [Sequence([Window(ids), Window([])], params.replace(seed=s), None, stop_at_eos=False) for s in seeds]
+
+    alone = [run(bundled, seqs(s))[0] for s in (1, 2, 3)]
+    lengths = []
+    hook = bundled.model.model.encoder.register_forward_pre_hook(
+        lambda module, args, kwargs: lengths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        together = run(bundled, seqs(1, 2, 3))
+    finally:
+        hook.remove()
+    assert lengths.count(len(ids)) == 1  # the prompt once, for all three
+    for mine, single in zip(together, alone):
+        assert canvases(mine) == canvases(single)
