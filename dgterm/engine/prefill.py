@@ -7,6 +7,8 @@ Two savings, neither of which changes what the decoder reads:
   score block instead of (prompt × prompt), and a sliding-window layer keeps a slice of a
   chunk-sized tensor instead of one of the whole prompt. The keys agree with a one-piece
   prefill to float rounding (~1e-6); the tokens are the same (tests/engine/test_prefill.py).
+  After the last chunk a sliding-window layer's keys are copied out of the chunk they
+  were cut from, so the cache holds a window, not a window plus a chunk.
 - **One row for identical rows.** While every candidate has encoded the same tokens (the
   prompt, and any later window whose pending canvas every candidate committed alike), the
   cache holds one row and the others are broadcast views of it (``expand``: no copy). The
@@ -43,7 +45,14 @@ def encode(model, cache, ids: torch.Tensor, cur_len: int, chunk: int | None = No
     chunk = chunk or CHUNK
     for start in range(0, ids.shape[1], chunk):
         cur_len = _encode_piece(model, cache, ids[:, start : start + chunk], cur_len)
+    _rows(cache, _compact)
     return cur_len
+
+
+def _compact(t: torch.Tensor) -> torch.Tensor:
+    """A sliding-window layer keeps its last window as a view of the whole chunk it was cut
+    from (window - 1 + chunk tokens); a copy of the window frees the rest for the decode steps."""
+    return t.clone() if t.untyped_storage().nbytes() > t.numel() * t.element_size() else t
 
 
 def _encode_piece(model, cache, ids: torch.Tensor, cur_len: int) -> int:

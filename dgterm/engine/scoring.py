@@ -4,8 +4,10 @@ After a run, each candidate's final canvases are laid out again with every posit
 known, and the model is asked how likely each generated token is with that token hidden
 (uniform noise in its place, as the model saw undecided positions in training) and
 everything else, context on both sides and the candidate's other tokens, in view. A
-group of every ``stride``-th generated position is hidden at once, one batch row per
-group, so a canvas of all candidates costs one batched decoder forward. The score is
+group of every ``stride``-th generated position is hidden at once: one decoder forward
+per group over all candidates, reading a cache of one row per candidate (the rows of a
+candidate's groups see the same context, so the cache is not copied per group). Scoring
+thus never holds more than a denoising step of the same run does. The score is
 the mean log-probability per generated token (nats, at most 0, higher is likelier):
 a pseudo-log-likelihood, normalised by length so candidates of different lengths compare.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from dgterm.engine.denoise import decoder_logits, decoder_mask, restriction
-from dgterm.engine.prefill import encode
+from dgterm.engine.prefill import SharedPrefill
 
 STRIDE = 4
 
@@ -30,40 +32,40 @@ def loglik(lm, windows, canvases: list[torch.Tensor], *, skip_pad: bool = False,
 
     model, device = lm.model, lm.device
     B, C = canvases[0].shape
-    R = B * stride
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    prefill = SharedPrefill(model, DynamicCache(config=model.config.get_text_config(decoder=True)), B)
     total = torch.zeros(B, dtype=torch.float64)
     count = torch.zeros(B, dtype=torch.float64)
     cur_len, pending = 0, None
-    for w, (window, final) in enumerate(zip(windows, canvases)):
-        prefix = torch.tensor(window.prefix, dtype=torch.long, device=device)
-        if pending is None:
-            if len(prefix):
-                cur_len = encode(model, cache, prefix[None], cur_len)
-                cache.batch_repeat_interleave(R)  # the shared prefix once, then one copy per row
-        else:
-            cur_len = encode(model, cache, torch.cat([pending, prefix.expand(R, -1)], dim=-1), cur_len)
+    for window, final in zip(windows, canvases):
+        parts = [] if pending is None else [pending]
+        if window.prefix:
+            parts.append(torch.tensor(window.prefix, dtype=torch.long, device=device).expand(B, -1))
+        if parts:
+            cur_len = prefill.append(torch.cat(parts, dim=-1), cur_len)
         final = final.to(device)
-        rows = final.repeat_interleave(stride, dim=0)  # (R, C): row b * stride + r
         free = torch.ones(C, dtype=torch.bool) if window.pinned is None else ~window.pinned.cpu()
-        hidden = torch.zeros(R, C, dtype=torch.bool)
-        for r, group in enumerate(_groups(free, stride)):
-            hidden[r::stride, group] = True
-        hidden = hidden.to(device)
-        noise = torch.randint(0, lm.vocab_size, (R, C), generator=gen).to(device)
-        canvas = torch.where(hidden, noise, rows)
+        noise = torch.randint(0, lm.vocab_size, (B, stride, C), generator=gen).to(device)
+        mask = decoder_mask(model, final, prefill.cache, cur_len)
         positions = torch.arange(cur_len, cur_len + C, dtype=torch.int32, device=device)[None]
-        logits = decoder_logits(model, canvas, None, decoder_mask(model, canvas, cache, cur_len), cache, positions)
         restrict = restriction(window.allowed, lm.vocab_size, device)
-        if restrict is not None:
-            logits = restrict(logits)
-        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, rows[..., None])[..., 0]
-        if skip_pad:
-            hidden &= rows != lm.pad_id
-        total += (logp * hidden).view(B, stride, C).sum((1, 2)).double().cpu()
-        count += hidden.view(B, stride, C).sum((1, 2)).double().cpu()
-        pending = rows
+        for r, group in enumerate(_groups(free, stride)):
+            if not len(group):
+                continue
+            hidden = torch.zeros(B, C, dtype=torch.bool)
+            hidden[:, group] = True
+            hidden = hidden.to(device)
+            canvas = torch.where(hidden, noise[:, r], final)
+            logits = decoder_logits(model, canvas, None, mask, prefill.cache, positions)
+            if restrict is not None:
+                logits = restrict(logits)
+            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, final[..., None])[..., 0]
+            del logits
+            if skip_pad:
+                hidden &= final != lm.pad_id
+            total += (logp * hidden).sum(-1).double().cpu()
+            count += hidden.sum(-1).double().cpu()
+        pending = final
     return (total / count.clamp(min=1)).tolist()
 
 

@@ -58,8 +58,15 @@ def test_plan_bytes_match_a_hand_computation(plans):
         assert 0 <= p.components["embed"] - 2 * V * H < 64  # the compute dtype (+ two float32 embed scales)
     kv = 25 * 2 * 1024 * 8 * 256 * 2 + 5 * 2 * 8192 * 2 * 512 * 2
     assert all(p.kv_cache == kv for p in plans.values())
-    assert nf4.logits == 256 * V * (4 + 2) and nf4.workspace == 256 * V * 4 * planner.SAMPLER_WORKSPACE_FP32
-    assert nf4.total == nf4.weights + nf4.kv_cache + nf4.logits + max(nf4.workspace, nf4.activations)
+    # held: the bf16 self-conditioning logits; at the sampler: the float32 logits, the bf16
+    # processed ones, the CPU pass's two 2 MiB row blocks and its two chunk-wide pieces
+    assert nf4.logits == 256 * V * 2
+    assert nf4.workspace == 256 * V * (4 + 2) + 2 * (2 << 20) + 2 * (2 << 20) * 1024 // V
+    reference = quant.plan_memory(PROFILE, "nf4", 8192, sampler="reference")
+    assert reference.workspace == 256 * V * 4 * (1 + planner.SAMPLER_WORKSPACE_FP32)
+    step = nf4.kv_cache + nf4.logits + max(nf4.workspace, nf4.activations)
+    assert nf4.total == nf4.weights + max(nf4.prefill, step)
+    assert nf4.activations == 256 * V * (2 + 8)  # the lm head's bf16 logits, then two float32 at a time
 
 
 def test_nf4_at_8k_context_fits_in_18_gib(plans):
@@ -73,6 +80,7 @@ def test_nf4_at_8k_context_fits_in_18_gib(plans):
 def test_runtime_buffers_scale_with_context_and_candidates(cfg, plans):
     four = quant.plan_memory(cfg, "nf4", context=8192, candidates=4)
     assert four.kv_cache == 4 * plans["nf4"].kv_cache and four.logits == 4 * plans["nf4"].logits
+    assert four.prefill == plans["nf4"].prefill  # one prefill for every candidate
     long = quant.plan_memory(cfg, "nf4", context=32768)
     assert long.kv_cache > plans["nf4"].kv_cache and long.weights == plans["nf4"].weights
     off = quant.plan_memory(cfg, "nf4", offload=True)

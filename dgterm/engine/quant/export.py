@@ -104,6 +104,7 @@ def table(plans: list[MemoryPlan]) -> str:
         rows.append(f"| {c} | " + " | ".join(f"{p.components[c] / GiB:.2f} ({p.formats[c]})" for p in plans) + " |")
     for label, get in (("weights", lambda p: p.weights), ("KV cache", lambda p: p.kv_cache),
                        ("logits (held)", lambda p: p.logits), ("sampler workspace", lambda p: p.workspace),
-                       ("activations", lambda p: p.activations), ("**total**", lambda p: p.total)):
+                       ("activations (step)", lambda p: p.activations), ("prefill (peak)", lambda p: p.prefill),
+                       ("**total**", lambda p: p.total)):
         rows.append(f"| {label} | " + " | ".join(f"{get(p) / GiB:.2f}" for p in plans) + " |")
     return "\n".join(rows)

@@ -11,10 +11,14 @@ from pathlib import Path
 from dgterm.engine.quant.plans import COMPONENTS, GiB, MOE_CHUNK_ROWS, PLAN_NAMES, component_of, get_plan
 from dgterm.engine.quant.profiles import load_config
 
-# Number of float32 (candidates, canvas, vocab) tensors that dgterm's sampler holds at its
-# peak besides the logits it is given: processed, probs, and token_entropy's norm, softmax,
-# clamped and product (dgterm/engine/sampler.py, Sampler.step).
+# Float32 (candidates, canvas, vocab) tensors the reference sampler holds at its peak
+# besides the logits it is given: processed, probs, and token_entropy's norm, softmax,
+# clamped and product (dgterm/engine/sampler.py, Sampler._draw_reference).
 SAMPLER_WORKSPACE_FP32 = 6
+# The engine's own sizes, restated so that planning imports no torch (a test holds them equal):
+PREFILL_CHUNK = 1024  # dgterm.engine.prefill.CHUNK
+SAMPLER_ROW_BLOCK = 1 << 21  # dgterm.engine.kernels.sampling.ROW_BLOCK_BYTES: the CPU pass's two row buffers
+SAMPLER_CDF_CHUNK = 1024  # dgterm.engine.kernels.sampling.CDF_CHUNK: its inverse-CDF search, two such pieces a row
 
 
 def dense_bytes_per_element(dtype) -> int:
@@ -82,50 +86,101 @@ def kv_cache_bytes(config, context: int, candidates: int = 1, dtype=2) -> int:
     return total * candidates
 
 
-def logits_bytes(config, candidates: int = 1, dtype=2) -> tuple[int, int]:
-    """(held, workspace): the float32 canvas logits and the self-conditioning logits (compute
-    dtype) that live across steps, and the sampler's float32 temporaries at its peak."""
+def logits_bytes(config, candidates: int = 1, dtype=2, sampler: str = "fused") -> tuple[int, int]:
+    """(held, workspace). Held across steps: the self-conditioning logits (compute dtype).
+    At the sampler: the decoder's float32 logits, plus the fused pass's one buffer in the
+    compute dtype (the processed logits, when they cannot be written over float32 ones) and
+    the CPU pass's two row blocks, or the reference's six float32 temporaries."""
     cfg = load_config(config)
     cv = cfg.canvas_length * cfg.text_config.vocab_size * candidates
-    return cv * (4 + dense_bytes_per_element(dtype)), cv * 4 * SAMPLER_WORKSPACE_FP32
+    eb = dense_bytes_per_element(dtype)
+    if sampler == "reference":
+        extra = cv * 4 * SAMPLER_WORKSPACE_FP32
+    else:
+        vocab = cfg.text_config.vocab_size
+        block = min(SAMPLER_ROW_BLOCK, cv * 4)
+        extra = cv * eb * (eb != 4) + 2 * block + 2 * block * min(SAMPLER_CDF_CHUNK, vocab) // vocab
+    return cv * eb, cv * 4 + extra
+
+
+def forward_bytes(config, rows: int, new: int, keys: int, dtype=2, encoder: bool = False) -> int:
+    """Peak transient bytes of one forward of ``rows`` x ``new`` tokens attending to ``keys``
+    positions (cached + new), one layer alive at a time, besides the cache it reads.
+
+    The boolean masks: the encoder's causal ones for both layer kinds; the decoder sees the
+    whole context, so only its sliding layers get one. Then the larger of
+
+    * the attention of the costliest layer: for a masked layer the float mask SDPA makes of
+      the boolean one, and K and V repeated to all query heads when the layer has fewer
+      (SDPA takes grouped heads itself only unmasked and up to 256 dims); in the decoder,
+      K and V concatenated with the cache (the encoder's concatenation is the new cache);
+      the query, the output and its contiguous copy, the residual stream;
+    * the feed-forward: the dense MLP (gate, up, their product) beside the residual stream,
+      and the experts on one expert's tokens at a time (``MOE_CHUNK_ROWS`` at most).
+
+    The encoder's sliding layers also keep their new tokens' K and V past the window until
+    the encode ends (dgterm.engine.prefill compacts them then).
+    """
+    t = load_config(config).text_config
+    eb = dense_bytes_per_element(dtype)
+    heads, hidden = t.num_attention_heads, t.hidden_size
+    window = t.sliding_window or keys
+    sliding_keys = min(keys, window - 1 + new)
+    kinds = t.layer_types
+    masks = new * (sliding_keys * ("sliding_attention" in kinds) + keys * (encoder and "full_attention" in kinds))
+    spill = 0
+
+    def attention(i):
+        lc = t.per_layer_config[i]
+        sliding = kinds[i] == "sliding_attention"
+        s = sliding_keys if sliding else keys
+        masked = encoder or sliding
+        repeated = heads * lc.head_dim if heads != lc.num_key_value_heads and (masked or lc.head_dim > 256) else 0
+        concatenated = 0 if encoder else lc.num_key_value_heads * lc.head_dim
+        return eb * (new * s * masked + 2 * s * (repeated + concatenated) + new * (3 * heads * lc.head_dim + 2 * hidden))
+
+    if encoder:
+        spill = sum(2 * new * lc.num_key_value_heads * lc.head_dim * eb
+                    for lc, kind in zip(t.per_layer_config, kinds) if kind == "sliding_attention" and keys > window)
+    inter = t.moe_intermediate_size or 0
+    mlp = rows * new * eb * (3 * hidden + 3 * t.intermediate_size)
+    experts = min(new * rows, MOE_CHUNK_ROWS) * eb * (2 * hidden + 3 * inter) if t.num_experts else 0
+    return rows * (masks + spill) + max(rows * max(attention(i) for i in range(t.num_hidden_layers)), mlp + experts)
 
 
 def activation_bytes(config, context: int, candidates: int = 1, dtype=2) -> int:
-    """Peak transient activations of one forward (estimate, one layer alive at a time).
-
-    The larger of the encoder prefill of ``context`` tokens and a decoder step over the
-    canvas reading the cache: the residual stream and layer temporaries (8 x hidden),
-    attention (query, K and V repeated to all heads, output, its contiguous copy: 5 x heads
-    x head_dim), the dense MLP (3 x width), the boolean masks (2 x T x S) and the
-    quantized experts on at most ``MOE_CHUNK_ROWS`` token-expert rows.
-    """
+    """Peak transient bytes of a decoder step over every candidate's canvas reading the cache
+    of ``context`` tokens, or of encoding the last canvas of every candidate into it before
+    the next window: the forward (:func:`forward_bytes`), the self-conditioning
+    softmax that starts it (float32, then the compute dtype) or the logits it ends with
+    (the lm head's output, then float32 soft-capping, two at a time), whichever is larger.
+    A likelihood-scoring forward (dgterm.engine.scoring) holds no more: the same rows and
+    cache, no self-conditioning, a float32 log-softmax the size of the logits."""
     cfg = load_config(config)
-    t = cfg.text_config
     eb = dense_bytes_per_element(dtype)
-    hd = max(t.per_layer_config[i].head_dim for i in range(t.num_hidden_layers))
-    heads = t.num_attention_heads
-    per_token = eb * (8 * t.hidden_size + 5 * heads * hd + 3 * t.intermediate_size)
-    k = t.top_k_experts or 1
-    inter = t.moe_intermediate_size or 0
-
-    def moe(tokens):
-        rows = min(tokens * k, MOE_CHUNK_ROWS)
-        return rows * eb * (3 * t.hidden_size + 4 * inter) + rows * 16  # x, out, y; gate_up, act; index
-
     canvas = cfg.canvas_length
-    prefill_tokens = context * candidates
-    prefill = prefill_tokens * per_token + moe(prefill_tokens) + 2 * context * context * candidates
-    kv_len = context + canvas  # the decoder concatenates cache and canvas, then repeats K/V to all heads
-    decode = (canvas * candidates * per_token + moe(canvas * candidates)
-              + 2 * kv_len * heads * hd * eb * candidates + 2 * canvas * kv_len * candidates)
-    return max(prefill, decode)
+    logits = candidates * canvas * cfg.text_config.vocab_size
+    step = forward_bytes(cfg, candidates, canvas, context + canvas, dtype)
+    pending = forward_bytes(cfg, candidates, canvas, context, dtype, encoder=True)
+    return max(step, pending, logits * (4 + eb), logits * (eb + 8))
+
+
+def prefill_bytes(config, context: int, dtype=2) -> int:
+    """Peak bytes of prefilling ``context`` tokens (dgterm.engine.prefill): one row for every
+    candidate, ``PREFILL_CHUNK`` tokens per forward; the worst of the last two chunks, each
+    with the cache it attends to."""
+    cfg = load_config(config)
+    last = (context - 1) // PREFILL_CHUNK * PREFILL_CHUNK
+    chunks = [(context - last, context)] + ([(PREFILL_CHUNK, last)] if last else [])
+    return max(kv_cache_bytes(cfg, keys, 1, dtype) + forward_bytes(cfg, 1, new, keys, dtype, encoder=True)
+               for new, keys in chunks)
 
 
 @dataclass
 class MemoryPlan:
-    """Bytes a plan needs on the device. ``total`` = weights + kv_cache + logits +
-    max(workspace, activations): the sampler's workspace and a forward's activations are
-    never alive together."""
+    """Bytes a plan needs on the device: ``total`` = weights + the larger of the prefill's
+    peak and a decoder step's, kv_cache + logits + max(workspace, activations) (the
+    sampler's workspace and a forward's activations are never alive together)."""
 
     plan: str
     context: int
@@ -135,6 +190,7 @@ class MemoryPlan:
     logits: int
     workspace: int
     activations: int
+    prefill: int = 0
     offloaded: int = 0  # expert bytes kept in host RAM (--allow-offload)
     components: dict = field(default_factory=dict)
     parameters: dict = field(default_factory=dict)
@@ -142,7 +198,7 @@ class MemoryPlan:
 
     @property
     def runtime(self) -> int:
-        return self.kv_cache + self.logits + max(self.workspace, self.activations)
+        return max(self.prefill, self.kv_cache + self.logits + max(self.workspace, self.activations))
 
     @property
     def total(self) -> int:
@@ -161,7 +217,8 @@ class MemoryPlan:
     def summary(self) -> str:
         return (f"{self.plan}: {self.total / GiB:.1f} GiB (weights {self.weights / GiB:.1f}, KV cache "
                 f"{self.kv_cache / GiB:.2f} at {self.context} tokens, logits {(self.logits + self.workspace) / GiB:.2f} "
-                f"for {self.candidates} candidate(s), activations {self.activations / GiB:.2f})")
+                f"for {self.candidates} candidate(s), activations {self.activations / GiB:.2f}, "
+                f"prefill peak {self.prefill / GiB:.2f})")
 
 
 _meta_cache: dict = {}
@@ -180,7 +237,7 @@ def _weights_for(config, plan, dtype) -> tuple[dict, dict]:
 
 
 def plan_memory(config, plan="nf4", context: int = 8192, candidates: int = 1, dtype="bf16",
-                offload: bool = False) -> MemoryPlan:
+                offload: bool = False, sampler: str = "fused") -> MemoryPlan:
     """Exact weight bytes of ``plan`` (from a meta build) plus runtime buffers at ``context``
     tokens of KV cache and ``candidates`` canvases denoised together. ``offload``: the
     experts stay in host RAM (counted in ``offloaded``, not on the device)."""
@@ -189,11 +246,12 @@ def plan_memory(config, plan="nf4", context: int = 8192, candidates: int = 1, dt
     by_bytes, by_params = _weights_for(cfg, spec, dtype)
     weights = sum(by_bytes.values())
     offloaded = by_bytes["experts"] if offload else 0
-    held, workspace = logits_bytes(cfg, candidates, dtype)
+    held, workspace = logits_bytes(cfg, candidates, dtype, sampler)
     return MemoryPlan(
         plan=spec.name, context=context, candidates=candidates, weights=weights - offloaded,
         kv_cache=kv_cache_bytes(cfg, context, candidates, dtype), logits=held, workspace=workspace,
-        activations=activation_bytes(cfg, context, candidates, dtype), offloaded=offloaded,
+        activations=activation_bytes(cfg, context, candidates, dtype), prefill=prefill_bytes(cfg, context, dtype),
+        offloaded=offloaded,
         components=dict(by_bytes), parameters=dict(by_params), formats=spec.formats(),
     )
 
@@ -292,11 +350,12 @@ def _vm_size() -> int | None:
     return None
 
 
-def runtime_bytes(config, context: int, candidates: int = 1, dtype=2) -> int:
+def runtime_bytes(config, context: int, candidates: int = 1, dtype=2, sampler: str = "fused") -> int:
     """Device bytes a run needs besides the weights: KV cache, logits, max(workspace, activations)."""
-    held, workspace = logits_bytes(config, candidates, dtype)
-    return (kv_cache_bytes(config, context, candidates, dtype) + held
+    held, workspace = logits_bytes(config, candidates, dtype, sampler)
+    step = (kv_cache_bytes(config, context, candidates, dtype) + held
             + max(workspace, activation_bytes(config, context, candidates, dtype)))
+    return max(prefill_bytes(config, context, dtype), step)
 
 
 def check_run_fits(lm, candidates: int, context: int) -> None:

@@ -1,0 +1,51 @@
+"""The peak of tensor memory inside a block of code, on any device.
+
+What ``torch.cuda.max_memory_allocated`` reports on a GPU, counted on the CPU too: a
+dispatch mode sees every tensor an operator creates, keeps a weak reference to its
+storage and adds its bytes while it lives. Storages made before the block (the weights)
+and the outputs that alias an input (views, in-place and ``out=`` results) are not new
+memory and are not counted, so the peak is what a run needs on top of its model: the
+planner's ``runtime`` (dgterm.engine.quant.planner), measured.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+
+class TensorPeak(TorchDispatchMode):
+    """``with TensorPeak() as m: ...``; then ``m.peak`` (bytes) and ``m.live`` (bytes still held)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._sizes: dict[int, int] = {}
+        self._refs: dict[int, weakref.ref] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        returns = func._schema.returns
+        for i, t in enumerate(tree_flatten(out)[0]):
+            aliased = i < len(returns) and returns[i].alias_info is not None
+            if isinstance(t, torch.Tensor) and not aliased:
+                self._track(t.untyped_storage())
+        return out
+
+    def _track(self, storage) -> None:
+        key = storage._cdata
+        size = storage.nbytes()
+        if key not in self._sizes:
+            self._refs[key] = weakref.ref(storage, lambda _, key=key: self._free(key))
+            self._sizes[key] = 0
+        self.live += size - self._sizes[key]
+        self._sizes[key] = size
+        self.peak = max(self.peak, self.live)
+
+    def _free(self, key: int) -> None:
+        self.live -= self._sizes.pop(key, 0)
+        self._refs.pop(key, None)
