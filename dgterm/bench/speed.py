@@ -22,33 +22,39 @@ def _prompt_ids(lm):
     return [tok.bos_token_id] + tok(PROMPT, add_special_tokens=False)["input_ids"]
 
 
-def run_generate(lm, ids, steps, seed, max_new):
+def run_generate(lm, ids, steps, seed, max_new, rows: int = 1):
     import torch
 
     torch.manual_seed(seed)
     t = time.perf_counter()
-    out = lm.model.generate(torch.tensor([ids]), max_new_tokens=max_new, max_denoising_steps=steps)
+    out = lm.model.generate(torch.tensor([ids] * rows), max_new_tokens=max_new, max_denoising_steps=steps)
     elapsed = time.perf_counter() - t
-    new = out.sequences[0, len(ids):]
-    return elapsed, int((new != lm.pad_id).sum()), float(out.tokens_per_forward[0]), new.tolist()
+    new = out.sequences[:, len(ids):]
+    return elapsed, int((new != lm.pad_id).sum()), float(out.tokens_per_forward[0]), new[0].tolist()
 
 
-def run_engine(lm, steps, seed, max_new, consume: str | None, mode: str = "reference"):
+def run_engine(lm, steps, seed, max_new, consume: str | None, mode: str = "reference", ids=None, candidates=1):
+    """One task: (denoising seconds, tokens, tokens per forward, the tokens, scoring seconds).
+    The denoising ends with the last step; the likelihood scoring that ranks the
+    candidates comes after it (``generate`` has no counterpart) and is timed apart."""
     from dgterm.engine import tasks
 
     params = lm.defaults.replace(steps=steps, seed=seed, max_new_tokens=max_new, mode=mode)
-    task = tasks.continue_text(lm, PROMPT, params)  # the same ids as _prompt_ids
+    # the same ids as _prompt_ids
+    task = tasks.continue_ids(lm, ids, params, candidates=candidates) if ids else tasks.continue_text(lm, PROMPT, params)
     t = time.perf_counter()
+    last = t
     for event in task:
         if consume:
             event.accepted_free(), event.mean_entropy(), event.argmax.tolist()
         if consume == "drafts":
             task.drafts(event)
-    elapsed = time.perf_counter() - t
+        last = time.perf_counter()
+    scoring = time.perf_counter() - last
     run = task.result.run
     import torch
 
-    return elapsed, int(run.generated[0]), run.tokens_per_forward[0], torch.cat(run.canvases, -1)[0].tolist()
+    return last - t, int(run.generated.sum()), run.tokens_per_forward[0], torch.cat(run.canvases, -1).tolist(), scoring
 
 
 def compare(lm, steps_list=(16, 48), seeds=(0, 1, 2), repeats: int = 3, max_new: int | None = None) -> list[dict]:
@@ -77,16 +83,17 @@ def compare(lm, steps_list=(16, 48), seeds=(0, 1, 2), repeats: int = 3, max_new:
                 outputs = {}
                 order = runners[r % len(runners):] + runners[: r % len(runners)]
                 for name, fn in order:
-                    elapsed, n, per_forward, new = fn(seed)
+                    elapsed, n, per_forward, new, *_ = fn(seed)
                     times[name].append(elapsed)
                     tokens[name] += n
                     tpf[name].append(per_forward)
                     outputs[name] = new
-                identical &= outputs["generate"] == outputs["engine"][: len(outputs["generate"])]
+                identical &= outputs["generate"] == outputs["engine"][0][: len(outputs["generate"])]
         med = {k: statistics.median(v) for k, v in times.items()}
         rows.append({
             "steps": steps,
             "median_s": med,
+            "min_max_s": {k: [min(v), max(v)] for k, v in times.items()},
             "tok_per_s": {k: tokens[k] / sum(times[k]) for k in times},
             "tokens_per_forward": {k: statistics.mean(v) for k, v in tpf.items()},
             "speed_ratio_engine_vs_generate": med["generate"] / med["engine"],
@@ -96,6 +103,80 @@ def compare(lm, steps_list=(16, 48), seeds=(0, 1, 2), repeats: int = 3, max_new:
             "identical_tokens": identical,
         })
     return rows
+
+
+def long_prompt_ids(lm, tokens: int) -> list[int]:
+    """A prompt of exactly ``tokens`` ids: BOS, then dgterm's own engine source, repeated."""
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parents[1].joinpath("engine", "denoise.py").read_text(encoding="utf-8")
+    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    return [lm.tokenizer.bos_token_id] + (ids * (tokens // len(ids) + 1))[: tokens - 1]
+
+
+def candidates_long(lm, candidates: int = 4, tokens: int = 4000, steps: int = 16, repeats: int = 3) -> dict:
+    """``candidates`` candidates after a ``tokens``-token prompt, one canvas: ``generate`` on
+    the same batch (the prompt repeated per row) against the fused engine, alternating."""
+    times = {"generate": [], "fused": []}
+    scoring = []
+    ids = long_prompt_ids(lm, tokens)
+    C = lm.canvas_length
+    for r in range(repeats):
+        pair = [("generate", lambda: run_generate(lm, ids, steps, r, C, candidates)),
+                ("fused", lambda: run_engine(lm, steps, r, C, None, "fused", ids, candidates))]
+        for name, fn in pair if r % 2 == 0 else pair[::-1]:
+            out = fn()
+            times[name].append(out[0])
+            if name == "fused":
+                scoring.append(out[4])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"candidates": candidates, "prompt_tokens": tokens, "steps": steps, "median_s": med,
+            "min_max_s": {k: [min(v), max(v)] for k, v in times.items()}, "scoring_s": statistics.median(scoring),
+            "speed_ratio_fused_vs_generate": med["generate"] / med["fused"]}
+
+
+def prefill_long(lm, tokens: int = 8000, steps: int = 4, repeats: int = 3) -> dict:
+    """A ``tokens``-token prompt then one canvas: the prefill in one piece (as before chunks)
+    against 1,024-token chunks, alternating; prefill seconds, the run's peak of tensor
+    memory on top of the weights, and whether the tokens are the same."""
+    from dgterm.bench.memory import TensorPeak
+    from dgterm.engine import denoise, prefill
+
+    ids = long_prompt_ids(lm, tokens)
+    params = lm.defaults.replace(steps=steps, seed=0, max_new_tokens=lm.canvas_length, mode="fused")
+    arms = {"one piece": tokens, "chunked": prefill.CHUNK}
+    times = {k: [] for k in arms}
+    peaks, outputs = {}, {}
+
+    def run(chunk, meter=None):
+        saved, prefill.CHUNK = prefill.CHUNK, chunk
+        try:
+            with meter or _nothing():
+                result = denoise.denoise(lm, [denoise.Window(prefix=ids)], params).collect()
+        finally:
+            prefill.CHUNK = saved
+        return result
+
+    for r in range(repeats):
+        for name in arms if r % 2 == 0 else list(arms)[::-1]:
+            result = run(arms[name])
+            times[name].append(result.timings["encode"])
+            outputs[name] = result.canvases[0].tolist()
+    for name, chunk in arms.items():
+        meter = TensorPeak()
+        run(chunk, meter)
+        peaks[name] = meter.peak
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"prompt_tokens": tokens, "prefill_median_s": med, "prefill_min_max_s": {k: [min(v), max(v)] for k, v in times.items()},
+            "peak_bytes": peaks, "speed_ratio": med["one piece"] / med["chunked"],
+            "memory_ratio": peaks["one piece"] / peaks["chunked"],
+            "identical_tokens": outputs["one piece"] == outputs["chunked"]}
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def load_and_first_run(spec: str = "bundled") -> dict:

@@ -67,32 +67,14 @@ def run(args) -> int:
         first = speed.load_and_first_run(args.model)
         lm = loading.load(args.model)
         rows = speed.compare(lm, args.steps, repeats=args.repeats)
+        many = speed.candidates_long(lm, repeats=args.repeats)
+        long = speed.prefill_long(lm, repeats=args.repeats)
         alone = speed.sampler_alone(repeats=args.repeats)
         if args.json:
-            print(json.dumps({"load": first, "compare": rows, "sampler": alone}, indent=2))
+            print(json.dumps({"load": first, "compare": rows, "candidates": many, "prefill": long, "sampler": alone},
+                             indent=2))
             return 0
-        print(f"load after imports: {first['load_s']:.2f} s; 128-token continuation at defaults: "
-              f"{first['continue_128_s']:.2f} s (median of 3)\n")
-        print("| steps | generate s | engine s | engine/generate speed | event overhead | draft overhead "
-              "| tok/s generate | tok/s engine | tokens/forward | identical |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for r in rows:
-            m, t = r["median_s"], r["tok_per_s"]
-            print(f"| {r['steps']} | {m['generate']:.3f} | {m['engine']:.3f} "
-                  f"| {r['speed_ratio_engine_vs_generate']:.3f} | {100 * r['event_overhead']:+.1f}% "
-                  f"| {100 * r['draft_overhead']:+.1f}% "
-                  f"| {t['generate']:.0f} | {t['engine']:.0f} | {r['tokens_per_forward']['engine']:.2f} "
-                  f"| {r['identical_tokens']} |")
-        print("\n| steps | fused s | fused/generate speed | tok/s fused | tokens/forward fused |")
-        print("|---|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['steps']} | {r['median_s']['fused']:.3f} | {r['speed_ratio_fused_vs_generate']:.3f} "
-                  f"| {r['tok_per_s']['fused']:.0f} | {r['tokens_per_forward']['fused']:.2f} |")
-        m, mm = alone["median_s"], alone["min_max_s"]
-        print(f"\nsampler alone, {alone['shape'][0]} × {alone['shape'][1]:,} float32: reference {m['reference']:.3f} s "
-              f"({mm['reference'][0]:.3f}–{mm['reference'][1]:.3f}), fused {m['fused']:.3f} s "
-              f"({mm['fused'][0]:.3f}–{mm['fused'][1]:.3f}), fused/reference speed "
-              f"{alone['speed_ratio_fused_vs_reference']:.1f}×")
+        print_speed(first, rows, many, long, alone)
         return 0
 
     if args.bench == "serve":
@@ -166,3 +148,38 @@ def run(args) -> int:
         for row in sweep:
             print("| " + " | ".join(str(row[c]) for c in columns) + " |")
     return 0
+
+
+def spread(median: float, min_max: list[float]) -> str:
+    """``median (min–max)`` in seconds."""
+    return f"{median:.3f} ({min_max[0]:.3f}–{min_max[1]:.3f})"
+
+
+def print_speed(first, rows, many, long, alone) -> None:
+    """The speed report as markdown: medians with min–max, ratios from the same run."""
+    print(f"load after imports: {first['load_s']:.2f} s; 128-token continuation at defaults: "
+          f"{first['continue_128_s']:.2f} s (median of 3)\n")
+    print("| steps | generate s | engine (reference sampler) s | fused s | engine/generate | fused/generate "
+          "| event overhead | draft overhead | tok/s generate | tok/s fused | tokens/forward | identical |")
+    print("|---" * 12 + "|")
+    for r in rows:
+        m, mm, t = r["median_s"], r["min_max_s"], r["tok_per_s"]
+        print(f"| {r['steps']} | {spread(m['generate'], mm['generate'])} | {spread(m['engine'], mm['engine'])} "
+              f"| {spread(m['fused'], mm['fused'])} | {r['speed_ratio_engine_vs_generate']:.2f}× "
+              f"| {r['speed_ratio_fused_vs_generate']:.2f}× | {100 * r['event_overhead']:+.1f}% "
+              f"| {100 * r['draft_overhead']:+.1f}% | {t['generate']:.0f} | {t['fused']:.0f} "
+              f"| {r['tokens_per_forward']['fused']:.2f} | {r['identical_tokens']} |")
+    m, mm = many["median_s"], many["min_max_s"]
+    print(f"\n{many['candidates']} candidates, {many['prompt_tokens']:,}-token prompt, {many['steps']} steps: "
+          f"generate on the same batch {spread(m['generate'], mm['generate'])} s, fused engine "
+          f"{spread(m['fused'], mm['fused'])} s: {many['speed_ratio_fused_vs_generate']:.2f}× "
+          f"(then likelihood scoring {many['scoring_s']:.3f} s)")
+    m, mm, peak = long["prefill_median_s"], long["prefill_min_max_s"], long["peak_bytes"]
+    print(f"\n{long['prompt_tokens']:,}-token prompt: prefill in one piece {spread(m['one piece'], mm['one piece'])} s, "
+          f"{peak['one piece'] / 2**20:.0f} MiB; in chunks {spread(m['chunked'], mm['chunked'])} s, "
+          f"{peak['chunked'] / 2**20:.0f} MiB (peak of the run); {long['speed_ratio']:.2f}× faster, "
+          f"{long['memory_ratio']:.1f}× less memory, identical tokens: {long['identical_tokens']}")
+    m, mm = alone["median_s"], alone["min_max_s"]
+    print(f"\nsampler alone, {alone['shape'][0]} × {alone['shape'][1]:,} float32: reference "
+          f"{spread(m['reference'], mm['reference'])} s, fused {spread(m['fused'], mm['fused'])} s: "
+          f"{alone['speed_ratio_fused_vs_reference']:.1f}×")

@@ -84,7 +84,8 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
     def result(cancelled=False):
         return RunResult(canvases=canvases, steps=steps, forwards=forwards.cpu(), generated=generated.cpu(),
                          elapsed=time.perf_counter() - t0, cancelled=cancelled, finished_at_eos=done.cpu(),
-                         windows=len(canvases), timings={"encode": encode_time})
+                         windows=len(canvases), timings={"encode": encode_time},
+                         context=None if cancelled else (prefill, cur_len))
 
     for wi, window in enumerate(windows):
         # 1. Commit what is pending into the encoder's KV cache.

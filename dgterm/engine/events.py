@@ -48,6 +48,9 @@ class RunResult:
     finished_at_eos: torch.Tensor | None = None  # (B,) bool
     windows: int = 0
     timings: dict = field(default_factory=dict)
+    # The encoder cache (a SharedPrefill) and its length when the last canvas was denoised:
+    # scoring a one-window run reads it instead of encoding the prompt again; dropped after.
+    context: tuple | None = None
 
     @property
     def tokens_per_forward(self) -> list[float]:

@@ -24,22 +24,26 @@ STRIDE = 4
 
 @torch.no_grad()
 def loglik(lm, windows, canvases: list[torch.Tensor], *, skip_pad: bool = False, stride: int = STRIDE,
-           seed: int = 0) -> list[float]:
+           seed: int = 0, context: tuple | None = None) -> list[float]:
     """Mean log-probability per generated token of each batch row of ``canvases`` (one (B, C)
     tensor per window, as the run left them) over the ``windows`` the run denoised.
-    ``skip_pad`` leaves out pad positions (what follows EOS in a continuation)."""
+    ``skip_pad`` leaves out pad positions (what follows EOS in a continuation). ``context``:
+    the cache and length of a one-window run (``RunResult.context``), which hold exactly
+    its prompt: read as they are instead of encoding it again."""
     from transformers import DynamicCache
 
     model, device = lm.model, lm.device
     B, C = canvases[0].shape
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    prefill = SharedPrefill(model, DynamicCache(config=model.config.get_text_config(decoder=True)), B)
+    reuse = context is not None
+    prefill, cur_len = context if reuse else (
+        SharedPrefill(model, DynamicCache(config=model.config.get_text_config(decoder=True)), B), 0)
     total = torch.zeros(B, dtype=torch.float64)
     count = torch.zeros(B, dtype=torch.float64)
-    cur_len, pending = 0, None
+    pending = None
     for window, final in zip(windows, canvases):
         parts = [] if pending is None else [pending]
-        if window.prefix:
+        if window.prefix and not reuse:
             parts.append(torch.tensor(window.prefix, dtype=torch.long, device=device).expand(B, -1))
         if parts:
             cur_len = prefill.append(torch.cat(parts, dim=-1), cur_len)
