@@ -173,6 +173,35 @@ def prefill_long(lm, tokens: int = 8000, steps: int = 4, repeats: int = 3) -> di
             "identical_tokens": outputs["one piece"] == outputs["chunked"]}
 
 
+PROFILED = {"encoder": ("prefill.py", "encode"), "decoder": ("denoise.py", "decoder_logits"),
+            "sampler": ("sampler.py", "step"), "scoring": ("scoring.py", "loglik")}
+
+
+def profile_run(lm, candidates: int = 1, tokens: int | None = None, steps: int = 48) -> dict:
+    """Where a whole task's time goes (cProfile, cumulative): the encoder, the decoder
+    forwards, the sampler, the likelihood scoring, and the rest (Python between them:
+    events, the step loop, ranking). Seconds, and each as a share of the whole."""
+    import cProfile
+    import pstats
+
+    ids = long_prompt_ids(lm, tokens) if tokens else _prompt_ids(lm)
+    run_engine(lm, steps, 0, lm.canvas_length, None, "fused", ids, candidates)  # warm
+    profiler = cProfile.Profile()
+    t = time.perf_counter()
+    profiler.runcall(run_engine, lm, steps, 0, lm.canvas_length, "events", "fused", ids, candidates)
+    whole = time.perf_counter() - t
+    stats = pstats.Stats(profiler).stats
+
+    def cumulative(where, fn):  # seconds in fn, less what the scoring spent in it (counted there)
+        return sum(v[3] - sum(c[3] for caller, c in v[4].items() if caller[2] == "loglik")
+                   for (file, _, func), v in stats.items() if file.endswith(f"/{where}") and func == fn)
+
+    parts = {name: cumulative(where, fn) for name, (where, fn) in PROFILED.items()}
+    parts["rest"] = whole - sum(parts.values())
+    return {"candidates": candidates, "prompt_tokens": len(ids), "steps": steps, "whole_s": whole, "seconds": parts,
+            "share": {k: v / whole for k, v in parts.items()}}
+
+
 def _nothing():
     import contextlib
 

@@ -70,11 +70,12 @@ def run(args) -> int:
         many = speed.candidates_long(lm, repeats=args.repeats)
         long = speed.prefill_long(lm, repeats=args.repeats)
         alone = speed.sampler_alone(repeats=args.repeats)
+        profiles = [speed.profile_run(lm, 1, None, max(args.steps)), speed.profile_run(lm, 4, 4000, 16)]
         if args.json:
-            print(json.dumps({"load": first, "compare": rows, "candidates": many, "prefill": long, "sampler": alone},
-                             indent=2))
+            print(json.dumps({"load": first, "compare": rows, "candidates": many, "prefill": long, "sampler": alone,
+                              "profile": profiles}, indent=2))
             return 0
-        print_speed(first, rows, many, long, alone)
+        print_speed(first, rows, many, long, alone, profiles)
         return 0
 
     if args.bench == "serve":
@@ -155,7 +156,7 @@ def spread(median: float, min_max: list[float]) -> str:
     return f"{median:.3f} ({min_max[0]:.3f}–{min_max[1]:.3f})"
 
 
-def print_speed(first, rows, many, long, alone) -> None:
+def print_speed(first, rows, many, long, alone, profiles) -> None:
     """The speed report as markdown: medians with min–max, ratios from the same run."""
     print(f"load after imports: {first['load_s']:.2f} s; 128-token continuation at defaults: "
           f"{first['continue_128_s']:.2f} s (median of 3)\n")
@@ -183,3 +184,10 @@ def print_speed(first, rows, many, long, alone) -> None:
     print(f"\nsampler alone, {alone['shape'][0]} × {alone['shape'][1]:,} float32: reference "
           f"{spread(m['reference'], mm['reference'])} s, fused {spread(m['fused'], mm['fused'])} s: "
           f"{alone['speed_ratio_fused_vs_reference']:.1f}×")
+    parts = list(profiles[0]["share"])
+    print("\nwhere a task's time goes (cProfile, one run each):\n")
+    print("| candidates | prompt tokens | steps | whole s | " + " | ".join(parts) + " |")
+    print("|---" * (4 + len(parts)) + "|")
+    for p in profiles:
+        print(f"| {p['candidates']} | {p['prompt_tokens']:,} | {p['steps']} | {p['whole_s']:.3f} | "
+              + " | ".join(f"{p['seconds'][k]:.3f} ({100 * p['share'][k]:.0f}%)" for k in parts) + " |")
