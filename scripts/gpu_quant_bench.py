@@ -13,8 +13,12 @@ with the loader's own code), then
   planner's ``weights``, and the peak of a run (``max_memory_allocated``: prefill of
   ``--context`` tokens, then one 256-token canvas) with the planner's ``total`` at that
   context: both must agree within 5 %;
-* times one canvas at 16 and at 48 denoising steps (random weights never stop early, so
-  every step runs) and reports tokens/s and ms per decoder forward.
+* times one canvas at 16 and at 48 denoising steps with the fused sampler (the default) and
+  the reference one (random weights never stop early, so every step runs): tokens/s, ms
+  per decoder forward, tokens per forward, and the time to the first canvas (prefill, one
+  forward, one sampler step: what a user waits for before anything is painted);
+* times the sampler alone at the real shape (256 × 262,144 float32 logits on the device):
+  the Triton kernel against the reference (``dgterm.bench.speed.sampler_alone``).
 
 Before that, smoke checks that need a GPU: the Triton NF4 kernel against its torch twin
 in bf16, and ``loading.load(..., quant="nf4")`` of the bundled (trained) checkpoint onto
@@ -143,7 +147,7 @@ def bench_plan(config, plan: str, device: str, dtype, context: int, steps_list, 
         torch.cuda.reset_peak_memory_stats(device)
     base = allocated(device)
     eb = torch.empty((), dtype=dtype).element_size()
-    planned = quant.plan_memory(config, plan, context=context, candidates=1, dtype=eb)
+    planned = quant.plan_memory(config, plan, context=context, candidates=1, dtype=eb, sampler="fused")
     t = time.perf_counter()
     model = loader.build(config, plan, device, dtype)
     loader.random_init_(model, seed=seed)
@@ -158,26 +162,35 @@ def bench_plan(config, plan: str, device: str, dtype, context: int, steps_list, 
     g = torch.Generator().manual_seed(seed)
     prompt = torch.randint(3, vocab, (context,), generator=g).tolist()
 
-    def run(steps):
-        params = SamplerParams(steps=steps, seed=seed, max_new_tokens=config.canvas_length)
-        r = denoise.denoise(lm, [denoise.Window(prefix=prompt)], params, candidates=1, stop_at_eos=False).collect()
+    def run(steps, mode="fused"):
+        params = SamplerParams(steps=steps, seed=seed, max_new_tokens=config.canvas_length, mode=mode)
+        task = denoise.denoise(lm, [denoise.Window(prefix=prompt)], params, candidates=1, stop_at_eos=False)
+        t, first = time.perf_counter(), None
+        for _ in task:
+            if first is None:
+                sync(device)
+                first = time.perf_counter() - t
         sync(device)
-        return r
+        return task.result, first
 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
-    warm = run(2)  # prefill + compile/warm-up; its peak is the memory check
+    warm, _ = run(2)  # prefill + compile/warm-up; its peak is the memory check (the planner's fused sampler)
     peak = (torch.cuda.max_memory_allocated(device) - base) if device.startswith("cuda") else 0
-    row = {"plan": plan, "context": context, "init_seconds": init_s, "weights_planned": planned.weights,
+    run(2, "reference")
+    row = {"plan": plan, "context": context, "canvas": config.canvas_length, "init_seconds": init_s, "weights_planned": planned.weights,
            "weights_measured": weights, "peak_planned": planned.total, "peak_measured": peak,
            "prefill_seconds": warm.timings.get("encode", 0.0), "speed": {}}
     for steps in steps_list:
-        r = run(steps)
-        decode = r.elapsed - r.timings.get("encode", 0.0)
-        fwd = int(r.forwards.sum())
-        row["speed"][steps] = {"tokens_per_s": config.canvas_length / decode, "ms_per_forward": decode / fwd * 1e3,
-                               "forwards": fwd}
-        log(f"[{plan}] {steps} steps: {config.canvas_length / decode:.1f} tok/s, {decode / fwd * 1e3:.1f} ms/forward")
+        for mode in ("fused", "reference"):
+            r, first = run(steps, mode)
+            decode = r.elapsed - r.timings.get("encode", 0.0)
+            fwd = int(r.forwards.sum())
+            row["speed"][f"{mode}@{steps}"] = {
+                "tokens_per_s": config.canvas_length / decode, "ms_per_forward": decode / fwd * 1e3, "forwards": fwd,
+                "tokens_per_forward": r.tokens_per_forward[0], "first_canvas_s": first}
+            log(f"[{plan}] {mode} sampler, {steps} steps: {config.canvas_length / decode:.1f} tok/s, "
+                f"{decode / fwd * 1e3:.1f} ms/forward, first canvas after {first:.2f} s")
     if device.startswith("cuda"):
         row["reserved"] = torch.cuda.memory_reserved(device)
         row["peak_all_runs"] = torch.cuda.max_memory_allocated(device) - base
@@ -193,19 +206,29 @@ def pct(measured, planned):
 
 
 def table(rows, steps_list, gpu: str, name: str) -> str:
+    runs = [f"{mode}@{s}" for s in steps_list for mode in ("fused", "reference")]
     head = ("| plan | weights planned | weights measured | Δ | peak planned | peak measured | Δ | "
-            + " | ".join(f"tok/s @{s} steps" for s in steps_list) + " | ms/forward |")
+            + " | ".join(f"tok/s {r.replace('@', ' @')} steps" for r in runs) + " | ms/forward | first canvas s |")
     lines = [f"{name} (random weights), {gpu}, context {rows[0]['context']} tokens, 1 candidate, "
-             f"canvas 256; `python scripts/gpu_quant_bench.py`", "", head,
-             "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(steps_list) + "---:|"]
+             f"canvas {rows[0]['canvas']}; `python scripts/gpu_quant_bench.py`", "", head,
+             "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(runs) + "---:|---:|"]
     for r in rows:
-        speeds = " | ".join(f"{r['speed'][s]['tokens_per_s']:.1f}" for s in steps_list)
+        speeds = " | ".join(f"{r['speed'][k]['tokens_per_s']:.1f}" for k in runs)
+        last = r["speed"][runs[0]]
         lines.append(
             f"| {r['plan']} | {r['weights_planned'] / GiB:.2f} GiB | {r['weights_measured'] / GiB:.2f} GiB | "
             f"{pct(r['weights_measured'], r['weights_planned']):+.1f}% | {r['peak_planned'] / GiB:.2f} GiB | "
             f"{r['peak_measured'] / GiB:.2f} GiB | {pct(r['peak_measured'], r['peak_planned']):+.1f}% | {speeds} | "
-            f"{r['speed'][steps_list[-1]]['ms_per_forward']:.0f} |")
+            f"{last['ms_per_forward']:.0f} | {last['first_canvas_s']:.2f} |")
     return "\n".join(lines)
+
+
+def sampler_table(alone: dict, gpu: str) -> str:
+    m, mm = alone["median_s"], alone["min_max_s"]
+    return (f"sampler alone, {alone['shape'][0]} × {alone['shape'][1]:,} float32 on {gpu}: reference "
+            f"{m['reference'] * 1e3:.2f} ms ({mm['reference'][0] * 1e3:.2f}–{mm['reference'][1] * 1e3:.2f}), fused "
+            f"{m['fused'] * 1e3:.2f} ms ({mm['fused'][0] * 1e3:.2f}–{mm['fused'][1] * 1e3:.2f}): "
+            f"{alone['speed_ratio_fused_vs_reference']:.1f}×")
 
 
 def main(argv=None) -> int:
@@ -217,6 +240,7 @@ def main(argv=None) -> int:
     ap.add_argument("--context", type=int, default=8192, help="prompt tokens prefilled before the canvas")
     ap.add_argument("--tolerance", type=float, default=5.0, help="allowed planner error, percent")
     ap.add_argument("--no-smoke", action="store_true")
+    ap.add_argument("--sampler-shape", default="256,262144", help="rows,vocab of the sampler-alone check")
     ap.add_argument("--out", help="write the results as JSON here")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -227,10 +251,15 @@ def main(argv=None) -> int:
     results = {"device": device, "gpu": gpu, "torch": torch.__version__}
     if not a.no_smoke:
         results["smoke"] = smoke(device)
+    from dgterm.bench import speed
+
+    shape = [int(x) for x in a.sampler_shape.split(",")]
+    results["sampler"] = speed.sampler_alone(*shape, repeats=5, device=device)
+    log(sampler_table(results["sampler"], gpu))
     config = quant.load_config(a.profile)
     rows = [bench_plan(config, p, device, dtype, a.context, steps_list) for p in a.plans.split(",")]
     results["rows"] = rows
-    md = table(rows, steps_list, gpu, a.profile)
+    md = table(rows, steps_list, gpu, a.profile) + "\n\n" + sampler_table(results["sampler"], gpu)
     results["markdown"] = md
     ok = True
     if device.startswith("cuda"):

@@ -226,25 +226,34 @@ def load_and_first_run(spec: str = "bundled") -> dict:
     return {"load_s": load, "continue_128_s": statistics.median(times), "continue_128_all": times}
 
 
-def sampler_alone(rows: int = 256, vocab: int = 262_144, repeats: int = 3, seed: int = 0) -> dict:
-    """One sampler step on random logits of the real shape (1 × rows × vocab, float32):
-    the reference draw against the fused one, interleaved; medians, min–max and the ratio."""
+def sampler_alone(rows: int = 256, vocab: int = 262_144, repeats: int = 3, seed: int = 0, device: str = "cpu") -> dict:
+    """One sampler step on random logits of the real shape (1 × rows × vocab, float32) on
+    ``device`` (the Triton kernel on CUDA): the reference draw against the fused one,
+    interleaved, after one warm-up each; medians, min–max and the ratio."""
     import torch
 
     from dgterm.engine.params import SamplerParams
     from dgterm.engine.sampler import Sampler
 
-    g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(1, rows, vocab, generator=g) * 4
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+
+    g = torch.Generator(device=device).manual_seed(seed)
+    logits = torch.randn(1, rows, vocab, generator=g, device=device) * 4
     times = {"reference": [], "fused": []}
-    for r in range(repeats):
+    for r in range(repeats + 1):
         for mode in (["reference", "fused"] if r % 2 == 0 else ["fused", "reference"]):
-            sampler = Sampler(SamplerParams(mode=mode), vocab, [torch.Generator().manual_seed(seed)])
-            canvas = sampler.initial_canvas(1, rows, "cpu")
+            sampler = Sampler(SamplerParams(mode=mode), vocab, [torch.Generator(device=device).manual_seed(seed)])
+            canvas = sampler.initial_canvas(1, rows, device)
             x = logits.clone()  # the fused pass writes in place: each run gets fresh logits
+            finished = torch.zeros(1, dtype=torch.bool, device=device)
+            sync()
             t = time.perf_counter()
-            sampler.step(x, canvas, canvas, None, torch.zeros(1, dtype=torch.bool), 24, torch.float32)
-            times[mode].append(time.perf_counter() - t)
+            sampler.step(x, canvas, canvas, None, finished, 24, torch.float32)
+            sync()
+            if r:  # the first round warms up (Triton compiles its kernel)
+                times[mode].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"shape": [rows, vocab], "median_s": med, "min_max_s": {k: [min(v), max(v)] for k, v in times.items()},
             "speed_ratio_fused_vs_reference": med["reference"] / med["fused"]}
