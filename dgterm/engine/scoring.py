@@ -22,6 +22,13 @@ from dgterm.engine.prefill import SharedPrefill
 STRIDE = 4
 
 
+def score_run(lm, windows, run, *, skip_pad: bool, seed: int) -> list[float]:
+    """:func:`loglik` of a finished run's canvases. The run's cache (``run.context``) goes
+    with it: read again when the run had one window, let go first otherwise."""
+    context, run.context = (run.context if len(run.canvases) == 1 else None), None
+    return loglik(lm, windows, run.canvases, skip_pad=skip_pad, seed=seed, context=context)
+
+
 @torch.no_grad()
 def loglik(lm, windows, canvases: list[torch.Tensor], *, skip_pad: bool = False, stride: int = STRIDE,
            seed: int = 0, context: tuple | None = None) -> list[float]:

@@ -93,13 +93,9 @@ class Task:
             return
         entropies = self._entropies(run)
         windows = list(_batch_windows(self.plans, self._candidates))
-        # a one-window run's cache holds what its scoring encodes; any other is let go first
-        context, run.context = (run.context if len(run.canvases) == 1 else None), None
-        scores = (scoring.loglik(self.lm, windows, run.canvases, skip_pad=self._stop_at_eos, seed=self.seeds[0],
-                                 context=context)
+        scores = (scoring.score_run(self.lm, windows, run, skip_pad=self._stop_at_eos, seed=self.seeds[0])
                   if run.canvases and self.lm.kind == "local"  # nothing generated, or no model here: no score
                   else [0.0] * len(entropies))
-        del context
         out = []
         for row, canvases in enumerate(_rows(run)):
             plan = self.plans[row // self._candidates]
