@@ -10,7 +10,16 @@ import bisect
 import codecs
 
 
-class TokenText:
+class _Rows:
+    def row(self, ids) -> list[str]:
+        """The text of each of a run of ids, a character split across tokens shown whole on
+        the token that ends it (and nothing on the ones before), so CJK text and emoji read
+        right token by token instead of as U+FFFD."""
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        return [decoder.decode(self.raw(int(i))) for i in ids]
+
+
+class TokenText(_Rows):
     """Decoded text of single ids, cached; special tokens read as empty."""
 
     def __init__(self, tokenizer):
@@ -61,12 +70,27 @@ class TokenText:
             self._starting[prefix] = found
         return found
 
-    def row(self, ids) -> list[str]:
-        """The text of each of a run of ids, a character split across tokens shown whole on
-        the token that ends it (and nothing on the ones before), so CJK text and emoji read
-        right token by token instead of as U+FFFD."""
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        return [decoder.decode(self.raw(int(i))) for i in ids]
+    def recorded(self, ids) -> dict:
+        """What a trace keeps of ``ids`` to show them again without the tokenizer: each id's
+        text and its bytes (hex), for :class:`RecordedText`."""
+        ids = sorted(ids)
+        return {"tokens": {str(i): self(i) for i in ids}, "bytes": {str(i): self.raw(i).hex() for i in ids}}
+
+
+class RecordedText(_Rows):
+    """Token texts as a trace recorded them (``TokenText.recorded``), read like a TokenText:
+    with the bytes, a character split across tokens replays whole as it was shown live
+    (traces written before the bytes were kept show U+FFFD there)."""
+
+    def __init__(self, record: dict):
+        self.texts, self.bytes = record.get("tokens", {}), record.get("bytes", {})
+
+    def __call__(self, token: int) -> str:
+        return self.texts.get(str(token), "\ufffd")
+
+    def raw(self, token: int) -> bytes:
+        data = self.bytes.get(str(token))
+        return bytes.fromhex(data) if data is not None else self(token).encode("utf-8", "surrogatepass")
 
 
 def _byte_level_alphabet() -> dict[str, int]:

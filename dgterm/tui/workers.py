@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from dgterm.errors import DgtermError
 from dgterm.engine.drafts import Choice, FrameBuilder, Layout, step_record
+from dgterm.engine.tokens import RecordedText
 from dgterm.tui.job import Job
 from dgterm.tui.messages import (LensReady, ModelFailed, ModelLoaded, RunCancelled, RunFailed, RunFinished,
                                  RunStarted, StepMessage)
@@ -155,8 +156,7 @@ def _finish_trace(writer, result, seen, lm) -> None:
     from dgterm.engine.tokens import token_text
     from dgterm.engine.trace import result_record
 
-    texts = token_text(lm.tokenizer)
-    writer.result({**result_record(result), "tokens": {str(i): texts(i) for i in sorted(seen)}})
+    writer.result({**result_record(result), **token_text(lm.tokenizer).recorded(seen)})
 
 
 def replay(path: str, job: Job, post: Post, delay: float = 0.0, until: int | None = None) -> None:
@@ -170,8 +170,7 @@ def replay(path: str, job: Job, post: Post, delay: float = 0.0, until: int | Non
         return
     meta = trace.header["dgterm"]
     layout = Layout.from_json(meta["layout"])
-    tokens = (trace.result or {}).get("tokens", {})
-    build = FrameBuilder(layout, lambda i: tokens.get(str(i), "\ufffd"))
+    build = FrameBuilder(layout, RecordedText(trace.result or {}))
     post(RunStarted(job, layout))
     frames = job.frames
     for record in trace.steps:
