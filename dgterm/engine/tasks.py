@@ -70,7 +70,7 @@ class Task:
     def __init__(self, lm, plans: list[InfillPlan | ContinuePlan], params: SamplerParams, candidates: int, cancel,
                  stop_at_eos: bool, finish, check=None):
         self.lm, self.plans, self.params = lm, plans, params
-        _check_size(lm, plans, candidates)
+        _check_size(lm, plans, candidates, params.mode)
         self.seeds = seeds_for(params, candidates)
         batch_plan = _batch_windows(plans, candidates)
         self._run = lm.denoise(batch_plan, params.replace(seed=self.seeds[0]), candidates=len(plans) * candidates,
@@ -142,7 +142,7 @@ class Task:
         return build_frame(step_record(event), self.layout, finals, token_text(self.lm.tokenizer)).drafts[row]
 
 
-def _check_size(lm, plans, candidates: int) -> None:
+def _check_size(lm, plans, candidates: int, sampler: str) -> None:
     """A prompt the model cannot take, or more candidates than memory holds (an engine in this
     process), is one sentence before anything is allocated."""
     from dgterm.engine.quant import planner
@@ -153,7 +153,7 @@ def _check_size(lm, plans, candidates: int) -> None:
         raise InputError(f"The prompt is too long ({first[0]} tokens, the model takes {most - lm.canvas_length} "
                          f"besides its {lm.canvas_length}-token canvas); shorten it.")
     if lm.kind == "local":  # a remote engine bounds its own memory
-        planner.check_run_fits(lm, len(plans) * candidates, max(first) + lm.canvas_length)
+        planner.check_run_fits(lm, len(plans) * candidates, max(first) + lm.canvas_length, sampler)
 
 
 def _rows(run: RunResult):

@@ -54,3 +54,13 @@ def test_under_ulimit_v_it_is_one_sentence_never_the_checkpoints_fault(mib):
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     (line,) = out.stderr.splitlines()
     assert "ulimit -v" in line and "checkpoint" not in line
+
+
+def test_the_bound_counts_the_sampler_the_run_uses(bundled, monkeypatch):
+    config, dtype = bundled.model.config, bundled.dtype
+    fused, reference = (planner.runtime_bytes(config, 200, 8, dtype, s) for s in ("fused", "reference"))
+    assert reference > fused  # six float32 temporaries per candidate
+    monkeypatch.setattr(planner, "free_bytes", lambda device: (fused + reference) // 2)
+    tasks.continue_text(bundled, "x" * 150, bundled.defaults.replace(mode="fused"), candidates=8)  # fits
+    with pytest.raises(DgtermError, match="8 candidate"):
+        tasks.continue_text(bundled, "x" * 150, bundled.defaults.replace(mode="reference"), candidates=8)

@@ -358,18 +358,18 @@ def runtime_bytes(config, context: int, candidates: int = 1, dtype=2, sampler: s
     return max(prefill_bytes(config, context, dtype), step)
 
 
-def check_run_fits(lm, candidates: int, context: int) -> None:
+def check_run_fits(lm, candidates: int, context: int, sampler: str = "fused") -> None:
     """Refuse, before anything is allocated, a run whose canvases, logits and cache cannot fit
     in the memory left (candidates x canvas x vocab grows fast); says how many would."""
     from dgterm.errors import OutOfMemory
 
     config, dtype = lm.model.config, lm.dtype
     free = free_bytes(lm.device)
-    need = runtime_bytes(config, context, candidates, dtype)
+    need = runtime_bytes(config, context, candidates, dtype, sampler)
     if need <= free:
         return
-    fits = max(0, min(candidates - 1, free // max(1, runtime_bytes(config, context, 1, dtype))))
-    while fits > 1 and runtime_bytes(config, context, fits, dtype) > free:
+    fits = max(0, min(candidates - 1, free // max(1, runtime_bytes(config, context, 1, dtype, sampler))))
+    while fits > 1 and runtime_bytes(config, context, fits, dtype, sampler) > free:
         fits -= 1
     where = "the GPU" if str(lm.device).startswith("cuda") else "this machine"
     what = f"use at most {fits} candidate(s)" if fits >= 1 else "shorten the prompt, free memory, or use a bigger device"
