@@ -16,6 +16,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from dgterm.bench.prompts import long_prompt_ids
+
 
 class TensorPeak(TorchDispatchMode):
     """``with TensorPeak() as m: ...``; then ``m.peak`` (bytes) and ``m.live`` (bytes still held)."""
@@ -49,3 +51,26 @@ class TensorPeak(TorchDispatchMode):
     def _free(self, key: int) -> None:
         self.live -= self._sizes.pop(key, 0)
         self._refs.pop(key, None)
+
+
+# (prompt tokens, candidates, windows, sampler): each way a run can peak on the bundled model
+SHAPES = [(257, 1, 1, "fused"), (257, 1, 2, "reference"), (1001, 2, 2, "fused"), (2001, 4, 2, "fused"),
+          (2001, 4, 2, "reference"), (4001, 4, 2, "fused"), (8001, 1, 1, "fused"), (8001, 2, 2, "fused"),
+          (16001, 1, 1, "fused")]
+
+
+def against_planner(lm, prompt: int, candidates: int, windows: int, sampler: str, steps: int = 4) -> dict:
+    """One continuation task of ``windows`` canvases after a ``prompt``-token prompt, under
+    :class:`TensorPeak`: its measured peak, and the planner's ``runtime_bytes`` at the
+    context the last canvas is denoised over."""
+    from dgterm.engine import tasks
+    from dgterm.engine.quant import planner
+
+    params = lm.defaults.replace(steps=steps, seed=0, max_new_tokens=lm.canvas_length * windows, mode=sampler)
+    task = tasks.continue_ids(lm, long_prompt_ids(lm, prompt), params, candidates=candidates)
+    with TensorPeak() as meter:
+        result = task.collect()
+    cached = prompt + lm.canvas_length * (windows - 1)
+    planned = planner.runtime_bytes(lm.model.config, cached, candidates, lm.dtype, sampler)
+    return {"prompt": prompt, "candidates": candidates, "windows": result.run.windows, "sampler": sampler,
+            "measured": meter.peak, "planned": planned, "live_after": meter.live}

@@ -11,8 +11,11 @@ are compared as ratios, so machine noise hits all three alike.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
+
+from dgterm.bench.prompts import long_prompt_ids
 
 PROMPT = "import os\nimport sys\n\n\ndef main(argv):\n    \"\"\"Parse the arguments and run.\"\"\"\n"
 
@@ -40,8 +43,10 @@ def run_engine(lm, steps, seed, max_new, consume: str | None, mode: str = "refer
     from dgterm.engine import tasks
 
     params = lm.defaults.replace(steps=steps, seed=seed, max_new_tokens=max_new, mode=mode)
-    # the same ids as _prompt_ids
-    task = tasks.continue_ids(lm, ids, params, candidates=candidates) if ids else tasks.continue_text(lm, PROMPT, params)
+    if ids:
+        task = tasks.continue_ids(lm, ids, params, candidates=candidates)
+    else:  # PROMPT, as _prompt_ids tokenizes it for generate
+        task = tasks.continue_text(lm, PROMPT, params)
     t = time.perf_counter()
     last = t
     for event in task:
@@ -105,15 +110,6 @@ def compare(lm, steps_list=(16, 48), seeds=(0, 1, 2), repeats: int = 3, max_new:
     return rows
 
 
-def long_prompt_ids(lm, tokens: int) -> list[int]:
-    """A prompt of exactly ``tokens`` ids: BOS, then dgterm's own engine source, repeated."""
-    from pathlib import Path
-
-    text = Path(__file__).resolve().parents[1].joinpath("engine", "denoise.py").read_text(encoding="utf-8")
-    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-    return [lm.tokenizer.bos_token_id] + (ids * (tokens // len(ids) + 1))[: tokens - 1]
-
-
 def candidates_long(lm, candidates: int = 4, tokens: int = 4000, steps: int = 16, repeats: int = 3) -> dict:
     """``candidates`` candidates after a ``tokens``-token prompt, one canvas: ``generate`` on
     the same batch (the prompt repeated per row) against the fused engine, alternating."""
@@ -151,7 +147,7 @@ def prefill_long(lm, tokens: int = 8000, steps: int = 4, repeats: int = 3) -> di
     def run(chunk, meter=None):
         saved, prefill.CHUNK = prefill.CHUNK, chunk
         try:
-            with meter or _nothing():
+            with meter or contextlib.nullcontext():
                 result = denoise.denoise(lm, [denoise.Window(prefix=ids)], params).collect()
         finally:
             prefill.CHUNK = saved
@@ -200,12 +196,6 @@ def profile_run(lm, candidates: int = 1, tokens: int | None = None, steps: int =
     parts["rest"] = whole - sum(parts.values())
     return {"candidates": candidates, "prompt_tokens": len(ids), "steps": steps, "whole_s": whole, "seconds": parts,
             "share": {k: v / whole for k, v in parts.items()}}
-
-
-def _nothing():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def load_and_first_run(spec: str = "bundled") -> dict:

@@ -38,7 +38,8 @@ def add_arguments(p):
     v = sub.add_parser("serve", help="dgterm serve: 1, 4, 8 concurrent clients; server vs in-process")
     v.add_argument("--steps", type=whole(1), default=16)
     v.add_argument("--repeats", type=whole(1), default=3)
-    for sp in (s, q, v):
+    mem = sub.add_parser("memory", help="the memory planner against the measured peak of whole runs")
+    for sp in (s, q, v, mem):
         sp.add_argument("--model", default="bundled")
         sp.add_argument("--json", action="store_true")
     m = sub.add_parser("plans", help="the memory each quantization plan needs, component by component")
@@ -76,6 +77,21 @@ def run(args) -> int:
                               "profile": profiles}, indent=2))
             return 0
         print_speed(first, rows, many, long, alone, profiles)
+        return 0
+
+    if args.bench == "memory":
+        from dgterm.bench import memory
+
+        lm = loading.load(args.model)
+        rows = [memory.against_planner(lm, *shape) for shape in memory.SHAPES]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        print("| prompt tokens | candidates | windows | sampler | measured MiB | planned MiB | planned / measured |")
+        print("|---:|---:|---:|---|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['prompt']:,} | {r['candidates']} | {r['windows']} | {r['sampler']} | "
+                  f"{r['measured'] / 2**20:.1f} | {r['planned'] / 2**20:.1f} | {r['planned'] / r['measured']:.3f} |")
         return 0
 
     if args.bench == "serve":

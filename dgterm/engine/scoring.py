@@ -23,9 +23,12 @@ STRIDE = 4
 
 
 def score_run(lm, windows, run, *, skip_pad: bool, seed: int) -> list[float]:
-    """:func:`loglik` of a finished run's canvases. The run's cache (``run.context``) goes
-    with it: read again when the run had one window, let go first otherwise."""
+    """:func:`loglik` of a finished run's canvases; 0 for every row when nothing was generated
+    or the model is not in this process. The run's cache (``run.context``) goes with it:
+    read again when the run had one window, let go first otherwise."""
     context, run.context = (run.context if len(run.canvases) == 1 else None), None
+    if not run.canvases or lm.kind != "local":
+        return [0.0] * run.forwards.shape[0]
     return loglik(lm, windows, run.canvases, skip_pad=skip_pad, seed=seed, context=context)
 
 

@@ -93,9 +93,7 @@ class Task:
             return
         entropies = self._entropies(run)
         windows = list(_batch_windows(self.plans, self._candidates))
-        scores = (scoring.score_run(self.lm, windows, run, skip_pad=self._stop_at_eos, seed=self.seeds[0])
-                  if run.canvases and self.lm.kind == "local"  # nothing generated, or no model here: no score
-                  else [0.0] * len(entropies))
+        scores = scoring.score_run(self.lm, windows, run, skip_pad=self._stop_at_eos, seed=self.seeds[0])
         out = []
         for row, canvases in enumerate(_rows(run)):
             plan = self.plans[row // self._candidates]

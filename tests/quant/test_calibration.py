@@ -7,14 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dgterm.bench.memory import TensorPeak
-from dgterm.engine import tasks
+from dgterm.bench.memory import TensorPeak, against_planner
 from dgterm.engine.kernels import sampling
 from dgterm.engine.prefill import CHUNK
 from dgterm.engine.quant import planner
-
-PROSE = "def step(canvas, logits):\n    return canvas.where(logits.argmax(-1) > 0, canvas)\n\n" * 400
-
 
 @pytest.mark.parametrize("prompt, candidates, windows, sampler", [
     (250, 1, 1, "fused"),  # the sampler's moment
@@ -23,17 +19,10 @@ PROSE = "def step(canvas, logits):\n    return canvas.where(logits.argmax(-1) > 
     (3000, 1, 1, "fused"),  # a prefill of three chunks and a remainder
 ])
 def test_the_planner_holds_within_ten_percent_of_a_measured_run(bundled, prompt, candidates, windows, sampler):
-    tok = bundled.tokenizer
-    text = tok.decode(tok(PROSE, add_special_tokens=False)["input_ids"][:prompt])
-    params = bundled.defaults.replace(steps=3, seed=0, max_new_tokens=bundled.canvas_length * windows, mode=sampler)
-    task = tasks.continue_text(bundled, text, params, candidates=candidates)
-    with TensorPeak() as meter:
-        result = task.collect()
-    assert result.run.windows == windows
-    cached = len(task.plans[0].prompt) + bundled.canvas_length * (windows - 1)  # when the last canvas is denoised
-    planned = planner.runtime_bytes(bundled.model.config, cached, candidates, bundled.dtype, sampler)
-    assert 0.9 <= planned / meter.peak <= 1.1, (planned, meter.peak)
-    assert meter.live < 64 << 10  # only the result (token ids, entropies) outlives the run
+    row = against_planner(bundled, prompt, candidates, windows, sampler, steps=3)
+    assert row["windows"] == windows
+    assert 0.9 <= row["planned"] / row["measured"] <= 1.1, row
+    assert row["live_after"] < 64 << 10  # only the result (token ids, entropies) outlives the run
 
 
 def test_the_meter_counts_new_storage_once_and_not_views_or_weights():

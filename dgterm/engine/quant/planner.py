@@ -128,7 +128,8 @@ def forward_bytes(config, rows: int, new: int, keys: int, dtype=2, encoder: bool
     sliding_keys = min(keys, window - 1 + new)
     kinds = t.layer_types
     masks = new * (sliding_keys * ("sliding_attention" in kinds) + keys * (encoder and "full_attention" in kinds))
-    spill = 0
+    spill = sum(2 * new * lc.num_key_value_heads * lc.head_dim * eb for lc, kind in zip(t.per_layer_config, kinds)
+                if encoder and kind == "sliding_attention" and keys > window)
 
     def attention(i):
         lc = t.per_layer_config[i]
@@ -139,9 +140,6 @@ def forward_bytes(config, rows: int, new: int, keys: int, dtype=2, encoder: bool
         concatenated = 0 if encoder else lc.num_key_value_heads * lc.head_dim
         return eb * (new * s * masked + 2 * s * (repeated + concatenated) + new * (3 * heads * lc.head_dim + 2 * hidden))
 
-    if encoder:
-        spill = sum(2 * new * lc.num_key_value_heads * lc.head_dim * eb
-                    for lc, kind in zip(t.per_layer_config, kinds) if kind == "sliding_attention" and keys > window)
     inter = t.moe_intermediate_size or 0
     mlp = rows * new * eb * (3 * hidden + 3 * t.intermediate_size)
     experts = min(new * rows, MOE_CHUNK_ROWS) * eb * (2 * hidden + 3 * inter) if t.num_experts else 0
@@ -246,14 +244,19 @@ def plan_memory(config, plan="nf4", context: int = 8192, candidates: int = 1, dt
     by_bytes, by_params = _weights_for(cfg, spec, dtype)
     weights = sum(by_bytes.values())
     offloaded = by_bytes["experts"] if offload else 0
-    held, workspace = logits_bytes(cfg, candidates, dtype, sampler)
     return MemoryPlan(
-        plan=spec.name, context=context, candidates=candidates, weights=weights - offloaded,
-        kv_cache=kv_cache_bytes(cfg, context, candidates, dtype), logits=held, workspace=workspace,
-        activations=activation_bytes(cfg, context, candidates, dtype), prefill=prefill_bytes(cfg, context, dtype),
-        offloaded=offloaded,
+        plan=spec.name, context=context, candidates=candidates, weights=weights - offloaded, offloaded=offloaded,
+        **_runtime_parts(cfg, context, candidates, dtype, sampler),
         components=dict(by_bytes), parameters=dict(by_params), formats=spec.formats(),
     )
+
+
+def _runtime_parts(config, context: int, candidates: int, dtype, sampler: str) -> dict:
+    """The MemoryPlan fields besides the weights."""
+    held, workspace = logits_bytes(config, candidates, dtype, sampler)
+    return {"kv_cache": kv_cache_bytes(config, context, candidates, dtype), "logits": held, "workspace": workspace,
+            "activations": activation_bytes(config, context, candidates, dtype),
+            "prefill": prefill_bytes(config, context, dtype)}
 
 
 def all_plans(config, context: int = 8192, candidates: int = 1, dtype="bf16") -> list[MemoryPlan]:
@@ -351,11 +354,10 @@ def _vm_size() -> int | None:
 
 
 def runtime_bytes(config, context: int, candidates: int = 1, dtype=2, sampler: str = "fused") -> int:
-    """Device bytes a run needs besides the weights: KV cache, logits, max(workspace, activations)."""
-    held, workspace = logits_bytes(config, candidates, dtype, sampler)
-    step = (kv_cache_bytes(config, context, candidates, dtype) + held
-            + max(workspace, activation_bytes(config, context, candidates, dtype)))
-    return max(prefill_bytes(config, context, dtype), step)
+    """Device bytes a run needs besides the weights (``MemoryPlan.runtime``), without building
+    the model to count them."""
+    parts = _runtime_parts(load_config(config), context, candidates, dtype, sampler)
+    return MemoryPlan(plan="runtime", context=context, candidates=candidates, weights=0, **parts).runtime
 
 
 def check_run_fits(lm, candidates: int, context: int, sampler: str = "fused") -> None:
