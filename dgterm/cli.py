@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     except RuntimeError as e:  # torch's OutOfMemoryError is a RuntimeError
-        from dgterm.engine import oom  # imported here: not on every start-up
+        from dgterm.engine.local import oom  # imported here: not on every start-up
 
         if not oom.is_oom(e):
             raise

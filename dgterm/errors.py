@@ -21,7 +21,7 @@ class InputError(DgtermError):
 
 
 class OutOfMemory(DgtermError):
-    """A run ran out of device memory; the message says what to change (dgterm.engine.oom)."""
+    """A run ran out of device memory; the message says what to change (dgterm.engine.local.oom)."""
 
 
 class RemoteError(DgtermError):

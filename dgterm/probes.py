@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from dgterm import __version__
-from dgterm.engine.checkpoint import QUANTS
+from dgterm.engine.local.checkpoint import QUANTS
 from dgterm.errors import DgtermError
 
 GiB = 1 << 30
@@ -83,7 +83,7 @@ def _cuda() -> dict:
 
 
 def _cpu() -> dict:
-    from dgterm.engine.quant import host_memory
+    from dgterm.engine.local.quant import host_memory
 
     ram = host_memory()
     total, available = ram["total"], ram["available"]
@@ -93,7 +93,7 @@ def _cpu() -> dict:
 
 def _model(spec: str, download: bool) -> tuple[dict, object]:
     """Resolve the model offline and read its config; (report, DiffusionGemmaConfig or None)."""
-    from dgterm.engine import checkpoint, quant
+    from dgterm.engine.local import checkpoint, quant
 
     out = {"spec": spec, "path": None, "resolves_offline": False, "kind": None, "problem": None}
     try:
@@ -115,7 +115,7 @@ def _model(spec: str, download: bool) -> tuple[dict, object]:
         out["problem"] = (f"transformers {_version('transformers')} cannot read {path}/config.json "
                           f"({type(e).__name__}); upgrade transformers.")
         return out, None
-    from dgterm.engine.quant import loader
+    from dgterm.engine.local.quant import loader
 
     if out["kind"] == "checkpoint":
         out["problem"] = _cannot_run(path, config, loader.is_prequantized(path))
@@ -133,7 +133,7 @@ def _model(spec: str, download: bool) -> tuple[dict, object]:
 
 def _profile(spec: str) -> Path | None:
     """A memory profile (a config without weights), named or given as its folder."""
-    from dgterm.engine import quant
+    from dgterm.engine.local import quant
 
     if spec in quant.list_profiles():
         return quant.profiles_dir() / spec
@@ -149,7 +149,7 @@ def _profile(spec: str) -> Path | None:
 def _cannot_run(path: Path, config, prequantized: bool) -> str | None:
     """Why a checkpoint whose config reads fine still cannot run: its weights do not match
     the architecture, or its tokenizer does not load."""
-    from dgterm.engine import checkpoint
+    from dgterm.engine.local import checkpoint
 
     try:
         if not prequantized:
@@ -186,7 +186,7 @@ def _targets(cuda_devices: list[dict], cpu: dict, gpu_memory: int | None = None)
 
 def _memory(config, context: int, cuda_devices: list[dict], cpu: dict, gpu_memory: int | None = None) -> dict:
     """The planner's bytes for each --quant on each device, and whether they fit."""
-    from dgterm.engine import quant
+    from dgterm.engine.local import quant
 
     rows = []
     for target in _targets(cuda_devices, cpu, gpu_memory):
@@ -210,7 +210,7 @@ def _recommend(spec: str, memory: dict) -> str | None:
 
 def _chosen(engine, model: dict, config, report: dict) -> dict:
     """Can the configured model/device/dtype/quant run? ``problem`` is one sentence or None."""
-    from dgterm.engine import checkpoint, quant
+    from dgterm.engine.local import checkpoint, quant
 
     settings = engine.settings
 

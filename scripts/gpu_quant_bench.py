@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from dgterm.engine import quant  # noqa: E402
-from dgterm.engine.quant import loader  # noqa: E402
+from dgterm.engine.local import quant  # noqa: E402
+from dgterm.engine.local.quant import loader  # noqa: E402
 
 GiB = 1 << 30
 
@@ -64,8 +64,9 @@ def allocated(device) -> int:
 
 def smoke(device: str) -> dict:
     """Triton kernel vs twin on the GPU; quantized load of a saved checkpoint onto the device."""
-    from dgterm.engine import loading, tasks
-    from dgterm.engine.kernels import nf4 as K
+    from dgterm.engine import tasks
+    from dgterm.engine.local import loading
+    from dgterm.engine.local.kernels import nf4 as K
 
     out = {}
     if device.startswith("cuda") and K.triton_available():
@@ -137,8 +138,9 @@ def smoke(device: str) -> dict:
 
 
 def bench_plan(config, plan: str, device: str, dtype, context: int, steps_list, seed: int = 0) -> dict:
-    from dgterm.engine import denoise
-    from dgterm.engine.loading import LoadedModel
+    from dgterm.engine import events
+    from dgterm.engine.local import denoise
+    from dgterm.engine.local.loading import LoadedModel
     from dgterm.engine.params import SamplerParams
 
     gc.collect()
@@ -164,7 +166,7 @@ def bench_plan(config, plan: str, device: str, dtype, context: int, steps_list, 
 
     def run(steps, mode="fused"):
         params = SamplerParams(steps=steps, seed=seed, max_new_tokens=config.canvas_length, mode=mode)
-        task = denoise.denoise(lm, [denoise.Window(prefix=prompt)], params, candidates=1, stop_at_eos=False)
+        task = denoise.denoise(lm, [events.Window(prefix=prompt)], params, candidates=1, stop_at_eos=False)
         t, first = time.perf_counter(), None
         for _ in task:
             if first is None:

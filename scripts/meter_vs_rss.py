@@ -34,7 +34,8 @@ def main() -> int:
 
     from dgterm.bench.memory import TensorPeak
     from dgterm.bench.prompts import long_prompt_ids
-    from dgterm.engine import loading, tasks
+    from dgterm.engine import tasks
+    from dgterm.engine.local import loading
 
     torch.set_grad_enabled(False)
     lm = loading.load("bundled")

@@ -41,7 +41,7 @@ def continue_runs_out_of_memory(monkeypatch):
 @pytest.fixture(scope="session")
 def bundled():
     """The real bundled checkpoint, loaded once."""
-    from dgterm.engine import loading
+    from dgterm.engine.local import loading
 
     return loading.load("bundled")
 
@@ -52,7 +52,9 @@ def tiny_dir(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
 
-    from dgterm.engine import checkpoint, recipe as train
+    from dgterm.training import recipe as train
+
+    from dgterm.engine.local import checkpoint
 
     recipe = train.Recipe(hidden_size=64, layers=2, heads=2, kv_heads=1, head_dim=32, intermediate_size=128,
                           expert_size=64, canvas_length=16)
@@ -66,7 +68,7 @@ def tiny_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny(tiny_dir):
-    from dgterm.engine import loading
+    from dgterm.engine.local import loading
 
     return loading.load(str(tiny_dir))
 

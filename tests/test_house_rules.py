@@ -25,8 +25,8 @@ def test_import_loads_no_torch(module):
 
 @pytest.mark.parametrize(
     "module",
-    ["dgterm.engine", "dgterm.engine.tasks", "dgterm.engine.denoise", "dgterm.engine.loading",
-     "dgterm.engine.recipe", "dgterm.engine.remote", "dgterm.engine.remote_run", "dgterm.engine.batch",
+    ["dgterm.engine", "dgterm.engine.tasks", "dgterm.engine.local.denoise", "dgterm.engine.local.loading",
+     "dgterm.training.recipe", "dgterm.engine.remote.client", "dgterm.engine.remote.run", "dgterm.engine.local.batch",
      "dgterm.server.app", "dgterm.editor", "dgterm.editor.document"],
 )
 def test_core_imports_no_ui_library(module):

@@ -5,7 +5,7 @@ dispatch mode sees every tensor an operator creates, keeps a weak reference to i
 storage and adds its bytes while it lives. Storages made before the block (the weights)
 and the outputs that alias an input (views, in-place and ``out=`` results) are not new
 memory and are not counted, so the peak is what a run needs on top of its model: the
-planner's ``runtime`` (dgterm.engine.quant.planner), measured.
+planner's ``runtime`` (dgterm.engine.local.quant.planner), measured.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def against_planner(lm, prompt: int, candidates: int, windows: int, sampler: str
     :class:`TensorPeak`: its measured peak, and the planner's ``runtime_bytes`` at the
     context the last canvas is denoised over."""
     from dgterm.engine import tasks
-    from dgterm.engine.quant import planner
+    from dgterm.engine.local.quant import planner
 
     params = lm.defaults.replace(steps=steps, seed=0, max_new_tokens=lm.canvas_length * windows, mode=sampler)
     task = tasks.continue_ids(lm, long_prompt_ids(lm, prompt), params, candidates=candidates)

@@ -1,6 +1,6 @@
 """Held-out quality of a checkpoint: denoising loss by noise level, infill exact match, baselines.
 
-Cases come from the held-out split of :mod:`dgterm.engine.corpus` (files never trained
+Cases come from the held-out split of :mod:`dgterm.training.corpus` (files never trained
 on), drawn with a fixed seed. Four infill kinds: one masked token, one masked
 identifier, one masked whole line, one masked expression (a value, argument or test
 found with ``ast``, on one line); each asks the engine's infill task for the true
@@ -23,7 +23,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from dgterm.engine import corpus
+from dgterm.training import corpus
 
 KINDS = ("token", "identifier", "line", "expression")
 CANDIDATE_KINDS = ("line", "expression")

@@ -49,8 +49,8 @@ def _concurrent(engine, steps: int, clients: int, seed: int) -> tuple[float, int
 
 
 def measure(model: str = "bundled", steps: int = 16, clients=(1, 4, 8), repeats: int = 3, max_batch: int = 8) -> dict:
-    from dgterm.engine import loading
-    from dgterm.engine.remote import RemoteEngine
+    from dgterm.engine.local import loading
+    from dgterm.engine.remote.client import RemoteEngine
     from dgterm.server.spawn import spawn
 
     lm = loading.load(model)

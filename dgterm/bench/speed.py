@@ -136,7 +136,8 @@ def prefill_long(lm, tokens: int = 8000, steps: int = 4, repeats: int = 3) -> di
     against 1,024-token chunks, alternating; prefill seconds, the run's peak of tensor
     memory on top of the weights, and whether the tokens are the same."""
     from dgterm.bench.memory import TensorPeak
-    from dgterm.engine import denoise, prefill
+    from dgterm.engine import events
+    from dgterm.engine.local import denoise, prefill
 
     ids = long_prompt_ids(lm, tokens)
     params = lm.defaults.replace(steps=steps, seed=0, max_new_tokens=lm.canvas_length, mode="fused")
@@ -148,7 +149,7 @@ def prefill_long(lm, tokens: int = 8000, steps: int = 4, repeats: int = 3) -> di
         saved, prefill.CHUNK = prefill.CHUNK, chunk
         try:
             with meter or contextlib.nullcontext():
-                result = denoise.denoise(lm, [denoise.Window(prefix=ids)], params).collect()
+                result = denoise.denoise(lm, [events.Window(prefix=ids)], params).collect()
         finally:
             prefill.CHUNK = saved
         return result
@@ -203,7 +204,9 @@ def load_and_first_run(spec: str = "bundled") -> dict:
     import torch  # noqa: F401  (imports are not part of the load time)
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion  # noqa: F401
 
-    from dgterm.engine import loading, tasks
+    from dgterm.engine import tasks
+
+    from dgterm.engine.local import loading
 
     t = time.perf_counter()
     lm = loading.load(spec)
@@ -223,7 +226,7 @@ def sampler_alone(rows: int = 256, vocab: int = 262_144, repeats: int = 3, seed:
     import torch
 
     from dgterm.engine.params import SamplerParams
-    from dgterm.engine.sampler import Sampler
+    from dgterm.engine.local.sampler import Sampler
 
     def sync():
         if device.startswith("cuda"):

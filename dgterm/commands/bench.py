@@ -53,11 +53,11 @@ def add_arguments(p):
 def run(args) -> int:
     import json
 
-    from dgterm.engine import loading
+    from dgterm.engine.local import loading
 
     if args.bench == "plans":
-        from dgterm.engine import quant
-        from dgterm.engine.quant.export import table
+        from dgterm.engine.local import quant
+        from dgterm.engine.local.quant.export import table
 
         plans = quant.all_plans(args.model, args.context, args.candidates)
         print(json.dumps([p.as_dict() for p in plans], indent=2) if args.json else table(plans))

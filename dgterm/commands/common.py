@@ -74,7 +74,7 @@ def drive(task, path: str | None, extra: dict):
     """Run ``task`` to the end, writing every step to the trace ``path`` if one is given."""
     if not path:
         return task.collect()
-    from dgterm.engine import trace
+    from dgterm.engine.output import trace
 
     with trace.TraceWriter(path, trace.header(task, **extra)) as writer:
         for event in task:
@@ -88,7 +88,7 @@ def emit(result, args, plain: str, texts: list[str] | None = None, newline: str 
     """``plain`` on stdout, or with --json the result record (``texts``: each candidate's text
     as the file holds it, ``newline`` its line ending, ``spans`` the spans as given)."""
     if args.json:
-        from dgterm.engine.trace import result_record
+        from dgterm.engine.output.trace import result_record
 
         json.dump(result_record(result, texts, newline, spans), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")

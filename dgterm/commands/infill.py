@@ -54,7 +54,8 @@ def parse_span(text: str, default_length: int | None):
 def run(args) -> int:
     from dgterm.commands.common import check_trace_path, drive, emit
     from dgterm.editor import ChangedOnDiskError, Document, DocumentError, structure
-    from dgterm.engine import rounds, tasks
+    from dgterm.engine import tasks
+    from dgterm.engine.tasks import until_valid as rounds
     from dgterm.errors import InputError
 
     if not args.span:

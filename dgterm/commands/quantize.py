@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from dgterm.engine.checkpoint import DTYPES, QUANTS
+from dgterm.engine.local.checkpoint import DTYPES, QUANTS
 
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?)?\s*$", re.IGNORECASE)
 
@@ -39,8 +39,8 @@ def add_arguments(p):
 def run(args) -> int:
     import json
 
-    from dgterm.engine import checkpoint
-    from dgterm.engine.quant import export
+    from dgterm.engine.local import checkpoint
+    from dgterm.engine.local.quant import export
     from dgterm.errors import InputError
 
     try:

@@ -1,4 +1,4 @@
-"""Train the bundled model: the recipe of dgterm.engine.recipe, on the offline corpus.
+"""Train the bundled model: the recipe of dgterm.training.recipe, on the offline corpus.
 
 Resumes from the newest checkpoint in OUT unless --no-resume; --export writes the
 finished model as a loadable checkpoint.
@@ -15,7 +15,7 @@ from dgterm.commands.common import whole
 def add_arguments(p):
     p.add_argument("out", type=Path, help="working directory (checkpoints, tokenizer)")
     p.add_argument("--export", type=Path, help="write the finished model here")
-    g = p.add_argument_group("recipe (defaults: dgterm.engine.recipe.Recipe)")
+    g = p.add_argument_group("recipe (defaults: dgterm.training.recipe.Recipe)")
     g.add_argument("--steps", type=whole(1))
     g.add_argument("--batch-size", type=whole(1))
     g.add_argument("--lr", type=_rate)
@@ -70,17 +70,17 @@ def run(args) -> int:
     if args.export:
         _check_folder(args.export, "--export")
     if args.device:
-        from dgterm.engine.checkpoint import pick_device
+        from dgterm.engine.local.checkpoint import pick_device
 
         args.device = pick_device(args.device)
     ckpt = args.out / "checkpoint.pt"
     if not args.no_resume and ckpt.exists() and not zipfile.is_zipfile(ckpt):
         raise InputError(f"{ckpt} is not a checkpoint dgterm wrote (it is damaged); delete it or pass --no-resume.")
-    from dgterm.engine.recipe import Recipe, export, train
+    from dgterm.training.recipe import Recipe, export, train
 
     given = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, warmup=args.warmup)
     if args.init_from:
-        from dgterm.engine.checkpoint import resolve
+        from dgterm.engine.local.checkpoint import resolve
 
         given.update(init_from=str(resolve(args.init_from)), aligned_fraction=CONTINUED["aligned_fraction"],
                      noise_power=CONTINUED["noise_power"], lr=args.lr or CONTINUED["lr"],

@@ -22,7 +22,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from dgterm.config import DEFAULT_CANDIDATES, Settings, load_settings
-from dgterm.engine.checkpoint import DTYPES, QUANTS
+from dgterm.engine.local.checkpoint import DTYPES, QUANTS
 from dgterm.engine.params import SamplerParams
 from dgterm.errors import InputError
 
@@ -122,7 +122,7 @@ class EngineArgs:
     def local_files(self) -> list:
         """The folder of the model these settings name, when it is on this machine (else
         nothing): what a command's outputs must never overwrite."""
-        from dgterm.engine.checkpoint import resolve
+        from dgterm.engine.local.checkpoint import resolve
         from dgterm.errors import DgtermError
 
         if self.settings.server:

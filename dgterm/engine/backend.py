@@ -1,13 +1,16 @@
 """The seam between the front ends and whatever runs the model.
 
-The TUI, the REPL and the CLI talk to an :class:`Engine`: tasks (:mod:`dgterm.engine.tasks`,
-:mod:`dgterm.engine.chat`) call ``engine.denoise`` and get the same StepEvents and
-RunResult from every implementation; the lens calls ``engine.confidence`` on a remote
-one. Two implementations:
+The TUI, the REPL, the CLI and the server's clients talk to an :class:`Engine`: tasks
+(:mod:`dgterm.engine.tasks`) call ``engine.denoise`` and get the same StepEvents and
+RunResult from every implementation. Two implementations:
 
-- :class:`dgterm.engine.loading.LoadedModel`, the model in this process;
-- :class:`dgterm.engine.remote.RemoteEngine`, `dgterm serve` or vLLM at a URL (live
+- :class:`dgterm.engine.local.loading.LoadedModel`, the model in this process;
+- :class:`dgterm.engine.remote.client.RemoteEngine`, `dgterm serve` or vLLM at a URL (live
   steps from `dgterm serve`, one frame per canvas from vLLM).
+
+What differs between them is said by capability flags (``live_steps``, ``can_restrict``)
+and by the methods themselves (a remote engine scores 0 and leaves memory to its server),
+never by asking which one it is.
 
 :func:`open_engine` picks one from the settings: ``server`` (``--server``,
 ``DGTERM_SERVER``, ``server =`` in the config) selects the remote one, with the key
@@ -16,11 +19,19 @@ from ``DGTERM_API_KEY`` or ``api_key =`` in the config.
 
 from __future__ import annotations
 
-from typing import Protocol
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from dgterm.config import Settings
+    from dgterm.engine.events import Run, RunResult, Window
+    from dgterm.engine.params import SamplerParams
+    from dgterm.engine.tasks.lens import LensToken
 
 
+@runtime_checkable
 class Engine(Protocol):
-    kind: str  # "local", "dgterm serve", "vLLM"
     name: str  # the model
     canvas_length: int
     vocab_size: int
@@ -29,24 +40,49 @@ class Engine(Protocol):
     max_positions: int
     has_chat_template: bool
     live_steps: bool  # a frame per denoising step (else one per canvas)
-    has_lens: bool
-    tokenizer: object  # what tasks call: __call__, decode, apply_chat_template, ...
-    defaults: object  # SamplerParams
+    can_restrict: bool  # a canvas position can be held to given ids (token healing at span edges)
+    tokenizer: Any  # what tasks call: __call__, decode, apply_chat_template, ...
+    defaults: SamplerParams
+    device: Any  # where it runs: a torch device name, or "<server> at <host>"
+    dtype: Any
+    quant: str
+    load_seconds: float
 
     def describe(self) -> str:
         """One line for a status bar: which engine runs and what it can show."""
 
-    def denoise(self, windows, params, *, candidates: int = 1, cancel=None, stop_at_eos: bool = True):
-        """Run the windows; a :class:`dgterm.engine.denoise.Run` of StepEvents, then a RunResult."""
+    def summary(self) -> str:
+        """One line after loading: the model, its size and where it runs."""
+
+    def parameters(self) -> int:
+        """Weights of the model in this process (0 for one that runs elsewhere)."""
+
+    def denoise(self, windows: Iterable[Window], params: SamplerParams, *, candidates: int = 1,
+                cancel: threading.Event | None = None, stop_at_eos: bool = True) -> Run:
+        """Run the windows; a :class:`dgterm.engine.events.Run` of StepEvents, then a RunResult."""
+
+    def confidence(self, text: str, start: int = 0, end: int | None = None, *, stride: int = 8, batch: int = 8,
+                   max_context: int = 512, seed: int = 0,
+                   cancel: threading.Event | None = None) -> list[LensToken]:
+        """The confidence lens: each token of ``text[start:end]`` with the probability the model keeps it."""
+
+    def score_run(self, windows: list[Window], run: RunResult, *, skip_pad: bool, seed: int) -> list[float]:
+        """Each row's mean log-likelihood per generated token, both sides given (0 where it cannot say)."""
+
+    def check_run_fits(self, rows: int, tokens: int, sampler: str) -> None:
+        """Raise OutOfMemory before a run of ``rows`` x ``tokens`` that cannot fit."""
+
+    def close(self) -> None:
+        """Let go of what the engine holds (a connection); it is not used again."""
 
 
-def open_engine(settings, download: bool = False) -> Engine:
+def open_engine(settings: Settings, download: bool = False) -> Engine:
     """The engine the settings ask for: the remote one at ``settings.server``, else the model loaded here."""
     if settings.server:
-        from dgterm.engine.remote import RemoteEngine
+        from dgterm.engine.remote.client import RemoteEngine
 
         return RemoteEngine(settings.server, settings.api_key or None)
-    from dgterm.engine import loading
+    from dgterm.engine.local import loading
 
     return loading.load(settings.model, device=settings.device, dtype=settings.dtype, quant=settings.quant,
                         download=download, allow_offload=settings.allow_offload)

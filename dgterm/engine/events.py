@@ -1,4 +1,6 @@
-"""What a run yields: a StepEvent per denoising step, then one RunResult.
+"""The contract between the tasks and any engine: the windows a task asks for, the
+:class:`Run` an engine returns (a StepEvent per denoising step, then one RunResult) and the
+seeds of its candidates. Every engine, local or remote, speaks these types.
 
 Tensors are shared with the running loop, never written to after the event is
 yielded, so producing an event costs no copy; consumers convert what they show.
@@ -6,9 +8,13 @@ yielded, so producing an event costs no copy; consumers convert what they show.
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
+
+from dgterm.engine.params import SamplerParams
 
 
 @dataclass
@@ -60,3 +66,34 @@ class RunResult:
     @property
     def tokens_per_second(self) -> float:
         return float(self.generated.sum()) / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass
+class Window:
+    prefix: list[int]  # tokens to encode before this canvas
+    known: torch.Tensor | None = None  # (C,) ids of the pinned positions (others ignored)
+    pinned: torch.Tensor | None = None  # (C,) bool
+    start: torch.Tensor | None = None  # (C,) a seed canvas to start from instead of fresh noise
+    allowed: dict[int, list[int]] = field(default_factory=dict)  # canvas position -> the only ids it may take
+
+
+class Run:
+    """Iterate for StepEvents; ``result`` holds the RunResult once iteration ends."""
+
+    def __init__(self, steps: Iterator[StepEvent]):
+        self._steps = steps
+        self.result: RunResult | None = None
+
+    def __iter__(self):
+        self.result = yield from self._steps
+
+    def collect(self) -> RunResult:
+        for _ in self:
+            pass
+        return self.result
+
+
+def seeds_for(params: SamplerParams, candidates: int) -> list[int]:
+    """Candidate b uses seed + b; no seed: a fresh random one."""
+    base = params.seed if params.seed is not None else random.SystemRandom().randrange(2**31)
+    return [base + b for b in range(candidates)]

@@ -12,7 +12,10 @@ WHOLE = {"steps": (1, 100_000), "stability": (0, 100_000), "max_new_tokens": (1,
 OPTIONAL = ("seed", "canvases", "max_length")
 DEFAULT_MAX_NEW_TOKENS = 256  # transformers' default; max_length counts only while max_new_tokens is left at it
 REAL = ("entropy_bound", "t_max", "t_min", "confidence")
-MODES = ("fused", "reference")  # how a step is drawn (dgterm.engine.sampler)
+MODES = ("fused", "reference")  # how a step is drawn (dgterm.engine.local.sampler)
+# How spans are laid out (the infill task, the lens, the editor's token counts):
+DEFAULT_INSERT_TOKENS = 16  # tokens an empty span (an insertion point) asks for
+CHARS_PER_TOKEN_BOUND = 8  # generous: how many characters of context to tokenize per token wanted
 
 
 @dataclass(frozen=True)

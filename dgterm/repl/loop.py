@@ -205,16 +205,13 @@ class Repl:
             self.error(f"Loading {s.model} failed ({type(e).__name__}: {str(e)[:200]}); pick another model with /model.")
             return
         self._use(lm)
-        if getattr(lm, "is_remote", False):
-            self.note(f"{lm.describe()}, {self.mode} mode. /help lists commands.")
-            return
-        dtype = str(lm.dtype).removeprefix("torch.")
-        quant = "" if lm.quant == "none" else f", {lm.quant}"
-        self.note(f"{lm.name}: {lm.parameters() / 1e6:.1f} M parameters on {lm.device} ({dtype}{quant}), "
-                  f"{self.mode} mode, loaded in {lm.load_seconds:.1f} s. /help lists commands.")
+        self.note(f"{lm.summary()}, {self.mode} mode, loaded in {lm.load_seconds:.1f} s. /help lists commands.")
 
     def _unload(self) -> None:
-        """Free the current model first (the last run holds it too): two big models rarely fit at once."""
+        """Free the current model first (the last run holds it too): two big models rarely fit at once.
+        The engine left behind is closed (a remote one's connection)."""
+        if self.lm is not None:
+            self.lm.close()
         self.lm = self.last = None
         if "torch" in sys.modules:
             import gc
@@ -262,7 +259,8 @@ class Repl:
     def ask(self, text: str) -> None:
         if self.lm is None:
             raise InputError("No model is loaded; load one with /model SPEC (or /model bundled).")
-        from dgterm.engine import chat, tasks
+        from dgterm.engine import tasks
+        from dgterm.engine.tasks import chat
 
         params = self.params()
         cancel = threading.Event()
@@ -291,7 +289,7 @@ class Repl:
         self.show(best, result.run, task.seeds[0])
 
     def _failure(self, error: BaseException) -> str:
-        from dgterm.engine import oom
+        from dgterm.engine.local import oom
 
         if isinstance(error, DgtermError):
             return str(error)

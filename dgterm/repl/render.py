@@ -18,7 +18,7 @@ from rich.segment import Segment, Segments
 from rich.style import Style
 from rich.text import Text
 
-from dgterm.engine.drafts import NOISE_ENTROPY
+from dgterm.engine.output.frames import NOISE_ENTROPY
 
 ACCEPTED = Style(bold=True)
 NOISE = Style(color="grey42", italic=True)

@@ -129,7 +129,7 @@ def _settings(repl, arg):
 def _model(repl, arg):
     if not arg:
         raise InputError("Say which model: /model bundled, /model PATH or /model ORG/NAME.")
-    from dgterm.engine import checkpoint
+    from dgterm.engine.local import checkpoint
 
     checkpoint.check_checkpoint(checkpoint.resolve(arg, repl.engine.download))  # refuse a bad spec before unloading
     repl.load(arg)
@@ -205,9 +205,9 @@ def _stats(repl, arg):
     repl.console.print(table)
 
 
-@command("/trace FILE", "save every step of the last run as JSON lines (dgterm.engine.trace)", path=True)
+@command("/trace FILE", "save every step of the last run as JSON lines (dgterm.engine.output.trace)", path=True)
 def _trace(repl, arg):
-    from dgterm.engine.trace import TraceWriter, header, result_record
+    from dgterm.engine.output.trace import TraceWriter, header, result_record
     from dgterm.paths import refuse_input
 
     last = _last(repl)

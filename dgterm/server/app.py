@@ -1,6 +1,6 @@
 """The HTTP surface of `dgterm serve` (Starlette; streams with sse-starlette).
 
-One :class:`~dgterm.engine.batch.Batcher` thread owns the model; every request becomes
+One :class:`~dgterm.engine.local.batch.Batcher` thread owns the model; every request becomes
 one sequence per candidate and waits on an asyncio queue the batcher feeds. Nothing here
 reads a path from a request.
 """
@@ -26,10 +26,10 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dgterm.engine.batch import Batcher, Sequence
-from dgterm.engine.denoise import Window
+from dgterm.engine.local.batch import Batcher, Sequence
+from dgterm.engine.events import Window
 from dgterm.engine.params import SamplerParams
-from dgterm.engine.tokens import decode, split_thinking, token_text
+from dgterm.engine.output.tokens import decode, split_thinking, token_text
 from dgterm.server.protocol import ApiError, Limits, Request, parse
 
 

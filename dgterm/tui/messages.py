@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from dgterm.engine.drafts import Choice, Frame, Layout
-    from dgterm.engine.lens import LensToken
+    from dgterm.engine.output.frames import Choice, Frame, Layout
+    from dgterm.engine.tasks.lens import LensToken
     from dgterm.engine.backend import Engine
     from dgterm.tui.job import Job
 

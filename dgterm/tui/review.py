@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dgterm.engine.drafts import Choice, DraftToken, Frame, Layout
+from dgterm.engine.output.frames import Choice, DraftToken, Frame, Layout
 
 if TYPE_CHECKING:
     from dgterm.tui.job import Job

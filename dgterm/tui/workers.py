@@ -10,8 +10,8 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 from dgterm.errors import DgtermError
-from dgterm.engine.drafts import Choice, FrameBuilder, Layout, step_record
-from dgterm.engine.tokens import RecordedText
+from dgterm.engine.output.frames import Choice, FrameBuilder, Layout, step_record
+from dgterm.engine.output.tokens import RecordedText
 from dgterm.tui.job import Job
 from dgterm.tui.messages import (LensReady, ModelFailed, ModelLoaded, RunCancelled, RunFailed, RunFinished,
                                  RunStarted, StepMessage)
@@ -33,7 +33,8 @@ def load_model(engine, post: Post) -> None:
 
 
 def make_task(lm, job: Job):
-    from dgterm.engine import chat, rounds, tasks
+    from dgterm.engine import tasks
+    from dgterm.engine.tasks import chat, until_valid as rounds
 
     reqs = [tasks.SpanRequest(s, e, n) for s, e, n in job.spans]
     if job.kind == "infill":
@@ -101,8 +102,8 @@ def _execute(lm, job: Job, post: Post) -> None:
         post(RunFailed(job, str(e)))
         return
     post(RunStarted(job, layout))
-    from dgterm.engine.oom import guard_oom
-    from dgterm.engine.tokens import token_text
+    from dgterm.engine.local.oom import guard_oom
+    from dgterm.engine.output.tokens import token_text
 
     build = FrameBuilder(layout, token_text(lm.tokenizer))
     frames, seen, writer, rounds = job.frames, set(), None, [0]
@@ -145,7 +146,7 @@ def _stats(run) -> dict:
 
 
 def _trace_writer(job, task, layout):
-    from dgterm.engine.trace import TraceWriter, header
+    from dgterm.engine.output.trace import TraceWriter, header
 
     return TraceWriter(job.trace, header(task, task=job.kind, dgterm={
         "layout": layout.to_json(), "text": job.text, "spans": [list(s) for s in job.spans],
@@ -153,8 +154,8 @@ def _trace_writer(job, task, layout):
 
 
 def _finish_trace(writer, result, seen, lm) -> None:
-    from dgterm.engine.tokens import token_text
-    from dgterm.engine.trace import result_record
+    from dgterm.engine.output.tokens import token_text
+    from dgterm.engine.output.trace import result_record
 
     writer.result({**result_record(result), **token_text(lm.tokenizer).recorded(seen)})
 
@@ -210,7 +211,7 @@ def _hold(job: Job) -> None:
 
 
 def read_replay(path: str):
-    from dgterm.engine.trace import read_trace
+    from dgterm.engine.output.trace import read_trace
     from dgterm.errors import InputError
 
     trace = read_trace(path)
@@ -221,12 +222,10 @@ def read_replay(path: str):
 
 def lens(lm, job: Job, post: Post) -> None:
     """Score every token of the region ``job.spans[0]`` by how surely the model keeps it."""
-    from dgterm.engine.lens import confidence
-
     start, end, _ = job.spans[0]
     leave_a_core(lm)
     try:
-        scores = confidence(lm, job.text, start, end, cancel=job.cancel)
+        scores = lm.confidence(job.text, start, end, cancel=job.cancel)
     except DgtermError as e:
         post(RunFailed(job, str(e)))
         return

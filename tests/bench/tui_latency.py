@@ -46,7 +46,7 @@ def _timestamp_frames(app, on_frame) -> None:
 
 
 async def measure(presses: int, steps: int, size=(120, 40), seed: int = 0, idle: bool = False) -> dict:
-    from dgterm.engine import loading
+    from dgterm.engine.local import loading
     from dgterm.tui.app import make_app  # first: dgterm.tui sets Textual's frame rate
     from textual import events
 

@@ -95,7 +95,7 @@ def test_generate_json_and_trace(tiny_dir, tmp_path):
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["stats"]["steps_per_canvas"]
-    from dgterm.engine.trace import read_trace
+    from dgterm.engine.output.trace import read_trace
 
     t = read_trace(trace)
     assert t.header["task"] == "generate"

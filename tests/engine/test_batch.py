@@ -7,9 +7,10 @@ import threading
 
 import torch
 
-from dgterm.engine.batch import Batcher, Sequence
-from dgterm.engine.denoise import Window, decoder_logits, decoder_mask
-from dgterm.engine.prefill import encode
+from dgterm.engine.local.batch import Batcher, Sequence
+from dgterm.engine.events import Window
+from dgterm.engine.local.denoise import decoder_logits, decoder_mask
+from dgterm.engine.local.prefill import encode
 
 
 def run(lm, seqs):

@@ -1,4 +1,4 @@
-"""Chat with a running conversation (dgterm.engine.chat) on the tiny model."""
+"""Chat with a running conversation (dgterm.engine.tasks.chat) on the tiny model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import types
 
 import pytest
 
-from dgterm.engine import chat, tasks
+from dgterm.engine.output import tokens
+from dgterm.engine import tasks
+
+from dgterm.engine.tasks import chat
 from dgterm.errors import InputError
 
 CONVERSATION = [
@@ -29,9 +32,9 @@ def test_thinking_channel_is_split_on_ids(tiny):
     """The markers are special tokens: a split after decoding would lose them."""
     tok = tiny.tokenizer
     ids = tok("<|channel>thought add them<channel|>It is 4.", add_special_tokens=False)["input_ids"]
-    assert tasks.split_thinking(tok, ids + [tiny.pad_id]) == ("It is 4.", "add them")
+    assert tokens.split_thinking(tok, ids + [tiny.pad_id]) == ("It is 4.", "add them")
     plain = tok("Just 4.", add_special_tokens=False)["input_ids"]
-    assert tasks.split_thinking(tok, plain) == ("Just 4.", None)
+    assert tokens.split_thinking(tok, plain) == ("Just 4.", None)
 
 
 def test_oldest_turns_are_dropped_to_fit(tiny):

@@ -7,8 +7,9 @@ import threading
 import pytest
 import torch
 
-from dgterm.engine.denoise import Window, denoise
-from dgterm.engine.sampler import token_entropy
+from dgterm.engine.events import Window
+from dgterm.engine.local.denoise import denoise
+from dgterm.engine.local.sampler import token_entropy
 
 
 def _continue_windows(lm, prompt, params):

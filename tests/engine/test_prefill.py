@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from dgterm.engine import prefill
-from dgterm.engine.denoise import Window, denoise
+from dgterm.engine.local import prefill
+from dgterm.engine.events import Window
+from dgterm.engine.local.denoise import denoise
 
 
 def _prompt(lm, lines: int) -> list[int]:

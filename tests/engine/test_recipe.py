@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dgterm.engine import recipe
+from dgterm.training import recipe
 
 
 def test_aligned_spans_are_a_line_or_the_tail_of_one(bundled):

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dgterm.engine.kernels import sampling as K
+from dgterm.engine.local.kernels import sampling as K
 from dgterm.engine.params import SamplerParams
-from dgterm.engine.sampler import Pins, Sampler, token_entropy
+from dgterm.engine.local.sampler import Pins, Sampler, token_entropy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -138,8 +138,8 @@ def test_fused_step_honours_pins():
 
 TRITON_SCRIPT = r"""
 import json, torch
-from dgterm.engine.kernels import sampling as K
-from dgterm.engine.kernels.sampling_triton import gumbel_sample_triton
+from dgterm.engine.local.kernels import sampling as K
+from dgterm.engine.local.kernels.sampling_triton import gumbel_sample_triton
 report = {}
 cases = {"fp32": (3, 100, torch.float32, 64), "fp16_odd": (4, 300, torch.float16, 128),
          "bf16_odd": (2, 257, torch.bfloat16, 64), "fp32_pinned": (5, 1000, torch.float32, 256)}

@@ -8,7 +8,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dgterm.engine import chat, healing, tasks
+from dgterm.engine.output import tokens
+from dgterm.engine import tasks
+
+from dgterm.engine.tasks import chat, healing
 from dgterm.engine.tasks import SpanRequest
 from dgterm.errors import InputError
 
@@ -67,7 +70,7 @@ def test_property_infill_changes_only_the_spans(tiny, case, seed):
 def test_token_by_token_text_shows_characters_split_across_tokens(tiny):
     text = "日本語 👍🏽 ok"
     ids = tiny.tokenizer(text, add_special_tokens=False)["input_ids"]
-    texts = tasks.token_text(tiny.tokenizer).row(ids)
+    texts = tokens.token_text(tiny.tokenizer).row(ids)
     assert len(ids) > len(text.split()) and len(texts) == len(ids)
     assert "".join(texts) == text and "\ufffd" not in "".join(texts)
     assert "日" in texts  # one token shows the whole character
@@ -77,7 +80,7 @@ def test_noisy_drafts_decode_without_raising(tiny):
     """Random canvases hold partial UTF-8 byte tokens: decoding must tolerate them."""
     byte_tokens = [i for i in range(tiny.vocab_size) if "\ufffd" in tiny.tokenizer.decode([i])]
     assert byte_tokens, "a byte-level tokenizer has tokens that are partial UTF-8 on their own"
-    assert "\ufffd" in tasks.decode(tiny.tokenizer, byte_tokens[:3])
+    assert "\ufffd" in tokens.decode(tiny.tokenizer, byte_tokens[:3])
     task = tasks.infill(tiny, ODD, [SpanRequest(10, 20)], tiny.defaults.replace(seed=2))
     for event in task:
         for span in task.drafts(event):
@@ -167,7 +170,7 @@ def test_a_healed_edge_keeps_the_text_and_its_first_token_starts_with_the_healed
     start = text.index("return")
     plan = tasks.plan_infill(tiny, text, [SpanRequest(start, start + 6)])
     assert plan.healed == [" "] and list(plan.allowed) == [plan.slots[0][0]]
-    raw = tasks.token_text(tiny.tokenizer).raw
+    raw = tokens.token_text(tiny.tokenizer).raw
     assert all(raw(i).startswith(b" ") for i in plan.allowed[plan.slots[0][0]])
     for seed in range(3):
         task = tasks.infill(tiny, text, [SpanRequest(start, start + 6)], tiny.defaults.replace(seed=seed), candidates=2)

@@ -121,7 +121,7 @@ def test_a_trace_on_a_full_disk_or_with_undecodable_bytes_in_its_name(tmp_path):
         f.write("hello world\n")
     out = dgterm("infill", src, "--span", "0:5", "--trace", name)
     assert out.returncode == 0, out.stderr
-    from dgterm.engine.trace import read_trace
+    from dgterm.engine.output.trace import read_trace
 
     assert read_trace(name).header["file"] == src
 

@@ -6,8 +6,10 @@ import os
 
 import pytest
 
+from dgterm.engine.output import tokens
 from dgterm.editor import Document, DocumentError
-from dgterm.engine import loading, tasks
+from dgterm.engine import tasks
+from dgterm.engine.local import loading
 from tests.cli.test_cli import dgterm
 
 
@@ -41,7 +43,7 @@ def test_max_new_tokens_is_honoured_exactly(bundled, n):
     result = task.collect()
     ids = [int(i) for c in result.run.canvases for i in c[0].tolist()]
     assert len(ids) >= n  # canvases are whole ...
-    assert result.best.text == tasks.decode(bundled.tokenizer, ids[:n])  # ... but the text is the first n tokens
+    assert result.best.text == tokens.decode(bundled.tokenizer, ids[:n])  # ... but the text is the first n tokens
 
 
 def test_a_read_only_file_system_is_named(tmp_path, monkeypatch):

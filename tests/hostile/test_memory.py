@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dgterm.engine import tasks
-from dgterm.engine.quant import planner
+from dgterm.engine.local.quant import planner
 from dgterm.errors import DgtermError, InputError
 from tests.cli.test_cli import dgterm
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from dgterm.engine import checkpoint
+from dgterm.engine.local import checkpoint
 from tests.cli.test_cli import dgterm
 
 

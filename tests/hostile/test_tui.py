@@ -18,7 +18,7 @@ from tests.tui.test_tmux import Tmux
 
 SLOW_LOAD = """
 import sys, time
-from dgterm.engine import loading
+from dgterm.engine.local import loading
 loading.load = lambda *a, **k: time.sleep(30)
 from dgterm.cli import main
 main(["open", sys.argv[1]])

@@ -22,8 +22,8 @@ def main():
     import torch
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion  # noqa: F401
 
-    from dgterm.engine import loading
-    from dgterm.engine.quant import loader, modules  # noqa: F401
+    from dgterm.engine.local import loading
+    from dgterm.engine.local.quant import loader, modules  # noqa: F401
 
     torch.set_num_threads(1)
     AutoTokenizer.from_pretrained(path)  # warm the tokenizer code path: it is not the model

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from dgterm.bench.memory import TensorPeak, against_planner
-from dgterm.engine.kernels import sampling
-from dgterm.engine.prefill import CHUNK
-from dgterm.engine.quant import planner
+from dgterm.engine.local.kernels import sampling
+from dgterm.engine.local.prefill import CHUNK
+from dgterm.engine.local.quant import planner
 
 @pytest.mark.parametrize("prompt, candidates, windows, sampler", [
     (250, 1, 1, "fused"),  # the sampler's moment

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dgterm.engine.kernels import nf4 as K
+from dgterm.engine.local.kernels import nf4 as K
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,8 +91,8 @@ def test_grouped_matmul_twin_matches_dense_reference():
 
 TRITON_SCRIPT = r"""
 import json, torch
-from dgterm.engine.kernels import nf4 as K
-from dgterm.engine.kernels.nf4_triton import grouped_matmul_nf4_triton
+from dgterm.engine.local.kernels import nf4 as K
+from dgterm.engine.local.kernels.nf4_triton import grouped_matmul_nf4_triton
 out = {}
 for name, (e, n, k, counts) in {"experts": (6, 48, 128, (3, 0, 17, 1, 0, 9)),
                                 "padded_k": (3, 40, 100, (5, 2, 0)),

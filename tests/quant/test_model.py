@@ -8,10 +8,12 @@ import os
 import pytest
 import torch
 
-from dgterm.engine import loading, quant, tasks
-from dgterm.engine.quant import export, loader, planner
-from dgterm.engine.quant.modules import QuantizedExperts, QuantLinear, unique_tensors
-from dgterm.engine.kernels import nf4 as K
+from dgterm.engine import tasks
+
+from dgterm.engine.local import loading, quant
+from dgterm.engine.local.quant import export, loader, planner
+from dgterm.engine.local.quant.modules import QuantizedExperts, QuantLinear, unique_tensors
+from dgterm.engine.local.kernels import nf4 as K
 from dgterm.errors import ModelLoadError
 
 
@@ -38,7 +40,7 @@ def test_quantized_experts_equal_dense_experts_with_dequantized_weights():
     from transformers import DiffusionGemmaConfig
     from transformers.models.diffusion_gemma.modeling_diffusion_gemma import DiffusionGemmaTextExperts
 
-    from dgterm.engine import recipe as train
+    from dgterm.training import recipe as train
 
     cfg = train.model_config(train.Recipe(hidden_size=128, experts=8, top_k=3, expert_size=96)).text_config
     assert isinstance(cfg, type(DiffusionGemmaConfig().text_config))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dgterm.engine import oom
+from dgterm.engine.local import oom
 from dgterm.errors import DgtermError, OutOfMemory
 
 

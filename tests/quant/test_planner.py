@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from dgterm.engine import quant
-from dgterm.engine.quant import export, planner
+from dgterm.engine.local import quant
+from dgterm.engine.local.quant import export, planner
 from dgterm.errors import ModelLoadError
 
 GiB = quant.GiB
@@ -96,7 +96,7 @@ def test_choose_plan_picks_the_best_that_fits(cfg):
 
 
 def test_load_config_accepts_profiles_directories_and_bundled(tmp_path):
-    from dgterm.engine import checkpoint
+    from dgterm.engine.local import checkpoint
 
     assert PROFILE in quant.list_profiles()
     assert quant.load_config("bundled").text_config.hidden_size == 256
@@ -125,7 +125,7 @@ def test_importing_quant_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, dgterm.engine.quant, dgterm.engine.quant.planner, dgterm.engine.quant.profiles, "
-            "dgterm.engine.checkpoint; print('torch' in sys.modules)")
+    code = ("import sys, dgterm.engine.local.quant, dgterm.engine.local.quant.planner, dgterm.engine.local.quant.profiles, "
+            "dgterm.engine.local.checkpoint; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr

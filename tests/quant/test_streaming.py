@@ -21,7 +21,9 @@ def sharded(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
 
-    from dgterm.engine import checkpoint, recipe as train
+    from dgterm.training import recipe as train
+
+    from dgterm.engine.local import checkpoint
 
     recipe = train.Recipe(hidden_size=256, layers=4, heads=4, kv_heads=2, head_dim=64, intermediate_size=512,
                           experts=32, top_k=2, expert_size=768, canvas_length=16)

@@ -25,7 +25,7 @@ def realshape():
 @pytest.fixture(scope="session")
 def gemma(realshape):
     """The fixture loaded the way `--model google/diffusiongemma-26B-A4B-it` loads it."""
-    from dgterm.engine import loading
+    from dgterm.engine.local import loading
 
     return loading.load(str(realshape.snapshot))
 

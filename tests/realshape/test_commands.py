@@ -68,11 +68,12 @@ def hub_id(realshape, monkeypatch):
 def test_generate_chat_on_the_hub_id_prints_a_thought_apart_from_the_answer(hub_id, gemma, monkeypatch):
     """As if the model had opened a thinking channel (random weights never do): the real split
     runs on the generated ids with a thought in front; stdout gets the answer, stderr the thought."""
-    from dgterm.engine import tasks
+    from dgterm.engine.output import tokens
+    from dgterm.engine.tasks import continuation
 
-    split = tasks.split_thinking
+    split = tokens.split_thinking
     thought = gemma.tokenizer("<|channel>thought\nfirst 東京<channel|>", add_special_tokens=False)["input_ids"]
-    monkeypatch.setattr(tasks, "split_thinking", lambda tokenizer, ids: split(tokenizer, thought + ids))
+    monkeypatch.setattr(continuation, "split_thinking", lambda tokenizer, ids: split(tokenizer, thought + ids))
     out = dgterm("generate", "--chat", "Say hi", "--model", hub_id, "--steps", "2", "--seed", "3",
                  "--max-new-tokens", "32")
     assert out.returncode == 0, out.stderr
@@ -99,7 +100,8 @@ def test_infill_in_place_keeps_crlf_emoji_and_cjk_byte_for_byte(gemma, realshape
 
 
 def test_quantize_to_nf4_then_load_streamed_and_run(gemma, realshape, tmp_path):
-    from dgterm.engine import loading, tasks
+    from dgterm.engine import tasks
+    from dgterm.engine.local import loading
 
     out_dir = tmp_path / "nf4"
     out = dgterm("quantize", realshape.snapshot, out_dir, "--plan", "nf4")

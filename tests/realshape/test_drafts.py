@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import torch
 
-from dgterm.engine import lens, tasks
+from dgterm.engine.output import tokens
+from dgterm.engine import tasks
+
 from dgterm.engine.events import StepEvent
-from dgterm.engine.drafts import FrameBuilder, Layout, step_record
+from dgterm.engine.output.frames import FrameBuilder, Layout, step_record
 
 from .test_commands import clean
 
@@ -26,7 +28,7 @@ def ids_of(tok, pieces):
 def test_a_run_of_tokens_shows_each_character_whole_on_the_token_that_ends_it(gemma):
     tok = gemma.tokenizer
     ids = ids_of(tok, PIECES)
-    text = tasks.token_text(tok)
+    text = tokens.token_text(tok)
     assert text.row(ids) == SHOWN
     assert text.row(ids[:-1]) == SHOWN[:-1]  # 🙂 incomplete: nothing shown for it yet
     assert text.row(ids[:5]) == SHOWN[:4] + [""]
@@ -48,7 +50,7 @@ def test_engine_and_editor_drafts_show_whole_characters_across_windows(gemma):
     C = gemma.canvas_length
     ids = ids_of(tok, PIECES)
     canvas = (ids * 3)[:C]
-    expected = "".join(tasks.token_text(tok).row(canvas))
+    expected = "".join(tokens.token_text(tok).row(canvas))
     params = gemma.defaults.replace(steps=4, seed=1, max_new_tokens=2 * C)
 
     task = tasks.continue_text(gemma, "Hi", params)
@@ -56,7 +58,7 @@ def test_engine_and_editor_drafts_show_whole_characters_across_windows(gemma):
     task.last = {0: first, 1: second}
     draft = "".join(t.text for t in task.drafts(second)[0])
     assert draft == expected * 2 and clean(draft)
-    frames = FrameBuilder(Layout("stream", C), tasks.token_text(tok))
+    frames = FrameBuilder(Layout("stream", C), tokens.token_text(tok))
     frames(workers_record(first))
     frame = frames(workers_record(second))
     assert texts_of(frame) == [expected * 2]
@@ -75,10 +77,10 @@ def test_engine_and_editor_drafts_show_whole_characters_across_windows(gemma):
     pinned = [w.pinned[None] for w in plan.windows()]
     events = [event(w, filled[w], pinned[w], step=4 if w == 0 else 1) for w in range(2)]
     task.last = {0: events[0], 1: events[1]}
-    want = "".join(tasks.token_text(tok).row([canvas[k % C] for k in range(C)]))
+    want = "".join(tokens.token_text(tok).row([canvas[k % C] for k in range(C)]))
     assert "".join(t.text for t in task.drafts(events[1])[0]) == want
     slots = [[[plan.locate(i) for i in s] for s in plan.slots]]
-    frames = FrameBuilder(Layout("spans", C, 1, slots), tasks.token_text(tok))
+    frames = FrameBuilder(Layout("spans", C, 1, slots), tokens.token_text(tok))
     frames(workers_record(events[0]))
     assert texts_of(frames(workers_record(events[1]))) == [want]
 
@@ -101,7 +103,7 @@ def test_a_step_at_the_real_vocabulary_width(gemma):
         torch.tensor(262144.0)) + 1e-3
     assert all(clean(t.text) for t in task.drafts(events[-1])[0] if t.state != "noise")
     assert len(task.result.candidates) == 2 and all(clean(c.text) for c in task.result.candidates)
-    scored = lens.confidence(gemma, "Hello, wörld 東京", stride=4, batch=4)
+    scored = gemma.confidence("Hello, wörld 東京", stride=4, batch=4)
     assert scored and all(0.0 <= t.prob <= 1.0 and 0 <= t.start < t.end for t in scored)
     assert [t.token for t in scored if t.start >= 13] == ["東", "東", "東", "京", "京", "京"]  # byte fallback
 
@@ -110,6 +112,6 @@ def test_split_thinking_reads_gemma4_channels(gemma):
     tok = gemma.tokenizer
     ids = tok("<|channel>thought\nweigh it 🙂<channel|>The answer<turn|>", add_special_tokens=False)["input_ids"]
     assert tok.convert_tokens_to_ids("<|channel>") in ids  # a special token, one id
-    assert tasks.split_thinking(tok, ids) == ("The answer", "weigh it 🙂")
+    assert tokens.split_thinking(tok, ids) == ("The answer", "weigh it 🙂")
     plain = tok("Just this.<turn|>", add_special_tokens=False)["input_ids"]
-    assert tasks.split_thinking(tok, plain) == ("Just this.", None)
+    assert tokens.split_thinking(tok, plain) == ("Just this.", None)

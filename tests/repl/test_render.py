@@ -8,7 +8,7 @@ from io import StringIO
 from rich.console import Console
 from rich.text import Text
 
-from dgterm.engine.drafts import DraftToken
+from dgterm.engine.output.frames import DraftToken
 from dgterm.repl.render import ACCEPTED, NOISE, LiveRegion, canvas_text, printable, token_style
 
 CSI_UP = "\x1b[1A"

@@ -9,7 +9,7 @@ import termios
 import threading
 import time
 
-from dgterm.engine import loading
+from dgterm.engine.local import loading
 from dgterm.repl.driver import no_echo
 
 

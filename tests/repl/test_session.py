@@ -8,7 +8,7 @@ from __future__ import annotations
 import _thread
 import threading
 
-from dgterm.engine.trace import read_trace
+from dgterm.engine.output.trace import read_trace
 from dgterm.repl.render import printable
 
 FAST = ("--steps", "2", "--seed", "5")
@@ -153,9 +153,9 @@ def test_multi_line_prompt(run_repl, tiny):
 
 
 def test_a_thinking_channel_is_shown_collapsed(run_repl, tiny, monkeypatch):
-    from dgterm.engine import tasks
+    from dgterm.engine.tasks import continuation
 
-    monkeypatch.setattr(tasks, "split_thinking", lambda tok, ids: ("The answer.", "first this, then that"))
+    monkeypatch.setattr(continuation, "split_thinking", lambda tok, ids: ("The answer.", "first this, then that"))
     r = run_repl(["Why?", "/thinking"], "--mode", "chat", *TINY, lm=tiny)
     assert "▸ thought for 4 words (/thinking shows it)" in r.err
     assert "first this, then that" not in r.err and r.out.splitlines() == ["The answer.", "first this, then that"]

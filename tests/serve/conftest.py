@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture
 def remote(served):
     """dgterm's own remote engine on the served model."""
-    from dgterm.engine.remote import RemoteEngine
+    from dgterm.engine.remote.client import RemoteEngine
 
     engine = RemoteEngine(served.url, served.key)
     yield engine

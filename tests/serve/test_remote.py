@@ -8,8 +8,11 @@ import threading
 
 import pytest
 
-from dgterm.engine import chat, lens, tasks
-from dgterm.engine.remote import RemoteEngine, RemoteError
+from dgterm.engine import tasks
+
+from dgterm.engine.tasks import chat
+
+from dgterm.engine.remote.client import RemoteEngine, RemoteError
 
 from .conftest import wait_idle
 from .vllm_standin import Running, StandIn
@@ -22,7 +25,7 @@ DOC = "def mean(values):\n    return sum(values) / len(values)\n\n\nprint(mean([
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from dgterm.engine.checkpoint import bundled_dir
+    from dgterm.engine.local.checkpoint import bundled_dir
 
     return AutoTokenizer.from_pretrained(bundled_dir())
 
@@ -127,7 +130,7 @@ def test_chat_and_lens_on_vllm(client):
     engine, sent = client
     task = chat.chat(engine, [{"role": "user", "content": "Hi"}], engine.defaults.replace(steps=2, seed=0))
     answer = task.collect().best.text
-    scores = lens.confidence(engine, DOC, 0, 30)
+    scores = engine.confidence(DOC, 0, 30)
     assert scores and all(0 < s.prob <= 1 for s in scores) and scores[0].start == 0
     if sent is not None:
         assert "ok" in answer
@@ -201,7 +204,7 @@ def test_remote_multi_span_search_candidates_and_lens(remote):
         assert cand.text == "".join(out) + text[cursor:]
     search = tasks.infill(remote, DOC, spans_of(DOC, "sum(values)"), p, lengths=[2, 5]).collect()
     assert sorted(c.lengths[0] for c in search.candidates) == [2, 5]
-    scores = lens.confidence(remote, DOC, 0, 40)
+    scores = remote.confidence(DOC, 0, 40)
     assert scores and all(0 <= s.prob <= 1 for s in scores)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dgterm.engine.drafts import DraftToken, Frame, FrameBuilder, Layout, display_text, step_record
+from dgterm.engine.output.frames import DraftToken, Frame, FrameBuilder, Layout, display_text, step_record
 from dgterm.tui.review import Review
-from dgterm.engine.tasks import token_text
+from dgterm.engine.output.tokens import token_text
 from dgterm.tui.job import Job
 from dgterm.tui.workers import make_task
 
@@ -55,7 +55,7 @@ def _frame(i):
 
 
 def test_review_scrub_and_candidates():
-    from dgterm.engine.drafts import Choice
+    from dgterm.engine.output.frames import Choice
 
     job = Job("infill", "x", [(0, 1, None)], [7])
     rv = Review(job, Layout("spans", 16, 2), [_frame(i) for i in range(3)],

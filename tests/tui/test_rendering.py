@@ -131,7 +131,7 @@ async def test_an_edited_theme_file_applies_live_and_a_broken_one_is_one_message
 async def test_syntax_colours_stay_on_their_words_around_a_live_draft(demo):
     """A draft with more lines than its span shifts the text below it; the keywords there
     keep their colour at once, not only after the highlighter's debounce."""
-    from dgterm.engine.drafts import DraftToken
+    from dgterm.engine.output.frames import DraftToken
     from dgterm.tui.themes import palette_of
 
     app = make_app(str(demo), load=False)

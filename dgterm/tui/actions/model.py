@@ -10,6 +10,7 @@ import time
 from textual import work
 
 from dgterm.editor import DocumentError, structure
+from dgterm.engine.params import DEFAULT_INSERT_TOKENS
 from dgterm.errors import DgtermError
 from dgterm.tui import messages as m
 from dgterm.tui import workers
@@ -133,7 +134,7 @@ class ModelActions:
         if self.lm is None:
             return None
         if span.start == span.end:
-            return 16  # tasks.DEFAULT_INSERT_TOKENS
+            return DEFAULT_INSERT_TOKENS
         return len(self.lm.tokenizer(self.doc.text[span.start : span.end], add_special_tokens=False)["input_ids"])
 
     def spans_changed(self) -> None:
@@ -163,7 +164,7 @@ class ModelActions:
             return
         if not self.require_model():
             return
-        n = span.target_tokens or self.token_count(span) or 16
+        n = span.target_tokens or self.token_count(span) or DEFAULT_INSERT_TOKENS
         lengths = sorted({max(1, min(self.lm.canvas_length // 2, k)) for k in (n // 2, n, n + n // 2, 2 * n)})
         self.start_job(workers.Job("search", self.doc.text, [(span.start, span.end, None)], [span.id],
                                    lengths=lengths))

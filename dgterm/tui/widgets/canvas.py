@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from dgterm.engine.drafts import Choice, Frame, display_text
+from dgterm.engine.output.frames import Choice, Frame, display_text
 from dgterm.tui.themes import palette_of
 from dgterm.tui.widgets.sparkline import Sparkline
 

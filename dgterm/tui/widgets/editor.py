@@ -23,7 +23,7 @@ from textual.widgets import TextArea
 from textual.widgets.text_area import Edit, Selection
 
 from dgterm.editor import Document, DocumentError
-from dgterm.engine.drafts import DraftToken, display_text
+from dgterm.engine.output.frames import DraftToken, display_text
 from dgterm.tui.syntax import Highlighter, lexer_for
 from dgterm.tui.themes import Palette, lens_level, palette_of
 

@@ -1,0 +1,158 @@
+"""The step loop: encode, denoise canvas after canvas, yield a StepEvent per step.
+
+A run is a sequence of *windows*. Before each window the encoder appends to the KV
+cache whatever is pending: the previous window's finished canvas, then the window's
+own ``prefix`` tokens (the prompt, or the document text between two canvases). The
+decoder then refines the window's canvas, with some positions pinned if the window
+says so. Continuing text is the special case of one prefix and unpinned windows
+until EOS; it reproduces ``model.generate`` exactly (see :mod:`dgterm.engine.local.sampler`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator
+
+import torch
+
+from dgterm.engine.events import Run, RunResult, StepEvent, Window, seeds_for
+from dgterm.engine.params import SamplerParams
+from dgterm.engine.local.prefill import SharedPrefill, _cache_keyword
+from dgterm.engine.local.sampler import Pins, Sampler
+
+
+def denoise(lm, windows: Iterable[Window], params: SamplerParams, *, candidates: int = 1,
+            cancel: threading.Event | None = None, stop_at_eos: bool = True) -> Run:
+    return Run(_denoise(lm, windows, params, candidates, cancel, stop_at_eos))
+
+
+@torch.no_grad()
+def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEvent]:
+    model, device = lm.model, lm.device
+    C = lm.canvas_length
+    gens = [torch.Generator(device=device).manual_seed(s) for s in seeds_for(params, batch)]
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    prefill = SharedPrefill(model, cache, batch)  # the prompt is encoded once for every candidate
+    eos = torch.tensor(lm.eos_ids, dtype=torch.long, device=device)
+    pad = lm.output_pad
+    sc_dtype = model.model.decoder.embed_tokens.weight.dtype
+    cur_len = 0
+    pending = None
+    canvases, steps = [], []
+    forwards = torch.zeros(batch, dtype=torch.int, device=device)
+    generated = torch.zeros(batch, dtype=torch.long, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    t0 = time.perf_counter()
+    encode_time = 0.0
+
+    def result(cancelled=False):
+        return RunResult(canvases=canvases, steps=steps, forwards=forwards.cpu(), generated=generated.cpu(),
+                         elapsed=time.perf_counter() - t0, cancelled=cancelled, finished_at_eos=done.cpu(),
+                         windows=len(canvases), timings={"encode": encode_time},
+                         context=None if cancelled else (prefill, cur_len))
+
+    for wi, window in enumerate(windows):
+        # 1. Commit what is pending into the encoder's KV cache.
+        parts = [pending] if pending is not None else []
+        if window.prefix:
+            parts.append(torch.tensor(window.prefix, device=device).expand(batch, -1))
+        if parts:
+            t = time.perf_counter()
+            cur_len = prefill.append(torch.cat(parts, dim=-1), cur_len)
+            encode_time += time.perf_counter() - t
+        # 2. Denoise the canvas.
+        pins = None
+        if window.pinned is not None:
+            pins = Pins(window.pinned.to(device).expand(batch, -1), window.known.to(device).expand(batch, -1))
+        sampler = Sampler(params, lm.vocab_size, gens, pins)
+        restrict = restriction(window.allowed, lm.vocab_size, device)
+        canvas = sampler.initial_canvas(batch, C, device)
+        if window.start is not None:  # the noise is drawn all the same: one random stream with or without a seed
+            canvas = window.start.to(device).expand(batch, -1) if pins is None else pins.impose(window.start.to(device))
+        positions = torch.arange(cur_len, cur_len + C, dtype=torch.int32, device=device)[None]
+        mask = decoder_mask(model, canvas, cache, cur_len)
+        sc, argmax = None, canvas
+        finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        free = torch.ones(batch, C, dtype=torch.bool, device=device) if pins is None else ~pins.mask
+        step = 0
+        for cur_step in reversed(range(1, params.steps + 1)):
+            if cancel is not None and cancel.is_set():
+                return result(cancelled=True)
+            forwards += ~(finished | done)
+            step += 1
+            logits = decoder_logits(model, canvas, sc, mask, cache, positions)
+            if restrict is not None:
+                logits = restrict(logits)
+            canvas, argmax, sc, finished, accepted, entropy = sampler.step(
+                logits, canvas, argmax, sc, finished, cur_step, sc_dtype)
+            yield StepEvent(window=wi, step=step, max_steps=params.steps, canvas=canvas, argmax=argmax,
+                            accepted=accepted, entropy=entropy, pinned=None if pins is None else pins.mask,
+                            finished=finished, elapsed=time.perf_counter() - t0,
+                            tokens=int(generated[0]) + int((accepted[0] & free[0]).sum()))
+            if finished.all():
+                break
+        steps.append(step)
+        # 3. Finish the canvas: after EOS everything is pad, and a finished candidate stays so
+        #    (with no pad id, as in generate, the tokens stay).
+        final = argmax.clone()
+        if stop_at_eos:
+            done = pad_after_eos(final, done, eos, pad)
+        generated += generated_tokens(final, free, pad)
+        canvases.append(final)
+        pending = final
+        if stop_at_eos and done.all():
+            break
+    return result()
+
+
+def pad_after_eos(final: torch.Tensor, done: torch.Tensor, eos: torch.Tensor, pad_id: int | None) -> torch.Tensor:
+    """In place: pad after each row's first EOS, and all of a row already done; returns the
+    new done mask. With no pad id (as in ``generate``) the tokens stay; only the mask moves."""
+    is_eos = torch.isin(final, eos)
+    if pad_id is not None:
+        final[done] = pad_id
+        is_eos &= ~done[:, None]
+        csum = is_eos.cumsum(-1)
+        final[(csum > 0) & ~((csum == 1) & is_eos)] = pad_id
+    return done | is_eos.any(-1)
+
+
+def generated_tokens(final: torch.Tensor, free: torch.Tensor, pad_id: int | None) -> torch.Tensor:
+    """Tokens produced per row: the free positions, less the pad (none to count without a pad id)."""
+    return (free if pad_id is None else (final != pad_id) & free).sum(-1)
+
+
+def restriction(allowed: dict[int, list[int]], vocab: int, device):
+    """A function that rules out, at each position of ``allowed``, every other token (their
+    logits become the dtype's lowest half, so they are never sampled, nor the argmax: finite,
+    as the fused sampler's entropy needs); None when nothing is."""
+    if not allowed:
+        return None
+    positions = torch.tensor(sorted(allowed), device=device)
+    barred = torch.ones(len(allowed), vocab, dtype=torch.bool, device=device)
+    for row, p in enumerate(sorted(allowed)):
+        barred[row, torch.tensor(allowed[p], dtype=torch.long, device=device)] = False
+
+    def restrict(logits: torch.Tensor) -> torch.Tensor:
+        logits[:, positions] = logits[:, positions].masked_fill(barred, torch.finfo(logits.dtype).min / 2)
+        return logits
+
+    return restrict
+
+
+def decoder_mask(model, canvas: torch.Tensor, cache, cur_len: int, visible: int | None = None):
+    """The decoder's attention masks for a canvas over ``cur_len`` cached tokens (built once per
+    window); with ``visible``, the canvas positions from there on are hidden (a narrower canvas)."""
+    full = torch.ones(canvas.shape[0], cur_len + canvas.shape[1], dtype=torch.bool, device=canvas.device)
+    if visible is not None:
+        full[:, cur_len + visible :] = False
+    return model.model.decoder.create_diffusion_decoder_attention_mask(model.config, canvas.unsqueeze(-1), cache, full)
+
+
+def decoder_logits(model, canvas, self_conditioning, mask, cache, positions) -> torch.Tensor:
+    """One decoder forward over the canvas: the logits of every canvas position."""
+    return model(decoder_input_ids=canvas, self_conditioning_logits=self_conditioning, decoder_attention_mask=mask,
+                 decoder_position_ids=positions, **{_cache_keyword(model): cache}).logits

@@ -1,0 +1,1 @@
+"""The offline corpus and the recipe that build the bundled model (`dgterm train`)."""
