@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except OSError as e:  # a path or device the checks above did not foresee: still one sentence
         if e.filename is not None:
-            print(f"dgterm: cannot use {e.filename} ({e.strerror or e}); check the path and try again.", file=sys.stderr)
+            print(f"dgterm: cannot use {e.filename} ({e.strerror or e}); check the path and try again.",
+                  file=sys.stderr)
         else:
             print(f"dgterm: cannot write the output ({e.strerror or e}); check the disk or where the output goes.",
                   file=sys.stderr)
@@ -87,13 +88,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     except RuntimeError as e:  # torch's OutOfMemoryError is a RuntimeError
-        from dgterm.engine.local import oom  # imported here: not on every start-up
+        from dgterm.engine.local.oom import as_out_of_memory  # imported here: not on every start-up
 
-        if not oom.is_oom(e):
+        memory = as_out_of_memory(e, plan=getattr(args, "quant", None),
+                                  candidates=getattr(args, "candidates", None) or 1)
+        if memory is None:
             raise
-        oom.release()
-        print(f"dgterm: {oom.explain_oom(e, getattr(args, 'quant', None), getattr(args, 'candidates', None) or 1)}",
-              file=sys.stderr)
+        print(f"dgterm: {memory}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dgterm: cancelled.", file=sys.stderr)
@@ -134,7 +135,7 @@ VALUE_FLAGS = ("--span",)  # values that may start with "-" (argparse would take
 
 def _join_dash_values(argv: list[str]) -> list[str]:
     """``--span -1:3`` -> ``--span=-1:3``, so the value reaches the command (which checks it)."""
-    out = []
+    out: list[str] = []
     for arg in argv:
         if out and out[-1] in VALUE_FLAGS and arg.startswith("-") and arg[1:2].isdigit():
             out[-1] = f"{out[-1]}={arg}"

@@ -20,6 +20,14 @@ class InputError(DgtermError):
     """A command, flag, setting or file given by the user cannot be used."""
 
 
+class SettingError(InputError, ValueError):
+    """A setting has a value it cannot take (a sampler setting out of range, an unknown name).
+
+    Also a ValueError, as huggingface_hub's errors are also the builtin they refine: code that
+    checks values catches it as one, a front end shows it as any other DgtermError.
+    """
+
+
 class OutOfMemory(DgtermError):
     """A run ran out of device memory; the message says what to change (dgterm.engine.local.oom)."""
 

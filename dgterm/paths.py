@@ -28,10 +28,11 @@ def same_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike | i
     """The input (a path, or an open file descriptor such as 0 for standard input) that
     ``output`` or any file under it is, or None. Compares devices and inodes, so links,
     ``..`` and symlinked folders do not hide it."""
-    outs = {(st.st_dev, st.st_ino) for st in _files(Path(output)) }
+    outs = {(st.st_dev, st.st_ino) for st in _files(Path(output))}
     if not outs:
         return None
     for source in inputs:
+        stats: Iterable[os.stat_result]
         if isinstance(source, int):
             try:
                 stats = [os.fstat(source)]
@@ -82,11 +83,6 @@ def read_limited(path: str | os.PathLike, limit: int) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
-
-
-def read_text_limited(path: str | os.PathLike, limit: int) -> str:
-    """``read_limited`` decoded as UTF-8 (UnicodeDecodeError if it is not)."""
-    return read_limited(path, limit).decode("utf-8")
 
 
 def _size(n: int) -> str:

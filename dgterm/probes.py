@@ -13,22 +13,31 @@ import os
 import platform
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dgterm import __version__
 from dgterm.engine.local.checkpoint import QUANTS
 from dgterm.errors import DgtermError
 
+if TYPE_CHECKING:
+    from dgterm.engine.args import EngineArgs
+
 GiB = 1 << 30
 PACKAGES = ("torch", "transformers", "bitsandbytes", "triton")
+Report = dict[str, Any]  # a section of the report, as JSON would hold it
+# The model's config: a transformers DiffusionGemmaConfig (Any: transformers types its
+# ``text_config`` as possibly a dict or None).
+Config = Any
 
 
-def probe(engine, context: int | None = None, gpu_memory: int | None = None) -> dict:
+def probe(engine: EngineArgs, context: int | None = None, gpu_memory: int | None = None) -> Report:
     """The whole report for ``engine`` (an :class:`dgterm.engine.args.EngineArgs`).
     ``gpu_memory`` adds a GPU with that many bytes free to the memory table, so "would it
     fit on my card?" has an answer on any machine."""
     settings = engine.settings
-    report = {"dgterm": __version__, "python": {"version": platform.python_version(), "executable": sys.executable},
-              "packages": {name: _version(name) for name in PACKAGES}}
+    report: Report = {"dgterm": __version__,
+                      "python": {"version": platform.python_version(), "executable": sys.executable},
+                      "packages": {name: _version(name) for name in PACKAGES}}
     report["files"] = _files()
     report["cuda"] = _cuda()
     report["cpu"] = _cpu()
@@ -54,7 +63,7 @@ def _version(name: str) -> str | None:
         return None
 
 
-def _files() -> dict:
+def _files() -> Report:
     """Where the settings, the user's themes and the recovery journals live."""
     from dgterm.config import config_dir, config_path, state_dir
 
@@ -63,10 +72,10 @@ def _files() -> dict:
             "state": str(state_dir())}
 
 
-def _cuda() -> dict:
+def _cuda() -> Report:
     import torch
 
-    out = {"build": torch.version.cuda, "available": torch.cuda.is_available(), "devices": [], "reason": None}
+    out: Report = {"build": torch.version.cuda, "available": torch.cuda.is_available(), "devices": [], "reason": None}
     if torch.version.cuda is None:
         out["reason"] = (f"this torch build has no CUDA support (torch {torch.__version__}); "
                          "install a CUDA build of torch to use a GPU")
@@ -82,7 +91,7 @@ def _cuda() -> dict:
     return out
 
 
-def _cpu() -> dict:
+def _cpu() -> Report:
     from dgterm.engine.local.quant import host_memory
 
     ram = host_memory()
@@ -91,20 +100,21 @@ def _cpu() -> dict:
     return {"cores": os.cpu_count(), "usable_cores": usable, "ram_total": total, "ram_available": available}
 
 
-def _model(spec: str, download: bool) -> tuple[dict, object]:
+def _model(spec: str, download: bool) -> tuple[Report, Config | None]:
     """Resolve the model offline and read its config; (report, DiffusionGemmaConfig or None)."""
     from dgterm.engine.local import checkpoint, quant
 
-    out = {"spec": spec, "path": None, "resolves_offline": False, "kind": None, "problem": None}
+    out: Report = {"spec": spec, "path": None, "resolves_offline": False, "kind": None, "problem": None}
     try:
         path = checkpoint.resolve(spec, download)
         checkpoint.check_checkpoint(path)
         out.update(path=str(path), resolves_offline=True, kind="checkpoint")
     except DgtermError as e:
         out["problem"] = str(e)
-        path = _profile(spec)
-        if path is None:
+        profile = _profile(spec)
+        if profile is None:
             return out, None
+        path = profile
         out.update(path=str(path), kind="profile")
     try:
         config = quant.load_config(str(path))
@@ -146,7 +156,7 @@ def _profile(spec: str) -> Path | None:
     return None
 
 
-def _cannot_run(path: Path, config, prequantized: bool) -> str | None:
+def _cannot_run(path: Path, config: Config, prequantized: bool) -> str | None:
     """Why a checkpoint whose config reads fine still cannot run: its weights do not match
     the architecture, or its tokenizer does not load."""
     from dgterm.engine.local import checkpoint
@@ -176,15 +186,17 @@ def _has_chat_template(path: Path) -> bool:
         return False
 
 
-def _targets(cuda_devices: list[dict], cpu: dict, gpu_memory: int | None = None) -> list[dict]:
+def _targets(cuda_devices: list[Report], cpu: Report, gpu_memory: int | None = None) -> list[Report]:
     """Where the model could run, with the free bytes and the compute dtype checkpoint.pick_dtype would choose
     (plus a GPU of ``gpu_memory`` bytes that is not here, marked ``asked``)."""
     gpus = [{"device": d["device"], "free": d["free"], "dtype": "bf16" if d["bf16"] else "fp16"} for d in cuda_devices]
-    asked = [{"device": f"{gpu_memory / GiB:.3g}G GPU", "free": gpu_memory, "dtype": "bf16", "asked": True}] if gpu_memory else []
+    asked = ([{"device": f"{gpu_memory / GiB:.3g}G GPU", "free": gpu_memory, "dtype": "bf16", "asked": True}]
+             if gpu_memory else [])
     return gpus + asked + [{"device": "cpu", "free": cpu["ram_available"], "dtype": "fp32"}]
 
 
-def _memory(config, context: int, cuda_devices: list[dict], cpu: dict, gpu_memory: int | None = None) -> dict:
+def _memory(config: Config, context: int, cuda_devices: list[Report], cpu: Report,
+            gpu_memory: int | None = None) -> Report:
     """The planner's bytes for each --quant on each device, and whether they fit."""
     from dgterm.engine.local import quant
 
@@ -196,9 +208,10 @@ def _memory(config, context: int, cuda_devices: list[dict], cpu: dict, gpu_memor
     return {"context": context, "candidates": 1, "reserve": 512 << 20, "devices": rows}
 
 
-def _recommend(spec: str, memory: dict) -> str | None:
+def _recommend(spec: str, memory: Report) -> str | None:
     """The best setup: the GPU with the most free memory at the least quantization that fits, else the CPU."""
-    gpus = sorted((r for r in memory["devices"] if r["device"] != "cpu" and not r.get("asked")), key=lambda r: -r["free"])
+    gpus = sorted((r for r in memory["devices"] if r["device"] != "cpu" and not r.get("asked")),
+                  key=lambda r: -r["free"])
     cpus = [r for r in memory["devices"] if r["device"] == "cpu"]
     for row in gpus + cpus:
         for q in QUANTS:
@@ -208,13 +221,13 @@ def _recommend(spec: str, memory: dict) -> str | None:
     return None
 
 
-def _chosen(engine, model: dict, config, report: dict) -> dict:
+def _chosen(engine: EngineArgs, model: Report, config: Config | None, report: Report) -> Report:
     """Can the configured model/device/dtype/quant run? ``problem`` is one sentence or None."""
     from dgterm.engine.local import checkpoint, quant
 
     settings = engine.settings
 
-    out = {"model": settings.model, "device": settings.device, "dtype": settings.dtype, "quant": settings.quant,
+    out: Report = {"model": settings.model, "device": settings.device, "dtype": settings.dtype, "quant": settings.quant,
            "needs": None, "free": None, "problem": None}
     if config is None or model["kind"] != "checkpoint" or model["problem"]:
         problem = model["problem"]
@@ -264,7 +277,7 @@ def _count(n: int) -> str:
     return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n:,}"
 
 
-def format_text(r: dict) -> str:
+def format_text(r: Report) -> str:
     lines = [f"dgterm doctor {r['dgterm']}", "", "software"]
     lines.append(f"  python        {r['python']['version']}  {r['python']['executable']}")
     notes = {"bitsandbytes": "not installed (not needed: dgterm quantizes with its own kernels)",
@@ -274,7 +287,8 @@ def format_text(r: dict) -> str:
     files = r["files"]
     lines += ["", "files",
               f"  config        {files['config']}{'' if files['config_exists'] else ' (not there: defaults apply)'}",
-              f"  themes        {files['themes']}", f"  state         {files['state']} (recovery journals, REPL history)"]
+              f"  themes        {files['themes']}",
+              f"  state         {files['state']} (recovery journals, REPL history)"]
     lines += ["", "devices"]
     cuda = r["cuda"]
     if cuda["devices"]:
@@ -284,8 +298,8 @@ def format_text(r: dict) -> str:
     else:
         lines.append(f"  CUDA          none: {cuda['reason']}")
     cpu = r["cpu"]
-    lines.append(f"  cpu           {cpu['usable_cores']} of {cpu['cores']} cores usable · {_gib(cpu['ram_total'])} RAM, "
-                 f"{_gib(cpu['ram_available'])} available")
+    lines.append(f"  cpu           {cpu['usable_cores']} of {cpu['cores']} cores usable · "
+                 f"{_gib(cpu['ram_total'])} RAM, {_gib(cpu['ram_available'])} available")
     m = r["model"]
     lines += ["", f"model {m['spec']}"]
     if m["path"]:

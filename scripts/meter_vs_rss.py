@@ -42,7 +42,7 @@ def main() -> int:
     for tokens, candidates in ((8000, 1), (4000, 4)):
         ids = long_prompt_ids(lm, tokens)
 
-        def task():
+        def task(ids=ids, candidates=candidates):
             params = lm.defaults.replace(steps=4, seed=0, max_new_tokens=lm.canvas_length)
             return tasks.continue_ids(lm, ids, params, candidates=candidates)
 

@@ -130,6 +130,12 @@ def _inside(module: str, package: str) -> bool:
     ("dgterm.engine", "textual"), ("dgterm.engine", "rich"), ("dgterm.engine", "prompt_toolkit"),
     ("dgterm.editor", "textual"), ("dgterm.editor", "rich"), ("dgterm.editor", "prompt_toolkit"),
     ("dgterm.errors", "torch"), ("dgterm.config", "torch"),
+    # inside the engine: tasks, output and the remote client run on any engine, never on the local runtime's parts
+    ("dgterm.engine.tasks", "dgterm.engine.local"),
+    ("dgterm.engine.output", "dgterm.engine.local"),
+    ("dgterm.engine.remote", "dgterm.engine.local"),
+    ("dgterm.engine.local", "dgterm.engine.remote"),
+    ("dgterm.engine", "dgterm.training"),  # the recipe builds the bundled model; the runtime never needs it
 ])
 def test_layering(importer, imported):
     wrong = sorted(f"{name} imports {target}" for name, targets in GRAPH.items() if _inside(name, importer)
@@ -203,6 +209,28 @@ def test_every_third_party_import_is_declared():
     assert project["requires-python"].startswith(">=3.11")  # tomllib
 
 
+def test_no_module_is_over_450_lines():
+    long = {name: n for name, path in MODULES.items() if (n := len(path.read_text(encoding="utf-8").splitlines())) > 450}
+    assert not long, long
+
+
+def test_the_engine_is_grouped_by_concern():
+    """The contract at the top (at most 8 modules), the rest in subpackages named by concern."""
+    top = [p.name for p in (ROOT / "dgterm" / "engine").glob("*.py")]
+    assert len(top) <= 8, sorted(top)
+    packages = {p.name for p in (ROOT / "dgterm" / "engine").iterdir() if (p / "__init__.py").exists()}
+    assert packages == {"local", "remote", "tasks", "output"}, packages
+    assert not [m for m in MODULES if _inside(m, "dgterm.engine") and ("recipe" in m or "corpus" in m)]
+
+
+def test_every_package_folder_is_named_in_the_architecture_page():
+    """docs/architecture.md describes the layout: a package folder it does not name is a stale page."""
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    folders = sorted(str(init.parent.relative_to(ROOT)) for init in (ROOT / "dgterm").rglob("__init__.py"))
+    missing = [f for f in folders if f"{f.rpartition('/')[2]}/" not in page]
+    assert not missing, f"docs/architecture.md does not name {missing}"
+
+
 def test_engine_modules_stay_small_or_say_why():
     """A file of the engine over ~400 lines holds more than one concern, unless its docstring
     says why it must not be split ("Longer than 400 lines because ...")."""
@@ -210,3 +238,21 @@ def test_engine_modules_stay_small_or_say_why():
             and len(path.read_text(encoding="utf-8").splitlines()) > 400
             and "Longer than 400 lines because" not in (ast.get_docstring(ast.parse(path.read_text())) or "")]
     assert not long, long
+
+
+# ---------------------------------------------------------------- lint and types, part of the suite
+
+
+@pytest.mark.slow
+def test_ruff_is_clean():
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "dgterm"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_mypy_is_clean():
+    """mypy over dgterm/ (pyproject.toml's [tool.mypy]): the Engine protocol and its two engines included."""
+    out = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", "/dev/null"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]

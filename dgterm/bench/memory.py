@@ -10,6 +10,7 @@ planner's ``runtime`` (dgterm.engine.local.quant.planner), measured.
 
 from __future__ import annotations
 
+import functools
 import weakref
 
 import torch
@@ -42,13 +43,13 @@ class TensorPeak(TorchDispatchMode):
         key = storage._cdata
         size = storage.nbytes()
         if key not in self._sizes:
-            self._refs[key] = weakref.ref(storage, lambda _, key=key: self._free(key))
+            self._refs[key] = weakref.ref(storage, functools.partial(self._freed, key))
             self._sizes[key] = 0
         self.live += size - self._sizes[key]
         self._sizes[key] = size
         self.peak = max(self.peak, self.live)
 
-    def _free(self, key: int) -> None:
+    def _freed(self, key: int, _ref: weakref.ref) -> None:
         self.live -= self._sizes.pop(key, 0)
         self._refs.pop(key, None)
 

@@ -83,7 +83,8 @@ def _expressions(text: str) -> list[tuple[int, int]]:
             nodes.append(node.test)
     out = []
     for node in nodes:
-        if isinstance(node, (ast.Name, ast.Constant, ast.Starred, ast.JoinedStr)) or node.lineno != node.end_lineno:
+        if isinstance(node, (ast.Name, ast.Constant, ast.Starred, ast.JoinedStr)) or node.lineno != node.end_lineno \
+                or node.end_col_offset is None:
             continue
         a, b = char(node.lineno, node.col_offset), char(node.end_lineno, node.end_col_offset)
         if 3 <= b - a <= 60:
@@ -146,7 +147,7 @@ class Baselines:
 
     @classmethod
     def from_training_data(cls, tokenizer, files: int = 300) -> Baselines:
-        counts = Counter()
+        counts: Counter[int] = Counter()  # token ids
         for i, f in enumerate(corpus.iter_files("train")):
             if i >= files:
                 break
@@ -177,8 +178,8 @@ def infill_scores(lm, cases: list[Case], params, baselines: Baselines, progress=
     from dgterm.engine import tasks
 
     models = ["model" if h else "model, not healed" for h in healing]
-    hits = {k: Counter() for k in KINDS}
-    totals = Counter()
+    hits: dict[str, Counter[str]] = {k: Counter() for k in KINDS}
+    totals: Counter[str] = Counter()
     for case in cases:
         n = len(_ids(lm.tokenizer, case.answer))
         if not 0 < n <= lm.canvas_length // 2:
@@ -218,7 +219,7 @@ def candidate_scores(lm, cases: list[Case], params, baselines: Baselines, candid
     from dgterm.editor import structure
     from dgterm.engine import tasks
 
-    counts = {(k, h): Counter() for k in CANDIDATE_KINDS for h in healing}
+    counts: dict[tuple[str, bool], Counter[str]] = {(k, h): Counter() for k in CANDIDATE_KINDS for h in healing}
     for case in cases:
         if case.kind not in CANDIDATE_KINDS:
             continue
@@ -249,7 +250,7 @@ def candidate_scores(lm, cases: list[Case], params, baselines: Baselines, candid
             c["copy compiles"] += check(case.text[: case.start] + copy + case.text[case.end :]).valid
         if progress:
             progress()
-    out = {}
+    out: dict[str, dict[str, dict]] = {}
     for (kind, heal), c in counts.items():
         rates = {k: v / max(c["n"], 1) for k, v in c.items() if k not in ("n", "drafts", "leading space")}
         out.setdefault(kind, {})["healed" if heal else "not healed"] = rates | {
@@ -265,10 +266,10 @@ def denoising_loss(lm, levels=(0.1, 0.3, 0.5, 0.7, 0.9), windows: int = 32, seed
     g = torch.Generator().manual_seed(seed)
     tok = lm.tokenizer
     C = lm.canvas_length
-    stream = []
+    ids: list[int] = []
     for f in corpus.iter_files("heldout"):
-        stream += _ids(tok, f.text) + lm.eos_ids[:1]
-    stream = torch.tensor(stream)
+        ids += _ids(tok, f.text) + lm.eos_ids[:1]
+    stream = torch.tensor(ids)
     P = 64
     starts = torch.randint(0, len(stream) - P - C, (windows,), generator=g)
     batch = torch.stack([stream[s : s + P + C] for s in starts.tolist()]).to(lm.device)

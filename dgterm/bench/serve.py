@@ -12,17 +12,19 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from dgterm.bench.speed import PROMPT
+
+if TYPE_CHECKING:
+    from dgterm.engine.args import EngineArgs
 
 
 def _one(engine, steps: int, seed: int) -> int:
     from dgterm.engine import tasks
 
     params = engine.defaults.replace(steps=steps, seed=seed, max_new_tokens=engine.canvas_length)
-    task = tasks.continue_text(engine, PROMPT, params)
-    task.collect()
-    return int(task.result.run.generated.sum())
+    return int(tasks.continue_text(engine, PROMPT, params).collect().run.generated.sum())
 
 
 def _timed(fn) -> tuple[float, int]:
@@ -48,28 +50,36 @@ def _concurrent(engine, steps: int, clients: int, seed: int) -> tuple[float, int
     return _timed(run)
 
 
-def measure(model: str = "bundled", steps: int = 16, clients=(1, 4, 8), repeats: int = 3, max_batch: int = 8) -> dict:
-    from dgterm.engine.local import loading
+def serve_flags(engine: EngineArgs) -> list[str]:
+    """The flags that make `dgterm serve` load the model ``engine`` names, as this process does."""
+    s = engine.settings
+    flags = ["--model", s.model, "--device", s.device, "--dtype", s.dtype, "--quant", s.quant]
+    return flags + ["--allow-offload"] * s.allow_offload + ["--download"] * engine.download
+
+
+def measure(engine: EngineArgs, steps: int = 16, clients=(1, 4, 8), repeats: int = 3, max_batch: int = 8) -> dict:
+    """``engine``: the model measured here and served by the child `dgterm serve`."""
     from dgterm.engine.remote.client import RemoteEngine
     from dgterm.server.spawn import spawn
 
-    lm = loading.load(model)
-    server = spawn("--model", model, "--max-batch", str(max_batch))
+    lm = engine.load()
+    server = spawn(*serve_flags(engine), "--max-batch", str(max_batch))
     try:
         remote, plain = RemoteEngine(server.url), RemoteEngine(server.url, frames=False)
         _one(remote, 2, 0), _one(lm, 2, 0)  # warm-up
-        times = {"here": [], "there": [], "plain": []}
+        times: dict[str, list[float]] = {"here": [], "there": [], "plain": []}
+        where = [("here", lm), ("there", remote), ("plain", plain)]
         for r in range(repeats):
-            runs = [("here", lm), ("there", remote), ("plain", plain)]
-            for name, engine in runs[r % 3:] + runs[: r % 3]:
-                times[name].append(_timed(lambda: _one(engine, steps, r))[0])
+            for name, on in where[r % 3:] + where[: r % 3]:
+                times[name].append(_timed(lambda on=on, r=r: _one(on, steps, r))[0])
         rows = []
         for n in clients:
-            runs = [_concurrent(remote, steps, n, 100 * r) for r in range(repeats)]
+            runs = [_concurrent(remote, steps, n, 100 * r) for r in range(repeats)]  # (wall s, tokens)
             wall = statistics.median(t for t, _ in runs)
             tokens = statistics.median(k for _, k in runs)
             rows.append({"clients": n, "wall_s": wall, "tok_per_s": tokens / wall})
-        sequential = [_timed(lambda: sum(_one(remote, steps, 100 * r + i) for i in range(4))) for r in range(repeats)]
+        sequential = [_timed(lambda r=r: sum(_one(remote, steps, 100 * r + i) for i in range(4)))
+                      for r in range(repeats)]
         seq_wall = statistics.median(t for t, _ in sequential)
         seq_tokens = statistics.median(k for _, k in sequential)
         remote.close()

@@ -14,8 +14,12 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
+from typing import TYPE_CHECKING
 
 from dgterm.bench.prompts import long_prompt_ids
+
+if TYPE_CHECKING:
+    from dgterm.engine.args import EngineArgs
 
 PROMPT = "import os\nimport sys\n\n\ndef main(argv):\n    \"\"\"Parse the arguments and run.\"\"\"\n"
 
@@ -56,6 +60,7 @@ def run_engine(lm, steps, seed, max_new, consume: str | None, mode: str = "refer
             task.drafts(event)
         last = time.perf_counter()
     scoring = time.perf_counter() - last
+    assert task.result is not None  # set when the iteration ends
     run = task.result.run
     import torch
 
@@ -72,16 +77,17 @@ def compare(lm, steps_list=(16, 48), seeds=(0, 1, 2), repeats: int = 3, max_new:
     run_engine(lm, 4, 0, max_new, "drafts")  # warm-up (and the token-text cache)
     run_generate(lm, ids, 4, 0, max_new)
     for steps in steps_list:
-        times = {"generate": [], "engine": [], "fused": [], "engine+events": [], "engine+drafts": []}
+        times: dict[str, list[float]] = {k: [] for k in ("generate", "engine", "fused", "engine+events",
+                                                           "engine+drafts")}
         tokens = {k: 0 for k in times}
-        tpf = {k: [] for k in times}
+        tpf: dict[str, list[float]] = {k: [] for k in times}
         identical = True
         runners = [
-            ("generate", lambda s: run_generate(lm, ids, steps, s, max_new)),
-            ("engine", lambda s: run_engine(lm, steps, s, max_new, None)),
-            ("fused", lambda s: run_engine(lm, steps, s, max_new, None, "fused")),
-            ("engine+events", lambda s: run_engine(lm, steps, s, max_new, "events")),
-            ("engine+drafts", lambda s: run_engine(lm, steps, s, max_new, "drafts")),
+            ("generate", lambda s, steps=steps: run_generate(lm, ids, steps, s, max_new)),
+            ("engine", lambda s, steps=steps: run_engine(lm, steps, s, max_new, None)),
+            ("fused", lambda s, steps=steps: run_engine(lm, steps, s, max_new, None, "fused")),
+            ("engine+events", lambda s, steps=steps: run_engine(lm, steps, s, max_new, "events")),
+            ("engine+drafts", lambda s, steps=steps: run_engine(lm, steps, s, max_new, "drafts")),
         ]
         for r in range(repeats):
             for seed in seeds:
@@ -113,13 +119,13 @@ def compare(lm, steps_list=(16, 48), seeds=(0, 1, 2), repeats: int = 3, max_new:
 def candidates_long(lm, candidates: int = 4, tokens: int = 4000, steps: int = 16, repeats: int = 3) -> dict:
     """``candidates`` candidates after a ``tokens``-token prompt, one canvas: ``generate`` on
     the same batch (the prompt repeated per row) against the fused engine, alternating."""
-    times = {"generate": [], "fused": []}
+    times: dict[str, list[float]] = {"generate": [], "fused": []}
     scoring = []
     ids = long_prompt_ids(lm, tokens)
     C = lm.canvas_length
     for r in range(repeats):
-        pair = [("generate", lambda: run_generate(lm, ids, steps, r, C, candidates)),
-                ("fused", lambda: run_engine(lm, steps, r, C, None, "fused", ids, candidates))]
+        pair = [("generate", lambda r=r: run_generate(lm, ids, steps, r, C, candidates)),
+                ("fused", lambda r=r: run_engine(lm, steps, r, C, None, "fused", ids, candidates))]
         for name, fn in pair if r % 2 == 0 else pair[::-1]:
             out = fn()
             times[name].append(out[0])
@@ -142,7 +148,7 @@ def prefill_long(lm, tokens: int = 8000, steps: int = 4, repeats: int = 3) -> di
     ids = long_prompt_ids(lm, tokens)
     params = lm.defaults.replace(steps=steps, seed=0, max_new_tokens=lm.canvas_length, mode="fused")
     arms = {"one piece": tokens, "chunked": prefill.CHUNK}
-    times = {k: [] for k in arms}
+    times: dict[str, list[float]] = {k: [] for k in arms}
     peaks, outputs = {}, {}
 
     def run(chunk, meter=None):
@@ -164,7 +170,8 @@ def prefill_long(lm, tokens: int = 8000, steps: int = 4, repeats: int = 3) -> di
         run(chunk, meter)
         peaks[name] = meter.peak
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"prompt_tokens": tokens, "prefill_median_s": med, "prefill_min_max_s": {k: [min(v), max(v)] for k, v in times.items()},
+    return {"prompt_tokens": tokens, "prefill_median_s": med,
+            "prefill_min_max_s": {k: [min(v), max(v)] for k, v in times.items()},
             "peak_bytes": peaks, "speed_ratio": med["one piece"] / med["chunked"],
             "memory_ratio": peaks["one piece"] / peaks["chunked"],
             "identical_tokens": outputs["one piece"] == outputs["chunked"]}
@@ -187,7 +194,7 @@ def profile_run(lm, candidates: int = 1, tokens: int | None = None, steps: int =
     t = time.perf_counter()
     profiler.runcall(run_engine, lm, steps, 0, lm.canvas_length, "events", "fused", ids, candidates)
     whole = time.perf_counter() - t
-    stats = pstats.Stats(profiler).stats
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]  # pstats' table, not in typeshed
 
     def cumulative(where, fn):  # seconds in fn, less what the scoring spent in it (counted there)
         return sum(v[3] - sum(c[3] for caller, c in v[4].items() if caller[2] == "loglik")
@@ -199,17 +206,17 @@ def profile_run(lm, candidates: int = 1, tokens: int | None = None, steps: int =
             "share": {k: v / whole for k, v in parts.items()}}
 
 
-def load_and_first_run(spec: str = "bundled") -> dict:
-    """Load time (after imports) and a 128-token continuation at default settings."""
+def load_and_first_run(engine: EngineArgs) -> dict:
+    """Load time (after imports) of the model ``engine`` names and a 128-token continuation at
+    default settings."""
     import torch  # noqa: F401  (imports are not part of the load time)
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion  # noqa: F401
 
     from dgterm.engine import tasks
-
-    from dgterm.engine.local import loading
+    from dgterm.engine.local import loading  # noqa: F401  (as the imports above)
 
     t = time.perf_counter()
-    lm = loading.load(spec)
+    lm = engine.load()
     load = time.perf_counter() - t
     times = []
     for seed in range(3):
@@ -225,8 +232,8 @@ def sampler_alone(rows: int = 256, vocab: int = 262_144, repeats: int = 3, seed:
     interleaved, after one warm-up each; medians, min–max and the ratio."""
     import torch
 
-    from dgterm.engine.params import SamplerParams
     from dgterm.engine.local.sampler import Sampler
+    from dgterm.engine.params import SamplerParams
 
     def sync():
         if device.startswith("cuda"):
@@ -234,7 +241,7 @@ def sampler_alone(rows: int = 256, vocab: int = 262_144, repeats: int = 3, seed:
 
     g = torch.Generator(device=device).manual_seed(seed)
     logits = torch.randn(1, rows, vocab, generator=g, device=device) * 4
-    times = {"reference": [], "fused": []}
+    times: dict[str, list[float]] = {"reference": [], "fused": []}
     for r in range(repeats + 1):
         for mode in (["reference", "fused"] if r % 2 == 0 else ["fused", "reference"]):
             sampler = Sampler(SamplerParams(mode=mode), vocab, [torch.Generator(device=device).manual_seed(seed)])

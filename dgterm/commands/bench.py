@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 
 from dgterm.bench.quality import KINDS  # torch-free
-from dgterm.commands.common import whole, whole_list
+from dgterm.commands.arguments import whole, whole_list
+from dgterm.engine.args import EngineArgs
 
 
 def kinds(text: str) -> list[str]:
@@ -39,8 +40,8 @@ def add_arguments(p):
     v.add_argument("--steps", type=whole(1), default=16)
     v.add_argument("--repeats", type=whole(1), default=3)
     mem = sub.add_parser("memory", help="the memory planner against the measured peak of whole runs")
-    for sp in (s, q, v, mem):
-        sp.add_argument("--model", default="bundled")
+    for sp in (s, q, v, mem):  # the model flags of every command (config, DGTERM_*), no sampler flags
+        EngineArgs.add_cli_args(sp, sampler=False, remote=False)
         sp.add_argument("--json", action="store_true")
     m = sub.add_parser("plans", help="the memory each quantization plan needs, component by component")
     m.add_argument("model", nargs="?", default="diffusiongemma-26b-a4b",
@@ -50,10 +51,13 @@ def add_arguments(p):
     m.add_argument("--json", action="store_true")
 
 
+def engine_args(args) -> EngineArgs:
+    """The model a benchmark measures: the one loaded in this process, whatever DGTERM_SERVER says."""
+    return EngineArgs.from_cli_args(args).replace(server="")
+
+
 def run(args) -> int:
     import json
-
-    from dgterm.engine.local import loading
 
     if args.bench == "plans":
         from dgterm.engine.local import quant
@@ -65,8 +69,9 @@ def run(args) -> int:
     if args.bench == "speed":
         from dgterm.bench import speed
 
-        first = speed.load_and_first_run(args.model)
-        lm = loading.load(args.model)
+        engine = engine_args(args)
+        first = speed.load_and_first_run(engine)
+        lm = engine.load()
         rows = speed.compare(lm, args.steps, repeats=args.repeats)
         many = speed.candidates_long(lm, repeats=args.repeats)
         long = speed.prefill_long(lm, repeats=args.repeats)
@@ -82,7 +87,7 @@ def run(args) -> int:
     if args.bench == "memory":
         from dgterm.bench import memory
 
-        lm = loading.load(args.model)
+        lm = engine_args(args).load()
         rows = [memory.against_planner(lm, *shape) for shape in memory.SHAPES]
         if args.json:
             print(json.dumps(rows, indent=2))
@@ -97,7 +102,7 @@ def run(args) -> int:
     if args.bench == "serve":
         from dgterm.bench import serve
 
-        report = serve.measure(args.model, args.steps, repeats=args.repeats)
+        report = serve.measure(engine_args(args), args.steps, repeats=args.repeats)
         if args.json:
             print(json.dumps(report, indent=2))
             return 0
@@ -116,7 +121,7 @@ def run(args) -> int:
 
     from dgterm.bench import quality
 
-    lm = loading.load(args.model)
+    lm = engine_args(args).load()
     cases = quality.sample_cases(lm.tokenizer, args.n, args.seed, kinds=args.kinds)
     baselines = quality.Baselines.from_training_data(lm.tokenizer)
     params = lm.defaults.replace(seed=args.seed)
@@ -143,16 +148,16 @@ def run(args) -> int:
     for kind, r in report["infill"].items():
         if r["n"]:
             print(f"| {kind} | {r['n']} | " + " | ".join(f"{100 * r[w]:.1f}%" for w in who) + " |")
-    rows = [(k, h, r) for k, arms in report.get("candidates", {}).items() for h, r in arms.items() if r["n"]]
-    if rows:
+    per_candidate = [(k, h, r) for k, arms in report.get("candidates", {}).items() for h, r in arms.items() if r["n"]]
+    if per_candidate:
         names = list(quality.RANKINGS)
         print(f"\n{args.candidates} candidates per case; the shown one chosen by "
               + ", ".join(f"{i + 1}. {name}" for i, name in enumerate(names)) + ".\n")
         print("| kind | token healing | n | exact 1 / 2 / 3 | exact any | compiles 1 / 2 / 3 | compiles any "
               "| leading space | copy exact | copy compiles |")
         print("|---" * 10 + "|")
-        for kind, heal, r in rows:
-            def pct(*keys):
+        for kind, heal, r in per_candidate:
+            def pct(*keys, r=r):
                 return " / ".join(f"{100 * r[k]:.0f}%" for k in keys)
             print(f"| {kind} | {heal} | {r['n']} | {pct(*(f'exact {m}' for m in names))} | {pct('exact any')} "
                   f"| {pct(*(f'compiles {m}' for m in names))} | {pct('compiles any')} | {pct('leading space')} "
@@ -192,7 +197,8 @@ def print_speed(first, rows, many, long, alone, profiles) -> None:
           f"{spread(m['fused'], mm['fused'])} s: {many['speed_ratio_fused_vs_generate']:.2f}× "
           f"(then likelihood scoring {many['scoring_s']:.3f} s)")
     m, mm, peak = long["prefill_median_s"], long["prefill_min_max_s"], long["peak_bytes"]
-    print(f"\n{long['prompt_tokens']:,}-token prompt: prefill in one piece {spread(m['one piece'], mm['one piece'])} s, "
+    print(f"\n{long['prompt_tokens']:,}-token prompt: prefill in one piece "
+          f"{spread(m['one piece'], mm['one piece'])} s, "
           f"{peak['one piece'] / 2**20:.0f} MiB; in chunks {spread(m['chunked'], mm['chunked'])} s, "
           f"{peak['chunked'] / 2**20:.0f} MiB (peak of the run); {long['speed_ratio']:.2f}× faster, "
           f"{long['memory_ratio']:.1f}× less memory, identical tokens: {long['identical_tokens']}")

@@ -6,7 +6,7 @@ sentence saying what to do.
 
 from __future__ import annotations
 
-from dgterm.commands.common import whole
+from dgterm.commands.arguments import whole
 from dgterm.engine.args import EngineArgs
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dgterm.commands.common import add_output_args
+from dgterm.commands.arguments import add_output_args
 from dgterm.engine.args import EngineArgs
 
 
@@ -16,7 +16,8 @@ def add_arguments(p):
 def run(args) -> int:
     import sys
 
-    from dgterm.commands.common import check_trace_path, drive, emit, text_argument
+    from dgterm.commands.arguments import text_argument
+    from dgterm.commands.output import check_trace_path, drive, emit
     from dgterm.engine import tasks
     from dgterm.errors import InputError
 
@@ -30,7 +31,7 @@ def run(args) -> int:
     if args.chat and not lm.has_chat_template:
         raise InputError(f"{lm.name} has no chat template; drop --chat.")
     task = tasks.continue_text(lm, prompt, engine.sampler_params(lm), candidates=engine.candidates, chat=args.chat)
-    result = drive(task, args.trace, {"task": "generate", "prompt": prompt, "chat": args.chat})
+    result = drive(task, args.trace, {"kind": "continue", "text": prompt, "task": "generate", "chat": args.chat})
     if result.best.thinking and not args.json:  # the answer alone on stdout, the thought apart
         print(f"dgterm: thinking: {result.best.thinking}", file=sys.stderr)
     emit(result, args, result.best.text)

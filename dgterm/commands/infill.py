@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from dgterm.commands.common import add_output_args, whole
+from dgterm.commands.arguments import add_output_args, whole
 from dgterm.engine.args import EngineArgs
 
 REQUIRE_VALID_LIMIT = 16
@@ -24,8 +24,8 @@ REQUIRE_VALID_LIMIT = 16
 def add_arguments(p):
     p.add_argument("file", help="the file to rewrite")
     p.add_argument("--span", action="append", default=[], metavar="START:END[:LENGTH]",
-                   help="a span to rewrite: offsets in the file's characters (CRLF counts two, a BOM none), END exclusive "
-                        "(repeat for more spans)")
+                   help="a span to rewrite: offsets in the file's characters (CRLF counts two, a BOM none), "
+                        "END exclusive (repeat for more spans)")
     p.add_argument("--length", type=int, help="tokens wanted for every span without its own LENGTH")
     p.add_argument("--lengths", help="length search for one span: comma-separated token lengths, ranked")
     p.add_argument("--in-place", action="store_true", help="write the best candidate back into the file")
@@ -52,10 +52,10 @@ def parse_span(text: str, default_length: int | None):
 
 
 def run(args) -> int:
-    from dgterm.commands.common import check_trace_path, drive, emit
+    from dgterm.commands.output import check_trace_path, drive, emit
     from dgterm.editor import ChangedOnDiskError, Document, DocumentError, structure
     from dgterm.engine import tasks
-    from dgterm.engine.tasks import until_valid as rounds
+    from dgterm.engine.tasks.until_valid import UntilValid, until_valid
     from dgterm.errors import InputError
 
     if not args.span:
@@ -71,7 +71,7 @@ def run(args) -> int:
     if not doc.text:
         raise InputError(f"{args.file} is empty; there is nothing to infill around.")
     if args.in_place and doc.read_only:
-        raise InputError(f"{doc.warning.rstrip('.')}; or drop --in-place.")
+        raise InputError(f"{(doc.warning or '').rstrip('.')}; or drop --in-place.")
     if doc.warning:
         print(f"dgterm: note: {doc.warning}", file=sys.stderr)
     asked, spans = spans, [_in_text(doc, s) for s in spans]
@@ -88,17 +88,16 @@ def run(args) -> int:
     def start(params):
         return tasks.infill(lm, doc.text, spans, params, candidates=engine.candidates, lengths=lengths, check=check)
 
-    params = engine.sampler_params(lm)
-    task = rounds.UntilValid(start, params, engine.candidates, args.require_valid) if args.require_valid else start(params)
-    header = {"task": "infill", "file": str(args.file), "text": doc.text,
-              "spans": [[s.start, s.end, s.length] for s in spans]}
-    result = drive(task, args.trace, header)
+    task = until_valid(start, engine.sampler_params(lm), engine.candidates, args.require_valid)
+    order = sorted(spans, key=lambda s: (s.start, s.end))  # document order: the engine fills them so
+    recorded = {"kind": "search" if lengths else "infill", "text": doc.text,
+                "spans": [(s.start, s.end, s.length) for s in order], "task": "infill", "file": str(args.file)}
+    result = drive(task, args.trace, recorded)
     best = result.best
-    order = sorted(spans, key=lambda s: s.start)
     texts = [_as_in_file(doc, order, c.spans) for c in result.candidates]
     whole_file = doc.file_text()
     given = [{"start": s.start, "end": s.end, "length": s.length, "text": whole_file[s.start : s.end]} for s in asked]
-    if args.require_valid and not task.found:
+    if isinstance(task, UntilValid) and not task.found:
         then = "the file is left as it is" if args.in_place else "the likeliest is shown"
         print(f"dgterm: none of the {task.drawn} candidates leaves {args.file} valid (the likeliest: "
               f"{best.reason}); {then}.", file=sys.stderr)

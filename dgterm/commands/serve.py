@@ -6,7 +6,7 @@ every request must send it. docs/serve.md says how to point dgterm or any OpenAI
 
 from __future__ import annotations
 
-from dgterm.commands.common import whole
+from dgterm.commands.arguments import whole
 from dgterm.engine.args import EngineArgs
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -41,7 +41,8 @@ def run(args) -> int:
     from dgterm.server.protocol import Limits
 
     try:  # bind first, so a taken port is one sentence before the model loads
-        sock = socket.create_server((args.host, args.port), family=socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        sock = socket.create_server((args.host, args.port), family=family)
     except OSError as e:
         raise InputError(f"Cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port.") from None
     lm = engine.load()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dgterm.commands.common import whole
+from dgterm.commands.arguments import whole
 
 
 def add_arguments(p):

@@ -1,36 +1,31 @@
-"""The document every front end edits: text, anchored spans and selection, undo
-history, the file it came from, and the recovery journal.
+"""The document every front end edits: a Buffer (text, spans, selection, undo; see
+buffer.py) tied to the file it came from and to a recovery journal, with the
+model's rewrites of its spans.
 
 ``text`` only ever holds "\\n"; the file's encoding, BOM and line endings are kept
 aside and written back exactly (see fileio). Every change of the text goes through
-``_splice``, which moves the spans and the selection, records the edit for undo and
-appends it to the journal.
+``_splice``, which records it for undo (Buffer) and appends it to the journal, from
+which recovery.py brings unsaved work back after a crash.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
-import re
-from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 
-from . import fileio
+from . import fileio, recovery
+from .buffer import Buffer
 from .errors import DocumentError
-from .history import Edit, History, State, Step
-from .journal import CorruptJournal, Journal, Orphan
-from .spans import Span, SpanSet, moved
+from .history import Edit
+from .journal import Journal
+from .spans import Span
 
-Pos = int | tuple[int, int]  # an offset, or a (line, column) pair; 0-based characters
-
-_CRLF = re.compile("\r\n")
 SNAPSHOT_LIMIT = 1 << 20  # journals of texts up to this size carry a copy of their base
 COMPACT_BYTES = 4 << 20  # a journal that grew this much beyond the text is compacted
 
 
-class Document:
+class Document(Buffer):
     """A text buffer with anchored spans, selection, undo, file and journal.
 
     Build one with ``open``, ``new`` or ``from_text``.
@@ -40,26 +35,18 @@ class Document:
                  newline: str = "\n", eol: list[str] | None = None,
                  disk: fileio.DiskState | None = None, read_only: bool = False,
                  warning: str | None = None) -> None:
-        self._text = text
-        self._eol = eol
-        self._newline = newline
+        super().__init__(text, newline=newline, eol=eol)
         self.encoding = encoding
         self.path = path
         self.warning = warning
         self.read_only = read_only
         self._disk = disk
-        self._spans = SpanSet()
-        self._sel = (0, 0)
-        self._history = History()
-        self._versions = itertools.count(1)
-        self._version = self._saved = 0
-        self._lines: list[int] | None = None
+        self._saved = 0  # the content version the file holds
         self._journal = Journal(path) if path else None
         self._rewrite: dict | None = None
         self.recovery: str | None = None
         self.recovery_rewrite: dict | None = None
-        self._orphan: Orphan | None = None
-        self._recovered: Document | None = None
+        self._found: recovery.Found | None = None
         self._notice: str | None = None
 
     # ---- construction -------------------------------------------------------------
@@ -106,20 +93,8 @@ class Document:
 
     # ---- state ----------------------------------------------------------------------
 
-    @property
-    def text(self) -> str:
-        return self._text
-
-    def __len__(self) -> int:
-        return len(self._text)
-
     def __repr__(self) -> str:
         return f"<Document {self.path or '(scratch)'} {len(self._text)} chars{' dirty' if self.dirty else ''}>"
-
-    @property
-    def newline(self) -> str:
-        """The file's dominant line ending, used for new lines."""
-        return self._newline
 
     @property
     def encoding(self) -> str:
@@ -131,24 +106,6 @@ class Document:
         if value not in fileio.ENCODINGS:
             raise ValueError(f"unknown encoding {value!r}; use one of {', '.join(fileio.ENCODINGS)}")
         self._encoding = value
-
-    def file_text(self) -> str:
-        """The text as the file holds it: its own line endings (CRLF is two characters), no BOM."""
-        return fileio.restore_newlines(self._text, self._newline, self._eol)
-
-    def from_file_offset(self, offset: int) -> int:
-        """The offset into ``text`` of an offset into ``file_text()``; raises IndexError for one
-        outside it or between the CR and LF of a line ending."""
-        if type(offset) is not int or not 0 <= offset <= len(self.file_text()):
-            raise IndexError(f"offset {offset!r} is outside the file (0..{len(self.file_text())})")
-        raw = self.file_text()
-        if "\r\n" not in raw:
-            return offset
-        pairs = [m.start() for m in _CRLF.finditer(raw)]
-        k = bisect_right(pairs, offset - 2)  # pairs wholly before the offset
-        if k < len(pairs) and pairs[k] == offset - 1:
-            raise IndexError(f"offset {offset} falls between the CR and LF of a line ending")
-        return offset - k
 
     @property
     def dirty(self) -> bool:
@@ -164,138 +121,6 @@ class Document:
     def rewriting(self) -> dict | None:
         """The rewrite in flight, as given to ``begin_rewrite``, or None."""
         return self._rewrite
-
-    # ---- lines ----------------------------------------------------------------------
-
-    def _line_starts(self) -> list[int]:
-        if self._lines is None:
-            # offsets of every line start, plus len(text) + 1 as a sentinel
-            self._lines = list(itertools.accumulate(
-                map(len, self._text.split("\n")), lambda acc, n: acc + n + 1, initial=0))
-        return self._lines
-
-    @property
-    def line_count(self) -> int:
-        return len(self._line_starts()) - 1
-
-    def line_text(self, line: int) -> str:
-        start = self.offset_of(line, 0)
-        return self._text[start:self._lines[line + 1] - 1]
-
-    def offset_of(self, line: int, col: int) -> int:
-        """The offset of (line, col); col may be the line's length (its end)."""
-        starts = self._line_starts()
-        if not 0 <= line < len(starts) - 1:
-            raise IndexError(f"line {line} is out of range (0..{len(starts) - 2})")
-        length = starts[line + 1] - 1 - starts[line]
-        if not 0 <= col <= length:
-            raise IndexError(f"column {col} is out of range for line {line} (0..{length})")
-        return starts[line] + col
-
-    def location_of(self, offset: int) -> tuple[int, int]:
-        """The (line, col) of an offset."""
-        self._check_offset(offset)
-        starts = self._line_starts()
-        line = bisect_right(starts, offset) - 1
-        return line, offset - starts[line]
-
-    # ---- text edits -------------------------------------------------------------------
-
-    def insert(self, pos: Pos, text: str) -> None:
-        p = self._offset(pos)
-        self.replace(p, p, text)
-
-    def delete(self, start: Pos, end: Pos) -> None:
-        self.replace(start, end, "")
-
-    def replace(self, start: Pos, end: Pos, text: str) -> None:
-        """Replace [start, end) by ``text`` (any CRLF/CR in it becomes "\\n")."""
-        start, end = self._range(start, end)
-        self._check_writable()
-        text = fileio.normalize(text)
-        if self._text[start:end] == text:
-            return
-        with self._step():
-            self._splice(start, end, text)
-
-    @contextmanager
-    def group(self) -> Iterator[None]:
-        """Everything done inside is one undo step; if it raises, it is all reverted."""
-        with self._step(grouped=True):
-            yield
-
-    def undo(self) -> bool:
-        """Undo the last step, with its spans and selection; False if none."""
-        self._check_not_grouping()
-        self._check_writable()
-        step = self._history.undo()
-        if step is None:
-            return False
-        self._revert(step)
-        return True
-
-    def redo(self) -> bool:
-        """Redo the last undone step exactly; False if none."""
-        self._check_not_grouping()
-        self._check_writable()
-        step = self._history.redo()
-        if step is None:
-            return False
-        for e in step.edits:
-            self._splice(e.start, e.start + len(e.old), e.new, e.new_eol, e.newline, record=False)
-        self._set_state(step.after)
-        return True
-
-    def can_undo(self) -> bool:
-        return self._history.can_undo()
-
-    def can_redo(self) -> bool:
-        return self._history.can_redo()
-
-    # ---- spans and selection -------------------------------------------------------------
-
-    @property
-    def spans(self) -> list[Span]:
-        """The masked spans, sorted, pairwise non-overlapping."""
-        return self._spans.list()
-
-    def span(self, span_id: int) -> Span | None:
-        return self._spans.get(span_id)
-
-    def add_span(self, start: Pos, end: Pos, target_tokens: int | None = None) -> Span:
-        """Mark [start, end) for the model; start == end marks an insertion point.
-
-        Spans it overlaps (sharing a character, or an insertion point strictly
-        inside) are merged into one new span that covers the union and takes this
-        ``target_tokens``. Adjacent spans stay separate. This is an undo step.
-        """
-        start, end = self._range(start, end)
-        if target_tokens is not None and (type(target_tokens) is not int or target_tokens < 0):
-            raise ValueError(f"target_tokens must be None or an int >= 0, not {target_tokens!r}")
-        with self._step():
-            span = self._spans.add(start, end, target_tokens)
-        self._log_spans()
-        return span
-
-    def remove_span(self, span: Span | int) -> None:
-        with self._step():
-            self._spans.remove(self._span_of(span).id)
-        self._log_spans()
-
-    def clear_spans(self) -> None:
-        with self._step():
-            self._spans.clear()
-        self._log_spans()
-
-    @property
-    def selection(self) -> tuple[int, int]:
-        """(start, end) with start <= end; it moves with edits like a span but never
-        vanishes: when its text is deleted it becomes a caret."""
-        return self._sel
-
-    @selection.setter
-    def selection(self, value: tuple[Pos, Pos]) -> None:
-        self._sel = self._range(*sorted(map(self._offset, value)))
 
     # ---- model rewrites ----------------------------------------------------------------
 
@@ -352,7 +177,7 @@ class Document:
                 if keep_spans:
                     span.start, span.end = start, end
                     self._spans.put(span)
-        self._log_spans()
+        self._spans_changed()
         self.end_rewrite()
         return ranges
 
@@ -413,195 +238,10 @@ class Document:
                 self._journal.clear()
             else:
                 self._journal.close()
-        if self._orphan is not None:
-            self._orphan.release()
+        if self._found is not None:
+            self._found.orphan.release()
 
-    # ---- recovery ------------------------------------------------------------------------
-
-    def recover(self) -> None:
-        """Replace the text by the unsaved text found in the journal (one undo step).
-
-        Its spans come back too; ``recovery_rewrite`` stays set for the UI to offer
-        running that rewrite again.
-        """
-        if self._recovered is None:
-            return
-        self._check_writable()
-        r = self._recovered
-        with self._step(grouped=True):
-            self._set_content(r._text, r._eol, r._newline)
-            self._spans.restore(r._spans.snapshot())
-        self._log_spans()
-        self._orphan.discard()
-        self.recovery, self._recovered, self._orphan = None, None, None
-
-    def discard_recovery(self) -> None:
-        """Delete the journal that ``recovery`` came from."""
-        if self._orphan is not None:
-            self._orphan.discard()
-        self.recovery = self.recovery_rewrite = None
-        self._recovered = self._orphan = None
-
-    def _find_recovery(self) -> None:
-        """Look for journals of dead sessions of this file; offer the newest."""
-        try:
-            orphans = self._journal.orphans()
-        except OSError:
-            return
-        for orphan in orphans:
-            if orphan.corrupt is None and not orphan.records:  # killed before its header was whole
-                orphan.discard()
-                continue
-            try:
-                doc = self._replay(orphan.records) if orphan.corrupt is None else None
-            except CorruptJournal as e:
-                orphan.corrupt = str(e)
-            if orphan.corrupt is not None:
-                self._set_aside(orphan)
-                continue
-            if doc is None:
-                orphan.release()
-                self.warning = (f"An old recovery journal for '{self.path}' no longer matches "
-                                f"the file; it is kept in '{orphan.file}' for you to inspect.")
-                continue
-            if doc._text == self._text and doc._eols() == self._eols() and not doc._rewrite:
-                orphan.discard()
-                continue
-            try:
-                orphan.rewrite(doc._header(snapshot=True))  # survive later saves of the file
-            except OSError:
-                pass
-            if self._orphan is None:
-                self._orphan, self._recovered = orphan, doc
-                self.recovery, self.recovery_rewrite = doc._text, doc._rewrite
-            else:
-                orphan.release()  # an older one: offered after this one is dealt with
-
-    def _set_aside(self, orphan: Orphan) -> None:
-        try:
-            kept = orphan.set_aside()
-        except OSError:
-            orphan.release()
-            kept = orphan.file
-        self.warning = (f"A recovery journal for '{self.path}' is damaged ({orphan.corrupt}), so it was not "
-                        f"replayed and is kept as '{kept}' for you to inspect.")
-
-    def _replay(self, records: list[dict]) -> Document | None:
-        """The state a journal describes (records checked by journal.check), or None if
-        its base is gone; raises CorruptJournal when an offset does not fit the text."""
-        header = records[0]
-        disk = self._disk.sha256 if self._disk else None
-        saves = [i for i, r in enumerate(records) if "saving" in r]
-        if (saves and records[saves[-1]]["saving"] == disk
-                and not any("r" in r for r in records[saves[-1]:])):
-            return self._copy()
-        base = header.get("base")
-        if base is not None:
-            doc = Document(base["text"], newline=base["newline"], eol=base["eol"])
-        elif disk is not None and header.get("disk") == disk:
-            doc = self._copy()
-        else:
-            return None
-        doc._replay_spans(header["spans"], 1)
-        doc._rewrite = header.get("rewrite")
-        for n, r in enumerate(records[1:], 2):
-            if "r" in r:
-                start, end, text, eol = r["r"]
-                if end > len(doc._text):
-                    raise CorruptJournal(f"line {n}: edit ends after the text")
-                doc._splice(start, end, text, eol, record=False)
-            elif "spans" in r:
-                doc._replay_spans(r["spans"], n)
-            elif "rewrite" in r:
-                doc._rewrite = r["rewrite"]
-        return doc
-
-    def _replay_spans(self, spans: list, n: int) -> None:
-        if spans and spans[-1][2] > len(self._text):
-            raise CorruptJournal(f"line {n}: a span ends after the text")
-        self._spans.restore(spans)
-
-    def _copy(self) -> Document:
-        """The same text and line endings, without spans, history or journal."""
-        return Document(self._text, newline=self._newline,
-                        eol=None if self._eol is None else list(self._eol))
-
-    # ---- internals ---------------------------------------------------------------------------
-
-    def _splice(self, start: int, end: int, text: str, eol: list[str] | None = None,
-                newline: str | None = None, record: bool = True) -> None:
-        """Replace [start, end) by ``text`` whose newlines end with ``eol`` (None: all
-        with ``newline``, by default the document's)."""
-        self._ensure_journal()
-        if eol is None and newline is not None and newline != self._newline:
-            eol = [newline] * text.count("\n")
-        if self._eol is None and eol is not None and any(x != self._newline for x in eol):
-            self._eol = [self._newline] * self._text.count("\n")
-        old = self._text[start:end]
-        old_eol = None
-        if self._eol is not None:
-            k = self._text.count("\n", 0, start)
-            m = old.count("\n")
-            old_eol = self._eol[k:k + m]
-            self._eol[k:k + m] = eol if eol is not None else [self._newline] * text.count("\n")
-        self._text = self._text[:start] + text + self._text[end:]
-        if self._lines is not None:
-            self._lines = _moved_lines(self._lines, start, end, text)
-        self._spans.edit(start, end, len(text))
-        self._sel = moved(*self._sel, start, end, len(text), keep=True)
-        if record:
-            self._history.record(Edit(start, old, text, old_eol, eol, self._newline))
-        self._log({"r": [start, end, text, eol]})
-
-    def _set_content(self, text: str, eol: list[str] | None, newline: str) -> None:
-        """Make the text ``text`` by replacing only the part that differs."""
-        old = self._text
-        p = _common_prefix(old, text)
-        q = _common_suffix(old, text, min(len(old), len(text)) - p)
-        if eol is None and self._eol is None and newline == self._newline:
-            self._splice(p, len(old) - q, text[p:len(text) - q])
-            return
-        old_eols = self._eols()
-        new_eols = eol if eol is not None else [newline] * text.count("\n")
-        head, tail = old.count("\n", 0, p), old.count("\n", len(old) - q)
-        if old_eols[:head] != new_eols[:head] or old_eols[len(old_eols) - tail:] != new_eols[len(new_eols) - tail:]:
-            p = q = head = tail = 0  # endings changed outside the changed text
-        self._splice(p, len(old) - q, text[p:len(text) - q], new_eols[head:len(new_eols) - tail])
-
-    def _eols(self) -> list[str]:
-        return self._eol if self._eol is not None else [self._newline] * self._text.count("\n")
-
-    @contextmanager
-    def _step(self, grouped: bool = False) -> Iterator[None]:
-        h = self._history
-        h.begin(self._state(), grouped)
-        try:
-            yield
-        except BaseException:
-            if h.depth == 1:
-                self._revert(h.abort())
-            else:
-                h.end(self._state())
-            raise
-        if h.depth == 1 and h.pending.edits:
-            self._version = next(self._versions)
-        h.end(self._state())
-
-    def _state(self) -> State:
-        return State(self._version, self._spans.snapshot(), self._sel)
-
-    def _set_state(self, state: State) -> None:
-        self._spans.restore(state.spans)
-        self._sel = state.selection
-        self._version = state.version
-        self._log_spans()
-
-    def _revert(self, step: Step) -> None:
-        for e in reversed(step.edits):
-            self._splice(e.start, e.start + len(e.new), e.old, e.old_eol, e.newline, record=False)
-        self._set_state(step.before)
-
-    def _write(self, path: str, expected) -> None:
+    def _write(self, path: str, expected: fileio.Expected) -> None:
         """Write the text to ``path``, which must still be ``expected`` (see fileio.atomic_write)."""
         try:
             data = fileio.encode(self._text, self.encoding, self._newline, self._eol)
@@ -618,6 +258,7 @@ class Document:
 
     def _mark_saved(self) -> None:
         """The text now equals the file: reset dirty state and the journal."""
+        assert self.path is not None  # it was just read or written
         self._saved = self._version
         self._history.seal()
         if self._journal is not None:
@@ -637,18 +278,56 @@ class Document:
         except OSError:
             return None  # saving will report the real problem
 
-    # journal ------------------------------------------------------------------------------
+    # ---- recovery ------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Replace the text by the unsaved text found in the journal (one undo step).
+
+        Its spans come back too; ``recovery_rewrite`` stays set for the UI to offer
+        running that rewrite again.
+        """
+        found = self._found
+        if found is None:
+            return
+        self._check_writable()
+        with self._step(grouped=True):
+            self._set_content(found.buffer.text, found.buffer._eol, found.buffer.newline)
+            self._spans.restore(found.buffer._spans.snapshot())
+        self._spans_changed()
+        found.orphan.discard()
+        self.recovery, self._found = None, None
+
+    def discard_recovery(self) -> None:
+        """Delete the journal that ``recovery`` came from."""
+        if self._found is not None:
+            self._found.orphan.discard()
+        self.recovery = self.recovery_rewrite = None
+        self._found = None
+
+    def _find_recovery(self) -> None:
+        """Look for journals of dead sessions of this file; offer the newest."""
+        if self._journal is None:
+            return
+        self._found, warning = recovery.find(self._journal, self, self._disk.sha256 if self._disk else None)
+        if self._found is not None:
+            self.recovery, self.recovery_rewrite = self._found.buffer.text, self._found.rewrite
+        if warning is not None:
+            self.warning = warning
+
+    # ---- journal ---------------------------------------------------------------------------
+
+    def _splice(self, start: int, end: int, text: str, eol: list[str] | None = None,
+                newline: str | None = None, record: bool = True) -> Edit:
+        self._ensure_journal()
+        edit = super()._splice(start, end, text, eol, newline, record)
+        self._log({"r": [start, end, text, eol]})
+        return edit
 
     def _header(self, snapshot: bool = False) -> dict:
         """First journal record: what the following edits apply to."""
-        header = {"dgterm_journal": 1, "path": self.path, "spans": self._spans.snapshot(),
-                  "rewrite": self._rewrite}
-        clean = self._disk is not None and not self.dirty
-        if clean:
-            header["disk"] = self._disk.sha256
-        if snapshot or not clean or len(self._text) <= SNAPSHOT_LIMIT:
-            header["base"] = {"text": self._text, "newline": self._newline, "eol": self._eol}
-        return header
+        disk = self._disk.sha256 if self._disk is not None and not self.dirty else None
+        return recovery.header(self, path=self.path, rewrite=self._rewrite, disk=disk,
+                               base=snapshot or disk is None or len(self._text) <= SNAPSHOT_LIMIT)
 
     def _ensure_journal(self) -> None:
         j = self._journal
@@ -669,11 +348,12 @@ class Document:
         except OSError as e:
             self._journal_failed(e)
 
-    def _log_spans(self) -> None:
+    def _spans_changed(self) -> None:
         self._log({"spans": self._spans.snapshot()})
 
     def _journal_failed(self, e: OSError) -> None:
-        self._journal.close()
+        if self._journal is not None:
+            self._journal.close()
         self._journal = None
         self.warning = self._notice = (f"Cannot write the recovery journal ({e.strerror or e}); unsaved edits "
                                        "will not survive a crash, so save often or set DGTERM_STATE_DIR.")
@@ -684,75 +364,14 @@ class Document:
         notice, self._notice = self._notice, None
         return notice
 
-    # checks -------------------------------------------------------------------------------
-
-    def _offset(self, pos: Pos) -> int:
-        if isinstance(pos, tuple):
-            return self.offset_of(*pos)
-        self._check_offset(pos)
-        return pos
-
-    def _check_offset(self, offset: int) -> None:
-        if type(offset) is not int or not 0 <= offset <= len(self._text):
-            raise IndexError(f"offset {offset!r} is out of range (0..{len(self._text)})")
-
-    def _range(self, start: Pos, end: Pos) -> tuple[int, int]:
-        start, end = self._offset(start), self._offset(end)
-        if start > end:
-            raise IndexError(f"range start {start} is after its end {end}")
-        return start, end
-
-    def _span_of(self, key: Span | int) -> Span:
-        span = self._spans.get(key.id if isinstance(key, Span) else key)
-        if span is None:
-            raise DocumentError("That span no longer exists (its text was deleted); "
-                                "mark the text again.")
-        return span
+    # ---- checks ------------------------------------------------------------------------------
 
     def _check_writable(self) -> None:
         if self.read_only:
             raise DocumentError(self.warning)
-
-    def _check_not_grouping(self) -> None:
-        if self._history.depth:
-            raise RuntimeError("cannot undo or redo inside an edit group")
 
 
 def _read_only_warning(path: str, error: str | None) -> str | None:
     if error is None:
         return None
     return f"'{path}' is open read-only because {error}; convert it to UTF-8 to edit it."
-
-
-def _moved_lines(starts: list[int], start: int, end: int, text: str) -> list[int]:
-    """The line starts after [start, end) became ``text`` (cheaper than a rebuild)."""
-    i, j = bisect_right(starts, start), bisect_right(starts, end)
-    new, p = [], text.find("\n")
-    while p >= 0:
-        new.append(start + p + 1)
-        p = text.find("\n", p + 1)
-    delta = len(text) - (end - start)
-    return starts[:i] + new + [x + delta for x in starts[j:]] if delta else starts[:i] + new + starts[j:]
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n, i, chunk = min(len(a), len(b)), 0, 1 << 16
-    while i < n and a[i:min(i + chunk, n)] == b[i:min(i + chunk, n)]:
-        i += chunk
-    i = min(i, n)
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def _common_suffix(a: str, b: str, limit: int) -> int:
-    """Length of the common end of a and b, at most ``limit``."""
-    i, chunk, la, lb = 0, 1 << 16, len(a), len(b)
-    while i < limit:
-        j = min(i + chunk, limit)
-        if a[la - j:la - i] != b[lb - j:lb - i]:
-            break
-        i = j
-    while i < limit and a[la - i - 1] == b[lb - i - 1]:
-        i += 1
-    return i

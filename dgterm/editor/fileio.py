@@ -19,11 +19,14 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
+from enum import Enum
 from itertools import chain
-from typing import NamedTuple
+from types import ModuleType
+from typing import Literal, NamedTuple
 
 from .errors import ChangedOnDiskError, DocumentError
 
+fcntl: ModuleType | None
 try:
     import fcntl
 except ImportError:  # Windows: no advisory lock while saving
@@ -72,7 +75,12 @@ class DiskState(NamedTuple):
                 == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
 
 
-ANY = object()  # ``expected`` of a forced save: whatever is on disk is overwritten
+class _Anything(Enum):
+    ANY = "any"
+
+
+ANY = _Anything.ANY  # ``expected`` of a forced save: whatever is on disk is overwritten
+Expected = DiskState | None | Literal[_Anything.ANY]  # what a save expects on disk (see atomic_write)
 
 
 def disk_change(path: str, expected: DiskState | None, fd: int | None = None) -> str | None:
@@ -103,16 +111,15 @@ def disk_change(path: str, expected: DiskState | None, fd: int | None = None) ->
 def _sha256(path: str, fd: int | None) -> str:
     h = hashlib.sha256()
     own = fd is None
-    if own:
-        fd = os.open(path, os.O_RDONLY)
+    src = os.open(path, os.O_RDONLY) if fd is None else fd
     try:
         offset = 0
-        while chunk := os.pread(fd, 1 << 20, offset):
+        while chunk := os.pread(src, 1 << 20, offset):
             h.update(chunk)
             offset += len(chunk)
     finally:
         if own:
-            os.close(fd)
+            os.close(src)
     return h.hexdigest()
 
 
@@ -220,7 +227,7 @@ def encode(text: str, encoding: str, newline: str, eol: list[str] | None) -> byt
     return bom + restore_newlines(text, newline, eol).encode(codec)
 
 
-def atomic_write(path: str, data: bytes, expected: DiskState | None | object = ANY) -> os.stat_result:
+def atomic_write(path: str, data: bytes, expected: Expected = ANY) -> os.stat_result:
     """Replace the file at ``path`` by ``data`` so that it is always old or new.
 
     Writes a temp file in the same folder, fsyncs it and renames it over the target.
@@ -248,7 +255,7 @@ def atomic_write(path: str, data: bytes, expected: DiskState | None | object = A
         raise DocumentError(f"Cannot save '{path}': the file is read-only on disk; "
                             "change its permissions or save it under another name.")
     tmp = _write_temp(path, folder, name, data, old)
-    fd = None
+    fd = before = None
     try:
         if expected is not ANY:
             fd = _open_locked(path, target)
@@ -266,6 +273,7 @@ def atomic_write(path: str, data: bytes, expected: DiskState | None | object = A
         raise
     if fd is not None:
         try:
+            assert before is not None  # taken when fd was opened
             _put_back_if_written(path, target, fd, before)
         finally:
             os.close(fd)
@@ -368,7 +376,7 @@ def remove_stale_temps(path: str) -> list[str]:
     owned by this user, untouched for a minute). Best effort; returns what was removed."""
     folder, name = os.path.split(os.path.realpath(path))
     prefix = f".{name}."
-    removed = []
+    removed: list[str] = []
     try:
         entries = [e for e in os.scandir(folder) if e.name.startswith(prefix) and e.name.endswith(_TMP_SUFFIX)
                    and len(e.name) > len(prefix) + len(_TMP_SUFFIX)]

@@ -82,6 +82,7 @@ class History:
         if self._depth:
             return
         step, self._pending = self._pending, None
+        assert step is not None  # opened by the outermost begin
         step.after = state
         if not step.edits and step.before.spans == state.spans:
             return
@@ -97,6 +98,7 @@ class History:
     def abort(self) -> Step:
         """Drop the open step and return it so the caller can revert its edits."""
         step, self._pending, self._depth = self._pending, None, 0
+        assert step is not None, "no step is open"
         return step
 
     def undo(self) -> Step | None:

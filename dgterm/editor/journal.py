@@ -19,9 +19,11 @@ import json
 import os
 import time
 from pathlib import Path
+from types import ModuleType
 
 from dgterm.config import state_dir
 
+fcntl: ModuleType | None
 try:
     import fcntl
 except ImportError:  # no flock (Windows): sessions cannot tell live files from orphans
@@ -196,28 +198,31 @@ class Journal:
         self.size = 0
 
     def append(self, record: dict) -> None:
+        fd, _ = self._started()
         data = _line(record)
-        _write_all(self._fd, data)
+        _write_all(fd, data)
         self.size += len(data)
         now = time.monotonic()
         if now - self._synced > FSYNC_INTERVAL:
-            os.fsync(self._fd)
+            os.fsync(fd)
             self._synced = now
 
     def compact(self, header: dict) -> None:
         """Atomically replace the file by a single header (a snapshot of the state)."""
-        tmp = self.file.with_suffix(".tmp")
+        old, file = self._started()
+        tmp = file.with_suffix(".tmp")
         fd = self._create(tmp, _line(header))
-        os.replace(tmp, self.file)
-        os.close(self._fd)
+        os.replace(tmp, file)
+        os.close(old)
         self._fd, self.size = fd, 0
 
     def clear(self) -> None:
         """Delete this session's file (and the file's folder once it is empty): nothing is
         left to recover."""
-        if self._fd is None:
+        if not self.active:
             return
-        self.file.unlink(missing_ok=True)
+        _, file = self._started()
+        file.unlink(missing_ok=True)
         self.close()
         try:
             self.dir.rmdir()
@@ -257,6 +262,12 @@ class Journal:
                 found.append(Orphan(file, fd, [], str(e)))
         return found
 
+    def _started(self) -> tuple[int, Path]:
+        """This session's open file and its name; using them before ``start`` is a bug."""
+        if self._fd is None or self.file is None:
+            raise RuntimeError("the journal was not started")
+        return self._fd, self.file
+
     def _create(self, file: Path, first: bytes) -> int:
         fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
         try:
@@ -275,7 +286,8 @@ class Orphan:
     """A journal left by a dead session; we hold its lock until it is dealt with."""
 
     def __init__(self, file: Path, fd: int, records: list[dict], corrupt: str | None = None) -> None:
-        self.file, self._fd, self.records, self.corrupt = file, fd, records, corrupt
+        self.file, self.records, self.corrupt = file, records, corrupt
+        self._fd: int | None = fd
 
     def set_aside(self) -> Path:
         """Rename a corrupt journal so that it is no longer offered, and keep it for the

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import itertools
 import weakref
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal, overload
 
 # A span as plain data: (id, start, end, target_tokens). Used by history and journal.
 SpanTuple = tuple[int, int, int, "int | None"]
@@ -52,6 +54,10 @@ def _after_delete(p: int, a: int, b: int) -> int:
     return a
 
 
+@overload
+def moved(start: int, end: int, a: int, b: int, n: int, keep: Literal[True]) -> tuple[int, int]: ...
+@overload
+def moved(start: int, end: int, a: int, b: int, n: int, keep: bool = False) -> tuple[int, int] | None: ...
 def moved(start: int, end: int, a: int, b: int, n: int,
           keep: bool = False) -> tuple[int, int] | None:
     """Where [start, end) goes when [a, b) is replaced by n characters.
@@ -144,8 +150,9 @@ class SpanSet:
     def snapshot(self) -> tuple[SpanTuple, ...]:
         return tuple(x.as_tuple() for x in self._spans)
 
-    def restore(self, snap: tuple[SpanTuple, ...] | list) -> None:
-        """Set the spans to a snapshot, reusing the Span objects with the same id."""
+    def restore(self, snap: Iterable[Sequence[Any]]) -> None:
+        """Set the spans to a snapshot (or its JSON form, lists), reusing the Span objects
+        with the same id."""
         spans = []
         for span_id, start, end, target in snap:
             x = self._known.get(span_id)

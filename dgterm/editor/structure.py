@@ -110,7 +110,7 @@ class _TagBalance(HTMLParser):
     tag with no opening one, or elements left open at the end (void elements and those whose
     end tag is optional excepted)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.open: list[tuple[str, int]] = []
 
@@ -145,7 +145,8 @@ def _html(text: str) -> None:
         raise ValueError(f"<{tag}> from line {line} is never closed")
 
 
-CHECKERS = {"python": _python, "json": json.loads, "toml": _toml, "xml": _xml, "html": _html, "yaml": _yaml}
+CHECKERS: dict[str, Callable[[str], object]] = {
+    "python": _python, "json": json.loads, "toml": _toml, "xml": _xml, "html": _html, "yaml": _yaml}
 
 
 def _one_line(kind: str, e: Exception) -> str:

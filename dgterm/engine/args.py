@@ -23,12 +23,11 @@ from dataclasses import dataclass, field
 
 from dgterm.config import DEFAULT_CANDIDATES, Settings, load_settings
 from dgterm.engine.local.checkpoint import DTYPES, QUANTS
-from dgterm.engine.params import SamplerParams
-from dgterm.errors import InputError
+from dgterm.engine.params import SAMPLER_FIELDS, SamplerParams
+from dgterm.errors import InputError, SettingError
 
 # the sampler flags: a flag --entropy-bound sets SamplerParams.entropy_bound
-SAMPLER_FLAGS = ("steps", "entropy_bound", "t_max", "t_min", "stability", "confidence", "seed", "max_new_tokens",
-                 "canvases")
+SAMPLER_FLAGS = (*SAMPLER_FIELDS, "seed", "max_new_tokens", "canvases")
 
 
 @dataclass
@@ -112,7 +111,7 @@ class EngineArgs:
         try:
             params = (lm.defaults if lm is not None else SamplerParams()).replace(**self.settings.sampler)
             params = params.replace(**self.sampler)
-        except (TypeError, ValueError) as e:
+        except SettingError as e:  # said again with where to fix it
             where = "the flag or the [sampler] table" if self.sampler else "the [sampler] table"
             raise InputError(f"Bad sampler setting: {e}; fix {where} of the config file.") from None
         if self.candidates < 1:

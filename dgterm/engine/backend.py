@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    import torch
+
     from dgterm.config import Settings
     from dgterm.engine.events import Run, RunResult, Window
     from dgterm.engine.params import SamplerParams
@@ -32,21 +34,53 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class Engine(Protocol):
-    name: str  # the model
-    canvas_length: int
-    vocab_size: int
-    eos_ids: list[int]
-    pad_id: int
-    max_positions: int
-    has_chat_template: bool
-    live_steps: bool  # a frame per denoising step (else one per canvas)
-    can_restrict: bool  # a canvas position can be held to given ids (token healing at span edges)
-    tokenizer: Any  # what tasks call: __call__, decode, apply_chat_template, ...
-    defaults: SamplerParams
-    device: Any  # where it runs: a torch device name, or "<server> at <host>"
-    dtype: Any
-    quant: str
-    load_seconds: float
+    """What every engine offers the front ends. The data members are read-only properties:
+    an engine may compute them (the local one reads its model's config) or set them once."""
+
+    @property
+    def name(self) -> str: ...  # the model
+
+    @property
+    def canvas_length(self) -> int: ...
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def eos_ids(self) -> list[int]: ...
+
+    @property
+    def pad_id(self) -> int: ...
+
+    @property
+    def max_positions(self) -> int: ...
+
+    @property
+    def has_chat_template(self) -> bool: ...
+
+    @property
+    def live_steps(self) -> bool: ...  # a frame per denoising step (else one per canvas)
+
+    @property
+    def can_restrict(self) -> bool: ...  # a canvas position can be held to given ids (token healing at span edges)
+
+    @property
+    def tokenizer(self) -> Any: ...  # what tasks call: __call__, decode, apply_chat_template, ...
+
+    @property
+    def defaults(self) -> SamplerParams: ...
+
+    @property
+    def device(self) -> str: ...  # where it runs: a torch device name, or "<server> at <host>"
+
+    @property
+    def dtype(self) -> torch.dtype | str: ...  # a torch dtype here, "remote" elsewhere
+
+    @property
+    def quant(self) -> str: ...
+
+    @property
+    def load_seconds(self) -> float: ...
 
     def describe(self) -> str:
         """One line for a status bar: which engine runs and what it can show."""

@@ -9,7 +9,7 @@ yielded, so producing an event costs no copy; consumers convert what they show.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -53,7 +53,7 @@ class RunResult:
     cancelled: bool = False
     finished_at_eos: torch.Tensor | None = None  # (B,) bool
     windows: int = 0
-    timings: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
     # The encoder cache (a SharedPrefill) and its length when the last canvas was denoised:
     # scoring a one-window run reads it instead of encoding the prompt again; dropped after.
     context: tuple | None = None
@@ -76,20 +76,28 @@ class Window:
     start: torch.Tensor | None = None  # (C,) a seed canvas to start from instead of fresh noise
     allowed: dict[int, list[int]] = field(default_factory=dict)  # canvas position -> the only ids it may take
 
+    def pins(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(pinned, known) of this canvas, or None when no position is pinned."""
+        if self.pinned is None:
+            return None
+        assert self.known is not None, "a window that pins positions gives their ids"
+        return self.pinned, self.known
+
 
 class Run:
     """Iterate for StepEvents; ``result`` holds the RunResult once iteration ends."""
 
-    def __init__(self, steps: Iterator[StepEvent]):
+    def __init__(self, steps: Generator[StepEvent, None, RunResult]):
         self._steps = steps
         self.result: RunResult | None = None
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[StepEvent]:
         self.result = yield from self._steps
 
     def collect(self) -> RunResult:
         for _ in self:
             pass
+        assert self.result is not None  # the steps return it when they end
         return self.result
 
 

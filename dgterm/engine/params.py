@@ -6,12 +6,17 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from dgterm.errors import SettingError
+
 # whole-number settings and their ranges (None allowed for seed and canvases)
 WHOLE = {"steps": (1, 100_000), "stability": (0, 100_000), "max_new_tokens": (1, 1 << 24),
          "canvases": (1, 1 << 20), "seed": (0, (1 << 63) - 1), "max_length": (1, 1 << 24)}
 OPTIONAL = ("seed", "canvases", "max_length")
 DEFAULT_MAX_NEW_TOKENS = 256  # transformers' default; max_length counts only while max_new_tokens is left at it
 REAL = ("entropy_bound", "t_max", "t_min", "confidence")
+# The settings of the denoising sampler itself: the per-request ``dgterm.sampler`` of `dgterm serve`
+# (what the remote engine sends), and the first of the command-line sampler flags.
+SAMPLER_FIELDS = ("steps", "entropy_bound", "t_max", "t_min", "stability", "confidence")
 MODES = ("fused", "reference")  # how a step is drawn (dgterm.engine.local.sampler)
 # How spans are laid out (the infill task, the lens, the editor's token counts):
 DEFAULT_INSERT_TOKENS = 16  # tokens an empty span (an insertion point) asks for
@@ -38,29 +43,29 @@ class SamplerParams:
             if v is None and name in OPTIONAL:
                 continue
             if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(f"{name} must be a whole number, not {v!r}")
+                raise SettingError(f"{name} must be a whole number, not {v!r}")
             if v < low:
-                raise ValueError(f"{name} must be at least {low}")
+                raise SettingError(f"{name} must be at least {low}")
             if v > high:
-                raise ValueError(f"{name} must be at most {high}")
+                raise SettingError(f"{name} must be at most {high}")
         for name in REAL:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"{name} must be a number, not {v!r}")
+                raise SettingError(f"{name} must be a number, not {v!r}")
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+            raise SettingError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.entropy_bound <= 0:
-            raise ValueError("entropy bound must be greater than 0")
+            raise SettingError("entropy bound must be greater than 0")
         if not 0 <= self.t_min < self.t_max:
-            raise ValueError("temperatures need 0 <= t_min < t_max")
+            raise SettingError("temperatures need 0 <= t_min < t_max")
         if self.stability < 0 or self.confidence <= 0:
-            raise ValueError("stability must be >= 0 and confidence > 0")
+            raise SettingError("stability must be >= 0 and confidence > 0")
 
     def replace(self, **overrides) -> SamplerParams:
         """A copy with the overrides that are not None applied."""
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
         if unknown:
-            raise ValueError(f"unknown setting(s) {', '.join(unknown)}; the settings are "
+            raise SettingError(f"unknown setting(s) {', '.join(unknown)}; the settings are "
                              f"{', '.join(f.name for f in dataclasses.fields(self))}")
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.text import Text
 
 from dgterm.repl.render import STATUS, LiveRegion, canvas_text, status_text
+
+T = TypeVar("T")
 
 
 class RunThread(threading.Thread):
@@ -68,14 +72,14 @@ def follow(worker: RunThread, cancel: threading.Event, console: Console, live: b
             region.clear()
 
 
-def in_background(work):
+def in_background(work: Callable[[], T]) -> T:
     """``work()`` in a daemon thread, waited for here so that Ctrl-C interrupts the wait at
     once (a long call in C, like loading torch, holds a KeyboardInterrupt in the main thread
     until it returns). Returns what it returned or raises what it raised; on Ctrl-C the
     thread is left to finish on its own and its result is dropped."""
-    out: dict = {}
+    out: dict[str, Any] = {}
 
-    def run():
+    def run() -> None:
         try:
             out["value"] = work()
         except BaseException as e:  # handed to the caller

@@ -12,6 +12,7 @@ import sys
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markdown import Markdown
@@ -24,6 +25,9 @@ from dgterm.repl import slash
 from dgterm.repl.driver import RunThread, follow, in_background, no_echo
 from dgterm.repl.render import STATUS, printable
 
+if TYPE_CHECKING:
+    from dgterm.engine.backend import Engine
+
 HISTORY_FILE = "repl_history"
 
 
@@ -31,7 +35,7 @@ HISTORY_FILE = "repl_history"
 class LastRun:
     """What /stats and /trace report: one run, finished or cancelled."""
 
-    mode: str
+    mode: str | None  # chat or plain (decided when the model loaded)
     prompt: str
     task: object
     events: list = field(default_factory=list)
@@ -75,7 +79,7 @@ class Repl:
         # piped: notes go to stderr, one line each (a log file should not wrap at 80 columns)
         self.notes = notes or (self.console if self.console.is_terminal else Console(stderr=True, soft_wrap=True))
         self.live = self.console.is_terminal and not self.console.is_dumb_terminal
-        self.lm = None
+        self.lm: Engine | None = None
         self.mode = mode
         self.overrides: dict = {}  # sampler settings changed with slash commands
         self.messages: list[dict] = []
@@ -193,7 +197,8 @@ class Repl:
         s = engine.settings
         self._unload()
         try:
-            with no_echo(), self.notes.status(f"Loading {s.server or s.model}…") if self.notes.is_terminal else nullcontext():
+            loading = self.notes.status(f"Loading {s.server or s.model}…") if self.notes.is_terminal else nullcontext()
+            with no_echo(), loading:
                 lm = in_background(engine.load)
         except DgtermError as e:
             self.error(str(e))
@@ -202,7 +207,8 @@ class Repl:
             self.error("Loading cancelled; load a model with /model SPEC.")
             return
         except Exception as e:  # noqa: BLE001 - out of memory while moving to the device, broken install
-            self.error(f"Loading {s.model} failed ({type(e).__name__}: {str(e)[:200]}); pick another model with /model.")
+            self.error(f"Loading {s.model} failed ({type(e).__name__}: {str(e)[:200]}); "
+                       "pick another model with /model.")
             return
         self._use(lm)
         self.note(f"{lm.summary()}, {self.mode} mode, loaded in {lm.load_seconds:.1f} s. /help lists commands.")
@@ -250,7 +256,7 @@ class Repl:
                 from dgterm.engine.params import SamplerParams
 
                 SamplerParams().replace(**self.overrides)
-        except (InputError, ValueError) as e:
+        except InputError as e:  # a SettingError is one
             self.overrides = before
             raise InputError(f"Not changed: {str(e).removeprefix('Bad sampler setting: ').rstrip('.')}.") from None
 
@@ -278,6 +284,7 @@ class Repl:
             self.error(self.last.error)
             return
         result = task.result
+        assert result is not None  # the run ended without an error
         if result.run.cancelled:
             ev = worker.events[-1] if worker.events else None
             where = f" at step {ev.step}/{ev.max_steps} of canvas {ev.window + 1}" if ev else ""
@@ -293,10 +300,11 @@ class Repl:
 
         if isinstance(error, DgtermError):
             return str(error)
-        if oom.is_oom(error):
-            oom.release()
-            return oom.explain_for_session(self.lm.name, self.lm.device)
-        return f"Generation failed ({type(error).__name__}: {str(error)[:200]}); try again, or /trace FILE and report it."
+        assert self.lm is not None  # a model ran the generation that failed
+        if memory := oom.as_out_of_memory(error, oom.explain_for_session(self.lm.name, self.lm.device)):
+            return str(memory)
+        return (f"Generation failed ({type(error).__name__}: {str(error)[:200]}); "
+                "try again, or /trace FILE and report it.")
 
     def show(self, cand, run, seed: int) -> None:
         """The answer: Markdown (chat) or the raw continuation (plain); raw text when piped."""

@@ -13,8 +13,7 @@ from __future__ import annotations
 from rich.color import Color, blend_rgb
 from rich.console import Console
 from rich.control import Control
-from rich.segment import ControlType
-from rich.segment import Segment, Segments
+from rich.segment import ControlType, Segment, Segments
 from rich.style import Style
 from rich.text import Text
 
@@ -109,4 +108,5 @@ class LiveRegion:
             return
         rows = min(sum(max(1, -(-w // max(width, 1))) for w in self.widths), height)
         erase = (ControlType.ERASE_IN_LINE, 2)
-        self.console.control(Control(ControlType.CARRIAGE_RETURN, erase, *[(ControlType.CURSOR_UP, 1), erase] * (rows - 1)))
+        up = [(ControlType.CURSOR_UP, 1), erase] * (rows - 1)
+        self.console.control(Control(ControlType.CARRIAGE_RETURN, erase, *up))

@@ -207,7 +207,7 @@ def _stats(repl, arg):
 
 @command("/trace FILE", "save every step of the last run as JSON lines (dgterm.engine.output.trace)", path=True)
 def _trace(repl, arg):
-    from dgterm.engine.output.trace import TraceWriter, header, result_record
+    from dgterm.engine.output.trace import TraceWriter
     from dgterm.paths import refuse_input
 
     last = _last(repl)
@@ -216,11 +216,11 @@ def _trace(repl, arg):
     task = last.task
     refuse_input(arg, "/trace", repl.engine.local_files())
     try:
-        with TraceWriter(arg, header(task, task="repl", mode=last.mode, prompt=last.prompt)) as trace:
+        with TraceWriter(arg, task, "continue", last.prompt, task="repl", mode=last.mode) as trace:
             for event in last.events:
-                trace.step(event, task.lm.tokenizer)
+                trace.step(event)
             if last.result is not None:
-                trace.result(result_record(last.result))
+                trace.finish()
     except OSError as e:
         raise InputError(f"Cannot write {arg} ({e.strerror}); pick another path.") from None
     repl.note(f"Wrote {len(last.events)} steps to {arg}.")

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-XARGS = ("diffusion_seed_canvas", "diffusion_pinned", "diffusion_max_steps", "diffusion_canvas_length",
-         "diffusion_read_only", "diffusion_constrained")
-SAMPLER_FIELDS = ("steps", "entropy_bound", "t_max", "t_min", "stability", "confidence")
+from dgterm.engine.params import SAMPLER_FIELDS
 
 
 class ApiError(Exception):
@@ -174,12 +172,14 @@ def parse(body, *, chat: bool, model_name: str, canvas_length: int, vocab: int, 
     if not isinstance(sampler, dict) or set(sampler) - set(SAMPLER_FIELDS):
         raise ApiError(400, f"dgterm.sampler takes {', '.join(SAMPLER_FIELDS)} only.", "dgterm.sampler")
     rng_state = ext.get("rng_state")
-    if rng_state is not None and rng_state is not True and not (isinstance(rng_state, str) and len(rng_state) < 1 << 16):
+    if rng_state is not None and rng_state is not True and not (isinstance(rng_state, str)
+                                                                 and len(rng_state) < 1 << 16):
         raise ApiError(400, "dgterm.rng_state must be true or the rng_state a response returned.", "dgterm.rng_state")
     if isinstance(rng_state, str) and n != 1:
         raise ApiError(400, "dgterm.rng_state goes on from one sequence's state; send n = 1.", "dgterm.rng_state")
     return Request(prompt=prompt, text=text, messages=messages, max_tokens=max_tokens, n=n, seed=seed, stream=stream,
-                   logprobs=logprobs, token_ids=_flag(body.get("return_tokens_as_token_ids"), "return_tokens_as_token_ids"),
+                   logprobs=logprobs,
+                   token_ids=_flag(body.get("return_tokens_as_token_ids"), "return_tokens_as_token_ids"),
                    ignore_eos=_flag(body.get("ignore_eos"), "ignore_eos") or read_only, seed_canvas=seed_canvas,
                    pinned=pinned, width=width, logprob_ids=logprob_ids, constrained=constrained, rng_state=rng_state,
                    max_steps=max_steps, read_only=read_only, frames=_flag(ext.get("frames"), "dgterm.frames"),

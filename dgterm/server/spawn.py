@@ -46,5 +46,8 @@ def spawn(*flags: str, env: dict | None = None, timeout: float = 180.0) -> Spawn
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError("dgterm serve did not start: " + "".join(lines))
-    url = re.search(r"at (http://\S+)/v1", "".join(lines)).group(1)
-    return Spawned(url, proc, lines)
+    found = re.search(r"at (http://\S+)/v1", "".join(lines))
+    if found is None:
+        proc.kill()
+        raise RuntimeError("dgterm serve named no address: " + "".join(lines))
+    return Spawned(found.group(1), proc, lines)

@@ -19,14 +19,16 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from dgterm.training import corpus
 from dgterm.errors import InputError
+from dgterm.training import corpus
 
 PAD, EOS, BOS = 0, 1, 2
 SPECIAL_TOKENS = [
@@ -109,6 +111,8 @@ def model_config(r: Recipe):
     from transformers import DiffusionGemmaConfig
 
     v = r.vocab_size
+    # the special ids go on the text config and on the top-level one (an extra keyword there)
+    special: dict[str, Any] = dict(pad_token_id=PAD, eos_token_id=[EOS, TURN_END], bos_token_id=BOS)
     text = dict(
         vocab_size=v, hidden_size=r.hidden_size, intermediate_size=r.intermediate_size,
         num_hidden_layers=r.layers, num_attention_heads=r.heads, num_key_value_heads=r.kv_heads,
@@ -116,7 +120,7 @@ def model_config(r: Recipe):
         max_position_embeddings=32768, sliding_window=512,
         layer_types=["sliding_attention"] * (r.layers - 1) + ["full_attention"],
         num_experts=r.experts, top_k_experts=r.top_k, moe_intermediate_size=r.expert_size,
-        enable_moe_block=True, pad_token_id=PAD, eos_token_id=[EOS, TURN_END], bos_token_id=BOS,
+        enable_moe_block=True, **special,
     )
     # The class always builds a Gemma 4 vision tower; keep it negligible.
     vision = dict(
@@ -126,8 +130,7 @@ def model_config(r: Recipe):
     return DiffusionGemmaConfig(
         text_config=text, vision_config=vision, canvas_length=r.canvas_length,
         boi_token_id=SPECIAL_TOKENS.index("<|image>"), eoi_token_id=SPECIAL_TOKENS.index("<image|>"),
-        image_token_id=SPECIAL_TOKENS.index("<|image_token|>"),
-        pad_token_id=PAD, eos_token_id=[EOS, TURN_END], bos_token_id=BOS,
+        image_token_id=SPECIAL_TOKENS.index("<|image_token|>"), **special,
     )
 
 
@@ -152,9 +155,10 @@ def generation_config(steps=16, entropy_bound=0.1, t_max=0.5, t_min=0.1, max_new
 class TokenStream:
     """All training files as one id stream, each file followed by EOS."""
 
-    def __init__(self, tokenizer, files):
+    def __init__(self, tokenizer: Any, files: Iterable[corpus.CorpusFile]) -> None:
         files = list(files)
-        ids, starts = [], []
+        ids: list[int] = []
+        starts: list[int] = []
         for f in files:
             starts.append(len(ids))
             ids.extend(tokenizer(f.text, add_special_tokens=False)["input_ids"])
@@ -201,7 +205,8 @@ def chat_batch(stream: TokenStream, r: Recipe, g: torch.Generator, tokenizer):
             ask, answer = "Continue this text:\n" + snippet, after
         else:
             ask, answer = "Rewrite this text:\n" + snippet, snippet
-        prompt = tokenizer.apply_chat_template([{"role": "user", "content": ask}], add_generation_prompt=True, tokenize=False)
+        prompt = tokenizer.apply_chat_template([{"role": "user", "content": ask}], add_generation_prompt=True,
+                                               tokenize=False)
         prefixes.append(tokenizer(prompt, add_special_tokens=False)["input_ids"])
         ans = tokenizer(answer, add_special_tokens=False)["input_ids"][: c - 1] + [TURN_END]
         canvases.append(ans + [PAD] * (c - len(ans)))
@@ -310,7 +315,7 @@ def train(out: Path, r: Recipe, resume: bool = True, device: str | None = None, 
         model = DiffusionGemmaForBlockDiffusion.from_pretrained(r.init_from, dtype=torch.float32)
     else:
         model = DiffusionGemmaForBlockDiffusion(model_config(r))
-    model = model.to(device)
+    model = model.to(device)  # type: ignore[arg-type]  # transformers' wrapper of `to` is typed as unbound
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 
 from dgterm.engine.params import SamplerParams
 
+LABELS = {"infill": "infill", "search": "length search", "rewrite": "rewrite", "continue": "continue",
+          "lens": "lens"}  # what the status bar and the canvas panel call each kind of run
+
 
 @dataclass(eq=False)
 class Job:
@@ -29,6 +32,10 @@ class Job:
     require_valid: int = 0  # infill: draw rounds of candidates until one is valid, at most this many
     cancel: threading.Event = field(default_factory=threading.Event)
     frames: list = field(default_factory=list)  # every Frame so far; appended by the worker only
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.kind]
 
     @property
     def stream(self) -> bool:

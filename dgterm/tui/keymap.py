@@ -6,16 +6,18 @@ are all built from ``ACTIONS``; users remap keys by binding id in the ``[keymap]
 of the config file.
 """
 
+# ruff: noqa: E501 - ACTIONS is a table, one action a line
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
 class Mode(StrEnum):
-    """Where the editor is in a run's lifecycle: edit -> running -> review -> edit, or edit -> lens -> edit."""
+    """Where the editor is in a run's lifecycle: edit -> running -> review -> edit, or edit -> lens -> edit.
+    Read off the lifecycle's state (``dgterm.tui.lifecycle.State.mode``), never set."""
 
     EDIT = "edit"  # the document is editable; the model actions start runs
     RUNNING = "running"  # a run is denoising: read-only, escape cancels
@@ -86,7 +88,7 @@ def enabled(action: str, mode: Mode, modal: bool = False, lens_shown: bool = Fal
     return mode in a.modes
 
 
-def bindings() -> list[Binding]:
+def bindings() -> list[BindingType]:
     return [Binding(a.keys, a.action, a.title, show=a.footer, id=a.id, tooltip=a.help, priority=a.priority)
             for a in ACTIONS]
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from dgterm.engine.backend import Engine
     from dgterm.engine.output.frames import Choice, Frame, Layout
     from dgterm.engine.tasks.lens import LensToken
-    from dgterm.engine.backend import Engine
     from dgterm.tui.job import Job
 
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 @dataclass
 class Review:
     job: Job
-    layout: Layout
+    layout: Layout | None  # None: the run never reported one
     all_frames: list[Frame]  # every step of every round
     choices: list[Choice]
     stats: dict = field(default_factory=dict)  # stats["rounds"]: where each round starts in all_frames

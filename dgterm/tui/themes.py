@@ -58,9 +58,9 @@ def load_theme(path: Path) -> Theme:
         for key in ("primary", "secondary", "accent", "foreground", "background", "surface", "panel"):
             if key in data:
                 Color.parse(data[key])
-        for key, value in own.items():
+        for value in own.values():
             Color.parse(value)
-        for key, value in syntax.items():
+        for value in syntax.values():
             Style.parse(value)
         return Theme(name=name, variables=variables, **data)
     except Exception as e:  # noqa: BLE001 - colour parse errors come in several types
@@ -139,7 +139,8 @@ def lens_level(prob: float, top_prob: float = 1.0) -> int:
 
 def palette_of(theme: Theme) -> Palette:
     v = theme.variables
-    colors = tuple(sorted((k[3:], val) for k, val in v.items() if k.startswith("dg-") and not k.startswith("dg-syntax-")))
+    colors = tuple(sorted((k[3:], val) for k, val in v.items()
+                          if k.startswith("dg-") and not k.startswith("dg-syntax-")))
     syntax = tuple(sorted((k[10:], val) for k, val in v.items() if k.startswith("dg-syntax-")))
     if not syntax:
         syntax = _fallback_syntax()

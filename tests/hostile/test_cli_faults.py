@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.cli.test_cli import dgterm
+from tests.helpers.cli import dgterm
 
 LONG = "x" * 300
 

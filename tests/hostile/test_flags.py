@@ -10,7 +10,7 @@ from dgterm.engine.output import tokens
 from dgterm.editor import Document, DocumentError
 from dgterm.engine import tasks
 from dgterm.engine.local import loading
-from tests.cli.test_cli import dgterm
+from tests.helpers.cli import dgterm
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from dgterm.engine import tasks
 from dgterm.engine.local.quant import planner
 from dgterm.errors import DgtermError, InputError
-from tests.cli.test_cli import dgterm
+from tests.helpers.cli import dgterm
 
 
 def test_a_trillion_candidates_is_one_sentence_before_allocating():

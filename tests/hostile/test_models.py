@@ -11,7 +11,7 @@ import struct
 import pytest
 from safetensors.torch import load_file, save_file
 
-from tests.cli.test_cli import dgterm
+from tests.helpers.cli import dgterm
 
 
 @pytest.fixture

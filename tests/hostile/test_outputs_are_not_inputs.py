@@ -8,7 +8,7 @@ import os
 import pytest
 
 from dgterm.engine.local import checkpoint
-from tests.cli.test_cli import dgterm
+from tests.helpers.cli import dgterm
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from tests.repl.conftest import run_repl  # noqa: F401 - the fixture
 
 
 def test_bad_input_lines_and_bad_models_keep_a_piped_repl_up(tmp_path):

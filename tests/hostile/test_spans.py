@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.cli.test_cli import dgterm
+from tests.helpers.cli import dgterm
 
 RAW = "first line\r\nsecond line\r\nthe last line"  # no final newline
 

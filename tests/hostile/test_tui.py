@@ -12,9 +12,9 @@ import time
 import pytest
 
 from dgterm.tui.app import make_app
-from tests.tui.conftest import SIZE
-from tests.tui.test_files import notes
-from tests.tui.test_tmux import Tmux
+from tests.helpers.tui import SIZE
+from tests.helpers.tui import notes
+from tests.helpers.tmux import Tmux
 
 SLOW_LOAD = """
 import sys, time
@@ -46,10 +46,6 @@ def test_ctrl_q_while_the_model_loads_quits_at_once(tmp_path):
         subprocess.run(tmux.base + ["kill-server"], capture_output=True)
     assert elapsed < 1.5, f"quit took {elapsed:.2f} s"  # 0.2 s polls; ~0.3 s measured on an idle machine
 
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
 
 
 @pytest.mark.anyio

@@ -6,8 +6,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.repl.conftest import run_repl  # noqa: F401  (the REPL driver, shared)
-
 from .make_checkpoint import REPO_ID, cached
 
 
@@ -29,7 +27,3 @@ def gemma(realshape):
 
     return loading.load(str(realshape.snapshot))
 
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"

@@ -12,14 +12,8 @@ import sys
 
 import pytest
 
-from tests.cli.test_cli import dgterm
-
-BAD = ("▁", "<0x", "<|turn>", "<turn|>", "<|channel>", "<channel|>", "<eos>", "<pad>")
-
-
-def clean(text: str) -> bool:
-    """Decoded text shows no SentencePiece spaces, byte-fallback pieces or chat markers."""
-    return not any(b in text for b in BAD)
+from tests.helpers.cli import dgterm
+from tests.helpers.realshape import TEXT, clean
 
 
 def stored_elements(path) -> int:
@@ -46,7 +40,8 @@ def test_doctor_on_the_hub_id_offline_in_a_real_process(realshape, tmp_path):
     model = report["model"]
     assert model["resolves_offline"] and model["path"] == str(realshape.snapshot) and model["chat_template"]
     assert model["parameters"] == stored_elements(realshape.checkpoint)  # the planner's meta build, counted
-    assert {"embed", "experts", "mlp", "attention", "vision", "self_conditioning", "router"} <= set(model["by_component"])
+    components = {"embed", "experts", "mlp", "attention", "vision", "self_conditioning", "router"}
+    assert components <= set(model["by_component"])
     assert (model["vocab_size"], model["layers"], model["max_positions"]) == (262144, 6, 262144)
     cpu = next(r for r in report["memory"]["devices"] if r["device"] == "cpu")
     assert set(cpu["needs"]) == {"none", "int8", "nf4"} and cpu["needs"]["nf4"] <= cpu["needs"]["none"]
@@ -80,7 +75,7 @@ def test_generate_chat_on_the_hub_id_prints_a_thought_apart_from_the_answer(hub_
     assert "dgterm: thinking: first 東京\n" in out.stderr and "東京" not in out.stdout and clean(out.stdout)
 
 
-TEXT = "第一行：東京の朝。\r\nEmoji 🙂👍🏽 here, and café.\r\nThe middle line goes here.\r\nLast 行 🎉\r\n"
+
 
 
 def test_infill_in_place_keeps_crlf_emoji_and_cjk_byte_for_byte(gemma, realshape, tmp_path):

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import torch
 
-from dgterm.engine.output import tokens
 from dgterm.engine import tasks
-
 from dgterm.engine.events import StepEvent
+from dgterm.engine.output import tokens
 from dgterm.engine.output.frames import FrameBuilder, Layout, step_record
 
-from .test_commands import clean
+from tests.helpers.realshape import clean
 
 # " wör東 🙂", the ö, 東 and 🙂 spelled in byte-fallback pieces
 PIECES = ["▁w", "<0xC3>", "<0xB6>", "r", "<0xE6>", "<0x9D>", "<0xB1>", "▁", "<0xF0>", "<0x9F>", "<0x99>", "<0x82>"]

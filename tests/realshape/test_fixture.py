@@ -48,7 +48,8 @@ def test_the_cache_snapshot_is_what_huggingface_hub_resolves_offline(realshape, 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(realshape.hf_home / "hub"))
     assert snapshot_download(realshape.repo_id, local_files_only=True) == str(realshape.snapshot)
     assert all(p.is_symlink() for p in realshape.snapshot.iterdir())
-    assert sorted(p.name for p in realshape.snapshot.iterdir()) == sorted(p.name for p in realshape.checkpoint.iterdir())
+    names = sorted(p.name for p in realshape.snapshot.iterdir())
+    assert names == sorted(p.name for p in realshape.checkpoint.iterdir())
 
 
 SPECIAL_IDS = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4, "<|tool_response>": 50,

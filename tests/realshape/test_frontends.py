@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from dgterm.tui.app import make_app
-from tests.tui.conftest import SIZE, Recorder, select, settle
+from tests.helpers.tui import SIZE, Recorder, select, settle
 
-from .test_commands import TEXT, clean
+from tests.helpers.realshape import TEXT, clean
 
 
 @pytest.mark.anyio

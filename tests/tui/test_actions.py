@@ -15,7 +15,7 @@ from dgterm.tui.screens.help import HelpScreen
 from dgterm.tui.screens.prompt import PromptScreen
 from dgterm.tui.widgets.canvas import CanvasPanel
 
-from .conftest import FAST, SIZE, TRACE, Recorder, painted, select, settle
+from tests.helpers.tui import FAST, SIZE, TRACE, Recorder, painted, select, settle
 
 
 def app_for(path, lm, **kw):

@@ -9,11 +9,7 @@ from dgterm.tui.app import make_app
 from dgterm.tui.screens.confirm import ConfirmScreen
 from dgterm.tui.screens.prompt import PromptScreen
 
-from .conftest import SIZE, settle
-
-
-def notes(app) -> list[str]:
-    return [n.message for n in app._notifications]
+from tests.helpers.tui import notes, SIZE, settle
 
 
 async def test_save_and_save_as(demo, tmp_path):
@@ -163,7 +159,7 @@ async def test_bad_replay_file(demo, tmp_path):
 
 
 async def test_a_trace_recorded_on_other_text_leaves_the_file_alone(tmp_path):
-    from .conftest import TRACE
+    from tests.helpers.tui import TRACE
 
     path = tmp_path / "other.md"
     path.write_bytes(b"other text\r\n")

@@ -6,7 +6,7 @@ from dgterm.engine.output.frames import DraftToken, Frame, FrameBuilder, Layout,
 from dgterm.tui.review import Review
 from dgterm.engine.output.tokens import token_text
 from dgterm.tui.job import Job
-from dgterm.tui.workers import make_task
+from dgterm.tui.background import make_task
 
 
 def test_frames_match_engine_drafts(tiny):

@@ -7,7 +7,7 @@ import pytest
 from dgterm.config import Settings
 from dgterm.tui.app import make_app
 
-from .conftest import SIZE, Recorder, select, settle
+from tests.helpers.tui import SIZE, Recorder, select, settle
 
 pytestmark = pytest.mark.slow
 

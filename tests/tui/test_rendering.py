@@ -9,7 +9,7 @@ import random
 from dgterm.tui.app import make_app
 from dgterm.tui.widgets import editor
 
-from .conftest import FAST, SIZE, TRACE, painted, select, settle
+from tests.helpers.tui import FAST, SIZE, TRACE, painted, select, settle
 
 WIDE = "# 東京 notes 🎉\n\n名前 = '東京タワー'  # 展望台\nprint(名前)  # ｆｕｌｌ width\n"
 

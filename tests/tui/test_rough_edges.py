@@ -5,7 +5,7 @@ from __future__ import annotations
 from dgterm.tui.app import make_app
 from dgterm.tui.screens.prompt import PromptScreen
 
-from .conftest import FAST, SIZE, select, settle
+from tests.helpers.tui import FAST, SIZE, select, settle
 
 
 def app_for(path, lm, **kw):
@@ -79,7 +79,7 @@ async def test_the_canvas_panel_is_sized_to_the_terminal_and_hidden_when_narrow(
 async def test_the_status_bar_says_loading_from_the_first_paint(demo, monkeypatch):
     from dgterm.tui.widgets.status import StatusBar
 
-    from .conftest import settings
+    from tests.helpers.tui import settings
 
     states = []
     real = StatusBar.set_state
@@ -109,7 +109,7 @@ async def test_keys_of_one_burst_apply_in_order():
 
 
 async def test_require_valid_draws_rounds_until_a_candidate_parses_or_says_none_did(tmp_path, tiny):
-    from .conftest import settings
+    from tests.helpers.tui import settings
 
     path = tmp_path / "config.json"
     path.write_text('{"name": "demo", "size": 12, "tags": ["a", "b"]}\n')

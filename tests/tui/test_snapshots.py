@@ -10,7 +10,7 @@ import pytest
 from dgterm.config import Settings
 from dgterm.tui.app import make_app
 
-from .conftest import DEMO, SIZE, TRACE, painted
+from tests.helpers.tui import DEMO, SIZE, TRACE, painted
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -12,34 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DEMO
+from tests.helpers.tmux import Tmux
+from tests.helpers.tui import DEMO
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
 DGTERM = Path(sys.executable).with_name("dgterm")
 SPAN = "sum(values) / len(values)"
-
-
-class Tmux:
-    def __init__(self, name: str):
-        self.base = ["tmux", "-L", name]
-
-    def __call__(self, *args: str) -> str:
-        return subprocess.run(self.base + list(args), check=True, capture_output=True, text=True).stdout
-
-    def pane(self) -> str:
-        return self("capture-pane", "-p", "-t", "dg")
-
-    def wait_for(self, text: str, timeout: float = 120) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            screen = self.pane()
-            if text in screen:
-                return screen
-            time.sleep(0.2)
-        raise AssertionError(f"{text!r} never appeared; the screen was:\n{self.pane()}")
-
-    def keys(self, *keys: str) -> None:
-        self("send-keys", "-t", "dg", *keys)
 
 
 def test_rewrite_a_span_in_tmux(tmp_path):

@@ -21,17 +21,32 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from dgterm.engine.events import Window
-from dgterm.engine.local.denoise import decoder_logits, decoder_mask, generated_tokens, pad_after_eos
-from dgterm.engine.params import SamplerParams
+from dgterm.engine.local.denoise import LocalModel, decoder_mask, generated_tokens, pad_after_eos
+from dgterm.engine.local.oom import as_out_of_memory, explain_for_server
 from dgterm.engine.local.prefill import _cache_keyword, encode, fork
 from dgterm.engine.local.sampler import Pins, Sampler
+from dgterm.engine.params import SamplerParams
 
-Sink = Callable[[str, object], None]
+Sink = Callable[[str, Any], None]
 LOGPROB_FLOOR = -9999.0  # as vLLM reports the logprob of an impossible token
+
+
+@dataclass(eq=False)
+class Denoising:
+    """The canvas a sequence is denoising: set up when its window starts, gone once it is committed."""
+
+    sampler: Sampler
+    canvas: torch.Tensor
+    argmax: torch.Tensor
+    finished: torch.Tensor
+    sc: torch.Tensor | None = None  # the self-conditioning logits of the last step
+    logits: torch.Tensor | None = None  # the last step's, kept for the logprobs
+    step: int = 0
 
 
 @dataclass(eq=False)
@@ -49,32 +64,33 @@ class Sequence:
     logprob_ids: list[int] | None = None  # ... or the logprobs of these ids, best first
     width: int | None = None  # canvas positions that hold text; the rest is pad, pinned and hidden
     allowed: torch.Tensor | None = None  # (vocab,) bool: the only ids a position may take (constrained)
-    rng: object = None  # a generator state to start from (True: from the seed); ``done`` then carries the last
+    # a generator state to start from (True: from the seed); ``done`` then carries the last
+    rng: torch.Tensor | bool | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
-    # state, owned by the batcher thread
+    # state, owned by the batcher thread; gen, cache and done are set when the first window starts
     wi: int = -1
-    gen: object = None
-    cache: object = None
+    gen: torch.Generator | None = None
+    cache: Any = None  # a transformers DynamicCache
     cur_len: int = 0
     pending: torch.Tensor | None = None
-    sampler: Sampler | None = None
-    canvas: torch.Tensor | None = None
-    argmax: torch.Tensor | None = None
-    sc: torch.Tensor | None = None
-    finished: torch.Tensor | None = None
-    step: int = 0
+    now: Denoising | None = None
     done: torch.Tensor | None = None
     generated: int = 0
     forwards: int = 0
-    steps: list = field(default_factory=list)
-    logits: torch.Tensor | None = None
+    steps: list[int] = field(default_factory=list)
     t0: float = 0.0
+
+    @property
+    def denoising(self) -> Denoising:
+        """The window being denoised (the batcher steps only sequences that have one)."""
+        assert self.now is not None, "no window started"
+        return self.now
 
 
 class Batcher:
     """The thread that owns the model. ``submit`` is safe from any thread."""
 
-    def __init__(self, lm, max_batch: int = 8, on_step: Callable[[int], None] | None = None):
+    def __init__(self, lm: LocalModel, max_batch: int = 8, on_step: Callable[[int], None] | None = None):
         self.lm, self.max_batch = lm, max_batch
         self.on_step = on_step  # called with the batch size of every forward (metrics)
         self.waiting: collections.deque[Sequence] = collections.deque()
@@ -88,7 +104,8 @@ class Batcher:
         self.batch_limit = (window - 1) if window and "sliding_attention" in (text.layer_types or []) else None
         self.sc_dtype = model.model.decoder.embed_tokens.weight.dtype
         self.eos = torch.tensor(lm.eos_ids, dtype=torch.long, device=lm.device)
-        self._merged = None  # (key, cache, mask, positions)
+        # the group's merged cache: (key, cache, mask, positions)
+        self._merged: tuple[tuple[tuple[int, int], ...], Any, Any, torch.Tensor] | None = None
         self.thread = threading.Thread(target=self._loop, name="dgterm-batcher", daemon=True)
         self.thread.start()
 
@@ -130,37 +147,40 @@ class Batcher:
             try:
                 self._tick()
             except Exception as e:  # noqa: BLE001 - the failing rows end with one sentence; the server stays up
+                memory = as_out_of_memory(e, explain_for_server(len(self.active)))
                 for seq in self.active:
-                    seq.sink("error", f"The run failed ({type(e).__name__}: {e}).")
+                    seq.sink("error", str(memory) if memory else f"The run failed ({type(e).__name__}: {e}).")
                 self.active = []
                 self._merged = None
 
     @torch.no_grad()
     def _tick(self) -> None:
-        prompts = {}  # the prompts encoded in this tick: candidates of one request share one prefill
+        # the prompts encoded in this tick: candidates of one request share one prefill
+        prompts: dict[tuple[int, ...], Any] = {}
         for seq in list(self.active):
             if seq.cancel.is_set():
                 self._leave(seq, "cancelled", None)
-            elif seq.sampler is None and not self._start_window(seq, prompts):
+            elif seq.now is None and not self._start_window(seq, prompts):
                 self._leave(seq, "done", self._stats(seq))
         if self.active:
             self._step(self.active)
 
-    def _leave(self, seq: Sequence, kind: str, payload) -> None:
+    def _leave(self, seq: Sequence, kind: str, payload: Any) -> None:
         self.active.remove(seq)
         self._merged = None
-        seq.cache = seq.logits = seq.sc = None
+        seq.cache = seq.now = None
         seq.sink(kind, payload)
 
-    def _stats(self, seq: Sequence) -> dict:
-        stats = {"steps": seq.steps, "forwards": seq.forwards, "generated": seq.generated,
-                 "finished_at_eos": bool(seq.done.any()) if seq.done is not None else False,
-                 "elapsed": time.perf_counter() - seq.t0}
+    def _stats(self, seq: Sequence) -> dict[str, Any]:
+        stats: dict[str, Any] = {"steps": seq.steps, "forwards": seq.forwards, "generated": seq.generated,
+                                 "finished_at_eos": bool(seq.done.any()) if seq.done is not None else False,
+                                 "elapsed": time.perf_counter() - seq.t0}
         if seq.rng is not None:
+            assert seq.gen is not None  # the sequence has started (this is its end)
             stats["rng_state"] = seq.gen.get_state()
         return stats
 
-    def _start_window(self, seq: Sequence, prompts: dict) -> bool:
+    def _start_window(self, seq: Sequence, prompts: dict[tuple[int, ...], Any]) -> bool:
         """Encode what is pending and set the next window up; False when there is none. A
         first prompt already in ``prompts`` (encoded this tick) is not encoded again: the
         cache is forked from the one that has it."""
@@ -168,12 +188,14 @@ class Batcher:
         if seq.wi < 0:
             from transformers import DynamicCache
 
+            assert seq.params.seed is not None, "a sequence brings its own seed"
             seq.t0 = time.perf_counter()
             seq.cache = DynamicCache(config=self.cache_config)
             seq.done = torch.zeros(1, dtype=torch.bool, device=device)
             seq.gen = torch.Generator(device=device).manual_seed(seq.params.seed)
             if isinstance(seq.rng, torch.Tensor):  # a window after the first, run by a client window by window
                 seq.gen.set_state(seq.rng)
+        assert seq.gen is not None and seq.done is not None  # set as the first window started
         seq.wi += 1
         if seq.wi >= len(seq.windows) or (seq.stop_at_eos and bool(seq.done.all())):
             return False
@@ -188,16 +210,14 @@ class Batcher:
             seq.cur_len = encode(lm.model, seq.cache, torch.cat(parts, dim=-1), seq.cur_len)
             if first:
                 prompts[first] = seq.cache
-        pins = _pins(window, seq.width, lm.canvas_length, lm.pad_id)
-        pins = None if pins is None else Pins(pins[0].to(device)[None], pins[1].to(device)[None])
-        seq.sampler = Sampler(seq.params, lm.vocab_size, [seq.gen], pins)
-        canvas = seq.sampler.initial_canvas(1, lm.canvas_length, device)
+        held = _pins(window, seq.width, lm.canvas_length, lm.pad_id)
+        pins = None if held is None else Pins(held[0].to(device)[None], held[1].to(device)[None])
+        sampler = Sampler(seq.params, lm.vocab_size, [seq.gen], pins)
+        canvas = sampler.initial_canvas(1, lm.canvas_length, device)
         if window.start is not None:  # drawn all the same, as in denoise: one random stream
             start = window.start.to(device)[None]
             canvas = start if pins is None else pins.impose(start)
-        seq.canvas, seq.argmax, seq.sc = canvas, canvas, None
-        seq.finished = torch.zeros(1, dtype=torch.bool, device=device)
-        seq.step = 0
+        seq.now = Denoising(sampler, canvas, canvas, torch.zeros(1, dtype=torch.bool, device=device))
         return True
 
     # ------------------------------------------------------------ one step for many
@@ -219,22 +239,23 @@ class Batcher:
         if alone:
             seq = group[0]
             cache, cur = seq.cache, seq.cur_len
-            mask = decoder_mask(lm.model, seq.canvas, cache, cur, seq.width)
+            mask = decoder_mask(lm.model, seq.denoising.canvas, cache, cur, seq.width)
             positions = torch.arange(cur, cur + C, dtype=torch.int32, device=device)[None]
         else:
             cache, mask, positions = self._merge(group)
-        canvas = torch.cat([s.canvas for s in group])
+        now = [s.denoising for s in group]
+        canvas = torch.cat([d.canvas for d in now])
         vocab = lm.vocab_size
-        sc = torch.cat([s.sc if s.sc is not None else torch.zeros(1, C, vocab, dtype=self.sc_dtype, device=device)
-                        for s in group])
-        sc_mask = torch.tensor([s.sc is not None for s in group], device=device)
+        sc = torch.cat([d.sc if d.sc is not None else torch.zeros(1, C, vocab, dtype=self.sc_dtype, device=device)
+                        for d in now])
+        sc_mask = torch.tensor([d.sc is not None for d in now], device=device)
         for s in group:
             s.forwards += 1
         return lm.model(decoder_input_ids=canvas, self_conditioning_logits=sc, self_conditioning_mask=sc_mask,
                         decoder_attention_mask=mask, decoder_position_ids=positions,
                         **{_cache_keyword(lm.model): cache}).logits
 
-    def _merge(self, group: list[Sequence]):
+    def _merge(self, group: list[Sequence]) -> tuple[Any, Any, torch.Tensor]:
         """One cache for the group, each row left-padded (one pad slot at least), built
         again only when the group or a window changes."""
         key = tuple((id(s), s.wi) for s in group)
@@ -256,7 +277,7 @@ class Batcher:
         attention = torch.zeros(len(group), length + C, dtype=torch.bool, device=device)
         for r, s in enumerate(group):
             attention[r, length - s.cur_len : length + (s.width or C)] = True  # a narrower canvas hides the rest
-        canvas = torch.cat([s.canvas for s in group])
+        canvas = torch.cat([s.denoising.canvas for s in group])
         mask = self.lm.model.model.decoder.create_diffusion_decoder_attention_mask(
             self.lm.model.config, canvas.unsqueeze(-1), merged, attention)
         positions = torch.stack([torch.arange(s.cur_len, s.cur_len + C, dtype=torch.int32, device=device)
@@ -265,36 +286,38 @@ class Batcher:
         return merged, mask, positions
 
     def _advance(self, seq: Sequence, logits: torch.Tensor) -> None:
-        p = seq.params
-        seq.step += 1
-        cur_step = p.steps - seq.step + 1
+        p, now = seq.params, seq.denoising
+        now.step += 1
+        cur_step = p.steps - now.step + 1
         if seq.allowed is not None:  # the unembedding, sampler and self-conditioning see only these ids
             logits = logits.masked_fill(~seq.allowed, torch.finfo(logits.dtype).min / 2)
-        seq.canvas, seq.argmax, seq.sc, seq.finished, accepted, entropy = seq.sampler.step(
-            logits, seq.canvas, seq.argmax, seq.sc, seq.finished, cur_step, self.sc_dtype)
+        now.canvas, now.argmax, now.sc, now.finished, accepted, entropy = now.sampler.step(
+            logits, now.canvas, now.argmax, now.sc, now.finished, cur_step, self.sc_dtype)
         if seq.logprobs is not None:
-            seq.logits = logits
+            now.logits = logits
         if seq.frames:
             w = seq.width
-            seq.sink("step", {"window": seq.wi, "step": seq.step, "max_steps": p.steps,
-                              "canvas": seq.canvas[0, :w].tolist(), "argmax": seq.argmax[0, :w].tolist(),
+            seq.sink("step", {"window": seq.wi, "step": now.step, "max_steps": p.steps,
+                              "canvas": now.canvas[0, :w].tolist(), "argmax": now.argmax[0, :w].tolist(),
                               "accepted": accepted[0, :w].int().tolist(),
                               "entropy": [round(x, 4) for x in entropy[0, :w].float().tolist()],
-                              "finished": bool(seq.finished[0])})
-        if bool(seq.finished[0]) or seq.step >= p.steps:
+                              "finished": bool(now.finished[0])})
+        if bool(now.finished[0]) or now.step >= p.steps:
             self._commit(seq)
 
     def _commit(self, seq: Sequence) -> None:
-        final = seq.argmax[:, : seq.width].clone()
+        now = seq.denoising
+        assert seq.done is not None  # set as the first window started
+        final = now.argmax[:, : seq.width].clone()
         if seq.stop_at_eos:
             seq.done = pad_after_eos(final, seq.done, self.eos, self.lm.output_pad)
-        pins = seq.sampler.pins
+        pins = now.sampler.pins
         free = torch.ones_like(final, dtype=torch.bool) if pins is None else ~pins.mask[:, : seq.width]
         seq.generated += int(generated_tokens(final, free, self.lm.output_pad).sum())
-        seq.steps.append(seq.step)
+        seq.steps.append(now.step)
         top = None
-        if seq.logprobs is not None:
-            logp = torch.log_softmax(seq.logits[0, : seq.width].float(), dim=-1)
+        if seq.logprobs is not None and now.logits is not None:
+            logp = torch.log_softmax(now.logits[0, : seq.width].float(), dim=-1)
             if seq.logprob_ids is not None:
                 ids = torch.tensor(seq.logprob_ids, device=logp.device).expand(logp.shape[0], -1)
                 values, order = logp.gather(-1, ids).sort(-1, descending=True)
@@ -307,14 +330,14 @@ class Batcher:
                    "top_values": values.clamp(min=floor).tolist()}
         seq.sink("canvas", {"window": seq.wi, "ids": final[0].tolist(), "eos": bool(seq.done.any()), "logprobs": top})
         seq.pending = final
-        seq.sampler = seq.canvas = seq.argmax = seq.sc = seq.logits = None
+        seq.now = None
         self._merged = None
 
 
-def _pins(window: Window, width: int | None, C: int, pad: int):
+def _pins(window: Window, width: int | None, C: int, pad: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(pinned, known) of the window's canvas, with the positions past ``width`` held at pad."""
     if width is None or width >= C:
-        return None if window.pinned is None else (window.pinned, window.known)
+        return window.pins()
     pinned = torch.zeros(C, dtype=torch.bool) if window.pinned is None else window.pinned.clone()
     known = torch.full((C,), pad, dtype=torch.long) if window.known is None else window.known.clone()
     pinned[width:], known[width:] = True, pad

@@ -11,10 +11,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dgterm.errors import ModelLoadError
 from dgterm.paths import read_limited
 from dgterm.resources import shipped
+
+if TYPE_CHECKING:
+    import torch
 
 BUNDLED_NAME = "stdlib-7m"
 MODEL_TYPE = "diffusion_gemma"
@@ -44,7 +48,8 @@ def resolve(spec: str = "bundled", download: bool = False) -> Path:
                              "a Hugging Face id, or 'bundled'.") from None
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") != 1:
         if not path.exists():
-            raise ModelLoadError(f"Model path {path} does not exist; pass a checkpoint directory, a Hugging Face id, or 'bundled'.")
+            raise ModelLoadError(f"Model path {path} does not exist; pass a checkpoint directory, a Hugging Face id, "
+                                 "or 'bundled'.")
         if not path.is_dir():
             raise ModelLoadError(f"Model path {path} is a file; pass the directory that holds config.json.")
         return path
@@ -66,7 +71,8 @@ def _from_hub_cache(repo_id: str, download: bool) -> Path:
             f"`dgterm generate --model {repo_id} --download` (or `huggingface-cli download {repo_id}`)."
         ) from None
     except Exception as e:  # network, auth, missing repo
-        raise ModelLoadError(f"Could not download {repo_id} ({type(e).__name__}: {e}); check the id and your network.") from None
+        raise ModelLoadError(f"Could not download {repo_id} ({type(e).__name__}: {e}); "
+                             "check the id and your network.") from None
 
 
 def check_checkpoint(path: Path) -> dict:
@@ -86,7 +92,8 @@ def check_checkpoint(path: Path) -> dict:
         config = json.loads(read_limited(config_file, CONFIG_LIMIT))
     except (OSError, ValueError) as e:
         why = e.strerror if isinstance(e, OSError) else e
-        raise ModelLoadError(f"{config_file} cannot be read as JSON ({why}); restore or re-download the checkpoint.") from None
+        raise ModelLoadError(f"{config_file} cannot be read as JSON ({why}); "
+                             "restore or re-download the checkpoint.") from None
     if not isinstance(config, dict):
         raise ModelLoadError(f"{config_file} holds a JSON {type(config).__name__}, not an object; "
                              "restore or re-download the checkpoint.")
@@ -102,7 +109,8 @@ def check_checkpoint(path: Path) -> dict:
                              "so restore the checkpoint's config.")
     weights = sorted(path.glob("*.safetensors"))
     if not weights:
-        raise ModelLoadError(f"{path} has no *.safetensors weights; re-download the checkpoint or run `dgterm quantize`.")
+        raise ModelLoadError(f"{path} has no *.safetensors weights; "
+                             "re-download the checkpoint or run `dgterm quantize`.")
     _check_index(path)
     for w in weights:
         _read_header(w)
@@ -146,7 +154,8 @@ def _read_header(file: Path) -> dict:
         if size < 8 + n + end:
             raise ValueError("file is shorter than its header says")
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, struct.error) as e:
-        raise ModelLoadError(f"Weights file {file} is corrupt ({e}); re-download or re-export the checkpoint.") from None
+        raise ModelLoadError(f"Weights file {file} is corrupt ({e}); "
+                             "re-download or re-export the checkpoint.") from None
     return header
 
 
@@ -204,18 +213,20 @@ def pick_device(device: str = "auto") -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ModelLoadError(f"Device {device} was requested but this machine has no usable CUDA GPU; use --device cpu.")
+            raise ModelLoadError(f"Device {device} was requested but this machine has no usable CUDA GPU; "
+                                 "use --device cpu.")
         index = int(device.split(":")[1]) if ":" in device else 0
         if index >= torch.cuda.device_count():
             raise ModelLoadError(
-                f"Device {device} does not exist: {torch.cuda.device_count()} CUDA device(s) visible; pick another index.")
+                f"Device {device} does not exist: {torch.cuda.device_count()} CUDA device(s) visible; "
+                "pick another index.")
         return device
     if device != "cpu":
         raise ModelLoadError(f"Unknown device '{device}'; use cpu, cuda or cuda:N.")
     return device
 
 
-def pick_dtype(dtype: str, device: str):
+def pick_dtype(dtype: str, device: str) -> torch.dtype:
     import torch
 
     if dtype not in DTYPES:

@@ -12,23 +12,49 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
+from typing import Any, Protocol
 
 import torch
 
 from dgterm.engine.events import Run, RunResult, StepEvent, Window, seeds_for
-from dgterm.engine.params import SamplerParams
 from dgterm.engine.local.prefill import SharedPrefill, _cache_keyword
 from dgterm.engine.local.sampler import Pins, Sampler
+from dgterm.engine.params import SamplerParams
 
 
-def denoise(lm, windows: Iterable[Window], params: SamplerParams, *, candidates: int = 1,
+class LocalModel(Protocol):
+    """What the step loop, scoring, the lens and the batcher read of the model in this process
+    (:class:`dgterm.engine.local.loading.LoadedModel`, which calls them)."""
+
+    model: Any  # a transformers DiffusionGemmaForBlockDiffusion
+    tokenizer: Any
+    device: str
+
+    @property
+    def canvas_length(self) -> int: ...
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def eos_ids(self) -> list[int]: ...
+
+    @property
+    def pad_id(self) -> int: ...
+
+    @property
+    def output_pad(self) -> int | None: ...
+
+
+def denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, *, candidates: int = 1,
             cancel: threading.Event | None = None, stop_at_eos: bool = True) -> Run:
     return Run(_denoise(lm, windows, params, candidates, cancel, stop_at_eos))
 
 
 @torch.no_grad()
-def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEvent]:
+def _denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, batch: int,
+             cancel: threading.Event | None, stop_at_eos: bool) -> Generator[StepEvent, None, RunResult]:
     model, device = lm.model, lm.device
     C = lm.canvas_length
     gens = [torch.Generator(device=device).manual_seed(s) for s in seeds_for(params, batch)]
@@ -40,15 +66,16 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
     pad = lm.output_pad
     sc_dtype = model.model.decoder.embed_tokens.weight.dtype
     cur_len = 0
-    pending = None
-    canvases, steps = [], []
+    pending: torch.Tensor | None = None
+    canvases: list[torch.Tensor] = []
+    steps: list[int] = []
     forwards = torch.zeros(batch, dtype=torch.int, device=device)
     generated = torch.zeros(batch, dtype=torch.long, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     t0 = time.perf_counter()
     encode_time = 0.0
 
-    def result(cancelled=False):
+    def result(cancelled: bool = False) -> RunResult:
         return RunResult(canvases=canvases, steps=steps, forwards=forwards.cpu(), generated=generated.cpu(),
                          elapsed=time.perf_counter() - t0, cancelled=cancelled, finished_at_eos=done.cpu(),
                          windows=len(canvases), timings={"encode": encode_time},
@@ -65,8 +92,9 @@ def _denoise(lm, windows, params, batch, cancel, stop_at_eos) -> Iterator[StepEv
             encode_time += time.perf_counter() - t
         # 2. Denoise the canvas.
         pins = None
-        if window.pinned is not None:
-            pins = Pins(window.pinned.to(device).expand(batch, -1), window.known.to(device).expand(batch, -1))
+        if (pinned := window.pins()) is not None:
+            held, known = pinned
+            pins = Pins(held.to(device).expand(batch, -1), known.to(device).expand(batch, -1))
         sampler = Sampler(params, lm.vocab_size, gens, pins)
         restrict = restriction(window.allowed, lm.vocab_size, device)
         canvas = sampler.initial_canvas(batch, C, device)
@@ -125,7 +153,8 @@ def generated_tokens(final: torch.Tensor, free: torch.Tensor, pad_id: int | None
     return (free if pad_id is None else (final != pad_id) & free).sum(-1)
 
 
-def restriction(allowed: dict[int, list[int]], vocab: int, device):
+def restriction(allowed: dict[int, list[int]], vocab: int,
+                device: str | torch.device) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """A function that rules out, at each position of ``allowed``, every other token (their
     logits become the dtype's lowest half, so they are never sampled, nor the argmax: finite,
     as the fused sampler's entropy needs); None when nothing is."""
@@ -143,7 +172,7 @@ def restriction(allowed: dict[int, list[int]], vocab: int, device):
     return restrict
 
 
-def decoder_mask(model, canvas: torch.Tensor, cache, cur_len: int, visible: int | None = None):
+def decoder_mask(model: Any, canvas: torch.Tensor, cache: Any, cur_len: int, visible: int | None = None) -> Any:
     """The decoder's attention masks for a canvas over ``cur_len`` cached tokens (built once per
     window); with ``visible``, the canvas positions from there on are hidden (a narrower canvas)."""
     full = torch.ones(canvas.shape[0], cur_len + canvas.shape[1], dtype=torch.bool, device=canvas.device)
@@ -152,7 +181,8 @@ def decoder_mask(model, canvas: torch.Tensor, cache, cur_len: int, visible: int 
     return model.model.decoder.create_diffusion_decoder_attention_mask(model.config, canvas.unsqueeze(-1), cache, full)
 
 
-def decoder_logits(model, canvas, self_conditioning, mask, cache, positions) -> torch.Tensor:
+def decoder_logits(model: Any, canvas: torch.Tensor, self_conditioning: torch.Tensor | None, mask: Any, cache: Any,
+                   positions: torch.Tensor) -> torch.Tensor:
     """One decoder forward over the canvas: the logits of every canvas position."""
     return model(decoder_input_ids=canvas, self_conditioning_logits=self_conditioning, decoder_attention_mask=mask,
                  decoder_position_ids=positions, **{_cache_keyword(model): cache}).logits

@@ -15,14 +15,13 @@ import threading
 
 import torch
 
-from dgterm.engine.local.denoise import decoder_logits, decoder_mask
+from dgterm.engine.local.denoise import LocalModel, decoder_logits, decoder_mask
 from dgterm.engine.local.prefill import encode
 from dgterm.engine.tasks.lens import LensToken, lens_region
 
 
-
 @torch.no_grad()
-def confidence(lm, text: str, start: int = 0, end: int | None = None, *, stride: int = 8, batch: int = 8,
+def confidence(lm: LocalModel, text: str, start: int = 0, end: int | None = None, *, stride: int = 8, batch: int = 8,
                max_context: int = 512, seed: int = 0, cancel: threading.Event | None = None) -> list[LensToken]:
     """Score every token of ``text[start:end]``; an empty list if cancelled or empty."""
     tok, model, device = lm.tokenizer, lm.model, lm.device
@@ -45,7 +44,7 @@ def confidence(lm, text: str, start: int = 0, end: int | None = None, *, stride:
         probs, tops, top_probs = _score_chunk(lm, model, device, prefix, chunk, C, stride, batch, gen, cancel)
         if probs is None:
             return []
-        for k, token_id in enumerate(chunk):
+        for k in range(len(chunk)):
             a, b = offsets[c0 + k]
             # the token as the text has it (a byte-fallback piece alone would decode to U+FFFD)
             out.append(LensToken(start + a, start + b, text[start + a : start + b], probs[k], text_of(tops[k]),

@@ -5,27 +5,50 @@ Finding the checkpoint is :mod:`dgterm.engine.local.checkpoint`'s.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
-from dgterm.engine.local.checkpoint import (BUNDLED_NAME, QUANTS, check_checkpoint, check_loading_info, load_failure, pick_device,
-                                     pick_dtype, resolve)
+from dgterm.engine.local.checkpoint import (
+    BUNDLED_NAME,
+    QUANTS,
+    check_checkpoint,
+    check_loading_info,
+    load_failure,
+    pick_device,
+    pick_dtype,
+    resolve,
+)
 from dgterm.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
+
+    from dgterm.engine.events import Run, RunResult, Window
+    from dgterm.engine.params import SamplerParams
+    from dgterm.engine.tasks.lens import LensToken
 
 
 @dataclass
 class LoadedModel:
-    model: object
-    tokenizer: object
+    """The model in this process, as an :class:`dgterm.engine.backend.Engine`."""
+
+    # A transformers DiffusionGemmaForBlockDiffusion (its experts maybe quantized) and its
+    # tokenizer: Any, as transformers types their configs too loosely to check against
+    # (``text_config`` may be a dict or None, ``canvas_length`` None).
+    model: Any
+    tokenizer: Any
     path: Path
     spec: str
     device: str
-    dtype: object
+    dtype: torch.dtype
     quant: str
-    defaults: object  # SamplerParams from generation_config.json
+    defaults: SamplerParams  # from generation_config.json
     load_seconds: float = 0.0
-    info: dict = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # what the quantized loader reports
 
     @property
     def canvas_length(self) -> int:
@@ -74,19 +97,23 @@ class LoadedModel:
         dtype = str(self.dtype).removeprefix("torch.")
         return f"{self.name} · {self.device} · {dtype} · quant {self.quant}"
 
-    def denoise(self, windows, params, **options):
+    def denoise(self, windows: Iterable[Window], params: SamplerParams, *, candidates: int = 1,
+                cancel: threading.Event | None = None, stop_at_eos: bool = True) -> Run:
         """Run ``windows`` in this process (see :func:`dgterm.engine.local.denoise.denoise`)."""
         from dgterm.engine.local.denoise import denoise
 
-        return denoise(self, windows, params, **options)
+        return denoise(self, windows, params, candidates=candidates, cancel=cancel, stop_at_eos=stop_at_eos)
 
-    def confidence(self, text: str, start: int = 0, end: int | None = None, **options):
+    def confidence(self, text: str, start: int = 0, end: int | None = None, *, stride: int = 8, batch: int = 8,
+                   max_context: int = 512, seed: int = 0,
+                   cancel: threading.Event | None = None) -> list[LensToken]:
         """The confidence lens in this process (see :func:`dgterm.engine.local.lens.confidence`)."""
         from dgterm.engine.local.lens import confidence
 
-        return confidence(self, text, start, end, **options)
+        return confidence(self, text, start, end, stride=stride, batch=batch, max_context=max_context, seed=seed,
+                          cancel=cancel)
 
-    def score_run(self, windows, run, *, skip_pad: bool, seed: int) -> list[float]:
+    def score_run(self, windows: list[Window], run: RunResult, *, skip_pad: bool, seed: int) -> list[float]:
         from dgterm.engine.local.scoring import score_run
 
         return score_run(self, windows, run, skip_pad=skip_pad, seed=seed)
@@ -127,31 +154,37 @@ def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
     from transformers.utils import logging as hf_logging
 
-    from dgterm.engine.params import SamplerParams
     from dgterm.engine.local.quant import loader  # int8/nf4 incl. MoE experts, pre-quantized checkpoints
+    from dgterm.engine.params import SamplerParams
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception as e:
-        raise ModelLoadError(f"The tokenizer in {path} cannot be loaded ({type(e).__name__}); restore the tokenizer files.") from None
-    info: dict = {}
+        raise ModelLoadError(f"The tokenizer in {path} cannot be loaded ({type(e).__name__}); "
+                             "restore the tokenizer files.") from None
+    info: dict[str, Any] = {}
+    model: Any
     if quant != "none" or loader.is_prequantized(path):
         model, device, quant, info = loader.load(path, device, torch_dtype, quant, allow_offload=allow_offload)
     else:
         try:
-            model, loading_info = DiffusionGemmaForBlockDiffusion.from_pretrained(
+            loaded = DiffusionGemmaForBlockDiffusion.from_pretrained(
                 path, dtype=torch_dtype, local_files_only=True, output_loading_info=True)
+            # typed as the model alone; with output_loading_info it is (model, info)
+            model, loading_info = cast("tuple[Any, dict[str, Any]]", loaded)
         except torch.cuda.OutOfMemoryError:
-            raise ModelLoadError(f"{path.name} does not fit in {device} memory; try --quant nf4 or a smaller model.") from None
+            raise ModelLoadError(f"{path.name} does not fit in {device} memory; "
+                                 "try --quant nf4 or a smaller model.") from None
         except Exception as e:
             raise load_failure(path, e) from None
         check_loading_info(path, loading_info)
         model = model.to(device).eval()
     tensors = [*model.parameters(), *model.buffers()]  # quantized weights' scales are buffers
     if not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
-        raise ModelLoadError(f"The weights in {path} hold NaN or infinite values; re-download or re-export the checkpoint.")
+        raise ModelLoadError(f"The weights in {path} hold NaN or infinite values; "
+                             "re-download or re-export the checkpoint.")
     defaults = SamplerParams.from_generation_config(getattr(model, "generation_config", None))
     return LoadedModel(model=model, tokenizer=tokenizer, path=path, spec=spec, device=device, dtype=torch_dtype,
                        quant=quant, defaults=defaults, load_seconds=time.perf_counter() - t0, info=info)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Iterator
 
 from dgterm.errors import OutOfMemory
 
@@ -45,14 +46,33 @@ def explain_for_session(name: str, device: str) -> str:
     return f"{name} ran out of memory on {device}; lower /canvases or --candidates, or restart with --quant nf4."
 
 
+def explain_for_server(rows: int) -> str:
+    """The sentence for the requests of `dgterm serve` whose batch ran out of memory."""
+    return (f"The server ran out of device memory with {rows} sequence(s) in the batch; retry with a smaller n "
+            "or max_tokens, or when the server is less busy.")
+
+
+def as_out_of_memory(exc: BaseException, sentence: str | None = None, *, plan: str | None = None,
+                     candidates: int = 1, context: int | None = None) -> OutOfMemory | None:
+    """The one way every front end takes an out-of-memory error: ``exc`` as an
+    :class:`OutOfMemory` (a DgtermError, shown as one line) after releasing the allocator's
+    cached blocks, or None when ``exc`` is not one. Its message is ``sentence`` (a front end's
+    own knobs), else what to shrink in a run (:func:`explain_oom`)."""
+    if not is_oom(exc):
+        return None
+    release()
+    return OutOfMemory(sentence or explain_oom(exc, plan, candidates, context))
+
+
 @contextlib.contextmanager
-def guard_oom(plan: str | None = None, candidates: int = 1, context: int | None = None):
-    """Turn an out-of-memory error into :class:`OutOfMemory` (a DgtermError that front ends show
-    as one line and go on) after releasing the allocator's cached blocks."""
+def guard_oom(plan: str | None = None, candidates: int = 1, context: int | None = None, *,
+              sentence: str | None = None) -> Iterator[None]:
+    """:func:`as_out_of_memory` around a block: an out-of-memory error leaves it as
+    :class:`OutOfMemory`; any other error passes through."""
     try:
         yield
     except BaseException as exc:  # noqa: BLE001 - re-raised unless it is an OOM
-        if not is_oom(exc):
+        error = as_out_of_memory(exc, sentence, plan=plan, candidates=candidates, context=context)
+        if error is None:
             raise
-        release()
-        raise OutOfMemory(explain_oom(exc, plan, candidates, context)) from None
+        raise error from None

@@ -6,7 +6,7 @@ Two savings, neither of which changes what the decoder reads:
   same cache, as ``generate`` appends canvases. Attention then holds a (chunk × context)
   score block instead of (prompt × prompt), and a sliding-window layer keeps a slice of a
   chunk-sized tensor instead of one of the whole prompt. The keys agree with a one-piece
-  prefill to float rounding (~1e-6); the tokens are the same (tests/engine/test_prefill.py).
+  prefill to float rounding (~1e-6); the tokens are the same (tests/engine/local/test_prefill.py).
   After the last chunk a sliding-window layer's keys are copied out of the chunk they
   were cut from, so the cache holds a window, not a window plus a chunk.
 - **One row for identical rows.** While every candidate has encoded the same tokens (the
@@ -14,14 +14,14 @@ Two savings, neither of which changes what the decoder reads:
   cache holds one row and the others are broadcast views of it (``expand``: no copy). The
   decoder only reads the cache and the encoder's update concatenates into new tensors, so
   no view is ever written through. The server's batcher forks one prefilled cache
-  (:func:`fork`) for the sequences that start from the same prompt in one tick. The keys are those of B encoded rows (bit for bit at
-  the bundled model's prompt sizes; a matmul over fewer rows may round differently).
+  (:func:`fork`) for the sequences that start from the same prompt in one tick. The keys are
+  those of B encoded rows (bit for bit at the bundled model's prompt sizes; a matmul over
+  fewer rows may round differently).
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import inspect
 
 import torch
@@ -29,14 +29,15 @@ import torch
 CHUNK = 1024  # prompt tokens per encoder forward
 
 
-def _cache_keyword(model) -> str:
+_CACHE_KEYWORDS: dict[type, str] = {}  # per model class
+
+
+def _cache_keyword(model: torch.nn.Module) -> str:
     """transformers 5.24 renamed ``past_key_values`` to ``cache``; accept both releases."""
-    return _cache_keyword_of(type(model))
-
-
-@functools.cache
-def _cache_keyword_of(cls) -> str:
-    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+    cls = type(model)
+    if cls not in _CACHE_KEYWORDS:
+        _CACHE_KEYWORDS[cls] = "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+    return _CACHE_KEYWORDS[cls]
 
 
 def encode(model, cache, ids: torch.Tensor, cur_len: int, chunk: int | None = None) -> int:

@@ -55,10 +55,11 @@ class Sampler:
         self.vocab_size = vocab_size
         self.generators = generators
         self.pins = pins
-        self.history = None  # argmax canvases of the last `stability` steps
-        self.entropy = None  # fused mode: the last entropy of each position
+        self.history: torch.Tensor | None = None  # argmax canvases of the last `stability` steps
+        self.entropy: torch.Tensor | None = None  # fused mode: the last entropy of each position
 
-    def _randint(self, batch: int, length: int, device, drawing: list[bool] | None = None) -> torch.Tensor:
+    def _randint(self, batch: int, length: int, device: str | torch.device,
+                 drawing: list[bool] | None = None) -> torch.Tensor:
         """Uniform ids per candidate, each from its own generator; rows not ``drawing`` (they
         stopped denoising: their result is discarded) draw nothing, so every candidate's
         stream is the one a run with its seed alone would draw."""
@@ -77,12 +78,13 @@ class Sampler:
                 for b, g in enumerate(self.generators)]
         return torch.cat(rows)
 
-    def initial_canvas(self, batch: int, length: int, device) -> torch.Tensor:
+    def initial_canvas(self, batch: int, length: int, device: str | torch.device) -> torch.Tensor:
         canvas = self._randint(batch, length, device)
         return self.pins.impose(canvas) if self.pins is not None else canvas
 
     def step(self, logits: torch.Tensor, canvas: torch.Tensor, argmax: torch.Tensor,
-             self_conditioning: torch.Tensor | None, finished: torch.Tensor, cur_step: int, sc_dtype):
+             self_conditioning: torch.Tensor | None, finished: torch.Tensor, cur_step: int,
+             sc_dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         """One denoising step from the decoder's raw logits.
 
         ``cur_step`` counts the steps *remaining* (N..1), as in the reference. Returns the
@@ -111,6 +113,7 @@ class Sampler:
             new_canvas = self.pins.impose(new_canvas)
 
         if not all(drawing):
+            assert self_conditioning is not None  # a row finishes at a step after the first
             new_argmax = torch.where(finished[:, None], argmax, new_argmax)
             new_canvas = torch.where(finished[:, None], canvas, new_canvas)
             if self.params.mode == "reference":
@@ -168,11 +171,12 @@ class Sampler:
         if p.stability == 0:
             stable = torch.ones(argmax.shape[0], device=argmax.device, dtype=torch.bool)
         else:
-            if self.history is None:
-                self.history = torch.full((p.stability, *argmax.shape), -1, dtype=argmax.dtype, device=argmax.device)
-            stable = (self.history == argmax[None]).all(dim=-1).all(dim=0)
-            self.history = torch.roll(self.history, shifts=-1, dims=0)
-            self.history[-1] = argmax
+            history = self.history
+            if history is None:
+                history = torch.full((p.stability, *argmax.shape), -1, dtype=argmax.dtype, device=argmax.device)
+            stable = (history == argmax[None]).all(dim=-1).all(dim=0)
+            self.history = history = torch.roll(history, shifts=-1, dims=0)
+            history[-1] = argmax
         if self.pins is None:
             mean = torch.mean(entropy, dim=-1)
         else:

@@ -14,15 +14,18 @@ a pseudo-log-likelihood, normalised by length so candidates of different lengths
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
-from dgterm.engine.local.denoise import decoder_logits, decoder_mask, restriction
+from dgterm.engine.events import RunResult, Window
+from dgterm.engine.local.denoise import LocalModel, decoder_logits, decoder_mask, restriction
 from dgterm.engine.local.prefill import SharedPrefill
 
 STRIDE = 4
 
 
-def score_run(lm, windows, run, *, skip_pad: bool, seed: int) -> list[float]:
+def score_run(lm: LocalModel, windows: Sequence[Window], run: RunResult, *, skip_pad: bool, seed: int) -> list[float]:
     """:func:`loglik` of a finished run's canvases; 0 for every row when nothing was generated.
     The run's cache (``run.context``) goes with it:
     read again when the run had one window, let go first otherwise."""
@@ -33,8 +36,8 @@ def score_run(lm, windows, run, *, skip_pad: bool, seed: int) -> list[float]:
 
 
 @torch.no_grad()
-def loglik(lm, windows, canvases: list[torch.Tensor], *, skip_pad: bool = False, stride: int = STRIDE,
-           seed: int = 0, context: tuple | None = None) -> list[float]:
+def loglik(lm: LocalModel, windows: Sequence[Window], canvases: list[torch.Tensor], *, skip_pad: bool = False,
+           stride: int = STRIDE, seed: int = 0, context: tuple[SharedPrefill, int] | None = None) -> list[float]:
     """Mean log-probability per generated token of each batch row of ``canvases`` (one (B, C)
     tensor per window, as the run left them) over the ``windows`` the run denoised.
     ``skip_pad`` leaves out pad positions (what follows EOS in a continuation). ``context``:
@@ -45,12 +48,12 @@ def loglik(lm, windows, canvases: list[torch.Tensor], *, skip_pad: bool = False,
     model, device = lm.model, lm.device
     B, C = canvases[0].shape
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    reuse = context is not None
-    prefill, cur_len = context if reuse else (
+    prefill, cur_len = context if context is not None else (
         SharedPrefill(model, DynamicCache(config=model.config.get_text_config(decoder=True)), B), 0)
+    reuse = context is not None
     total = torch.zeros(B, dtype=torch.float64)
     count = torch.zeros(B, dtype=torch.float64)
-    pending = None
+    pending: torch.Tensor | None = None
     for window, final in zip(windows, canvases):
         parts = [] if pending is None else [pending]
         if window.prefix and not reuse:

@@ -12,6 +12,7 @@ run showed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -85,6 +86,20 @@ class Choice:
     valid: bool | None = None  # None: no structure check for this kind of file
     reason: str = ""
     round: int = 0  # which round of drawing it came from (require_valid), each with its own timeline
+
+    @classmethod
+    def of(cls, candidate, base: int, rows: int) -> Choice:
+        """A Candidate (dgterm.engine.tasks) of a run: see :meth:`from_record`."""
+        return cls.from_record(dataclasses.asdict(candidate), base, rows)
+
+    @classmethod
+    def from_record(cls, record: Mapping, base: int, rows: int) -> Choice:
+        """A trace's candidate record (or a Candidate's fields) of a run whose first seed was
+        ``base``, with ``rows`` batch rows a round. Batch row r of round k ran with seed
+        ``base + k * rows + r`` (dgterm.engine.tasks.until_valid), so the seed says both."""
+        round_, row = divmod(record["seed"] - base, rows)
+        return cls(list(record["spans"]), record["score"], list(record["lengths"]), row, record.get("thinking"),
+                   record.get("entropy", 0.0), record.get("valid"), record.get("reason", ""), round_)
 
 
 def step_record(event) -> dict:
@@ -171,6 +186,26 @@ class FrameBuilder:
             self.last[cur["window"]] = cur
         self._current = record
         return build_frame(record, self.layout, self.last, self.text_of)
+
+
+class Timeline:
+    """The frames of a run in order, appended to ``frames``, drawn in rounds (until_valid):
+    each round starts over at window 0 with a FrameBuilder of its own, and ``starts`` holds
+    the index of each round's first frame. The live run and its replay both build here."""
+
+    def __init__(self, layout: Layout, text_of: Callable[[int], str], frames: list[Frame]):
+        self.layout, self.text_of, self.frames = layout, text_of, frames
+        self.starts = [0]
+        self._build = FrameBuilder(layout, text_of)
+
+    def add(self, record: Mapping, round_: int = 0) -> Frame:
+        """The Frame of the step ``record`` of round ``round_``, appended to ``frames``."""
+        if round_ != len(self.starts) - 1:  # require_valid drew another round
+            self._build = FrameBuilder(self.layout, self.text_of)
+            self.starts.append(len(self.frames))
+        frame = self._build(record)
+        self.frames.append(frame)
+        return frame
 
 
 def display_text(tok: DraftToken) -> str:

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import bisect
 import codecs
+from abc import ABC, abstractmethod
 
 
-class _Rows:
+class _Rows(ABC):
+    @abstractmethod
+    def raw(self, token: int) -> bytes:
+        """The bytes a token stands for (a byte-level token may hold part of a character)."""
+
     def row(self, ids) -> list[str]:
         """The text of each of a run of ids, a character split across tokens shown whole on
         the token that ends it (and nothing on the ones before), so CJK text and emoji read
@@ -22,7 +27,7 @@ class _Rows:
 class TokenText(_Rows):
     """Decoded text of single ids, cached; special tokens read as empty."""
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer) -> None:
         self.tokenizer = tokenizer
         self.special = set(tokenizer.all_special_ids)
         self.cache: dict[int, str] = {}
@@ -82,7 +87,7 @@ class RecordedText(_Rows):
     with the bytes, a character split across tokens replays whole as it was shown live
     (traces written before the bytes were kept show U+FFFD there)."""
 
-    def __init__(self, record: dict):
+    def __init__(self, record: dict) -> None:
         self.texts, self.bytes = record.get("tokens", {}), record.get("bytes", {})
 
     def __call__(self, token: int) -> str:

@@ -1,25 +1,41 @@
 """Trace files: every StepEvent of a run as one JSON line, readable back for replay.
 
 A trace is a header line (:func:`header`), one line per step (:func:`event_record`) and a
-result line (:func:`result_record`); every front end writes them through this module.
+result line (:func:`result_record` and the recorded token texts). Every front end (``dgterm
+generate`` and ``infill --trace``, the REPL's ``/trace``, the editor's ``--trace``) writes
+through :class:`TraceWriter`, so every trace carries what the editor needs to replay it
+(``dgterm open --replay``), and :func:`read_trace` is the one reader.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from dgterm.engine.output.frames import step_record
+from dgterm.engine.output.frames import Layout, step_record
+
+KINDS = ("infill", "search", "rewrite", "continue")  # what the editor replays a trace as
 
 
-def header(task, /, **extra) -> dict:
+def header(task, /, kind: str, text: str, spans: Sequence[Sequence] | None = None, instruction: str = "",
+           **extra) -> dict:
     """The first line: the model, its canvas, the sampler settings with the seed that ran
-    (a random seed is recorded as drawn, so the run can be repeated), and ``extra``."""
+    (a random seed is recorded as drawn, so the run can be repeated), and what a replay
+    needs: the ``kind`` of run (one of :data:`KINDS`), the ``text`` it ran on, its
+    ``spans`` as (start, end, length) in ``text`` (None: one empty span at its end, where a
+    continuation starts), the rewrite ``instruction`` and the layout of the drafts.
+    ``extra`` adds the front end's own fields; its ``task`` names the command that ran
+    (``generate``, ``infill``, ``repl``; the kind when not given)."""
     lm, seed = task.lm, task.seeds[0]
+    spans = [(len(text), len(text), None)] if spans is None else spans
     return {"model": lm.name, "canvas_length": lm.canvas_length,
-            "params": dataclasses.asdict(task.params.replace(seed=seed)), "seed": seed, **extra}
+            "params": dataclasses.asdict(task.params.replace(seed=seed)), "seed": seed, "task": kind, "kind": kind,
+            "layout": task.layout.to_json(), "text": text, "spans": [list(s) for s in spans],
+            "instruction": instruction, **extra}
 
 
 def result_record(result, texts: list[str] | None = None, newline: str = "\n", spans: list[dict] | None = None) -> dict:
@@ -30,7 +46,7 @@ def result_record(result, texts: list[str] | None = None, newline: str = "\n", s
     follow the same order (the engine works in document order)."""
     run = result.run
     texts = texts or [c.text for c in result.candidates]
-    record = {
+    record: dict[str, Any] = {
         "candidates": [
             {"text": text, "spans": [s.replace("\n", newline) for s in c.spans], "score": round(c.score, 6),
              "entropy": round(c.entropy, 6), "valid": c.valid, "reason": c.reason, "lengths": c.lengths,
@@ -56,32 +72,38 @@ def result_record(result, texts: list[str] | None = None, newline: str = "\n", s
     return record
 
 
-def event_record(event, tokenizer) -> dict:
-    """A trace's step line: the step record (dgterm.engine.output.frames.step_record), entropies to
-    4 places, and the argmax text of each row."""
+def event_record(event, tokenizer, round_: int = 0) -> dict:
+    """A trace's step line: the step record (dgterm.engine.output.frames.step_record), the
+    ``round_`` of drawing it belongs to (until_valid), entropies to 4 places, and the argmax
+    text of each row."""
     from dgterm.engine.output.tokens import decode
 
     record = step_record(event)
-    record.update(type="step", elapsed=round(event.elapsed, 6),
+    record.update(type="step", round=round_, elapsed=round(event.elapsed, 6),
                   entropy=[[round(x, 4) for x in row] for row in record["entropy"]],
                   text=[decode(tokenizer, row) for row in record["argmax"]])
     return record
 
 
 class TraceWriter:
-    """Context manager: ``header`` first, then ``step`` per event, then ``result``."""
+    """Context manager writing the trace of ``task`` (a Task or an UntilValid): the header
+    (:func:`header`'s arguments after the task) at once, then :meth:`step` per event,
+    then :meth:`finish` for the result and the text of every token the steps showed (so
+    the replay reads them without the tokenizer)."""
 
-    def __init__(self, path: Path, header: dict):
+    def __init__(self, path: str | Path, task, /, kind: str, text: str, spans: Sequence[Sequence] | None = None,
+                 instruction: str = "", **extra):
         from dgterm.errors import InputError
 
-        self.path = Path(path)
+        self.path, self.task = Path(path), task
+        self.seen: set[int] = set()
         try:
             # backslashreplace: a file name's undecodable bytes (lone surrogates) become
             # JSON escapes, so the line stays valid JSON and UTF-8
             self.file = self.path.open("w", encoding="utf-8", errors="backslashreplace")
         except OSError as e:
             raise InputError(f"Cannot write the trace {path} ({e.strerror}); choose another path.") from None
-        self._write({"type": "header", **header})
+        self._write({"type": "header", **header(task, kind, text, spans, instruction, **extra)})
 
     def _write(self, record: dict):
         try:
@@ -99,11 +121,19 @@ class TraceWriter:
         raise InputError(f"Cannot write the trace {self.path} ({e.strerror}); free some space or choose "
                          "another path.") from None
 
-    def step(self, event, tokenizer):
-        self._write(event_record(event, tokenizer))
+    def step(self, event, round_: int = 0):
+        """One step line; ``round_``: the round of drawing (until_valid) the event is of."""
+        record = event_record(event, self.task.lm.tokenizer, round_)
+        for ids in (*record["canvas"], *record["argmax"]):
+            self.seen.update(ids)
+        self._write(record)
 
-    def result(self, record: dict):
-        self._write({"type": "result", **record})
+    def finish(self):
+        """The result line: the task's result and the recorded token texts."""
+        from dgterm.engine.output.tokens import token_text
+
+        recorded = token_text(self.task.lm.tokenizer).recorded(self.seen)
+        self._write({"type": "result", **result_record(self.task.result), **recorded})
 
     def close(self):
         try:
@@ -120,21 +150,34 @@ class TraceWriter:
 
 @dataclass
 class Trace:
+    """A trace read back. ``header`` holds the fields of :func:`header` (an editor trace
+    written before the one shape kept them under ``dgterm``: they are lifted up)."""
+
     header: dict
     steps: list[dict]
     result: dict | None
 
+    @property
+    def layout(self) -> Layout:
+        return Layout.from_json(self.header["layout"])
 
-def read_trace(path: Path) -> Trace:
+    @property
+    def kind(self) -> str:
+        """What the editor replays the run as (a trace that names none: infill)."""
+        kind = self.header.get("kind", self.header.get("task"))
+        return kind if kind in KINDS else "infill"
+
+
+def read_trace(path: str | Path) -> Trace:
     from dgterm.errors import InputError
 
     header, steps, result = None, [], None
     try:
-        for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
             kind = record.pop("type", None)
             if kind == "header":
-                header = record
+                header = {**record.pop("dgterm", {}), **record}
             elif kind == "step":
                 steps.append(record)
             elif kind == "result":
@@ -144,3 +187,23 @@ def read_trace(path: Path) -> Trace:
     if header is None:
         raise InputError(f"{path} is not a dgterm trace (no header line); pass a file written with --trace.")
     return Trace(header, steps, result)
+
+
+def read_replay(path: str | Path) -> Trace:
+    """A trace the editor can replay: one that records the layout of its drafts, the text
+    and the spans (every front end's since the one writer; older ones are refused)."""
+    from dgterm.errors import InputError
+
+    trace = read_trace(path)
+    h = trace.header
+    if not isinstance(h.get("layout"), dict):
+        raise InputError(f"{path} was written by an older dgterm that did not record what a replay needs; "
+                         "record the run again with --trace.")
+    try:
+        Layout.from_json(h["layout"])  # a damaged one is the sentence below, not a crash in the replay
+        if not isinstance(h["text"], str) or not all(len(s) == 3 and s[0] <= s[1] for s in h["spans"]):
+            raise ValueError("bad text or spans")
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{path} is a damaged trace ({e!r} in its header); record the run again with "
+                         "--trace.") from None
+    return trace

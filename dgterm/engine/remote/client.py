@@ -10,7 +10,7 @@ the in-process shape, a StepEvent per step of all candidates, so the editor and 
 REPL cannot tell the difference, except that vLLM shows one frame per canvas.
 
 What is documented in vLLM and what this client assumes is listed in docs/serve.md and
-in tests/serve/vllm_standin.py.
+in tests/helpers/vllm_standin.py.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from dgterm.engine.params import SamplerParams
-from dgterm.errors import DgtermError, RemoteError
+from dgterm.engine.params import SAMPLER_FIELDS, SamplerParams
+from dgterm.errors import RemoteError
 
 PROBE_ID = 2**31 - 1  # an id past any vocabulary: the range error names the vocabulary size
 GEMMA_EOS, GEMMA_PAD = [1, 106, 50], 0  # DiffusionGemma's generation config (docs/architecture.md)
@@ -44,7 +44,8 @@ class Http:
         self.httpx = httpx
 
     def _fail(self, e) -> RemoteError:
-        return RemoteError(f"Cannot reach {self.base} ({type(e).__name__}); check the address and that the server runs.")
+        return RemoteError(f"Cannot reach {self.base} ({type(e).__name__}); check the address and that the "
+                           "server runs.")
 
     def _check(self, r):
         if r.status_code in (401, 403):
@@ -152,8 +153,8 @@ class RemoteTokenizer:
         if not missing:
             return
         with ThreadPoolExecutor(8) as pool:
-            texts = list(pool.map(lambda i: self.http.post("/detokenize", {"model": self.model, "tokens": [i]})["prompt"],
-                                  missing))
+            texts = list(pool.map(
+                lambda i: self.http.post("/detokenize", {"model": self.model, "tokens": [i]})["prompt"], missing))
         self.learn(dict(zip(missing, texts)))
 
     def decode(self, ids, skip_special_tokens: bool = True, clean_up_tokenization_spaces: bool = False) -> str:
@@ -176,7 +177,8 @@ class RemoteTokenizer:
         out = []
         for t in tokens:
             if t not in self._ids:
-                ids = self.http.post("/tokenize", {"model": self.model, "prompt": t, "add_special_tokens": False})["tokens"]
+                body = {"model": self.model, "prompt": t, "add_special_tokens": False}
+                ids = self.http.post("/tokenize", body)["tokens"]
                 self._ids[t] = ids[0] if len(ids) == 1 else None
             out.append(self._ids[t])
         return out
@@ -304,9 +306,7 @@ class RemoteEngine:
                 "vllm_xargs": {"diffusion_max_steps": params.steps, **(xargs or {})}}
         if self.speaks_dgterm:  # vLLM refuses a seed and has its sampler in its own config
             body["seed"] = seed
-            body["dgterm"] = {"frames": frames, "sampler": {k: getattr(params, k) for k in
-                                                            ("steps", "entropy_bound", "t_max", "t_min", "stability",
-                                                             "confidence")}}
+            body["dgterm"] = {"frames": frames, "sampler": {k: getattr(params, k) for k in SAMPLER_FIELDS}}
             if rng_state is not None:
                 body["dgterm"]["rng_state"] = rng_state
         return body

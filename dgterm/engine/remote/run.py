@@ -98,8 +98,7 @@ def run_remote(engine, windows, params, batch, cancel, stop_at_eos):
 
     try:
         while True:
-            for event in merge.ready():
-                yield event
+            yield from merge.ready()
             if merge.over():
                 return merge.result()
             if cancel is not None and cancel.is_set():
@@ -150,7 +149,8 @@ class Merge:
         return w in self.finals[b] or self.ended[b]
 
     def over(self) -> bool:
-        return all(self.ended) and not any(self.w in f for f in self.frames) and not any(self.w in f for f in self.finals)
+        return (all(self.ended) and not any(self.w in f for f in self.frames)
+                and not any(self.w in f for f in self.finals))
 
     def ready(self):
         while True:
@@ -195,9 +195,11 @@ class Merge:
         pinned = self._pinned(w)
         accepted = torch.tensor([f["accepted"] for f in rows], dtype=torch.bool)
         free = ~pinned[0] if pinned is not None else torch.ones(C, dtype=torch.bool)
-        done_before = sum(int(((c[0] != self.engine.pad_id) & free).sum()) for c in self.canvases) if pinned is None else 0
+        done_before = (sum(int(((c[0] != self.engine.pad_id) & free).sum()) for c in self.canvases)
+                       if pinned is None else 0)
         return StepEvent(window=w, step=rows[0].get("step", s), max_steps=rows[0].get("max_steps", self.params.steps),
-                         canvas=torch.tensor([f["canvas"] for f in rows]), argmax=torch.tensor([f["argmax"] for f in rows]),
+                         canvas=torch.tensor([f["canvas"] for f in rows]),
+                         argmax=torch.tensor([f["argmax"] for f in rows]),
                          accepted=accepted, entropy=torch.tensor([f["entropy"] for f in rows], dtype=torch.float32),
                          pinned=pinned, finished=torch.tensor(finished), elapsed=time.perf_counter() - self.t0,
                          tokens=done_before + int((accepted[0] & free).sum()))

@@ -10,16 +10,20 @@ turn re-encodes the rendered conversation (the prefix is short next to the canva
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, Any
 
+from dgterm.engine.params import SamplerParams
 from dgterm.engine.tasks.continuation import continue_ids, continue_text
 from dgterm.engine.tasks.infill import check_spans
-from dgterm.engine.tasks.task import Candidate, SpanRequest, Task
+from dgterm.engine.tasks.task import Candidate, Check, SpanRequest, Task
 from dgterm.engine.tasks.template import render_chat
-from dgterm.engine.params import SamplerParams
 from dgterm.errors import InputError
 
+if TYPE_CHECKING:
+    from dgterm.engine.backend import Engine
 
-def chat(lm, messages: list[dict], params: SamplerParams | None = None, *, candidates: int = 1,
+
+def chat(lm: Engine, messages: list[dict], params: SamplerParams | None = None, *, candidates: int = 1,
          cancel: threading.Event | None = None) -> Task:
     """Answer the last user turn of ``messages`` ({"role", "content"} dicts).
 
@@ -36,7 +40,7 @@ def chat(lm, messages: list[dict], params: SamplerParams | None = None, *, candi
     return continue_ids(lm, ids, params, candidates=candidates, cancel=cancel, chat=True)
 
 
-def prompt_ids(tokenizer, messages: list[dict], budget: int) -> list[int]:
+def prompt_ids(tokenizer: Any, messages: list[dict], budget: int) -> list[int]:
     """Token ids of the rendered conversation, dropping the oldest turns to fit ``budget``."""
     keep = list(messages)
     system = [keep.pop(0)] if keep[0].get("role") == "system" else []
@@ -51,9 +55,9 @@ def prompt_ids(tokenizer, messages: list[dict], budget: int) -> list[int]:
         keep.pop(0)
 
 
-def rewrite(lm, text: str, span: SpanRequest, instruction: str, params: SamplerParams | None = None, *,
+def rewrite(lm: Engine, text: str, span: SpanRequest, instruction: str, params: SamplerParams | None = None, *,
             candidates: int = 1, cancel: threading.Event | None = None, context_chars: int = 2000,
-            check=None) -> Task:
+            check: Check | None = None) -> Task:
     """Ask a chat checkpoint to rewrite one span following an instruction (``check`` as for infill)."""
     if not lm.has_chat_template:
         raise InputError(f"{lm.name} has no chat template, so it cannot follow instructions; use infill instead.")

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
 
 from dgterm.engine.events import Window
 from dgterm.engine.output.frames import Layout
 from dgterm.engine.output.tokens import decode, split_thinking
 from dgterm.engine.params import SamplerParams
-from dgterm.engine.tasks.task import Candidate, Task
+from dgterm.engine.tasks.task import Candidate, Check, Task
 from dgterm.engine.tasks.template import render_chat
 from dgterm.errors import InputError
+
+if TYPE_CHECKING:
+    from dgterm.engine.backend import Engine
 
 
 @dataclass
@@ -25,13 +31,13 @@ class ContinuePlan:
     def context_tokens(self) -> int:
         return len(self.prompt)
 
-    def check_fits(self, lm) -> None:
+    def check_fits(self, lm: Engine) -> None:
         most = lm.max_positions
         if len(self.prompt) + lm.canvas_length > most:
             raise InputError(f"The prompt is too long ({len(self.prompt)} tokens, the model takes "
                              f"{most - lm.canvas_length} besides its {lm.canvas_length}-token canvas); shorten it.")
 
-    def layout(self, plans: Sequence, candidates: int) -> Layout:
+    def layout(self, plans: Sequence[ContinuePlan], candidates: int) -> Layout:
         return Layout("stream", self.canvas_length, candidates)
 
     def windows(self) -> Iterator[Window]:
@@ -42,8 +48,9 @@ class ContinuePlan:
             yield Window([])
 
 
-def continue_text(lm, text: str, params: SamplerParams | None = None, *, candidates: int = 1,
-                  cancel: threading.Event | None = None, chat: bool = False, post=None, check=None) -> Task:
+def continue_text(lm: Engine, text: str, params: SamplerParams | None = None, *, candidates: int = 1,
+                  cancel: threading.Event | None = None, chat: bool = False,
+                  post: Callable[[Candidate], Candidate] | None = None, check: Check | None = None) -> Task:
     """Generate canvases after ``text`` (or, with ``chat``, answer it as a user turn).
     ``post`` may reshape each finished Candidate (rewrite uses it)."""
     tok = lm.tokenizer
@@ -55,20 +62,21 @@ def continue_text(lm, text: str, params: SamplerParams | None = None, *, candida
     return continue_ids(lm, ids, params, candidates=candidates, cancel=cancel, chat=chat, post=post, check=check)
 
 
-def continue_ids(lm, ids: list[int], params: SamplerParams | None = None, *, candidates: int = 1,
-                 cancel: threading.Event | None = None, chat: bool = False, post=None, check=None) -> Task:
+def continue_ids(lm: Engine, ids: list[int], params: SamplerParams | None = None, *, candidates: int = 1,
+                 cancel: threading.Event | None = None, chat: bool = False,
+                 post: Callable[[Candidate], Candidate] | None = None, check: Check | None = None) -> Task:
     """Generate canvases after the prompt ``ids``; with ``chat`` the answer is split from
     a thinking channel."""
     tok = lm.tokenizer
+    params = params or lm.defaults
 
-    def finish(plan, canvases):
+    def finish(plan: ContinuePlan, canvases: list[torch.Tensor]) -> Candidate:
         # canvases come whole; the tokens past --max-new-tokens are dropped so it holds exactly
         generated = [int(i) for c in canvases for i in c.tolist()][:params.max_new_tokens]
         answer, thinking = split_thinking(tok, generated) if chat else (decode(tok, generated), None)
         cand = Candidate(text=answer, spans=[answer], score=0.0, lengths=[], seed=0, thinking=thinking)
         return post(cand) if post else cand
 
-    params = params or lm.defaults
     plan = ContinuePlan(ids, lm.canvas_length, params.max_canvases(lm.canvas_length, len(ids)))
     return Task(lm, [plan], params, candidates, cancel, True, finish, check)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,8 +21,11 @@ from dgterm.engine.output.frames import Layout
 from dgterm.engine.output.tokens import decode, token_text
 from dgterm.engine.params import CHARS_PER_TOKEN_BOUND, DEFAULT_INSERT_TOKENS, SamplerParams
 from dgterm.engine.tasks.healing import heal_edge, unheal
-from dgterm.engine.tasks.task import Candidate, SpanRequest, Task
+from dgterm.engine.tasks.task import Candidate, Check, SpanRequest, Task
 from dgterm.errors import InputError
+
+if TYPE_CHECKING:
+    from dgterm.engine.backend import Engine
 
 
 @dataclass
@@ -44,10 +48,10 @@ class InfillPlan:
     def context_tokens(self) -> int:
         return self.max_context
 
-    def check_fits(self, lm) -> None:
+    def check_fits(self, lm: Engine) -> None:
         """Every window was laid out for the model's canvas; the context is cut to fit."""
 
-    def layout(self, plans: Sequence, candidates: int) -> Layout:
+    def layout(self, plans: Sequence[InfillPlan], candidates: int) -> Layout:
         slots = [[[plan.locate(i) for i in span] for span in plan.slots] for plan in plans]
         return Layout("spans", self.canvas_length, candidates, slots, [plan.healed for plan in plans])
 
@@ -86,7 +90,7 @@ class InfillPlan:
         return unheal(decode(tokenizer, self.span_ids(canvases, span)), self.healed[span])
 
 
-def plan_infill(lm, text: str, spans: list[SpanRequest], max_context: int = 1024, margin: int | None = None,
+def plan_infill(lm: Engine, text: str, spans: list[SpanRequest], max_context: int = 1024, margin: int | None = None,
                 heal_edges: bool = True) -> InfillPlan:
     """Tokenize around the spans and lay the canvases out (healing the spans' left edges
     unless ``heal_edges`` is false)."""
@@ -162,9 +166,9 @@ def check_spans(text: str, spans: list[SpanRequest], canvas_length: int | None =
     return spans
 
 
-def infill(lm, text: str, spans: list[SpanRequest], params: SamplerParams | None = None, *,
+def infill(lm: Engine, text: str, spans: list[SpanRequest], params: SamplerParams | None = None, *,
            candidates: int = 1, lengths: list[int] | None = None, cancel: threading.Event | None = None,
-           max_context: int = 1024, heal_edges: bool = True, check=None) -> Task:
+           max_context: int = 1024, heal_edges: bool = True, check: Check | None = None) -> Task:
     """Rewrite the spans of ``text`` from both sides. ``lengths`` (one span only) runs a
     length search: one plan per length in one batch. ``check`` (the new text ->
     ``structure.Verdict``) marks each candidate valid or not, and valid ones rank first.
@@ -184,7 +188,7 @@ def infill(lm, text: str, spans: list[SpanRequest], params: SamplerParams | None
         plans = [plan_infill(lm, text, spans, max_context, heal_edges=heal_edges)]
     tok = lm.tokenizer
 
-    def finish(plan: InfillPlan, canvases):
+    def finish(plan: InfillPlan, canvases: list[torch.Tensor]) -> Candidate:
         pieces, new, cursor = [], [], 0
         for i, span in enumerate(plan.spans):
             draft = plan.span_text(tok, canvases, i)

@@ -4,9 +4,10 @@ says which windows to run, where its drafts live (``layout``) and what it needs 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -17,6 +18,20 @@ from dgterm.engine.params import SamplerParams
 
 if TYPE_CHECKING:
     from dgterm.engine.backend import Engine
+
+
+class Verdict(Protocol):
+    """What a checker says of a text (:class:`dgterm.editor.structure.Verdict`)."""
+
+    @property
+    def valid(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+Check = Callable[[str], Verdict]  # the new text -> whether it parses
+Finish = Callable[[Any, list[torch.Tensor]], "Candidate"]  # (plan, a row's final canvases) -> its candidate
 
 
 class Plan(Protocol):
@@ -31,8 +46,8 @@ class Plan(Protocol):
     def check_fits(self, lm: Engine) -> None:
         """Raise an InputError when the model cannot take this plan."""
 
-    def layout(self, plans: Sequence, candidates: int) -> Layout:
-        """Where the drafts of ``plans`` (this one and its length-search siblings) live."""
+    def layout(self, plans: Sequence[Any], candidates: int) -> Layout:
+        """Where the drafts of ``plans`` (this one and its length-search siblings, of its kind) live."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +88,9 @@ class TaskResult:
 class Task:
     """Iterate for StepEvents; then ``result`` holds the ranked candidates."""
 
-    def __init__(self, lm: Engine, plans: Sequence[Plan], params: SamplerParams, candidates: int, cancel,
-                 stop_at_eos: bool, finish, check=None):
+    def __init__(self, lm: Engine, plans: Sequence[Plan], params: SamplerParams, candidates: int,
+                 cancel: threading.Event | None, stop_at_eos: bool, finish: Finish,
+                 check: Check | None = None):
         self.lm, self.plans, self.params = lm, plans, params
         _check_size(lm, plans, candidates, params.mode)
         self.seeds = seeds_for(params, candidates)
@@ -82,18 +98,19 @@ class Task:
         self._run = lm.denoise(batch_plan, params.replace(seed=self.seeds[0]), candidates=len(plans) * candidates,
                                cancel=cancel, stop_at_eos=stop_at_eos)
         self._finish = finish
-        self._check = check  # text -> structure.Verdict, or None
+        self._check = check
         self._stop_at_eos = stop_at_eos
         self._candidates = candidates
         self.result: TaskResult | None = None
         self.last: dict[int, StepEvent] = {}  # last event of each window
-        self._finals: dict[int, dict] = {}  # step records of the windows before the current one
+        self._finals: dict[int, Mapping[str, Any]] = {}  # step records of the windows before the current one
 
     def __iter__(self) -> Iterator[StepEvent]:
         for event in self._run:
             self.last[event.window] = event
             yield event
         run = self._run.result
+        assert run is not None  # the steps return it when they end
         if run.cancelled:
             self.result = TaskResult([], run)
             return
@@ -115,6 +132,7 @@ class Task:
     def collect(self) -> TaskResult:
         for _ in self:
             pass
+        assert self.result is not None  # set when the run ends
         return self.result
 
     def _entropies(self, run: RunResult) -> list[float]:
@@ -150,7 +168,7 @@ def _check_size(lm: Engine, plans: Sequence[Plan], candidates: int, sampler: str
     lm.check_run_fits(len(plans) * candidates, max(p.context_tokens for p in plans) + lm.canvas_length, sampler)
 
 
-def _rows(run: RunResult):
+def _rows(run: RunResult) -> list[list[torch.Tensor]]:
     """Per batch row: the list of final canvases (one per window)."""
     return [[c[row] for c in run.canvases] for row in range(run.forwards.shape[0])]
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dgterm.errors import DgtermError, InputError
 
 
-def render_chat(tokenizer, messages: list[dict]) -> str:
-    """The conversation through the checkpoint's chat template; a template that is broken
-    or raises is one sentence."""
+def render_chat(tokenizer, messages: list[dict], generation_prompt: bool = True) -> str:
+    """The conversation through the checkpoint's chat template (with ``generation_prompt``, up to
+    the model's turn); a template that is broken or raises is one sentence."""
     try:
-        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
     except DgtermError:  # a remote engine's own sentence
         raise
     except Exception as e:  # noqa: BLE001 - jinja errors, raise_exception(), bad output types

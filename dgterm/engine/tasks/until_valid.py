@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from dgterm.engine.output.frames import Layout
 from dgterm.engine.events import StepEvent, seeds_for
+from dgterm.engine.output.frames import Layout
 from dgterm.engine.params import SamplerParams
-from dgterm.engine.tasks.task import Candidate, TaskResult, rank
+from dgterm.engine.tasks.task import Candidate, Task, TaskResult, rank
 
 
 class UntilValid:
@@ -18,12 +18,12 @@ class UntilValid:
     StepEvents of every round in turn; ``result`` then ranks all candidates drawn, and
     ``found`` says whether one is valid. ``result.run`` is the last round's run."""
 
-    def __init__(self, start, params: SamplerParams, candidates: int, limit: int):
+    def __init__(self, start: Callable[[SamplerParams], Task], params: SamplerParams, candidates: int, limit: int):
         self.start, self.candidates, self.limit = start, candidates, max(limit, candidates)
         self.seed = seeds_for(params, 1)[0]
         self.params = params.replace(seed=self.seed)
         self.task = start(self.params)
-        self.plans, self.seeds = self.task.plans, self.task.seeds
+        self.lm, self.plans, self.seeds = self.task.lm, self.task.plans, self.task.seeds
         self.result: TaskResult | None = None
         self.drawn = 0
         self.round = 0  # the round being drawn
@@ -37,6 +37,7 @@ class UntilValid:
         while True:
             yield from self.task
             result = self.task.result
+            assert result is not None  # set when the round's run ends
             drawn += result.candidates
             self.drawn = len(drawn)
             if result.run.cancelled or any(c.valid is not False for c in result.candidates) \
@@ -49,6 +50,7 @@ class UntilValid:
     def collect(self) -> TaskResult:
         for _ in self:
             pass
+        assert self.result is not None  # set when the last round ends
         return self.result
 
     @property
@@ -57,3 +59,15 @@ class UntilValid:
 
     def drafts(self, event: StepEvent, row: int = 0):
         return self.task.drafts(event, row)
+
+
+def until_valid(start: Callable[[SamplerParams], Task], params: SamplerParams, candidates: int,
+                limit: int | None) -> Task | UntilValid:
+    """``start(params)``, or with a ``limit`` rounds of it until a candidate is valid (at
+    most ``limit`` candidates in all): the one way ``--require-valid`` wraps a task."""
+    return UntilValid(start, params, candidates, limit) if limit else start(params)
+
+
+def round_of(task: Task | UntilValid) -> int:
+    """The round of drawing ``task`` is in: an UntilValid's, 0 for a Task (one round)."""
+    return task.round if isinstance(task, UntilValid) else 0

@@ -5,18 +5,50 @@ from __future__ import annotations
 
 import os
 
-from dgterm.editor import ChangedOnDiskError, DocumentError
+from dgterm.editor import ChangedOnDiskError, Document, DocumentError
+from dgterm.tui.host import Host
 from dgterm.tui.keymap import RUN, Mode
 from dgterm.tui.screens.confirm import ConfirmScreen
 from dgterm.tui.screens.prompt import PromptScreen
 from dgterm.tui.syntax import Highlighter, lexer_for
+from dgterm.tui.widgets.status import StatusBar
+
+# Textual's TextArea spends ~60 ms per million characters of the cursor's line on every key
+# (tab expansion and cell widths over the whole line; docs/reliability.md).
+LONGEST_LINE = 1_000_000
 
 
-class FileActions:
-    """Needs from the app: doc, editor, mode, refresh_file, refresh_status."""
+def open_document(path: str | None) -> tuple[Document, str | None]:
+    """The document for ``path``; a scratch buffer and the reason if it cannot be opened."""
+    if path is None:
+        return Document.from_text(""), None
+    try:
+        doc = Document.open(path)
+    except DocumentError as e:
+        return Document.from_text(""), str(e)
+    longest = max(map(len, doc.text.split("\n")))
+    if longest > LONGEST_LINE:
+        doc.close()
+        return Document.from_text(""), (
+            f"{path} has a line of {longest:,} characters, more than the {LONGEST_LINE:,} the editor takes (each "
+            f"key would take seconds); break the line, or rewrite parts of it with `dgterm infill {path} --span "
+            "START:END`.")
+    return doc, None
+
+
+class FileActions(Host):
+    disk_warned = False  # the file changed on disk and the user was told
+    quit_after_save = False  # the save was asked for by quitting
 
     def file_name(self) -> str:
         return os.path.basename(self.doc.path) if self.doc.path else "[scratch]"
+
+    def refresh_file(self) -> None:
+        doc = self.doc
+        flags = (" ●" if doc.dirty else "") + (" [read-only]" if doc.read_only else "") + \
+            (" [new]" if doc.is_new and doc.path else "")
+        self.query_one(StatusBar).set_file(self.file_name() + flags)
+        self.sub_title = self.file_name()
 
     def action_save(self) -> None:
         if self.doc.path is None:
@@ -34,7 +66,7 @@ class FileActions:
             return
         self._saved()
 
-    def _after_conflict(self, choice: str) -> None:
+    def _after_conflict(self, choice: str | None) -> None:
         if choice == "overwrite":
             try:
                 self.doc.save(force=True)
@@ -125,7 +157,7 @@ class FileActions:
             [("recover", "Recover them"), ("discard", "Discard them"), ("later", "Decide later")], cancel="later"),
             self._after_recovery)
 
-    def _after_recovery(self, choice: str) -> None:
+    def _after_recovery(self, choice: str | None) -> None:
         if choice == "recover":
             try:
                 self.doc.recover()
@@ -142,7 +174,7 @@ class FileActions:
             self.doc.discard_recovery()
             self.notify("Discarded the recovered changes.")
 
-    def action_quit(self) -> None:
+    async def action_quit(self) -> None:
         if self.mode == Mode.REVIEW:
             self.push_screen(ConfirmScreen("Candidates not accepted", "Quit and drop the candidates of the last run? "
                                            "(Cancel, then enter accepts the one shown.)",
@@ -161,7 +193,7 @@ class FileActions:
                                        [("save", "Save"), ("discard", "Quit without saving"), ("cancel", "Cancel")]),
                          self._after_quit_question)
 
-    def _after_quit_question(self, choice: str) -> None:
+    def _after_quit_question(self, choice: str | None) -> None:
         if choice == "save":
             self.quit_after_save = True
             self.action_save()
@@ -170,7 +202,7 @@ class FileActions:
 
     def finish(self, discard: bool = False) -> None:
         if self.job is not None:
-            self.job.cancel.set()
+            self.job.cancel.set()  # a run going stops at its next step
         try:
             self.doc.close(discard=discard)
         except OSError:

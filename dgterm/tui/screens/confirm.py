@@ -14,7 +14,6 @@ class ConfirmScreen(ModalScreen[str]):
     ``focus`` names the choice that enter picks (the first one unless told)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dgterm.confirm.cancel")]
-    AUTO_FOCUS = "Button"
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
     ConfirmScreen > Vertical { width: 80%; max-width: 80; height: auto; border: round $warning;
@@ -27,8 +26,7 @@ class ConfirmScreen(ModalScreen[str]):
                  focus: str | None = None) -> None:
         super().__init__()
         self.title_text, self.question, self.choices, self.cancel_id = title, question, choices, cancel
-        if focus is not None:
-            self.AUTO_FOCUS = f"#choice-{focus}"
+        self.focus_id = f"choice-{focus or choices[0][0]}"
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
@@ -38,9 +36,12 @@ class ConfirmScreen(ModalScreen[str]):
                 for i, (cid, label) in enumerate(self.choices):
                     yield Button(label, id=f"choice-{cid}", variant="primary" if i == 0 else "default")
 
+    def on_mount(self) -> None:
+        self.query_one(f"#{self.focus_id}", Button).focus()
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        self.dismiss(event.button.id.removeprefix("choice-"))
+        self.dismiss((event.button.id or "").removeprefix("choice-"))
 
     def action_cancel(self) -> None:
         self.dismiss(self.cancel_id)

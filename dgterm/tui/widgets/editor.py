@@ -11,6 +11,7 @@ and is read-only; the Document does not change until the user accepts.
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import cast
 
 from rich.style import Style
 from rich.text import Text
@@ -19,10 +20,13 @@ from textual.cache import LRUCache
 from textual.message import Message
 from textual.reactive import Reactive, reactive
 from textual.strip import Strip
+from textual.timer import Timer
 from textual.widgets import TextArea
+from textual.widgets.text_area import Document as TextDocument
 from textual.widgets.text_area import Edit, Selection
 
 from dgterm.editor import Document, DocumentError
+from dgterm.editor.text import common_ends, line_starts, location
 from dgterm.engine.output.frames import DraftToken, display_text
 from dgterm.tui.syntax import Highlighter, lexer_for
 from dgterm.tui.themes import Palette, lens_level, palette_of
@@ -74,7 +78,7 @@ class EditorView(TextArea):
         self._lens: list[tuple[int, int, int]] | None = None
         self._overlay: dict[int, list[tuple[int, int, Style]]] = {}
         self._marks: dict[int, Style] = {}
-        self._syntax_timer = None
+        self._syntax_timer: Timer | None = None
         self._theme_palette: tuple = (None, None)
         self._rows: LRUCache[tuple, Strip] = LRUCache(ROW_CACHE)
         self.read_only = doc.read_only or self.loading
@@ -149,16 +153,15 @@ class EditorView(TextArea):
         self._set_view_text(self.doc.text)
         if select:
             a, b = self.doc.selection
-            self.selection = (self.doc.location_of(a), self.doc.location_of(b))
+            self.selection = Selection(self.doc.location_of(a), self.doc.location_of(b))
         self._after_change()
 
     def _set_view_text(self, new: str) -> None:
         old = self.text
         if old == new:
             return
-        p = _common_prefix(old, new)
-        q = _common_suffix(old, new, min(len(old), len(new)) - p)
-        doc = self.document
+        p, q = common_ends(old, new)
+        doc = cast(TextDocument, self.document)  # a TextArea keeps a Document; it declares DocumentBase
         start, end = doc.get_location_from_index(p), doc.get_location_from_index(len(old) - q)
         self._mirroring = True
         try:
@@ -245,7 +248,7 @@ class EditorView(TextArea):
         self._marks = {}
         if preview_ranges is not None:
             styled = [(a, b, pal.token(t.state, t.entropy)) for a, b, t in preview_ranges]
-            starts = _line_starts(self.text)
+            starts = line_starts(self.text)
         else:
             starts = None
             if self._lens:
@@ -280,7 +283,7 @@ class EditorView(TextArea):
         in view columns. A preview shifts the text after each draft; map it back."""
         if self._kept is None:
             return self.highlighter.lines.get(line_index, ())
-        start = self.document.get_index_from_location((line_index, 0))
+        start = cast(TextDocument, self.document).get_index_from_location((line_index, 0))
         end = start + len(self.document[line_index])
         out = []
         i = max(0, bisect_right(self._kept, (start, 1 << 62)) - 1)
@@ -359,7 +362,8 @@ class EditorView(TextArea):
         empty = selection.start == selection.end
         bracket = self._matching_bracket_location
         partner = (bracket, empty) if bracket and bracket[0] == line else None  # drawn with no selection
-        at_cursor = (selection, self._draw_cursor, bracket, self.suggestion, self.has_focus) if cursor_row == line else None
+        at_cursor = ((selection, self._draw_cursor, bracket, self.suggestion, self.has_focus)
+                     if cursor_row == line else None)
         width = (self.scrollable_content_region.size.width if self.soft_wrap
                  else (scroll_x, self.virtual_size.width, self.region.size.width))
         return (self.document[line], line, section, tuple(wrapped.get_offsets(line)), self._style_key(line),
@@ -389,22 +393,12 @@ class EditorView(TextArea):
         return line
 
 
-def _line_starts(text: str) -> list[int]:
-    starts, i = [0], text.find("\n")
-    while i != -1:
-        starts.append(i + 1)
-        i = text.find("\n", i + 1)
-    return starts
-
-
 def _split_lines(a: int, b: int, starts: list[int] | None, doc: Document):
     """(line, start col, end col) pieces of the offset range [a, b)."""
     if starts is None:
         (l0, c0), (l1, c1) = doc.location_of(a), doc.location_of(b)
     else:
-        l0 = bisect_right(starts, a) - 1
-        l1 = bisect_right(starts, b) - 1
-        c0, c1 = a - starts[l0], b - starts[l1]
+        (l0, c0), (l1, c1) = location(starts, a), location(starts, b)
     if l0 == l1:
         yield l0, c0, c1
         return
@@ -413,29 +407,6 @@ def _split_lines(a: int, b: int, starts: list[int] | None, doc: Document):
         yield line, 0, 1 << 30
     if c1:
         yield l1, 0, c1
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    lo, hi = 0, n
-    while lo < hi:  # binary search on slice equality: fast in C
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _common_suffix(a: str, b: str, limit: int) -> int:
-    lo, hi = 0, max(0, limit)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[len(a) - mid :] == b[len(b) - mid :]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 def head_of(text: str) -> str:

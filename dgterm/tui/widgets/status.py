@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label
+
+from dgterm.tui.keymap import Mode
+from dgterm.tui.lifecycle import LoadFailed
+
+if TYPE_CHECKING:
+    from dgterm.config import Settings
+    from dgterm.tui.lifecycle import State
 
 
 class StatusBar(Horizontal):
@@ -30,6 +40,32 @@ class StatusBar(Horizontal):
 
     def set_model(self, text: str) -> None:
         self._set("#status-model", text, layout=True)
+
+    def show_model(self, state: State, settings: Settings, replay: str | None) -> None:
+        """The model: what is loaded, or what is being loaded (or replayed) and how."""
+        if state.lm is not None:
+            self.set_model(state.lm.describe())
+        elif replay is not None:
+            self.set_model(f"replay {os.path.basename(replay)}")
+        elif isinstance(state, LoadFailed):
+            self.set_model(f"{settings.server or settings.model}: not loaded")
+        elif settings.server:
+            self.set_model(f"{settings.server} · connecting")
+        else:
+            self.set_model(f"{settings.model} · {settings.device} · quant {settings.quant}")
+
+    def show_state(self, state: State, *, loading_chars: int | None, spans: int, narrow: bool) -> None:
+        """What the editor is doing: the run's state first, then a file still loading
+        (``loading_chars``: its size), then the model's state, else ready."""
+        line = state.status() if state.mode != Mode.EDIT or loading_chars is None else None
+        if line is not None:
+            self.set_state(*line)
+        elif loading_chars is not None:
+            self.set_state(f"loading the rest of the file ({loading_chars / 1e6:.0f} M characters): read-only for "
+                           "a moment", "busy")
+        else:
+            hidden = " · canvas hidden: narrow window (ctrl+b shows it)" if narrow else ""
+            self.set_state((f"ready · {spans} masked span{'s' if spans != 1 else ''}" if spans else "ready") + hidden)
 
     def set_state(self, text: str, kind: str = "") -> None:
         label = self._set("#status-state", text, layout=False)  # 1fr wide: its size never depends on the text

@@ -60,7 +60,7 @@ def fused_sample(logits: torch.Tensor, temperature: torch.Tensor, work: torch.Te
 
 
 def _use_triton(x: torch.Tensor) -> bool:
-    from dgterm.engine.local.kernels.nf4 import pick_impl
+    from dgterm.engine.local.kernels.grouped import pick_impl
 
     return pick_impl(x) == "triton"
 

@@ -63,8 +63,9 @@ def _fused_sample_kernel(x_ptr, out_ptr, seed_ptr, work_ptr, fill_ptr, argmax_pt
             if y_max > g_best:
                 g_i = v0 + y_i
                 g_best = y_max
-        tl.store(argmax_ptr + row, best_i.to(tl.int64))
-        tl.store(sample_ptr + row, g_i.to(tl.int64))
+        # best_i and g_i start as 0 and become Triton scalars in the loop (the JIT types them; mypy sees an int)
+        tl.store(argmax_ptr + row, best_i.to(tl.int64))  # type: ignore[attr-defined]
+        tl.store(sample_ptr + row, g_i.to(tl.int64))  # type: ignore[attr-defined]
         tl.store(entropy_ptr + row, tl.log(z) - s / z)
     else:
         for v0 in range(0, V, BLOCK):

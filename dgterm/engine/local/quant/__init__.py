@@ -53,10 +53,29 @@ loader uses, and adds the runtime buffers::
 Importing this package does not import torch.
 """
 
-from dgterm.engine.local.quant.planner import (MemoryPlan, all_plans, choose_plan, dense_bytes_per_element, free_bytes,
-                                         host_memory, kv_cache_bytes, max_context, parameter_counts, plan_memory,
-                                         refusal)
-from dgterm.engine.local.quant.plans import COMPONENTS, PLAN_NAMES, PLANS, QUANT_TO_PLAN, GiB, PlanSpec, component_of, get_plan
+from dgterm.engine.local.quant.planner import (
+    MemoryPlan,
+    all_plans,
+    choose_plan,
+    dense_bytes_per_element,
+    free_bytes,
+    host_memory,
+    kv_cache_bytes,
+    max_context,
+    parameter_counts,
+    plan_memory,
+    refusal,
+)
+from dgterm.engine.local.quant.plans import (
+    COMPONENTS,
+    PLAN_NAMES,
+    PLANS,
+    QUANT_TO_PLAN,
+    GiB,
+    PlanSpec,
+    component_of,
+    get_plan,
+)
 from dgterm.engine.local.quant.profiles import config_path, list_profiles, load_config, profiles_dir
 
 __all__ = ["COMPONENTS", "PLANS", "PLAN_NAMES", "QUANT_TO_PLAN", "GiB", "MemoryPlan", "PlanSpec", "all_plans",

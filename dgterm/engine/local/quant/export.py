@@ -76,7 +76,7 @@ def quantize_checkpoint(src, out, plan="nf4", device="cpu", dtype="bf16", max_sh
                 continue
             parts: dict = {}
             names = ("qweight", "absmax") if qw.fmt == "nf4" else ("qweight", "scale")
-            for rows, chunk in reader.chunks(entry, chunk_bytes):
+            for _, chunk in reader.chunks(entry, chunk_bytes):
                 q, s = quantize_rows(chunk, qw.fmt, qw.blocksize, max_elems, device)
                 parts.setdefault(names[0], []).append(q.cpu())
                 parts.setdefault(names[1], []).append(s.cpu())

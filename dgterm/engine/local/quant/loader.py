@@ -7,8 +7,9 @@ what the load found, and ``loading`` wraps them with the tokenizer in a ``Loaded
 1. The plan's memory is checked against the device's free memory *before* anything is
    loaded; a plan that does not fit is refused with one sentence saying what would fit.
    Nothing is offloaded to the CPU or disk unless the caller allows it
-   (``allow_offload=True``: ``--allow-offload``, ``DGTERM_ALLOW_OFFLOAD=1`` or the config file): then the expert weights stay in
-   (pinned) host RAM and each routed expert is copied to the GPU when used.
+   (``allow_offload=True``: ``--allow-offload``, ``DGTERM_ALLOW_OFFLOAD=1`` or the config
+   file): then the expert weights stay in (pinned) host RAM and each routed expert is copied
+   to the GPU when used.
 2. The model is built on the ``meta`` device, the plan's quantized modules replace the
    experts and linears (tied encoder/decoder modules share one), and every tensor is
    allocated on the one target device (``cuda:N`` is made the current device, so no
@@ -27,13 +28,21 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from dgterm.engine.local.checkpoint import check_loading_info, load_failure
 from dgterm.engine.local.quant import planner
-from dgterm.engine.local.quant.modules import QuantizedExperts, QuantWeight, apply_plan, is_nonpersistent, unique_tensors
+from dgterm.engine.local.quant.modules import (
+    QuantizedExperts,
+    QuantWeight,
+    apply_plan,
+    is_nonpersistent,
+    unique_tensors,
+)
 from dgterm.engine.local.quant.plans import GiB, get_plan
 from dgterm.engine.local.quant.profiles import load_config
 from dgterm.engine.local.quant.shards import CHUNK_BYTES, CPU_CHUNK_BYTES, ShardReader, progress_bar
@@ -65,7 +74,7 @@ def read_marker(path) -> dict:
 
 
 @contextlib.contextmanager
-def _parameters_on_meta():
+def _parameters_on_meta() -> Iterator[None]:
     """Build a model with its parameters on the meta device but its buffers computed for real
     on the CPU (rotary tables, embedding scale, layer scalars): what a checkpoint does not
     hold keeps the value the model's own constructor and init give it. Parameters are
@@ -77,11 +86,11 @@ def _parameters_on_meta():
             param = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
         original(self, name, param)
 
-    torch.nn.Module.register_parameter = register
+    torch.nn.Module.register_parameter = register  # type: ignore[method-assign]  # patched for the build only
     try:
         yield
     finally:
-        torch.nn.Module.register_parameter = original
+        torch.nn.Module.register_parameter = original  # type: ignore[method-assign]
 
 
 def build(config, plan, device, dtype, offload_experts: str | None = None):
@@ -92,14 +101,14 @@ def build(config, plan, device, dtype, offload_experts: str | None = None):
     with _parameters_on_meta():
         model = DiffusionGemmaForBlockDiffusion(config)
     apply_plan(model, plan, dtype=dtype, device="meta")
-    expert_ids = set()
+    expert_ids: set[int] = set()
     for m in model.modules():
         if isinstance(m, QuantizedExperts):
             expert_ids.update(id(b) for b in m.buffers())
     pin = offload_experts is not None and torch.cuda.is_available()
     made: dict = {}
     for module in model.modules():
-        nonpersistent = getattr(module, "_non_persistent_buffers_set", set())
+        nonpersistent: set[str] = getattr(module, "_non_persistent_buffers_set", set())
         for kind in ("_parameters", "_buffers"):
             for name, t in list(getattr(module, kind).items()):
                 if t is None:
@@ -159,7 +168,8 @@ def fill(model, reader: ShardReader, dtype, progress: bool | None = None, desc: 
             else:
                 if tuple(target.shape) != entry.shape:
                     raise ModelLoadError(f"{entry.name} has shape {entry.shape} in the checkpoint but the model "
-                                         f"expects {tuple(target.shape)}; the checkpoint does not match its config.json.")
+                                         f"expects {tuple(target.shape)}; "
+                                         "the checkpoint does not match its config.json.")
                 for rows, chunk in reader.chunks(entry, chunk_bytes):
                     (target if rows is None else target[rows]).copy_(chunk, non_blocking=True)
                     bar.update(chunk.numel() * chunk.element_size())
@@ -174,7 +184,8 @@ def fill(model, reader: ShardReader, dtype, progress: bool | None = None, desc: 
     missing = [name for name, t, _ in unique_tensors(model) if id(t) not in done and not is_nonpersistent(model, name)]
     # a checkpoint with weights missing or unknown to the architecture does not run: refused
     check_loading_info(reader.files[0].parent, {"missing_keys": missing, "unexpected_keys": unexpected})
-    return {"quantized_tensors": quantized, "copied_tensors": copied, "read_bytes": reader.total_bytes, "fill_seconds": time.perf_counter() - t0}
+    return {"quantized_tensors": quantized, "copied_tensors": copied, "read_bytes": reader.total_bytes,
+            "fill_seconds": time.perf_counter() - t0}
 
 
 def _trim():
@@ -191,31 +202,7 @@ def _trim():
         _malloc_trim(0)
 
 
-_malloc_trim = None
-
-
-def random_init_(model, std: float = 0.02, seed: int = 0) -> None:
-    """Fill a built model with random weights (the benchmark's stand-in for a checkpoint):
-    the model's own init for dense modules, N(0, std) quantized in place for quantized ones."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, QuantWeight):
-                lead = module.shape[0] if len(module.shape) == 3 else None
-                if lead is None:
-                    module.load_dense_(torch.randn(module.shape, device=module.device) * std)
-                else:
-                    per = max(1, CHUNK_BYTES // (4 * module.shape[1] * module.shape[2]))
-                    for e in range(0, lead, per):
-                        n = min(per, lead - e)
-                        w = torch.randn((n, *module.shape[1:]), device=module.device) * std
-                        module.load_dense_(w, index=slice(e, e + n))
-            else:
-                try:
-                    model._init_weights(module)
-                except Exception:  # e.g. Gemma 4's axial vision rope: its table was computed by build()
-                    if not getattr(module, "_non_persistent_buffers_set", None):
-                        raise
+_malloc_trim: Callable[[int], int] | Literal[False] | None = None  # glibc's, False where there is none
 
 
 # ---------------------------------------------------------------- the load path

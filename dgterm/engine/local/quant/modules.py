@@ -20,6 +20,10 @@ class QuantWeight(nn.Module):
     """A block-quantized weight of logical shape (*lead, N, K): buffers ``qweight`` and
     ``absmax`` (nf4) or ``scale`` (int8). Replaces a dense tensor of the same name."""
 
+    qweight: torch.Tensor
+    absmax: torch.Tensor  # nf4
+    scale: torch.Tensor  # int8
+
     def __init__(self, shape, fmt: str, dtype, device="meta", blocksize: int = K.BLOCKSIZE):
         super().__init__()
         if fmt not in ("int8", "nf4"):
@@ -218,6 +222,7 @@ def apply_plan(model, plan, dtype=None, device="meta", offload_experts: str | No
                 continue
             if key not in shared:
                 if isinstance(child, M.DiffusionGemmaTextExperts):
+                    assert child.num_experts is not None and child.intermediate_dim is not None  # set for an MoE layer
                     where = offload_experts or device
                     shared[key] = QuantizedExperts(child.num_experts, child.hidden_dim, child.intermediate_dim, fmt,
                                                    dtype, child.act_fn, device=where, blocksize=spec.blocksize)

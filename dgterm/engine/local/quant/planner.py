@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dgterm.engine.local.quant.plans import COMPONENTS, GiB, MOE_CHUNK_ROWS, PLAN_NAMES, component_of, get_plan
+from dgterm.engine.local.quant.plans import COMPONENTS, MOE_CHUNK_ROWS, PLAN_NAMES, GiB, component_of, get_plan
 from dgterm.engine.local.quant.profiles import load_config
 
 # Float32 (candidates, canvas, vocab) tensors the reference sampler holds at its peak
@@ -18,7 +18,7 @@ SAMPLER_WORKSPACE_FP32 = 6
 # The engine's own sizes, restated so that planning imports no torch (a test holds them equal):
 PREFILL_CHUNK = 1024  # dgterm.engine.local.prefill.CHUNK
 SAMPLER_ROW_BLOCK = 1 << 21  # dgterm.engine.local.kernels.sampling.ROW_BLOCK_BYTES: the CPU pass's two row buffers
-SAMPLER_CDF_CHUNK = 1024  # dgterm.engine.local.kernels.sampling.CDF_CHUNK: its inverse-CDF search, two such pieces a row
+SAMPLER_CDF_CHUNK = 1024  # dgterm.engine.local.kernels.sampling.CDF_CHUNK: its inverse-CDF search, two pieces a row
 
 
 def dense_bytes_per_element(dtype) -> int:
@@ -37,7 +37,7 @@ def weight_bytes(model, dtype=2) -> tuple[dict, dict]:
     quant_buffers = {}
     for mname, m in model.named_modules(remove_duplicate=False):
         if isinstance(m, QuantWeight):
-            for bname, b in m.named_buffers(prefix=mname):
+            for _, b in m.named_buffers(prefix=mname):
                 quant_buffers[id(b)] = m
     eb = dense_bytes_per_element(dtype)
     by_bytes = {c: 0 for c in COMPONENTS}
@@ -138,7 +138,8 @@ def forward_bytes(config, rows: int, new: int, keys: int, dtype=2, encoder: bool
         masked = encoder or sliding
         repeated = heads * lc.head_dim if heads != lc.num_key_value_heads and (masked or lc.head_dim > 256) else 0
         concatenated = 0 if encoder else lc.num_key_value_heads * lc.head_dim
-        return eb * (new * s * masked + 2 * s * (repeated + concatenated) + new * (3 * heads * lc.head_dim + 2 * hidden))
+        scores = new * s * masked + 2 * s * (repeated + concatenated)
+        return eb * (scores + new * (3 * heads * lc.head_dim + 2 * hidden))
 
     inter = t.moe_intermediate_size or 0
     mlp = rows * new * eb * (3 * hidden + 3 * t.intermediate_size)
@@ -214,7 +215,8 @@ class MemoryPlan:
 
     def summary(self) -> str:
         return (f"{self.plan}: {self.total / GiB:.1f} GiB (weights {self.weights / GiB:.1f}, KV cache "
-                f"{self.kv_cache / GiB:.2f} at {self.context} tokens, logits {(self.logits + self.workspace) / GiB:.2f} "
+                f"{self.kv_cache / GiB:.2f} at {self.context} tokens, "
+                f"logits {(self.logits + self.workspace) / GiB:.2f} "
                 f"for {self.candidates} candidate(s), activations {self.activations / GiB:.2f}, "
                 f"prefill peak {self.prefill / GiB:.2f})")
 
@@ -374,6 +376,7 @@ def check_run_fits(lm, candidates: int, context: int, sampler: str = "fused") ->
     while fits > 1 and runtime_bytes(config, context, fits, dtype, sampler) > free:
         fits -= 1
     where = "the GPU" if str(lm.device).startswith("cuda") else "this machine"
-    what = f"use at most {fits} candidate(s)" if fits >= 1 else "shorten the prompt, free memory, or use a bigger device"
+    what = (f"use at most {fits} candidate(s)" if fits >= 1
+            else "shorten the prompt, free memory, or use a bigger device")
     raise OutOfMemory(f"{candidates} candidate(s) at {context} tokens of context need {need / GiB:.1f} GiB for "
                       f"their canvases, logits and cache but {where} has {free / GiB:.1f} GiB free; {what}.")

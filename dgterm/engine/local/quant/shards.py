@@ -30,7 +30,7 @@ class Entry:
 class ShardReader:
     """The tensors of a checkpoint's safetensors files, read with plain file reads."""
 
-    def __init__(self, path):
+    def __init__(self, path: str | Path) -> None:
         path = Path(path)
         index = path / "model.safetensors.index.json"
         if index.exists():
@@ -73,7 +73,7 @@ class ShardReader:
         buf = torch.empty(nbytes, dtype=torch.uint8)
         with entry.file.open("rb", buffering=0) as fh:
             fh.seek(start)
-            view = memoryview(buf.numpy())
+            view = memoryview(buf.numpy())  # type: ignore[arg-type]  # an ndarray is a buffer; numpy says so for 3.12+
             got = 0
             while got < nbytes:
                 n = fh.readinto(view[got:])
