@@ -11,7 +11,7 @@ of vLLM's ``EngineArgs``::
     params = engine.sampler_params(lm)           # the model's defaults < [sampler] < flags
 
 :meth:`EngineArgs.load` is the one place that decides which engine runs
-(:func:`dgterm.engine.backend.open_engine`): the model loaded in this process, or a remote
+(:meth:`EngineArgs.load`): the model loaded in this process, or a remote
 one (``dgterm serve``, vLLM) when ``server`` is set.
 """
 
@@ -20,11 +20,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dgterm.config import DEFAULT_CANDIDATES, Settings, load_settings
 from dgterm.engine.local.checkpoint import DTYPES, QUANTS
 from dgterm.engine.params import SAMPLER_FIELDS, SamplerParams
 from dgterm.errors import InputError, SettingError
+
+if TYPE_CHECKING:
+    from dgterm.engine.backend import Engine
 
 # the sampler flags: a flag --entropy-bound sets SamplerParams.entropy_bound
 SAMPLER_FLAGS = (*SAMPLER_FIELDS, "seed", "max_new_tokens", "canvases")
@@ -98,12 +102,18 @@ class EngineArgs:
 
     # ---------------------------------------------------------------- use
 
-    def load(self):
+    def load(self) -> Engine:
         """The engine these settings name, ready (a :class:`dgterm.engine.backend.Engine`): the
         remote one when ``server`` is set, else the model loaded here. A failure is one sentence."""
-        from dgterm.engine.backend import open_engine
+        s = self.settings
+        if s.server:  # --server, DGTERM_SERVER or server = in the config; the key from DGTERM_API_KEY or api_key =
+            from dgterm.engine.remote.client import RemoteEngine
 
-        return open_engine(self.settings, download=self.download)
+            return RemoteEngine(s.server, s.api_key or None)
+        from dgterm.engine.local import loading
+
+        return loading.load(s.model, device=s.device, dtype=s.dtype, quant=s.quant, download=self.download,
+                            allow_offload=s.allow_offload)
 
     def sampler_params(self, lm=None):
         """The model's defaults < the config file's [sampler] < flags. Without a model, checks

@@ -12,9 +12,8 @@ What differs between them is said by capability flags (``live_steps``, ``can_res
 and by the methods themselves (a remote engine scores 0 and leaves memory to its server),
 never by asking which one it is.
 
-:func:`open_engine` picks one from the settings: ``server`` (``--server``,
-``DGTERM_SERVER``, ``server =`` in the config) selects the remote one, with the key
-from ``DGTERM_API_KEY`` or ``api_key =`` in the config.
+``EngineArgs.load`` (:mod:`dgterm.engine.args`) picks one from the settings. This module
+imports neither, so every engine may name the protocol.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import torch
 
-    from dgterm.config import Settings
     from dgterm.engine.events import Run, RunResult, Window
     from dgterm.engine.params import SamplerParams
     from dgterm.engine.tasks.lens import LensToken
@@ -109,14 +107,3 @@ class Engine(Protocol):
     def close(self) -> None:
         """Let go of what the engine holds (a connection); it is not used again."""
 
-
-def open_engine(settings: Settings, download: bool = False) -> Engine:
-    """The engine the settings ask for: the remote one at ``settings.server``, else the model loaded here."""
-    if settings.server:
-        from dgterm.engine.remote.client import RemoteEngine
-
-        return RemoteEngine(settings.server, settings.api_key or None)
-    from dgterm.engine.local import loading
-
-    return loading.load(settings.model, device=settings.device, dtype=settings.dtype, quant=settings.quant,
-                        download=download, allow_offload=settings.allow_offload)

@@ -17,31 +17,19 @@ from typing import Any, Protocol
 
 import torch
 
+from dgterm.engine.backend import Engine
 from dgterm.engine.events import Run, RunResult, StepEvent, Window, seeds_for
 from dgterm.engine.local.prefill import SharedPrefill, _cache_keyword
 from dgterm.engine.local.sampler import Pins, Sampler
 from dgterm.engine.params import SamplerParams
 
 
-class LocalModel(Protocol):
+class LocalModel(Engine, Protocol):
     """What the step loop, scoring, the lens and the batcher read of the model in this process
-    (:class:`dgterm.engine.local.loading.LoadedModel`, which calls them)."""
+    (:class:`dgterm.engine.local.loading.LoadedModel`, which calls them): an Engine whose
+    transformers model is here."""
 
     model: Any  # a transformers DiffusionGemmaForBlockDiffusion
-    tokenizer: Any
-    device: str
-
-    @property
-    def canvas_length(self) -> int: ...
-
-    @property
-    def vocab_size(self) -> int: ...
-
-    @property
-    def eos_ids(self) -> list[int]: ...
-
-    @property
-    def pad_id(self) -> int: ...
 
     @property
     def output_pad(self) -> int | None: ...

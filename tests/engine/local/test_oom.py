@@ -29,20 +29,25 @@ def test_guard_oom_turns_oom_into_a_dgterm_error_and_lets_others_through():
             raise ValueError("not memory")
 
 
-def test_a_session_continues_after_an_oom(tiny):
-    """A run that dies of OOM leaves the model usable: the next run works."""
-    from dgterm.engine import tasks
-
-    params = tiny.defaults.replace(seed=0, steps=2, max_new_tokens=16)
-    real = tiny.model.forward
+def out_of_memory_once(forward):
+    """``forward`` that dies of a CUDA out-of-memory error on its first call only."""
     calls = {"n": 0}
 
     def flaky(*a, **k):
         calls["n"] += 1
         if calls["n"] == 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        return real(*a, **k)
+        return forward(*a, **k)
 
+    return flaky
+
+
+def test_a_session_continues_after_an_oom(tiny):
+    """A run that dies of OOM leaves the model usable: the next run works."""
+    from dgterm.engine import tasks
+
+    params = tiny.defaults.replace(seed=0, steps=2, max_new_tokens=16)
+    flaky = out_of_memory_once(tiny.model.forward)
     tiny.model.forward = flaky
     try:
         with pytest.raises(OutOfMemory):
@@ -74,15 +79,7 @@ def test_the_servers_batch_ends_its_rows_with_the_out_of_memory_sentence(tiny):
     from dgterm.engine.events import Window
     from dgterm.engine.local.batch import Batcher, Sequence
 
-    real = tiny.model.forward
-    calls = {"n": 0}
-
-    def flaky(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        return real(*a, **k)
-
+    flaky = out_of_memory_once(tiny.model.forward)
     news: queue.Queue = queue.Queue()
     params = tiny.defaults.replace(seed=0, steps=2, max_new_tokens=tiny.canvas_length)
     ids = tiny.tokenizer("x = ", add_special_tokens=False)["input_ids"]
