@@ -30,25 +30,25 @@ Report = dict[str, Any]  # a section of the report, as JSON would hold it
 Config = Any
 
 
-def probe(engine: EngineArgs, context: int | None = None, gpu_memory: int | None = None) -> Report:
-    """The whole report for ``engine`` (an :class:`dgterm.engine.args.EngineArgs`).
+def probe(engine_args: EngineArgs, context: int | None = None, gpu_memory: int | None = None) -> Report:
+    """The whole report for ``engine_args`` (an :class:`dgterm.engine.args.EngineArgs`).
     ``gpu_memory`` adds a GPU with that many bytes free to the memory table, so "would it
     fit on my card?" has an answer on any machine."""
-    settings = engine.settings
+    settings = engine_args.settings
     report: Report = {"dgterm": __version__,
                       "python": {"version": platform.python_version(), "executable": sys.executable},
                       "packages": {name: _version(name) for name in PACKAGES}}
     report["files"] = _files()
     report["cuda"] = _cuda()
     report["cpu"] = _cpu()
-    model, config = _model(settings.model, engine.download)
+    model, config = _model(settings.model, engine_args.download)
     report["model"] = model
     if config is not None:
         context = min(context or 8192, config.text_config.max_position_embeddings)
         report["memory"] = _memory(config, context, report["cuda"]["devices"], report["cpu"], gpu_memory)
         if model["kind"] == "checkpoint":
             report["recommended"] = _recommend(settings.model, report["memory"])
-    report["chosen"] = _chosen(engine, model, config, report)
+    report["chosen"] = _chosen(engine_args, model, config, report)
     report["ok"] = report["chosen"]["problem"] is None
     return report
 
@@ -221,11 +221,11 @@ def _recommend(spec: str, memory: Report) -> str | None:
     return None
 
 
-def _chosen(engine: EngineArgs, model: Report, config: Config | None, report: Report) -> Report:
+def _chosen(engine_args: EngineArgs, model: Report, config: Config | None, report: Report) -> Report:
     """Can the configured model/device/dtype/quant run? ``problem`` is one sentence or None."""
     from dgterm.engine.local import checkpoint, quant
 
-    settings = engine.settings
+    settings = engine_args.settings
 
     out: Report = {"model": settings.model, "device": settings.device, "dtype": settings.dtype, "quant": settings.quant,
            "needs": None, "free": None, "problem": None}
@@ -243,7 +243,7 @@ def _chosen(engine: EngineArgs, model: Report, config: Config | None, report: Re
         out["problem"] = str(e)
         return out
     try:
-        engine.check()
+        engine_args.check()
     except DgtermError as e:
         out["problem"] = str(e)
         return out

@@ -50,20 +50,20 @@ def _concurrent(engine, steps: int, clients: int, seed: int) -> tuple[float, int
     return _timed(run)
 
 
-def serve_flags(engine: EngineArgs) -> list[str]:
-    """The flags that make `dgterm serve` load the model ``engine`` names, as this process does."""
-    s = engine.settings
+def serve_flags(engine_args: EngineArgs) -> list[str]:
+    """The flags that make `dgterm serve` load the model ``engine_args`` names, as this process does."""
+    s = engine_args.settings
     flags = ["--model", s.model, "--device", s.device, "--dtype", s.dtype, "--quant", s.quant]
-    return flags + ["--allow-offload"] * s.allow_offload + ["--download"] * engine.download
+    return flags + ["--allow-offload"] * s.allow_offload + ["--download"] * engine_args.download
 
 
-def measure(engine: EngineArgs, steps: int = 16, clients=(1, 4, 8), repeats: int = 3, max_batch: int = 8) -> dict:
-    """``engine``: the model measured here and served by the child `dgterm serve`."""
+def measure(engine_args: EngineArgs, steps: int = 16, clients=(1, 4, 8), repeats: int = 3, max_batch: int = 8) -> dict:
+    """``engine_args``: the model measured here and served by the child `dgterm serve`."""
     from dgterm.engine.remote.client import RemoteEngine
     from dgterm.server.spawn import spawn
 
-    lm = engine.load()
-    server = spawn(*serve_flags(engine), "--max-batch", str(max_batch))
+    lm = engine_args.load()
+    server = spawn(*serve_flags(engine_args), "--max-batch", str(max_batch))
     try:
         remote, plain = RemoteEngine(server.url), RemoteEngine(server.url, frames=False)
         _one(remote, 2, 0), _one(lm, 2, 0)  # warm-up

@@ -206,8 +206,8 @@ def profile_run(lm, candidates: int = 1, tokens: int | None = None, steps: int =
             "share": {k: v / whole for k, v in parts.items()}}
 
 
-def load_and_first_run(engine: EngineArgs) -> dict:
-    """Load time (after imports) of the model ``engine`` names and a 128-token continuation at
+def load_and_first_run(engine_args: EngineArgs) -> dict:
+    """Load time (after imports) of the model ``engine_args`` names and a 128-token continuation at
     default settings."""
     import torch  # noqa: F401  (imports are not part of the load time)
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion  # noqa: F401
@@ -216,7 +216,7 @@ def load_and_first_run(engine: EngineArgs) -> dict:
     from dgterm.engine.local import loading  # noqa: F401  (as the imports above)
 
     t = time.perf_counter()
-    lm = engine.load()
+    lm = engine_args.load()
     load = time.perf_counter() - t
     times = []
     for seed in range(3):

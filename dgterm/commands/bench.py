@@ -51,7 +51,7 @@ def add_arguments(p):
     m.add_argument("--json", action="store_true")
 
 
-def engine_args(args) -> EngineArgs:
+def local_engine_args(args) -> EngineArgs:
     """The model a benchmark measures: the one loaded in this process, whatever DGTERM_SERVER says."""
     return EngineArgs.from_cli_args(args).replace(server="")
 
@@ -69,9 +69,9 @@ def run(args) -> int:
     if args.bench == "speed":
         from dgterm.bench import speed
 
-        engine = engine_args(args)
-        first = speed.load_and_first_run(engine)
-        lm = engine.load()
+        engine_args = local_engine_args(args)
+        first = speed.load_and_first_run(engine_args)
+        lm = engine_args.load()
         rows = speed.compare(lm, args.steps, repeats=args.repeats)
         many = speed.candidates_long(lm, repeats=args.repeats)
         long = speed.prefill_long(lm, repeats=args.repeats)
@@ -87,7 +87,7 @@ def run(args) -> int:
     if args.bench == "memory":
         from dgterm.bench import memory
 
-        lm = engine_args(args).load()
+        lm = local_engine_args(args).load()
         rows = [memory.against_planner(lm, *shape) for shape in memory.SHAPES]
         if args.json:
             print(json.dumps(rows, indent=2))
@@ -102,7 +102,7 @@ def run(args) -> int:
     if args.bench == "serve":
         from dgterm.bench import serve
 
-        report = serve.measure(engine_args(args), args.steps, repeats=args.repeats)
+        report = serve.measure(local_engine_args(args), args.steps, repeats=args.repeats)
         if args.json:
             print(json.dumps(report, indent=2))
             return 0
@@ -121,7 +121,7 @@ def run(args) -> int:
 
     from dgterm.bench import quality
 
-    lm = engine_args(args).load()
+    lm = local_engine_args(args).load()
     cases = quality.sample_cases(lm.tokenizer, args.n, args.seed, kinds=args.kinds)
     baselines = quality.Baselines.from_training_data(lm.tokenizer)
     params = lm.defaults.replace(seed=args.seed)

@@ -24,13 +24,14 @@ def run(args) -> int:
     prompt = text_argument(sys.stdin.read() if args.prompt == "-" else args.prompt, "prompt")
     if not prompt.strip():
         raise InputError("The prompt is empty; give some text to continue.")
-    engine = EngineArgs.from_cli_args(args)
-    engine.check()  # a bad flag is one line before the model loads, not after
-    check_trace_path(args.trace, [0] if args.prompt == "-" else [], engine)
-    lm = engine.load()
+    engine_args = EngineArgs.from_cli_args(args)
+    engine_args.check()  # a bad flag is one line before the model loads, not after
+    check_trace_path(args.trace, [0] if args.prompt == "-" else [], engine_args)
+    lm = engine_args.load()
     if args.chat and not lm.has_chat_template:
         raise InputError(f"{lm.name} has no chat template; drop --chat.")
-    task = tasks.continue_text(lm, prompt, engine.sampler_params(lm), candidates=engine.candidates, chat=args.chat)
+    task = tasks.continue_text(lm, prompt, engine_args.sampler_params(lm), candidates=engine_args.candidates,
+                               chat=args.chat)
     result = drive(task, args.trace, {"kind": "continue", "text": prompt, "task": "generate", "chat": args.chat})
     if result.best.thinking and not args.json:  # the answer alone on stdout, the thought apart
         print(f"dgterm: thinking: {result.best.thinking}", file=sys.stderr)

@@ -76,19 +76,20 @@ def run(args) -> int:
         print(f"dgterm: note: {doc.warning}", file=sys.stderr)
     asked, spans = spans, [_in_text(doc, s) for s in spans]
     tasks.check_spans(doc.text, spans)  # range and overlap, before loading a model
-    engine = EngineArgs.from_cli_args(args)
-    engine.check()  # a bad flag is one line before the model loads, not after
-    check_trace_path(args.trace, [args.file], engine)
+    engine_args = EngineArgs.from_cli_args(args)
+    engine_args.check()  # a bad flag is one line before the model loads, not after
+    check_trace_path(args.trace, [args.file], engine_args)
     check = structure.checker(args.file)
     if args.require_valid and check is None:
         raise InputError(f"--require-valid needs a file dgterm can parse ({', '.join(structure.NAMES)}); "
                          f"{args.file} is not one of those kinds.")
-    lm = engine.load()
+    lm = engine_args.load()
 
     def start(params):
-        return tasks.infill(lm, doc.text, spans, params, candidates=engine.candidates, lengths=lengths, check=check)
+        return tasks.infill(lm, doc.text, spans, params, candidates=engine_args.candidates, lengths=lengths,
+                            check=check)
 
-    task = until_valid(start, engine.sampler_params(lm), engine.candidates, args.require_valid)
+    task = until_valid(start, engine_args.sampler_params(lm), engine_args.candidates, args.require_valid)
     order = sorted(spans, key=lambda s: (s.start, s.end))  # document order: the engine fills them so
     recorded = {"kind": "search" if lengths else "infill", "text": doc.text,
                 "spans": [(s.start, s.end, s.length) for s in order], "task": "infill", "file": str(args.file)}

@@ -25,11 +25,12 @@ def run(args) -> int:
     from dgterm.errors import InputError
     from dgterm.tui.app import make_app
 
-    engine = EngineArgs.from_cli_args(args)
-    engine.check()  # a bad flag is one line now, not a message at the first run
+    engine_args = EngineArgs.from_cli_args(args)
+    engine_args.check()  # a bad flag is one line now, not a message at the first run
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise InputError("dgterm open needs a terminal; in scripts use dgterm infill or dgterm generate.")
-    app = make_app(args.file, engine=engine, trace=args.trace, replay=args.replay, replay_delay=args.replay_delay)
+    app = make_app(args.file, engine_args=engine_args, trace=args.trace, replay=args.replay,
+                   replay_delay=args.replay_delay)
     app.run()
     if any(t.name == "dgterm-load" for t in threading.enumerate()):
         # quit while the model loads: the document is closed; do not wait for torch to

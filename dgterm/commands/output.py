@@ -7,9 +7,9 @@ import json
 import sys
 
 
-def check_trace_path(path: str | None, inputs=(), engine=None) -> None:
+def check_trace_path(path: str | None, inputs=(), engine_args=None) -> None:
     """Refuse a trace that cannot be written, or that is one of the command's ``inputs`` (a
-    file, or 0 for standard input) or the files of ``engine``'s model (an EngineArgs), before
+    file, or 0 for standard input) or the files of ``engine_args``'s model (an EngineArgs), before
     the model loads, not after the run."""
     import os
     from pathlib import Path
@@ -31,7 +31,7 @@ def check_trace_path(path: str | None, inputs=(), engine=None) -> None:
         raise InputError(f"--trace {path} is a folder; give a file name.")
     if not p.parent.is_dir():
         raise InputError(f"--trace {path}: the folder {p.parent} does not exist; create it or choose another path.")
-    refuse_input(path, "--trace", [*inputs, *(engine.local_files() if engine else ())])
+    refuse_input(path, "--trace", [*inputs, *(engine_args.local_files() if engine_args else ())])
 
 
 def drive(task, path: str | None, fields: dict):

@@ -24,6 +24,6 @@ def run(args) -> int:
 
     if sys.stdin is None:
         raise InputError("Standard input is closed, and the REPL reads from it; give it a terminal or a file.")
-    engine = EngineArgs.from_cli_args(args)
-    engine.check()  # a bad flag is one line now, not a refusal at every prompt
-    return Repl(engine, mode=args.mode, keys=args.keys).run()
+    engine_args = EngineArgs.from_cli_args(args)
+    engine_args.check()  # a bad flag is one line now, not a refusal at every prompt
+    return Repl(engine_args, mode=args.mode, keys=args.keys).run()

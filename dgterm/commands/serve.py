@@ -30,8 +30,9 @@ def run(args) -> int:
 
     from dgterm.errors import InputError
 
-    engine = EngineArgs.from_cli_args(args).replace(server="")  # serves the model it loads, whatever DGTERM_SERVER says
-    key = engine.settings.api_key or None
+    # serves the model it loads, whatever DGTERM_SERVER says
+    engine_args = EngineArgs.from_cli_args(args).replace(server="")
+    key = engine_args.settings.api_key or None
     if args.host not in LOOPBACK and not key:
         raise InputError(f"Refusing to listen on {args.host} without an API key: set DGTERM_API_KEY (or api_key in "
                          "the config) so that every request must send it, or keep --host 127.0.0.1.")
@@ -45,7 +46,7 @@ def run(args) -> int:
         sock = socket.create_server((args.host, args.port), family=family)
     except OSError as e:
         raise InputError(f"Cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port.") from None
-    lm = engine.load()
+    lm = engine_args.load()
     limits = Limits(max_body=args.max_body, max_tokens=args.max_tokens, max_candidates=args.max_candidates,
                     max_queue=args.max_queue)
     app = build_app(lm, ServeConfig(api_key=key, max_batch=args.max_batch, limits=limits))

@@ -68,13 +68,13 @@ def _check_history(path) -> None:
 
 
 class Repl:
-    def __init__(self, engine: EngineArgs, *, mode: str | None = None, keys: str = "emacs", lm=None,
+    def __init__(self, engine_args: EngineArgs, *, mode: str | None = None, keys: str = "emacs", lm=None,
                  console: Console | None = None, notes: Console | None = None, input=None, output=None):
-        """``engine``: the model and sampler settings (the one way in, dgterm.engine.args);
+        """``engine_args``: the model and sampler settings (the one way in, dgterm.engine.args);
         ``mode``: chat or plain (None: chat when the model has a chat template); ``keys``: emacs
         or vi; ``lm``: a model loaded already (else ``run`` loads the configured one); ``input``
         and ``output``: prompt-toolkit's (tests pass a pipe input and a DummyOutput)."""
-        self.engine, self.keys = engine, keys
+        self.engine_args, self.keys = engine_args, keys
         self.console = console or Console()
         # piped: notes go to stderr, one line each (a log file should not wrap at 80 columns)
         self.notes = notes or (self.console if self.console.is_terminal else Console(stderr=True, soft_wrap=True))
@@ -191,15 +191,15 @@ class Repl:
 
     def load(self, spec: str | None) -> None:
         """Load a model (None: the configured one). On failure no model is loaded and the REPL stays up."""
-        engine = self.engine.replace(model=spec)
+        engine_args = self.engine_args.replace(model=spec)
         if spec is not None:
-            engine = engine.replace(server="")  # /model SPEC loads that model here
-        s = engine.settings
+            engine_args = engine_args.replace(server="")  # /model SPEC loads that model here
+        s = engine_args.settings
         self._unload()
         try:
             loading = self.notes.status(f"Loading {s.server or s.model}…") if self.notes.is_terminal else nullcontext()
             with no_echo(), loading:
-                lm = in_background(engine.load)
+                lm = in_background(engine_args.load)
         except DgtermError as e:
             self.error(str(e))
             return
@@ -238,7 +238,7 @@ class Repl:
     def params(self):
         """The model's defaults < config [sampler] < flags < slash commands."""
         try:
-            params = self.engine.sampler_params(self.lm).replace(**self.overrides)
+            params = self.engine_args.sampler_params(self.lm).replace(**self.overrides)
             if "canvases" in self.overrides:  # /canvases N means N whole canvases
                 params = params.replace(max_new_tokens=params.canvases * self.lm.canvas_length)
             return params
@@ -272,9 +272,9 @@ class Repl:
         cancel = threading.Event()
         if self.mode == "chat":
             turn = self.messages + [{"role": "user", "content": text}]
-            task = chat.chat(self.lm, turn, params, candidates=self.engine.candidates, cancel=cancel)
+            task = chat.chat(self.lm, turn, params, candidates=self.engine_args.candidates, cancel=cancel)
         else:
-            task = tasks.continue_text(self.lm, text, params, candidates=self.engine.candidates, cancel=cancel)
+            task = tasks.continue_text(self.lm, text, params, candidates=self.engine_args.candidates, cancel=cancel)
         self.last = LastRun(self.mode, text, task)
         worker = RunThread(task, self.last.events)
         with no_echo():

@@ -117,7 +117,7 @@ def _settings(repl, arg):
     for f in dataclasses.fields(params):
         mark = " (set here)" if f.name in repl.overrides else ""
         table.add_row(f.name, f"{getattr(params, f.name)}{mark}")
-    table.add_row("candidates", str(repl.engine.candidates))
+    table.add_row("candidates", str(repl.engine_args.candidates))
     repl.console.print(table)
 
 
@@ -131,7 +131,8 @@ def _model(repl, arg):
         raise InputError("Say which model: /model bundled, /model PATH or /model ORG/NAME.")
     from dgterm.engine.local import checkpoint
 
-    checkpoint.check_checkpoint(checkpoint.resolve(arg, repl.engine.download))  # refuse a bad spec before unloading
+    # refuse a bad spec before unloading
+    checkpoint.check_checkpoint(checkpoint.resolve(arg, repl.engine_args.download))
     repl.load(arg)
 
 
@@ -214,7 +215,7 @@ def _trace(repl, arg):
     if not arg:
         raise InputError("Say where to write: /trace FILE.")
     task = last.task
-    refuse_input(arg, "/trace", repl.engine.local_files())
+    refuse_input(arg, "/trace", repl.engine_args.local_files())
     try:
         with TraceWriter(arg, task, "continue", last.prompt, task="repl", mode=last.mode) as trace:
             for event in last.events:

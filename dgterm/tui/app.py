@@ -51,16 +51,16 @@ class DgtermApp(FileActions, MaskActions, ModelActions, ReviewActions, ViewActio
 
     lifecycle: var[State] = var[State](Idle())  # where the editor is in a run: the one run state
 
-    def __init__(self, doc: Document, *, engine: EngineArgs, lm: Engine | None = None, load: bool = True,
+    def __init__(self, doc: Document, *, engine_args: EngineArgs, lm: Engine | None = None, load: bool = True,
                  trace: str | None = None, replay: str | None = None, replay_delay: float = 0.05,
                  replay_until: int | None = None, notice: str | None = None) -> None:
-        """``engine``: the model and sampler settings (the one way in, dgterm.engine.args)."""
+        """``engine_args``: the model and sampler settings (the one way in, dgterm.engine.args)."""
         super().__init__()
-        self.doc, self.engine, self.settings = doc, engine, engine.settings
-        self.candidates, self.trace_path = max(1, engine.candidates), trace
+        self.doc, self.engine_args, self.settings = doc, engine_args, engine_args.settings
+        self.candidates, self.trace_path = max(1, engine_args.candidates), trace
         self.replay_path, self.replay_delay, self.replay_until = replay, replay_delay, replay_until
         self.notice = notice
-        self.keymap_overrides = dict(engine.settings.keymap)
+        self.keymap_overrides = dict(engine_args.settings.keymap)
         # the first status already says loading; the model (here or at --server) loads after the first paint
         self.set_reactive(DgtermApp.lifecycle, first_state(lm, load and lm is None and replay is None))
         self._last_note: tuple = (None, 0.0)
@@ -223,14 +223,15 @@ class DgtermApp(FileActions, MaskActions, ModelActions, ReviewActions, ViewActio
         self.notify(message.reason, severity="error")
 
 
-def make_app(path: str | None = None, *, engine: EngineArgs | None = None, settings: Settings | None = None,
+def make_app(path: str | None = None, *, engine_args: EngineArgs | None = None, settings: Settings | None = None,
              sampler: dict | None = None, candidates: int = 2, download: bool = False, doc: Document | None = None,
              **options) -> DgtermApp:
-    """The editor for ``path`` (or ``doc``), for ``engine`` or else the engine of ``settings``,
+    """The editor for ``path`` (or ``doc``), for ``engine_args`` or else the engine of ``settings``,
     ``sampler``, ``candidates`` and ``download``. ``options``: lm, load, trace, replay,
     replay_delay, replay_until (see DgtermApp)."""
     notice = None
     if doc is None:
         doc, notice = open_document(path)
-    engine = engine or EngineArgs.from_settings(settings, sampler=sampler, candidates=candidates, download=download)
-    return DgtermApp(doc, engine=engine, notice=notice, **options)
+    engine_args = engine_args or EngineArgs.from_settings(settings, sampler=sampler, candidates=candidates,
+                                                          download=download)
+    return DgtermApp(doc, engine_args=engine_args, notice=notice, **options)

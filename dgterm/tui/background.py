@@ -30,10 +30,10 @@ from dgterm.tui.messages import (
 Send = Callable[[Message], object]  # the App's post_message, from another thread
 
 
-def load_model(engine, send: Send) -> None:
-    """Load the engine of ``engine`` (an EngineArgs) and send ModelLoaded or ModelFailed."""
+def load_model(engine_args, send: Send) -> None:
+    """Load the engine ``engine_args`` names and send ModelLoaded or ModelFailed."""
     try:
-        lm = engine.load()
+        lm = engine_args.load()
     except DgtermError as e:
         send(ModelFailed(str(e)))
         return

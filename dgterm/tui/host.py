@@ -37,7 +37,7 @@ class EditorHost(Protocol):
     """The editor's own members of the App, which the mixins use."""
 
     doc: Document
-    engine: EngineArgs
+    engine_args: EngineArgs
     settings: Settings
     candidates: int
     trace_path: str | None

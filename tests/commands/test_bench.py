@@ -27,7 +27,7 @@ def layers(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_layers_reach_the_engine_args_of_every_benchmark(layers, kind):
-    engine = bench.engine_args(cli.build_parser().parse_args(["bench", kind, "--device", "cpu"]))
+    engine = bench.local_engine_args(cli.build_parser().parse_args(["bench", kind, "--device", "cpu"]))
     s = engine.settings
     assert (s.model, s.device, s.quant, s.dtype, s.server) == ("/models/from-env", "cpu", "int8", "fp32", "")
 
@@ -49,7 +49,7 @@ def test_the_served_benchmark_starts_the_server_on_the_same_model(layers):
     from dgterm.bench.serve import serve_flags
 
     parse = cli.build_parser().parse_args
-    engine = bench.engine_args(parse(["bench", "serve", "--device", "cpu", "--allow-offload"]))
+    engine = bench.local_engine_args(parse(["bench", "serve", "--device", "cpu", "--allow-offload"]))
     served = EngineArgs.from_cli_args(parse(["serve", *serve_flags(engine)])).settings
     assert served.model == "/models/from-env" and served.allow_offload
     assert (served.device, served.dtype, served.quant) == (engine.settings.device, "fp32", "int8")

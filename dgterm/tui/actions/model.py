@@ -38,7 +38,7 @@ class ModelActions(Host):
         """Load in a daemon thread, not a Textual worker: quitting (ctrl+q) must not wait for
         a load that takes seconds, and a worker's thread is joined when the app ends."""
         self._spinner = self.set_interval(0.2, self.refresh_status)
-        threading.Thread(target=background.load_model, args=(self.engine, self.post_message),
+        threading.Thread(target=background.load_model, args=(self.engine_args, self.post_message),
                          name="dgterm-load", daemon=True).start()
 
     @work(thread=True, exclusive=True, group="model", exit_on_error=False)
@@ -83,7 +83,7 @@ class ModelActions(Host):
 
     def sampler_params(self, lm: Engine) -> SamplerParams | None:
         try:
-            return self.engine.sampler_params(lm)
+            return self.engine_args.sampler_params(lm)
         except DgtermError as e:
             self.notify(str(e), severity="error")
             return None
