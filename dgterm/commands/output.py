@@ -41,11 +41,10 @@ def drive(task, path: str | None, fields: dict):
     if not path:
         return task.collect()
     from dgterm.engine.output.trace import TraceWriter
-    from dgterm.engine.tasks.until_valid import round_of
 
     with TraceWriter(path, task, **fields) as writer:
         for event in task:
-            writer.step(event, round_of(task))
+            writer.step(event)
         writer.finish()
     return task.result
 

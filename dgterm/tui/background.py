@@ -116,7 +116,6 @@ def _execute(lm, job: Job, send: Send) -> None:
     from dgterm.engine.local.oom import guard_oom
     from dgterm.engine.output.tokens import token_text
     from dgterm.engine.output.trace import TraceWriter
-    from dgterm.engine.tasks.until_valid import round_of
 
     timeline, writer = Timeline(layout, token_text(lm.tokenizer), job.frames), None
     try:
@@ -124,10 +123,10 @@ def _execute(lm, job: Job, send: Send) -> None:
             writer = TraceWriter(job.trace, task, job.kind, job.text, job.spans, job.instruction)
         with guard_oom(lm.quant, candidates=job.candidates):
             for event in task:
-                frame = timeline.add(step_record(event), round_of(task))
+                frame = timeline.add(step_record(event), task.round)
                 send(StepMessage(job, frame))
                 if writer is not None:
-                    writer.step(event, round_of(task))
+                    writer.step(event)
         result = task.result
         if writer is not None:
             writer.finish()

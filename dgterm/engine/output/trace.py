@@ -121,9 +121,9 @@ class TraceWriter:
         raise InputError(f"Cannot write the trace {self.path} ({e.strerror}); free some space or choose "
                          "another path.") from None
 
-    def step(self, event, round_: int = 0):
-        """One step line; ``round_``: the round of drawing (until_valid) the event is of."""
-        record = event_record(event, self.task.lm.tokenizer, round_)
+    def step(self, event):
+        """One step line, of the round of drawing (until_valid) the task is in."""
+        record = event_record(event, self.task.lm.tokenizer, self.task.round)
         for ids in (*record["canvas"], *record["argmax"]):
             self.seen.update(ids)
         self._write(record)

@@ -88,6 +88,8 @@ class TaskResult:
 class Task:
     """Iterate for StepEvents; then ``result`` holds the ranked candidates."""
 
+    round = 0  # the round of drawing its events belong to: a task is one round (UntilValid counts them)
+
     def __init__(self, lm: Engine, plans: Sequence[Plan], params: SamplerParams, candidates: int,
                  cancel: threading.Event | None, stop_at_eos: bool, finish: Finish,
                  check: Check | None = None):

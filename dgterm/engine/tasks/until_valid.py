@@ -66,8 +66,3 @@ def until_valid(start: Callable[[SamplerParams], Task], params: SamplerParams, c
     """``start(params)``, or with a ``limit`` rounds of it until a candidate is valid (at
     most ``limit`` candidates in all): the one way ``--require-valid`` wraps a task."""
     return UntilValid(start, params, candidates, limit) if limit else start(params)
-
-
-def round_of(task: Task | UntilValid) -> int:
-    """The round of drawing ``task`` is in: an UntilValid's, 0 for a Task (one round)."""
-    return task.round if isinstance(task, UntilValid) else 0

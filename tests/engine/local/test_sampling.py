@@ -3,12 +3,7 @@ acceptance, the distribution of its samples, pins, and seeds per candidate."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +11,7 @@ import torch
 from dgterm.engine.local.kernels import sampling as K
 from dgterm.engine.local.sampler import Pins, Sampler, token_entropy
 from dgterm.engine.params import SamplerParams
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.helpers.interpreter import run_interpreted
 
 
 def chi_square_ok(counts: torch.Tensor, probs: torch.Tensor) -> bool:
@@ -181,11 +175,7 @@ print(json.dumps(report))
 
 
 def test_triton_kernel_matches_its_twin_in_the_interpreter():
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", TRITON_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = run_interpreted(TRITON_SCRIPT)
     assert report.pop("in_place") is True
     for name, r in report.items():
         assert r["argmax"] and r["sample"] and r["processed"] and r["fill"], (name, r)

@@ -3,18 +3,11 @@ the torch twin against a dense reference, and the Triton kernel against its twin
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from dgterm.engine.local.kernels import nf4 as K
-
-ROOT = Path(__file__).resolve().parents[4]
+from tests.helpers.interpreter import run_interpreted
 
 
 def test_nf4_round_trip_is_the_nearest_level():
@@ -111,10 +104,6 @@ print(json.dumps(out))
 
 
 def test_triton_kernel_matches_torch_twin_in_the_interpreter():
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", TRITON_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    errors = json.loads(proc.stdout.strip().splitlines()[-1])
+    errors = run_interpreted(TRITON_SCRIPT)
     assert set(errors) == {"experts", "padded_k", "linear"}
     assert all(v < 1e-5 for v in errors.values()), errors
