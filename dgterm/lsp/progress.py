@@ -31,6 +31,7 @@ class Cancel(threading.Event):
         super().__init__()
         self.progress: Progress | None = None
         self.asked_at: int | None = None
+        self.replaced = False  # set by a newer run for the same document
 
     def set(self) -> None:
         if not self.is_set() and self.progress is not None:

@@ -135,7 +135,8 @@ class DgtermServer(LanguageServer):
         """Run the task ``start`` makes in the engine's thread, with progress; the ranked result."""
         lm, params = await self.engine()
         if (previous := self.running.get(uri)) is not None:
-            previous.set()  # newest wins
+            previous.replaced = True  # newest wins
+            previous.set()
         cancel = Cancel()
         self.running[uri] = cancel
         request = self.protocol.request_id()
@@ -166,7 +167,8 @@ class DgtermServer(LanguageServer):
     def said_cancelled(self, progress: Progress, cancel: Cancel) -> str:
         """End the progress of a cancelled run; the log says how many steps ran after the cancel."""
         step, steps = progress.last
-        message = f"Cancelled at step {step}/{steps}."
+        message = f"Cancelled at step {step}/{steps}" + (
+            ": a newer request for this document replaced it." if cancel.replaced else ".")
         progress.end(message)
         said = f"dgterm: cancel asked after {cancel.asked_at} steps, stopped after {progress.done}"
         self.window_log_message(types.LogMessageParams(types.MessageType.Log, said))

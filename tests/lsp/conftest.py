@@ -36,7 +36,7 @@ def tell_actions_from_commands(converter: Any) -> None:
 
 
 async def start(tmp: Path, init: object = None, capabilities: types.ClientCapabilities = CAPABILITIES,
-                *flags: str) -> LanguageClient:
+                *flags: str, env: dict | None = None) -> LanguageClient:
     """A client connected to a fresh `dgterm lsp --seed 1` (isolated config), initialized."""
     client = make_test_lsp_client()
     tell_actions_from_commands(client.protocol._converter)
@@ -47,10 +47,10 @@ async def start(tmp: Path, init: object = None, capabilities: types.ClientCapabi
         client.edits.append(params)  # type: ignore[attr-defined]
         return types.ApplyWorkspaceEditResult(applied=True)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DGTERM_")}
-    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", DGTERM_CONFIG=str(tmp / "config.toml"),
-               DGTERM_STATE_DIR=str(tmp / "state"))
-    await client.start_io(sys.executable, "-m", "dgterm.cli", "lsp", "--seed", "1", *flags, env=env)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DGTERM_")}
+    environ.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", DGTERM_CONFIG=str(tmp / "config.toml"),
+                   DGTERM_STATE_DIR=str(tmp / "state"), **(env or {}))
+    await client.start_io(sys.executable, "-m", "dgterm.cli", "lsp", "--seed", "1", *flags, env=environ)
     began = time.monotonic()
     client.init_result = await client.initialize_session(  # type: ignore[attr-defined]
         types.InitializeParams(capabilities=capabilities, initialization_options=init))

@@ -10,7 +10,7 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from tests.lsp.conftest import apply_utf16, start, utf16_offset
+from tests.lsp.conftest import CAPABILITIES, FAST, apply_utf16, start, utf16_offset
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -57,7 +57,8 @@ async def test_initialize_says_what_the_server_offers(lsp):
 async def test_inline_completion_inserts_at_the_cursor_only(lsp):
     ident = open_doc(lsp, "inline.py", "placeholder\n")
     lsp.text_document_did_change(types.DidChangeTextDocumentParams(  # what it completes is the changed text
-        types.VersionedTextDocumentIdentifier(version=2, uri=ident.uri), [types.TextDocumentContentChangeWholeDocument(TEXT)]))
+        types.VersionedTextDocumentIdentifier(version=2, uri=ident.uri),
+        [types.TextDocumentContentChangeWholeDocument(TEXT)]))
     at = types.Position(4, len("print(add(1, 2))  # 🎉".encode("utf-16-le")) // 2)  # after the emoji
     lsp.progress_reports["inline"] = []
     result = await lsp.text_document_inline_completion_async(types.InlineCompletionParams(
@@ -135,6 +136,21 @@ async def test_a_cancel_stops_the_run_within_one_step(lsp, how):
     assert lsp.edits == []  # nothing applied
 
 
+async def test_a_newer_request_for_the_document_replaces_the_running_one(lsp):
+    ident = open_doc(lsp, "twice.py")
+    params = types.InlineCompletionParams(types.InlineCompletionContext(types.InlineCompletionTriggerKind.Automatic),
+                                          ident, types.Position(2, 8), work_done_token="first")
+    lsp.progress_reports["first"] = []
+    first = asyncio.ensure_future(lsp.text_document_inline_completion_async(params))
+    await wait_for(lambda: steps(lsp.progress_reports["first"]))  # running
+    second = await lsp.text_document_inline_completion_async(types.InlineCompletionParams(
+        params.context, ident, types.Position(2, 9)))
+    with pytest.raises(JsonRpcException, match="a newer request for this document replaced it") as e:
+        await first
+    assert e.value.code == types.LSPErrorCodes.RequestCancelled
+    assert second.items and all(item.range.start == types.Position(2, 9) for item in second.items)
+
+
 async def test_bad_requests_get_one_sentence_and_the_server_keeps_serving(lsp):
     ident = open_doc(lsp, "bad.py")
     context = types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked)
@@ -155,6 +171,32 @@ async def test_bad_requests_get_one_sentence_and_the_server_keeps_serving(lsp):
     still = await lsp.text_document_code_action_async(types.CodeActionParams(
         ident, types.Range(types.Position(1, 0), types.Position(1, 3)), types.CodeActionContext(diagnostics=[])))
     assert len(still) == 1
+
+
+@pytest.mark.slow
+async def test_a_remote_engine_with_the_server_flag(tmp_path):
+    """`--server URL` (the vLLM stand-in on the bundled tokenizer): no model in the language server."""
+    from transformers import AutoTokenizer
+
+    from dgterm.engine.local.checkpoint import bundled_dir
+    from tests.helpers.vllm_standin import Running, StandIn
+
+    running = Running(StandIn(AutoTokenizer.from_pretrained(bundled_dir()), api_key="k"))
+    client = await start(tmp_path, FAST, CAPABILITIES, "--server", running.url, env={"DGTERM_API_KEY": "k"})
+    try:
+        ident = open_doc(client, "remote.py")
+        actions = await client.text_document_code_action_async(types.CodeActionParams(
+            ident, types.Range(types.Position(2, 4), types.Position(2, 16)), types.CodeActionContext(diagnostics=[])))
+        answer = await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            actions[0].command.command, actions[0].command.arguments))
+        assert answer["applied"] is True
+        (edit,) = client.edits[0].edit.document_changes[0].edits
+        assert edit.range == types.Range(types.Position(2, 4), types.Position(2, 16))
+        assert running.standin.requests  # the runs went to the server
+    finally:
+        await asyncio.wait_for(client.shutdown_session(), 30)
+        await client.stop()
+        running.stop()
 
 
 async def test_bad_settings_are_shown_and_answered_and_shutdown_exits(tmp_path):
