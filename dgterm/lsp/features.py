@@ -19,11 +19,11 @@ from typing import Any
 
 from lsprotocol import types
 from lsprotocol.converters import get_converter
-from pygls.exceptions import JsonRpcContentModified, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcContentModified, JsonRpcException, JsonRpcInvalidParams
 
 from dgterm.errors import InputError
 from dgterm.lsp.positions import Lines
-from dgterm.lsp.server import DgtermServer, failed
+from dgterm.lsp.server import REQUEST_FAILED, DgtermServer, failed
 
 REWRITE, FILL = "dgterm.rewrite", "dgterm.fill"
 ACTIONS = {REWRITE: "Rewrite with diffusion"}  # command -> the title of its code action on a selection
@@ -64,7 +64,8 @@ async def inline_completion(ls: DgtermServer, params: types.InlineCompletionPara
         return tasks.infill(lm, text, [tasks.SpanRequest(at, at)], sampler, lengths=lengths, cancel=cancel,
                             candidates=options.engine_args.candidates)
 
-    result = await ls.run(doc.uri, params.work_done_token, "dgterm: infill at the cursor", start)
+    # progress only on the client's token: a client may ask at every key press
+    result = await ls.run(doc.uri, params.work_done_token, "dgterm: infill at the cursor", start, False)
     if doc.version != version:
         raise JsonRpcContentModified("The document changed during the infill; ask again.")
     here = lines.position(at)
@@ -135,8 +136,9 @@ async def _apply_best(ls: DgtermServer, doc, spans: list[tuple[int, int]], title
         result = await ls.run(doc.uri, None, title, start)
         if doc.version != version:
             raise failed(InputError("The document changed during the run, so nothing was applied; run it again."))
-    except Exception as e:
-        ls.show(getattr(e, "message", str(e)), types.MessageType.Error)
+    except JsonRpcException as e:
+        if e.code == REQUEST_FAILED:  # the user's error: said where the user looks, too
+            ls.show(e.message, types.MessageType.Error)
         raise
     edits = [types.TextEdit(lines.range(a, b), draft) for (a, b), draft in zip(spans, result.best.spans)]
     workspace = ls.client_capabilities.workspace

@@ -49,9 +49,11 @@ class Progress:
         self.done = 0  # steps reported in all (every window, from the engine's thread)
 
     @classmethod
-    async def begin(cls, ls: LanguageServer, token: types.ProgressToken | None, title: str,
-                    cancel: Cancel) -> Progress:
-        if token is None and ls.client_capabilities.window and ls.client_capabilities.window.work_done_progress:
+    async def begin(cls, ls: LanguageServer, token: types.ProgressToken | None, title: str, cancel: Cancel,
+                    create: bool = True) -> Progress:
+        """Progress on ``token``, else (with ``create``, when the client can show it) on a token of our own."""
+        window = ls.client_capabilities.window
+        if token is None and create and window is not None and window.work_done_progress:
             token = f"dgterm-{uuid.uuid4()}"
             await ls.work_done_progress.create_async(token)
         progress = cancel.progress = cls(ls, token)
@@ -60,12 +62,12 @@ class Progress:
             ls.work_done_progress.tokens[token].add_done_callback(lambda _: cancel.set())
         return progress
 
-    def step(self, event: StepEvent, drafts: list[list[Any]]) -> None:
-        """Called in the engine's thread for each step; ``drafts``: the first row's tokens per span."""
+    def step(self, event: StepEvent, task: Any) -> None:
+        """Called in the engine's thread for each step of ``task``; shows the first row's draft."""
         self.last, self.done = (event.step, event.max_steps), self.done + 1
         if self.token is None:
             return
-        draft = " … ".join("".join(t.text for t in span) for span in drafts)
+        draft = " … ".join("".join(t.text for t in span) for span in task.drafts(event))
         draft = draft.replace("\r", "").replace("\n", "⏎")
         canvas = f"canvas {event.window + 1}, " if event.window else ""
         message = f"{canvas}step {event.step}/{event.max_steps}: {draft[:DRAFT_CHARS]}"

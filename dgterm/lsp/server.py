@@ -131,8 +131,10 @@ class DgtermServer(LanguageServer):
         if (cancel := self.requests.get(msg_id)) is not None:
             cancel.set()
 
-    async def run(self, uri: str, token: types.ProgressToken | None, title: str, start: Start) -> TaskResult:
-        """Run the task ``start`` makes in the engine's thread, with progress; the ranked result."""
+    async def run(self, uri: str, token: types.ProgressToken | None, title: str, start: Start,
+                  create_progress: bool = True) -> TaskResult:
+        """Run the task ``start`` makes in the engine's thread, with progress on ``token`` (or, with
+        ``create_progress``, on one of the server's); the ranked result."""
         lm, params = await self.engine()
         if (previous := self.running.get(uri)) is not None:
             previous.replaced = True  # newest wins
@@ -142,7 +144,7 @@ class DgtermServer(LanguageServer):
         request = self.protocol.request_id()
         self.requests[request] = cancel
         try:
-            progress = await Progress.begin(self, token, title, cancel)
+            progress = await Progress.begin(self, token, title, cancel, create_progress)
             loop = asyncio.get_running_loop()
             work = loop.run_in_executor(self.engine_thread, drive, start, lm, params, cancel, progress)
             try:
@@ -202,7 +204,7 @@ def drive(start: Start, lm, params, cancel: Cancel, progress: Progress) -> TaskR
     try:
         task = start(lm, params, cancel)
         for event in task:
-            progress.step(event, task.drafts(event))
+            progress.step(event, task)
     except (RuntimeError, MemoryError) as e:  # torch's out of memory is a RuntimeError
         memory = as_out_of_memory(e)
         if memory is None:
