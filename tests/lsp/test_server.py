@@ -107,6 +107,22 @@ async def test_rewrite_code_action_applies_one_edit_of_the_selection(lsp):
     assert isinstance(reports[-1], types.WorkDoneProgressEnd) and reports[-1].message.startswith("Done")
 
 
+async def test_rewrite_to_an_instruction_on_a_chat_checkpoint(lsp):
+    """The bundled checkpoint has a chat template: [uri, range, instruction] runs the rewrite task."""
+    ident = open_doc(lsp, "instruction.py")
+    selection = types.Range(types.Position(2, 4), types.Position(2, 16))
+    lsp.edits.clear()
+    answer = await lsp.workspace_execute_command_async(types.ExecuteCommandParams(
+        "dgterm.rewrite", [ident.uri, {"start": {"line": 2, "character": 4}, "end": {"line": 2, "character": 16}},
+                           "make it shorter"]))
+    assert answer["applied"] is True
+    (edit,) = lsp.edits[0].edit.document_changes[0].edits
+    assert edit.range == selection
+    new = apply_utf16(TEXT, edit.range, edit.new_text)
+    assert new.startswith(TEXT[: utf16_offset(TEXT, selection.start)])
+    assert new.endswith(TEXT[utf16_offset(TEXT, selection.end) :])
+
+
 @pytest.mark.parametrize("how", ["request", "progress"])
 async def test_a_cancel_stops_the_run_within_one_step(lsp, how):
     # 12 insertion points a canvas apart: 12 windows of 4 steps, far more than the cancel lets run
