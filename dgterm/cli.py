@@ -21,6 +21,7 @@ COMMANDS = {
     "quantize": ("dgterm.commands.quantize", "save a pre-quantized checkpoint"),
     "train": ("dgterm.commands.train", "train the bundled model"),
     "serve": ("dgterm.commands.serve", "serve the model over an OpenAI-compatible HTTP API"),
+    "lsp": ("dgterm.commands.lsp", "a language server: infill and rewrite inside your editor"),
 }
 
 

@@ -37,7 +37,7 @@ def test_core_imports_no_ui_library(module):
 def test_cli_help_lists_every_command():
     out = subprocess.run([sys.executable, "-m", "dgterm.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for name in ("open", "repl", "generate", "infill", "bench", "doctor", "quantize", "train", "serve"):
+    for name in ("open", "repl", "generate", "infill", "bench", "doctor", "quantize", "train", "serve", "lsp"):
         assert name in out.stdout
 
 
@@ -115,6 +115,10 @@ def _inside(module: str, package: str) -> bool:
     ("dgterm.server", "dgterm.commands"),
     ("dgterm.server", "dgterm.tui"),
     ("dgterm.server", "dgterm.repl"),
+    ("dgterm.lsp", "dgterm.cli"), ("dgterm.lsp", "dgterm.commands"), ("dgterm.lsp", "dgterm.tui"),
+    ("dgterm.lsp", "dgterm.repl"), ("dgterm.lsp", "dgterm.server"),
+    ("dgterm.tui", "dgterm.lsp"), ("dgterm.repl", "dgterm.lsp"), ("dgterm.server", "dgterm.lsp"),
+    ("dgterm.engine", "dgterm.lsp"), ("dgterm.editor", "dgterm.lsp"),
     ("dgterm.tui", "dgterm.server"),
     ("dgterm.repl", "dgterm.server"),
     ("dgterm.engine", "dgterm.server"),

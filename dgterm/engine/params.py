@@ -23,6 +23,12 @@ DEFAULT_INSERT_TOKENS = 16  # tokens an empty span (an insertion point) asks for
 CHARS_PER_TOKEN_BOUND = 8  # generous: how many characters of context to tokenize per token wanted
 
 
+def search_lengths(tokens: int, canvas_length: int) -> list[int]:
+    """The lengths a length search tries for a span of ``tokens`` tokens: half, as many, half
+    again and twice as many, within half a canvas (the editor's search, the language server)."""
+    return sorted({max(1, min(canvas_length // 2, k)) for k in (tokens // 2, tokens, tokens + tokens // 2, 2 * tokens)})
+
+
 @dataclass(frozen=True)
 class SamplerParams:
     steps: int = 48

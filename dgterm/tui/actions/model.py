@@ -13,7 +13,7 @@ from textual.worker import Worker, WorkerState
 
 from dgterm.editor import DocumentError, structure
 from dgterm.engine.backend import Engine
-from dgterm.engine.params import DEFAULT_INSERT_TOKENS, SamplerParams
+from dgterm.engine.params import DEFAULT_INSERT_TOKENS, SamplerParams, search_lengths
 from dgterm.errors import DgtermError
 from dgterm.tui import background
 from dgterm.tui import messages as m
@@ -108,8 +108,8 @@ class ModelActions(Host):
         if lm is None:
             return
         n = span.target_tokens or self.token_count(span) or DEFAULT_INSERT_TOKENS
-        lengths = sorted({max(1, min(lm.canvas_length // 2, k)) for k in (n // 2, n, n + n // 2, 2 * n)})
-        self.start_job(Job("search", self.doc.text, [(span.start, span.end, None)], [span.id], lengths=lengths))
+        self.start_job(Job("search", self.doc.text, [(span.start, span.end, None)], [span.id],
+                           lengths=search_lengths(n, lm.canvas_length)))
 
     def action_rewrite(self) -> None:
         lm = self.allowed(self.lifecycle.ready)
