@@ -195,6 +195,7 @@ def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant
     if not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
         raise ModelLoadError(f"The weights in {path} hold NaN or infinite values; "
                              "re-download or re-export the checkpoint.")
+    info.setdefault("notes", []).extend(selfcheck.fallbacks(torch.device(device)))
     defaults = SamplerParams.from_generation_config(getattr(model, "generation_config", None))
     return LoadedModel(model=model, tokenizer=tokenizer, path=path, spec=spec, device=device, dtype=torch_dtype,
                        quant=quant, defaults=defaults, load_seconds=time.perf_counter() - t0, info=info)

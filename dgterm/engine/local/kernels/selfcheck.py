@@ -143,13 +143,21 @@ def verdict(kernel: str, device: torch.device) -> Verdict:
             v = check(kernel, device)
             _write_cache(key, v)
             if not v.ok:
-                log.warning(fallback_sentence(v))
+                log.warning("dgterm: %s", fallback_sentence(v))
         _verdicts[(kernel, key)] = v
         return v
 
 
+def fallbacks(device: torch.device) -> list[str]:
+    """Check every kernel that would run as Triton on ``device`` now (at load, not mid-run),
+    and say which fall back: the sentences, for the model's notes."""
+    if mode() != "auto" or not triton_runs_on(device):
+        return []
+    return [fallback_sentence(v) for v in (verdict(k, device) for k in KERNELS) if not v.ok]
+
+
 def fallback_sentence(v: Verdict) -> str:
-    return (f"dgterm: the Triton kernel {v.kernel} failed its self-check on {v.device} ({v.detail}); "
+    return (f"the Triton kernel {v.kernel} failed its self-check on {v.device} ({v.detail}); "
             f"it runs on its PyTorch reference path instead (slower, same results).")
 
 
