@@ -61,12 +61,14 @@ def _cards(config: Config, context: int, cuda_devices: list[Report], gpu_memory:
     to run it once the checkpoint is on disk; or why nothing fits."""
     from dgterm.engine.local.quant import offload
 
-    sizes = [gpu_memory] if gpu_memory else [d["free"] for d in cuda_devices] + [24 * GiB, 16 * GiB, 12 * GiB]
+    typical = [(size * GiB, "cuda") for size in (24, 16, 12)]
+    sizes = [(gpu_memory, "cuda")] if gpu_memory else [(d["free"], d["device"]) for d in cuda_devices] + typical
     name = (model.get("source") or spec) if model["kind"] == "profile" else spec
     out = []
-    for size in sizes:
+    for size, device in sizes:
         verdict = offload.plan_for_card(config, size, context).as_dict()
-        verdict["command"] = (" ".join(["dgterm", "repl", "--model", name, "--device", "cuda", *verdict["flags"]])
+        verdict["device"] = device
+        verdict["command"] = (" ".join(["dgterm", "repl", "--model", name, "--device", device, *verdict["flags"]])
                               if verdict["plan"] else None)
         out.append(verdict)
     return out
@@ -349,7 +351,7 @@ def _format_cards(r: Report) -> list[str]:
         return []
     lines = ["", f"on a GPU, at {cards[0]['context']} tokens of context (step times are estimates for a typical card)"]
     for v in cards:
-        head = f"  {v['memory'] / GiB:.3g} GiB".ljust(12)
+        head = f"  {v['memory'] / GiB:.3g} GiB".ljust(12) if v["device"] == "cuda" else f"  {v['device']:<10}"
         if v["plan"] is None:
             lines.append(f"{head}no plan: {v['why_not']}")
             continue

@@ -46,8 +46,9 @@ def config_path(spec: str, download: bool = False) -> Path:
     """The config.json of a profile name (runtime/profiles/NAME), 'bundled', a directory, a
     config.json file, or a Hugging Face id in the local cache."""
     spec = spec or "bundled"
-    if spec in list_profiles():
-        return profiles_dir() / spec / "config.json"
+    profile = find_profile(spec)
+    if profile is not None:
+        return profile / "config.json"
     p = Path(spec).expanduser()
     if p.is_file():
         return p
