@@ -239,13 +239,13 @@ def bench_plan(config, plan: str, device: str, dtype, context: int, steps_list, 
 
 
 def to_host(model, layers: int, mode: str) -> int:
-    """Move the experts of the last ``layers`` layers to (pinned, on CUDA) host RAM, as
-    ``--offload-experts`` loads them; the bytes moved."""
+    """Keep the experts of the last ``layers`` layers in (pinned, on CUDA) host RAM, as
+    ``--offload-experts`` loads them, reached by ``mode``; the bytes they hold there."""
     from dgterm.engine.local.quant.loader import _layer_of
     from dgterm.engine.local.quant.modules import QuantizedExperts
 
     total = model.config.text_config.num_hidden_layers
-    moved, seen = 0, set()
+    held, seen = 0, set()
     for name, m in model.named_modules():
         if isinstance(m, QuantizedExperts) and _layer_of(name) >= total - layers and id(m) not in seen:
             seen.add(id(m))
@@ -254,14 +254,15 @@ def to_host(model, layers: int, mode: str) -> int:
                 for k, b in list(w._buffers.items()):
                     if b is not None and b.device.type != "cpu":
                         w._buffers[k] = b.to("cpu").pin_memory() if torch.cuda.is_available() else b.to("cpu")
-                        moved += b.numel() * b.element_size()
-    return moved
+                held += w.nbytes()
+    return held
 
 
 def bench_offload(config, device: str, dtype, context: int, steps: int, layers_list, card_bytes: int,
                   seed: int = 0) -> list[dict]:
     """Decode one canvas with the experts of each number of layers in host RAM (streamed, and
-    run on the CPU), beside the planner's estimate for this device."""
+    run on the CPU), beside the planner's estimate for this device. One model: the layers
+    move to the host in increasing numbers."""
     from dgterm.engine import events
     from dgterm.engine.local import denoise
     from dgterm.engine.local.loading import LoadedModel
@@ -271,18 +272,19 @@ def bench_offload(config, device: str, dtype, context: int, steps: int, layers_l
     eb = torch.empty((), dtype=dtype).element_size()
     card = (offload.card_for(torch.cuda.get_device_properties(device).total_memory) if device.startswith("cuda")
             else offload.card_for(card_bytes))
+    resolved = sorted(((offload.fewest_layers(config, "nf4", card_bytes, context, 1, eb) or 0) if a == "auto"
+                       else int(a), str(a)) for a in layers_list)
+    gc.collect()
+    model = loader.build(config, "nf4", device, dtype)
+    random_init(model, seed=seed)
+    lm = LoadedModel(model=model, tokenizer=None, path=Path("."), spec="random:nf4", device=device, dtype=dtype,
+                     quant="nf4", defaults=SamplerParams())
+    prompt = torch.randint(3, config.text_config.vocab_size, (context,),
+                           generator=torch.Generator().manual_seed(seed)).tolist()
     rows = []
-    for asked in layers_list:
-        n = offload.fewest_layers(config, "nf4", card_bytes, context, 1, eb) if asked == "auto" else int(asked)
+    for n, asked in resolved:
         for mode in (("stream", "cpu") if n else ("resident",)):
-            gc.collect()
-            model = loader.build(config, "nf4", device, dtype)
-            random_init(model, seed=seed)
-            moved = to_host(model, n or 0, mode)
-            lm = LoadedModel(model=model, tokenizer=None, path=Path("."), spec="random:nf4", device=device,
-                             dtype=dtype, quant="nf4", defaults=SamplerParams())
-            prompt = torch.randint(3, config.text_config.vocab_size, (context,),
-                                   generator=torch.Generator().manual_seed(seed)).tolist()
+            held = to_host(model, n, mode)
             params = SamplerParams(steps=steps, seed=seed, max_new_tokens=config.canvas_length)
             task = denoise.denoise(lm, [events.Window(prefix=prompt)], params, candidates=1, stop_at_eos=False)
             for _ in task:
@@ -291,16 +293,16 @@ def bench_offload(config, device: str, dtype, context: int, steps: int, layers_l
             r = task.result
             decode = r.elapsed - r.timings.get("encode", 0.0)
             fwd = int(r.forwards.sum())
-            est = offload.step_estimate(config, quant.plan_memory(config, "nf4", context, 1, eb, offload=n or 0), card)
-            rows.append({"asked": str(asked), "layers": n, "mode": mode, "host_bytes": moved,
+            est = offload.step_estimate(config, quant.plan_memory(config, "nf4", context, 1, eb, offload=n), card)
+            rows.append({"asked": asked, "layers": n, "mode": mode, "host_bytes": held,
                          "ms_per_step": decode / fwd * 1e3, "tokens_per_s": config.canvas_length / decode,
                          "estimated_ms_per_step": est.seconds * 1e3, "estimated_mode": est.mode, "card": card.name})
             log(f"[offload {asked}: {n} layers, {mode}] {decode / fwd * 1e3:.1f} ms/step "
                 f"(planner: {est.seconds * 1e3:.1f} ms on {card.name}, {est.mode})")
-            lm = model = task = None
-            gc.collect()
-            if device.startswith("cuda"):
-                torch.cuda.empty_cache()
+    lm = model = None
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
     return rows
 
 

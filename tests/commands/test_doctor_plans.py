@@ -116,3 +116,24 @@ def test_the_cache_miss_suggestion_downloads_through_doctor(monkeypatch):
     out = dgterm("doctor", "--model", "google/not-here-xyz")
     assert "`dgterm doctor --model google/not-here-xyz --download`" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_selftest_runs_every_kernel_on_every_device_here(capsys):
+    pytest.importorskip("triton")
+    assert cli.main(["doctor", "--selftest", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["selftest"]
+    cpu = {r["kernel"]: r for r in rows if r["device"] == "cpu (interpreter)"}  # no GPU here: the interpreter
+    assert set(cpu) == {"nf4_grouped_matmul", "fused_sampler"} and all(r["ok"] for r in cpu.values())
+
+
+def test_the_selftest_table_says_which_kernel_failed_and_what_runs_instead():
+    from dgterm.commands.doctor_selftest import format_rows
+
+    rows = [{"kernel": "nf4_grouped_matmul", "device": "cuda:0", "ok": False, "path": "reference", "seconds": 0.02,
+             "detail": "mismatch: relative error 0.5"},
+            {"kernel": "fused_sampler", "device": "cuda:0", "ok": True, "path": "triton", "seconds": 0.01,
+             "detail": "agrees with the reference"}]
+    text = format_rows(rows)
+    assert "nf4_grouped_matmul  cuda:0              FAILED    reference" in text
+    assert text.endswith("problem: 1 kernel check(s) failed; those kernels run on their PyTorch reference path "
+                         "(slower, same results). Please report it with this table.")
