@@ -159,7 +159,8 @@ def fill(model, reader: ShardReader, dtype, progress: bool | None = None, desc: 
     done: set = set()
     unexpected, quantized, copied = [], 0, 0
     bar = progress_bar(reader.total_bytes, desc, progress)
-    on_gpu = any(t.is_cuda for t in tensors.values())
+    gpu = next((t.device for t in tensors.values() if t.is_cuda), None)
+    on_gpu = gpu is not None
     chunk_bytes = CHUNK_BYTES if on_gpu else CPU_CHUNK_BYTES
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -173,8 +174,10 @@ def fill(model, reader: ShardReader, dtype, progress: bool | None = None, desc: 
                 bar.update(entry.nbytes)
                 continue
             if target_q is not None:
+                # experts kept in host RAM are still quantized on the GPU, then copied back
+                work = gpu if gpu is not None and target_q.device.type == "cpu" else target_q.device
                 for rows, chunk in reader.chunks(entry, chunk_bytes):
-                    target_q.load_dense_(chunk.to(target_q.device, non_blocking=True), index=rows)
+                    target_q.load_dense_(chunk.to(work, non_blocking=True), index=rows, work_device=work)
                     bar.update(chunk.numel() * chunk.element_size())
                     del chunk
                 quantized += 1

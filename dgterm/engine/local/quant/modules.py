@@ -60,14 +60,15 @@ class QuantWeight(nn.Module):
         return sum(b.numel() * b.element_size() for b in self.buffers())
 
     @torch.no_grad()
-    def load_dense_(self, w, index: slice | None = None) -> None:
+    def load_dense_(self, w, index: slice | None = None, work_device=None) -> None:
         """Quantize the dense ``w`` into place; ``index``: the slice of the leading dim it
         covers. Works through ``w`` a few rows at a time to bound the temporaries
         (2^20 elements on the CPU, 2^24 on a GPU: ~0.3 GB of float32 temporaries, less than
-        the runtime buffers the plan reserves and that do not exist yet while loading)."""
+        the runtime buffers the plan reserves and that do not exist yet while loading).
+        ``work_device``: quantize there instead (a GPU, for experts kept in host RAM)."""
         if tuple(w.shape[1:]) != self.shape[1:] or (index is None and w.shape[0] != self.shape[0]):
             raise ValueError(f"shape {tuple(w.shape)} does not match {self.shape}")
-        dev = self.qweight.device
+        dev = torch.device(work_device) if work_device is not None else self.qweight.device
         base = 0 if index is None else (index.start or 0)
         row = max(1, w[0].numel()) if w.shape[0] else 1
         step = max(1, (1 << (24 if dev.type == "cuda" else 20)) // row)
