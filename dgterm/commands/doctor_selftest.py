@@ -1,8 +1,9 @@
 """``dgterm doctor --selftest``: every kernel on every device here against its reference.
 
-On a CUDA device the kernels are checked in this process. Where Triton is installed, the
-CPU is checked under Triton's interpreter in a child process (the interpreter is chosen
-when Triton is first imported); elsewhere the CPU row says the PyTorch path runs.
+On a CUDA device the Triton kernels are checked in this process. On the CPU: the CPU paths
+(the torch twin of the nf4 matmul, the sampler's CPU pass) against plain torch, and where
+Triton is installed its kernels under Triton's interpreter in a child process (the
+interpreter is chosen when Triton is first imported).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ _CHILD = ("import json, torch; from dgterm.engine.local.kernels import selfcheck
 def selftest_rows() -> list[dict]:
     import torch
 
-    from dgterm.engine.local.kernels import selfcheck
+    from dgterm.engine.local.kernels import cpu_paths, selfcheck
 
     cuda = [torch.device(f"cuda:{i}") for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-    rows = selfcheck.selftest(cuda)
-    if selfcheck.interpreted() or not selfcheck.triton_available():
+    rows = selfcheck.selftest(cuda) + [cpu_paths.cpu_row(k) for k in cpu_paths.CPU_PATHS]
+    if selfcheck.interpreted():
         return rows + selfcheck.selftest([torch.device("cpu")])
+    if not selfcheck.triton_available():
+        return rows
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     proc = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
@@ -35,7 +38,7 @@ def selftest_rows() -> list[dict]:
 
 
 def format_rows(rows: list[dict]) -> str:
-    lines = ["kernel self-check (each Triton kernel against its PyTorch reference)",
+    lines = ["kernel self-check (each kernel against its reference, on every device here)",
              f"  {'kernel':<20}{'device':<20}{'verdict':<10}{'runs as':<11}{'time':>8}  detail"]
     for r in rows:
         verdict = {True: "ok", False: "FAILED", None: "-"}[r["ok"]]

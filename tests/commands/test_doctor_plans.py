@@ -124,6 +124,8 @@ def test_selftest_runs_every_kernel_on_every_device_here(capsys):
     rows = json.loads(capsys.readouterr().out)["selftest"]
     cpu = {r["kernel"]: r for r in rows if r["device"] == "cpu (interpreter)"}  # no GPU here: the interpreter
     assert set(cpu) == {"nf4_grouped_matmul", "fused_sampler"} and all(r["ok"] for r in cpu.values())
+    paths = {r["kernel"]: r for r in rows if r["device"] == "cpu"}  # and the CPU paths, against plain torch
+    assert set(paths) == set(cpu) and all(r["ok"] and r["path"] == "torch (CPU)" for r in paths.values())
 
 
 def test_the_selftest_table_says_which_kernel_failed_and_what_runs_instead():

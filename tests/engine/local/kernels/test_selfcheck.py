@@ -88,3 +88,13 @@ def test_the_kernel_mode_overrides_the_check(monkeypatch):
     finally:
         selfcheck._mode.clear()
         selfcheck.forget()
+
+
+def test_the_cpu_paths_agree_with_plain_torch_and_a_wrong_one_is_reported(monkeypatch):
+    from dgterm.engine.local.kernels import cpu_paths, sampling
+
+    assert all(cpu_paths.cpu_row(k)["ok"] for k in cpu_paths.CPU_PATHS)
+    real = sampling.fused_sample_cpu
+    monkeypatch.setattr(sampling, "fused_sample_cpu", lambda *a: (lambda r: (r[0] + 1, r[1], r[2]))(real(*a)))
+    row = cpu_paths.cpu_row("fused_sampler")
+    assert row["ok"] is False and row["detail"] == "mismatch: argmax differs"
