@@ -141,17 +141,19 @@ class LoadedModel:
 
 def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant: str = "none",
          download: bool = False, allow_offload: bool = False, offload_experts: str = "0",
-         kernels: str = "auto") -> LoadedModel:
+         kernels: str | None = None) -> LoadedModel:
     """Load a DiffusionGemma checkpoint for inference. ``allow_offload`` lets a quantized
     model keep expert weights in host memory when the GPU is too small (never by default);
     ``offload_experts`` ('auto' or N) keeps the experts of N layers there; ``kernels``
-    (auto, triton, reference) picks the compute kernels (:mod:`dgterm.engine.local.kernels.selfcheck`)."""
+    (auto, triton, reference) sets the process's kernel mode (:mod:`dgterm.engine.local.kernels.selfcheck`;
+    None: as it is, ``DGTERM_KERNELS`` or auto)."""
     t0 = time.perf_counter()
     if quant not in QUANTS:
         raise ModelLoadError(f"Unknown quantization '{quant}'; use one of {', '.join(QUANTS)}.")
     from dgterm.engine.local.kernels import selfcheck
 
-    selfcheck.configure(kernels)
+    if kernels is not None:
+        selfcheck.configure(kernels)
     path = resolve(spec, download)
     check_checkpoint(path)
     device = pick_device(device)
