@@ -7,6 +7,9 @@ The config file is TOML at ``$DGTERM_CONFIG`` or ``<user config dir>/dgterm/conf
     dtype = "auto"           # bf16, fp16, fp32
     quant = "none"           # int8, nf4
     allow_offload = false    # or DGTERM_ALLOW_OFFLOAD=1, or --allow-offload
+    offload_experts = "0"    # "auto" or N layers' experts in host RAM (DGTERM_OFFLOAD_EXPERTS, --offload-experts)
+    kernels = "auto"         # triton, reference (or DGTERM_KERNELS, --kernels)
+    thinking = ""            # on, off; "": off for rewrites and infill, the template's default for chat
     theme = "dgterm-dark"
     server = ""              # a URL: drive `dgterm serve` or vLLM there (or DGTERM_SERVER, --server)
     api_key = ""             # the server's key (or DGTERM_API_KEY; never a flag)
@@ -34,7 +37,9 @@ from dgterm.errors import DgtermError
 from dgterm.paths import read_limited
 
 ENV_PREFIX = "DGTERM_"
-STRINGS = ("model", "device", "dtype", "quant", "theme", "server", "api_key")
+STRINGS = ("model", "device", "dtype", "quant", "theme", "server", "api_key", "offload_experts", "kernels", "thinking")
+# settings with a fixed set of values (offload_experts: "auto" or a whole number)
+CHOICES = {"kernels": ("auto", "triton", "reference", "torch"), "thinking": ("", "on", "off")}
 CONFIG_LIMIT = 1 << 20  # a config file is a few lines; anything bigger is a mistake
 YES, NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 DEFAULT_CANDIDATES = 2  # candidates per run, in the editor and on the command line alike
@@ -48,6 +53,9 @@ class Settings:
     quant: str = "none"
     theme: str = "dgterm-dark"
     allow_offload: bool = False  # a quantized model may keep experts in host RAM when the GPU is too small
+    offload_experts: str = "0"  # "auto" or N: the experts of N layers stay in host RAM
+    kernels: str = "auto"  # auto (self-checked Triton where it runs), triton, reference ("torch": the same)
+    thinking: str = ""  # on | off | "" (off for rewrites and infill; the chat template's default for chat)
     server: str = ""  # a URL: the engine runs there (docs/serve.md)
     api_key: str = ""
     require_valid: int = 0  # editor: draw infill candidates until one parses, at most this many (0: off)
@@ -117,6 +125,14 @@ def load_settings(path: Path | None = None, env=None) -> Settings:
     for name in STRINGS:
         if not isinstance(values.get(name, ""), str):
             raise DgtermError(f"Config file {path}: {name} must be a string in quotes, like {name} = \"...\".")
+    for name, allowed in CHOICES.items():
+        if values.get(name, allowed[0]) not in allowed:
+            raise DgtermError(f"Setting {name} = {values[name]!r} (config file {path} or DGTERM_{name.upper()}) is "
+                              f"not one of {', '.join(repr(a) for a in allowed if a)}; use one of those.")
+    offload = str(values.get("offload_experts", "0")).strip().lower()
+    if offload != "auto" and not offload.isdigit():
+        raise DgtermError(f"Setting offload_experts = {offload!r} (config file {path} or DGTERM_OFFLOAD_EXPERTS) is "
+                          "not 'auto' or a whole number of layers; use e.g. \"auto\" or \"4\".")
     limit = values.get("require_valid", 0)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 1024:
         raise DgtermError(f"Config file {path}: require_valid must be a whole number of candidates from 0 (off) "

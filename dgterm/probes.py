@@ -48,9 +48,30 @@ def probe(engine_args: EngineArgs, context: int | None = None, gpu_memory: int |
         report["memory"] = _memory(config, context, report["cuda"]["devices"], report["cpu"], gpu_memory)
         if model["kind"] == "checkpoint":
             report["recommended"] = _recommend(settings.model, report["memory"])
+        report["cards"] = _cards(config, context, report["cuda"]["devices"], gpu_memory, model, settings.model)
     report["chosen"] = _chosen(engine_args, model, config, report)
     report["ok"] = report["chosen"]["problem"] is None
     return report
+
+
+def _cards(config: Config, context: int, cuda_devices: list[Report], gpu_memory: int | None, model: Report,
+           spec: str) -> list[Report]:
+    """A verdict for the card asked (or the GPUs here and 24, 16 and 12 GiB): the plan that
+    fits (quantization, experts kept in host RAM), its estimated step time and the command
+    to run it once the checkpoint is on disk; or why nothing fits."""
+    from dgterm.engine.local.quant import offload
+
+    typical = [(size * GiB, "cuda") for size in (24, 16, 12)]
+    sizes = [(gpu_memory, "cuda")] if gpu_memory else [(d["free"], d["device"]) for d in cuda_devices] + typical
+    name = (model.get("source") or spec) if model["kind"] == "profile" else spec
+    out = []
+    for size, device in sizes:
+        verdict = offload.plan_for_card(config, size, context).as_dict()
+        verdict["device"] = device
+        verdict["command"] = (" ".join(["dgterm", "repl", "--model", name, "--device", device, *verdict["flags"]])
+                              if verdict["plan"] else None)
+        out.append(verdict)
+    return out
 
 
 # ------------------------------------------------------------------ probes
@@ -105,17 +126,18 @@ def _model(spec: str, download: bool) -> tuple[Report, Config | None]:
     from dgterm.engine.local import checkpoint, quant
 
     out: Report = {"spec": spec, "path": None, "resolves_offline": False, "kind": None, "problem": None}
-    try:
-        path = checkpoint.resolve(spec, download)
-        checkpoint.check_checkpoint(path)
-        out.update(path=str(path), resolves_offline=True, kind="checkpoint")
-    except DgtermError as e:
-        out["problem"] = str(e)
-        profile = _profile(spec)
-        if profile is None:
+    profile = quant.profiles.find_profile(spec)
+    if profile is not None:
+        path: Path = profile
+        out.update(path=str(path), kind="profile", source=quant.profiles.SOURCES.get(profile.name))
+    else:
+        try:
+            path = checkpoint.resolve(spec, download)
+            checkpoint.check_checkpoint(path)
+            out.update(path=str(path), resolves_offline=True, kind="checkpoint")
+        except DgtermError as e:
+            out["problem"] = str(e)
             return out, None
-        path = profile
-        out.update(path=str(path), kind="profile")
     try:
         config = quant.load_config(str(path))
     except DgtermError as e:
@@ -139,21 +161,6 @@ def _model(spec: str, download: bool) -> tuple[Report, Config | None]:
                       if out["kind"] == "checkpoint" and loader.is_prequantized(path) else None),
     )
     return out, config
-
-
-def _profile(spec: str) -> Path | None:
-    """A memory profile (a config without weights), named or given as its folder."""
-    from dgterm.engine.local import quant
-
-    if spec in quant.list_profiles():
-        return quant.profiles_dir() / spec
-    path = Path(spec).expanduser()
-    try:
-        if (path / "config.json").is_file() and not any(path.glob("*.safetensors")):
-            return path
-    except OSError:
-        pass
-    return None
 
 
 def _cannot_run(path: Path, config: Config, prequantized: bool) -> str | None:
@@ -229,12 +236,13 @@ def _chosen(engine_args: EngineArgs, model: Report, config: Config | None, repor
 
     out: Report = {"model": settings.model, "device": settings.device, "dtype": settings.dtype, "quant": settings.quant,
            "needs": None, "free": None, "problem": None}
+    if config is not None and model["kind"] == "profile":  # a plan, not a problem: a card's verdict is the answer
+        asked = report["cards"][0] if report["cards"] else None
+        if asked is not None and asked["plan"] is None and len(report["cards"]) == 1:
+            out["problem"] = f"On a {asked['memory'] / GiB:.3g} GiB card {asked['why_not']}."
+        return out
     if config is None or model["kind"] != "checkpoint" or model["problem"]:
-        problem = model["problem"]
-        if model["kind"] == "profile":
-            problem = (f"'{settings.model}' is a memory profile without weights; pass a downloaded checkpoint "
-                       "(a directory or a cached Hugging Face id) with --model to run it.")
-        out["problem"] = problem
+        out["problem"] = model["problem"]
         return out
     try:
         device = checkpoint.pick_device(settings.device)
@@ -323,6 +331,7 @@ def format_text(r: Report) -> str:
         for row in mem["devices"]:
             cells = "".join(f"{_gib(row['needs'][q]) + (' fits' if row['fits'][q] else ' no'):<17}" for q in QUANTS)
             lines.append(f"  {row['device'] + ' (' + row['dtype'] + ')':<16}{cells}{_gib(row['free'])}")
+    lines += _format_cards(r)
     c = r["chosen"]
     lines.append("")
     if c["needs"] is not None:
@@ -330,5 +339,28 @@ def format_text(r: Report) -> str:
                      f"needs {_gib(c['needs'])} of {_gib(c['free'])} free")
     if r.get("recommended"):
         lines.append(f"recommended   {r['recommended']}")
-    lines.append("ok: the chosen setup can run." if r["ok"] else f"problem: {c['problem']}")
+    ok = ("ok: a plan runs it (above); download the checkpoint first." if r["model"]["kind"] == "profile"
+          else "ok: the chosen setup can run.")
+    lines.append(ok if r["ok"] else f"problem: {c['problem']}")
     return "\n".join(lines)
+
+
+def _format_cards(r: Report) -> list[str]:
+    cards = r.get("cards") or []
+    if not cards:
+        return []
+    lines = ["", f"on a GPU, at {cards[0]['context']} tokens of context (step times are estimates for a typical card)"]
+    for v in cards:
+        head = f"  {v['memory'] / GiB:.3g} GiB".ljust(12) if v["device"] == "cuda" else f"  {v['device']:<10}"
+        if v["plan"] is None:
+            lines.append(f"{head}no plan: {v['why_not']}")
+            continue
+        where = (f", experts of {v['offload_layers']} layers in host RAM ({_gib(v['host'])}, "
+                 f"{'streamed' if v['mode'] == 'stream' else 'run on the CPU'})" if v["offload_layers"] else "")
+        lines.append(f"{head}--quant {v['quant']}{where}: {_gib(v['total'])} on the card, "
+                     f"~{v['step_seconds'] * 1000:.0f} ms a step on {v['card']}")
+        lines.append(f"{'':12}{v['command']}")
+    source = r["model"].get("source")
+    if r["model"]["kind"] == "profile" and source:
+        lines.append(f"  download    dgterm doctor --model {source} --download")
+    return lines

@@ -20,6 +20,11 @@ with the loader's own code), then
 * times the sampler alone at the real shape (256 × 262,144 float32 logits on the device):
   the Triton kernel against the reference (``dgterm.bench.speed.sampler_alone``).
 
+Then the kernel self-check table (``dgterm doctor --selftest``'s: each Triton kernel against
+its torch reference on this device), and decode with the experts of 0, some and ``auto``
+layers in pinned host RAM (``--offload 0,4,auto``; ``auto``: the fewest layers that fit a
+``--offload-card`` of 16 GiB), measured beside the offload planner's estimate of a step.
+
 Before that, smoke checks that need a GPU: the Triton NF4 kernel against its torch twin
 in bf16, and ``loading.load(..., quant="nf4")`` of the bundled (trained) checkpoint onto
 ``cuda:N``: logits against the dense model, the Triton path against the torch twin, a
@@ -92,10 +97,12 @@ def smoke(device: str) -> dict:
     """Triton kernel vs twin on the GPU; quantized load of a saved checkpoint onto the device."""
     from dgterm.engine import tasks
     from dgterm.engine.local import loading
+    from dgterm.engine.local.kernels import grouped
     from dgterm.engine.local.kernels import nf4 as K
+    from dgterm.engine.local.kernels.selfcheck import triton_available
 
     out = {}
-    if device.startswith("cuda") and K.triton_available():
+    if device.startswith("cuda") and triton_available():
         torch.manual_seed(0)
         for name, (e, n, k, rows) in {"experts": (128, 1408, 2816, 2048), "down": (128, 2816, 704, 2048),
                                       "prefill": (128, 1408, 2816, 65536), "linear": (1, 4096, 2816, 300)}.items():
@@ -107,15 +114,15 @@ def smoke(device: str) -> dict:
             offsets[1:] = torch.bincount(idx, minlength=e).cumsum(0)
             x = torch.randn(rows, k, device=device, dtype=torch.bfloat16)
             twin = K.grouped_matmul_nf4_torch(x, offsets, q, a, k)
-            tri = K.grouped_matmul_nf4(x, offsets, q, a, k, impl="triton")
+            tri = grouped.grouped_matmul_nf4(x, offsets, q, a, k, impl="triton")
             err = ((tri.float() - twin.float()).norm() / twin.float().norm()).item()
             times = {}
             for impl in ("torch", "triton"):
-                K.grouped_matmul_nf4(x, offsets, q, a, k, impl=impl)
+                grouped.grouped_matmul_nf4(x, offsets, q, a, k, impl=impl)
                 sync(device)
                 t = time.perf_counter()
                 for _ in range(5):
-                    K.grouped_matmul_nf4(x, offsets, q, a, k, impl=impl)
+                    grouped.grouped_matmul_nf4(x, offsets, q, a, k, impl=impl)
                 sync(device)
                 times[impl] = (time.perf_counter() - t) / 5 * 1e3
             out[f"kernel_{name}"] = {"rel_err": err, "ms_torch": times["torch"], "ms_triton": times["triton"]}
@@ -231,6 +238,85 @@ def bench_plan(config, plan: str, device: str, dtype, context: int, steps_list, 
     return row
 
 
+def to_host(model, layers: int, mode: str) -> int:
+    """Keep the experts of the last ``layers`` layers in (pinned, on CUDA) host RAM, as
+    ``--offload-experts`` loads them, reached by ``mode``; the bytes they hold there."""
+    from dgterm.engine.local.quant.loader import _layer_of
+    from dgterm.engine.local.quant.modules import QuantizedExperts
+
+    total = model.config.text_config.num_hidden_layers
+    held, seen = 0, set()
+    for name, m in model.named_modules():
+        if isinstance(m, QuantizedExperts) and _layer_of(name) >= total - layers and id(m) not in seen:
+            seen.add(id(m))
+            m.offload = mode
+            for w in (m.gate_up_proj, m.down_proj):
+                for k, b in list(w._buffers.items()):
+                    if b is not None and b.device.type != "cpu":
+                        w._buffers[k] = b.to("cpu").pin_memory() if torch.cuda.is_available() else b.to("cpu")
+                held += w.nbytes()
+    return held
+
+
+def bench_offload(config, device: str, dtype, context: int, steps: int, layers_list, card_bytes: int,
+                  seed: int = 0) -> list[dict]:
+    """Decode one canvas with the experts of each number of layers in host RAM (streamed, and
+    run on the CPU), beside the planner's estimate for this device. One model: the layers
+    move to the host in increasing numbers."""
+    from dgterm.engine import events
+    from dgterm.engine.local import denoise
+    from dgterm.engine.local.loading import LoadedModel
+    from dgterm.engine.local.quant import offload
+    from dgterm.engine.params import SamplerParams
+
+    eb = torch.empty((), dtype=dtype).element_size()
+    card = (offload.card_for(torch.cuda.get_device_properties(device).total_memory) if device.startswith("cuda")
+            else offload.card_for(card_bytes))
+    resolved = sorted(((offload.fewest_layers(config, "nf4", card_bytes, context, 1, eb) or 0) if a == "auto"
+                       else int(a), str(a)) for a in layers_list)
+    gc.collect()
+    model = loader.build(config, "nf4", device, dtype)
+    random_init(model, seed=seed)
+    lm = LoadedModel(model=model, tokenizer=None, path=Path("."), spec="random:nf4", device=device, dtype=dtype,
+                     quant="nf4", defaults=SamplerParams())
+    prompt = torch.randint(3, config.text_config.vocab_size, (context,),
+                           generator=torch.Generator().manual_seed(seed)).tolist()
+    rows = []
+    for n, asked in resolved:
+        for mode in (("stream", "cpu") if n else ("resident",)):
+            held = to_host(model, n, mode)
+            params = SamplerParams(steps=steps, seed=seed, max_new_tokens=config.canvas_length)
+            task = denoise.denoise(lm, [events.Window(prefix=prompt)], params, candidates=1, stop_at_eos=False)
+            for _ in task:
+                pass
+            sync(device)
+            r = task.result
+            decode = r.elapsed - r.timings.get("encode", 0.0)
+            fwd = int(r.forwards.sum())
+            est = offload.step_estimate(config, quant.plan_memory(config, "nf4", context, 1, eb, offload=n), card)
+            rows.append({"asked": asked, "layers": n, "mode": mode, "host_bytes": held,
+                         "ms_per_step": decode / fwd * 1e3, "tokens_per_s": config.canvas_length / decode,
+                         "estimated_ms_per_step": est.seconds * 1e3, "estimated_mode": est.mode, "card": card.name})
+            log(f"[offload {asked}: {n} layers, {mode}] {decode / fwd * 1e3:.1f} ms/step "
+                f"(planner: {est.seconds * 1e3:.1f} ms on {card.name}, {est.mode})")
+    lm = model = None
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return rows
+
+
+def offload_table(rows, gpu: str) -> str:
+    lines = [f"nf4 decode with experts in host RAM on {gpu} (random weights, one canvas)", "",
+             "| --offload-experts | layers | how | host RAM | ms/step measured | ms/step planned | tok/s |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['asked']} | {r['layers']} | {r['mode']} | {r['host_bytes'] / GiB:.2f} GiB | "
+                     f"{r['ms_per_step']:.1f} | {r['estimated_ms_per_step']:.1f} ({r['estimated_mode']}) | "
+                     f"{r['tokens_per_s']:.1f} |")
+    return "\n".join(lines)
+
+
 def pct(measured, planned):
     return (measured - planned) / planned * 100 if planned else float("nan")
 
@@ -272,6 +358,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-smoke", action="store_true")
     ap.add_argument("--sampler-shape", default="256,262144", help="rows,vocab of the sampler-alone check")
     ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--offload", default="0,4,auto", help="numbers of layers (or auto) to decode with in host RAM")
+    ap.add_argument("--offload-card", default="16GiB", help="the card `auto` plans for")
+    ap.add_argument("--offload-steps", type=int, default=8, help="denoising steps of each offload run")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     device = loader.pin_device(a.device)
@@ -286,10 +375,23 @@ def main(argv=None) -> int:
     shape = [int(x) for x in a.sampler_shape.split(",")]
     results["sampler"] = speed.sampler_alone(*shape, repeats=5, device=device)
     log(sampler_table(results["sampler"], gpu))
+    from dgterm.commands.doctor_selftest import format_rows
+    from dgterm.commands.quantize import parse_size
+    from dgterm.engine.local.kernels import selfcheck
+
+    results["selfcheck"] = selfcheck.selftest([torch.device(device)])
+    selftest_md = format_rows(results["selfcheck"])
+    log(selftest_md)
     config = quant.load_config(a.profile)
     rows = [bench_plan(config, p, device, dtype, a.context, steps_list) for p in a.plans.split(",")]
     results["rows"] = rows
-    md = table(rows, steps_list, gpu, a.profile) + "\n\n" + sampler_table(results["sampler"], gpu)
+    layers_list = [x if x == "auto" else int(x) for x in a.offload.split(",") if x]
+    results["offload"] = bench_offload(config, device, dtype, a.context, a.offload_steps, layers_list,
+                                       parse_size(a.offload_card)) if layers_list else []
+    md = (table(rows, steps_list, gpu, a.profile) + "\n\n" + sampler_table(results["sampler"], gpu) + "\n\n"
+          + "```\n" + selftest_md + "\n```")
+    if results["offload"]:
+        md += "\n\n" + offload_table(results["offload"], gpu)
     results["markdown"] = md
     ok = True
     if device.startswith("cuda"):

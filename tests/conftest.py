@@ -12,7 +12,8 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DGTERM_CONFIG", str(root / "config.toml"))
     monkeypatch.setenv("DGTERM_STATE_DIR", str(root / "state"))
     for name in ("DGTERM_MODEL", "DGTERM_DEVICE", "DGTERM_DTYPE", "DGTERM_QUANT", "DGTERM_THEME", "DGTERM_ALLOW_OFFLOAD",
-                 "DGTERM_SERVER", "DGTERM_API_KEY"):
+                 "DGTERM_SERVER", "DGTERM_API_KEY", "DGTERM_KERNELS", "DGTERM_OFFLOAD_EXPERTS",
+                 "DGTERM_THINKING"):
         monkeypatch.delenv(name, raising=False)
     return root
 

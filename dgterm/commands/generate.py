@@ -19,6 +19,7 @@ def run(args) -> int:
     from dgterm.commands.arguments import text_argument
     from dgterm.commands.output import check_trace_path, drive, emit
     from dgterm.engine import tasks
+    from dgterm.engine.tasks.template import thinking_of
     from dgterm.errors import InputError
 
     prompt = text_argument(sys.stdin.read() if args.prompt == "-" else args.prompt, "prompt")
@@ -31,7 +32,7 @@ def run(args) -> int:
     if args.chat and not lm.has_chat_template:
         raise InputError(f"{lm.name} has no chat template; drop --chat.")
     task = tasks.continue_text(lm, prompt, engine_args.sampler_params(lm), candidates=engine_args.candidates,
-                               chat=args.chat)
+                               chat=args.chat, thinking=thinking_of(engine_args.settings.thinking, None))
     result = drive(task, args.trace, {"kind": "continue", "text": prompt, "task": "generate", "chat": args.chat})
     if result.best.thinking and not args.json:  # the answer alone on stdout, the thought apart
         print(f"dgterm: thinking: {result.best.thinking}", file=sys.stderr)

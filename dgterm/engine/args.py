@@ -34,6 +34,14 @@ if TYPE_CHECKING:
 SAMPLER_FLAGS = (*SAMPLER_FIELDS, "seed", "max_new_tokens", "canvases")
 
 
+def _layers(text: str) -> str:
+    """``--offload-experts``: 'auto' or a whole number of layers."""
+    text = text.strip().lower()
+    if text != "auto" and not text.isdigit():
+        raise argparse.ArgumentTypeError(f"'{text}' is not 'auto' or a whole number of layers; write e.g. 4 or auto")
+    return text
+
+
 @dataclass
 class EngineArgs:
     """Which engine to run and how to sample, from every layer of settings."""
@@ -57,6 +65,12 @@ class EngineArgs:
         g.add_argument("--download", action="store_true", help="allow downloading a Hugging Face id")
         g.add_argument("--allow-offload", action="store_true", default=None,
                        help="let a quantized model keep experts in host memory when the GPU is too small")
+        g.add_argument("--offload-experts", metavar="N|auto", type=_layers,
+                       help="keep the experts of N layers in host RAM (auto: the fewest that fit the GPU)")
+        g.add_argument("--kernels", choices=("auto", "triton", "reference"),
+                       help="auto (default): Triton kernels that passed their self-check; reference: PyTorch only")
+        g.add_argument("--thinking", choices=("on", "off"),
+                       help="let the model think before answering (default: off for rewrites and infill)")
         if remote:
             g.add_argument("--server", metavar="URL",
                            help="run on `dgterm serve` or vLLM at URL (key: DGTERM_API_KEY); docs/serve.md")
@@ -82,7 +96,9 @@ class EngineArgs:
         """The flags of ``args`` over ``settings`` (default: the config file and the environment)."""
         settings = (settings or load_settings()).override(
             model=args.model, device=args.device, dtype=args.dtype, quant=args.quant,
-            allow_offload=args.allow_offload, theme=getattr(args, "theme", None), server=getattr(args, "server", None))
+            allow_offload=args.allow_offload, theme=getattr(args, "theme", None), server=getattr(args, "server", None),
+            offload_experts=getattr(args, "offload_experts", None), kernels=getattr(args, "kernels", None),
+            thinking=getattr(args, "thinking", None))
         sampler = {name: getattr(args, name, None) for name in SAMPLER_FLAGS}
         sampler["mode"] = getattr(args, "sampler", None)  # --sampler: SamplerParams.mode (--mode is the REPL's)
         return cls.from_settings(settings, sampler=sampler, candidates=getattr(args, "candidates", 1),
@@ -113,7 +129,7 @@ class EngineArgs:
         from dgterm.engine.local import loading
 
         return loading.load(s.model, device=s.device, dtype=s.dtype, quant=s.quant, download=self.download,
-                            allow_offload=s.allow_offload)
+                            allow_offload=s.allow_offload, offload_experts=s.offload_experts, kernels=s.kernels)
 
     def sampler_params(self, lm=None):
         """The model's defaults < the config file's [sampler] < flags. Without a model, checks

@@ -267,12 +267,14 @@ class Repl:
             raise InputError("No model is loaded; load one with /model SPEC (or /model bundled).")
         from dgterm.engine import tasks
         from dgterm.engine.tasks import chat
+        from dgterm.engine.tasks.template import thinking_of
 
         params = self.params()
         cancel = threading.Event()
         if self.mode == "chat":
             turn = self.messages + [{"role": "user", "content": text}]
-            task = chat.chat(self.lm, turn, params, candidates=self.engine_args.candidates, cancel=cancel)
+            task = chat.chat(self.lm, turn, params, candidates=self.engine_args.candidates, cancel=cancel,
+                             thinking=thinking_of(self.engine_args.settings.thinking, None))
         else:
             task = tasks.continue_text(self.lm, text, params, candidates=self.engine_args.candidates, cancel=cancel)
         self.last = LastRun(self.mode, text, task)

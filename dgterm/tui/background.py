@@ -61,7 +61,7 @@ def make_task(lm, job: Job):
                             check=job.check)
     if job.kind == "rewrite":
         return chat.rewrite(lm, job.text, reqs[0], job.instruction, job.params, candidates=job.candidates,
-                             cancel=job.cancel, check=job.check)
+                             cancel=job.cancel, check=job.check, thinking=job.thinking)
     if job.kind == "continue":
         return tasks.continue_text(lm, job.text[: job.spans[0][0]], job.params, candidates=job.candidates,
                                    cancel=job.cancel)

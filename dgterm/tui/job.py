@@ -30,6 +30,7 @@ class Job:
     created_span: bool = False  # the UI marked span_ids[0] for this run; unmark it if rejected
     check: Callable | None = None  # new document text -> structure.Verdict, for files of a known kind
     require_valid: int = 0  # infill: draw rounds of candidates until one is valid, at most this many
+    thinking: bool = False  # rewrite: the chat template's enable_thinking (--thinking on)
     cancel: threading.Event = field(default_factory=threading.Event)
     frames: list = field(default_factory=list)  # every Frame so far; appended by the worker only
 

@@ -14,10 +14,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_interpreted(script: str) -> dict:
-    """The JSON object the script prints last (skips the test where triton is missing)."""
+def run_interpreted(script: str, stderr_too: bool = False):
+    """The JSON object the script prints last (skips the test where triton is missing); with
+    ``stderr_too``, (that object, the script's stderr)."""
     pytest.importorskip("triton")
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    return (report, proc.stderr) if stderr_too else report

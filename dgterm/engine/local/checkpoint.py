@@ -68,7 +68,7 @@ def _from_hub_cache(repo_id: str, download: bool) -> Path:
                                  "check your network, or copy the checkpoint over and pass its folder.") from None
         raise ModelLoadError(
             f"{repo_id} is not in the local Hugging Face cache; download it once with "
-            f"`dgterm generate --model {repo_id} --download` (or `huggingface-cli download {repo_id}`)."
+            f"`dgterm doctor --model {repo_id} --download` (or `huggingface-cli download {repo_id}`)."
         ) from None
     except Exception as e:  # network, auth, missing repo
         raise ModelLoadError(f"Could not download {repo_id} ({type(e).__name__}: {e}); "

@@ -140,12 +140,20 @@ class LoadedModel:
 
 
 def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant: str = "none",
-         download: bool = False, allow_offload: bool = False) -> LoadedModel:
+         download: bool = False, allow_offload: bool = False, offload_experts: str = "0",
+         kernels: str | None = None) -> LoadedModel:
     """Load a DiffusionGemma checkpoint for inference. ``allow_offload`` lets a quantized
-    model keep expert weights in host memory when the GPU is too small (never by default)."""
+    model keep expert weights in host memory when the GPU is too small (never by default);
+    ``offload_experts`` ('auto' or N) keeps the experts of N layers there; ``kernels``
+    (auto, triton, reference) sets the process's kernel mode (:mod:`dgterm.engine.local.kernels.selfcheck`;
+    None: as it is, ``DGTERM_KERNELS`` or auto)."""
     t0 = time.perf_counter()
     if quant not in QUANTS:
         raise ModelLoadError(f"Unknown quantization '{quant}'; use one of {', '.join(QUANTS)}.")
+    from dgterm.engine.local.kernels import selfcheck
+
+    if kernels is not None:
+        selfcheck.configure(kernels)
     path = resolve(spec, download)
     check_checkpoint(path)
     device = pick_device(device)
@@ -166,8 +174,12 @@ def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant
                              "restore the tokenizer files.") from None
     info: dict[str, Any] = {}
     model: Any
+    offloading = str(offload_experts) not in ("", "0")
+    if offloading and quant == "none" and not loader.is_prequantized(path):
+        raise ModelLoadError("--offload-experts keeps quantized experts in host RAM; add --quant nf4 (or int8).")
     if quant != "none" or loader.is_prequantized(path):
-        model, device, quant, info = loader.load(path, device, torch_dtype, quant, allow_offload=allow_offload)
+        model, device, quant, info = loader.load(path, device, torch_dtype, quant, allow_offload=allow_offload,
+                                                 offload_layers=str(offload_experts or "0"))
     else:
         try:
             loaded = DiffusionGemmaForBlockDiffusion.from_pretrained(
@@ -185,6 +197,7 @@ def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant
     if not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
         raise ModelLoadError(f"The weights in {path} hold NaN or infinite values; "
                              "re-download or re-export the checkpoint.")
+    info.setdefault("notes", []).extend(selfcheck.fallbacks(torch.device(device)))
     defaults = SamplerParams.from_generation_config(getattr(model, "generation_config", None))
     return LoadedModel(model=model, tokenizer=tokenizer, path=path, spec=spec, device=device, dtype=torch_dtype,
                        quant=quant, defaults=defaults, load_seconds=time.perf_counter() - t0, info=info)

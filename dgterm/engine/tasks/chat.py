@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 
 def chat(lm: Engine, messages: list[dict], params: SamplerParams | None = None, *, candidates: int = 1,
-         cancel: threading.Event | None = None) -> Task:
-    """Answer the last user turn of ``messages`` ({"role", "content"} dicts).
+         cancel: threading.Event | None = None, thinking: bool | None = None) -> Task:
+    """Answer the last user turn of ``messages`` ({"role", "content"} dicts); ``thinking``: the
+    template's ``enable_thinking`` (None: its default).
 
     The oldest turns are dropped when the conversation and the answer's canvases would
     not fit the model's context."""
@@ -36,16 +37,16 @@ def chat(lm: Engine, messages: list[dict], params: SamplerParams | None = None, 
     params = params or lm.defaults
     tok = lm.tokenizer
     budget = lm.max_positions - params.max_canvases(lm.canvas_length) * lm.canvas_length
-    ids = prompt_ids(tok, messages, budget)
+    ids = prompt_ids(tok, messages, budget, thinking)
     return continue_ids(lm, ids, params, candidates=candidates, cancel=cancel, chat=True)
 
 
-def prompt_ids(tokenizer: Any, messages: list[dict], budget: int) -> list[int]:
+def prompt_ids(tokenizer: Any, messages: list[dict], budget: int, thinking: bool | None = None) -> list[int]:
     """Token ids of the rendered conversation, dropping the oldest turns to fit ``budget``."""
     keep = list(messages)
     system = [keep.pop(0)] if keep[0].get("role") == "system" else []
     while True:
-        text = render_chat(tokenizer, system + keep)
+        text = render_chat(tokenizer, system + keep, thinking=thinking)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) <= budget:
             return ids
@@ -57,8 +58,9 @@ def prompt_ids(tokenizer: Any, messages: list[dict], budget: int) -> list[int]:
 
 def rewrite(lm: Engine, text: str, span: SpanRequest, instruction: str, params: SamplerParams | None = None, *,
             candidates: int = 1, cancel: threading.Event | None = None, context_chars: int = 2000,
-            check: Check | None = None) -> Task:
-    """Ask a chat checkpoint to rewrite one span following an instruction (``check`` as for infill)."""
+            check: Check | None = None, thinking: bool = False) -> Task:
+    """Ask a chat checkpoint to rewrite one span following an instruction (``check`` as for infill).
+    Thinking is off unless asked: a thought would take the canvas the rewrite needs."""
     if not lm.has_chat_template:
         raise InputError(f"{lm.name} has no chat template, so it cannot follow instructions; use infill instead.")
     check_spans(text, [span], lm.canvas_length)
@@ -76,4 +78,4 @@ def rewrite(lm: Engine, text: str, span: SpanRequest, instruction: str, params: 
         return cand
 
     return continue_text(lm, prompt, params, candidates=candidates, cancel=cancel, chat=True, post=post,
-                         check=check)
+                         check=check, thinking=thinking)

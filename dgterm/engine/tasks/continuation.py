@@ -50,12 +50,13 @@ class ContinuePlan:
 
 def continue_text(lm: Engine, text: str, params: SamplerParams | None = None, *, candidates: int = 1,
                   cancel: threading.Event | None = None, chat: bool = False,
-                  post: Callable[[Candidate], Candidate] | None = None, check: Check | None = None) -> Task:
-    """Generate canvases after ``text`` (or, with ``chat``, answer it as a user turn).
-    ``post`` may reshape each finished Candidate (rewrite uses it)."""
+                  post: Callable[[Candidate], Candidate] | None = None, check: Check | None = None,
+                  thinking: bool | None = None) -> Task:
+    """Generate canvases after ``text`` (or, with ``chat``, answer it as a user turn, ``thinking``
+    as the template's ``enable_thinking``). ``post`` may reshape each finished Candidate (rewrite uses it)."""
     tok = lm.tokenizer
     if chat:
-        prompt = render_chat(tok, [{"role": "user", "content": text}])
+        prompt = render_chat(tok, [{"role": "user", "content": text}], thinking=thinking)
         ids = tok(prompt, add_special_tokens=False)["input_ids"]
     else:
         ids = [tok.bos_token_id] + tok(text, add_special_tokens=False)["input_ids"]

@@ -198,6 +198,7 @@ class ModelActions(Host):
         if job.kind != "continue":
             job.check = structure.checker(self.doc.path)
             job.require_valid = self.settings.require_valid
+            job.thinking = self.settings.thinking == "on"
         try:
             if create:
                 a, b, _ = job.spans[0]

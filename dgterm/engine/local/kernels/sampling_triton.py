@@ -10,7 +10,7 @@ row's Philox seed: a sample from ``softmax(x)`` with no random tensor in memory.
 not marked ``work`` (pinned or finished) only get the division and report their
 ``fill`` id with entropy 0.
 
-The twin is :func:`dgterm.engine.local.kernels.sampling.gumbel_sample_torch`; the tests run
+The twin is :func:`dgterm.engine.local.kernels.gumbel.gumbel_sample_torch`; the tests run
 both under ``TRITON_INTERPRET=1`` on the CPU.
 """
 
@@ -81,7 +81,7 @@ def _fused_sample_kernel(x_ptr, out_ptr, seed_ptr, work_ptr, fill_ptr, argmax_pt
 
 def gumbel_sample_triton(logits: torch.Tensor, temperature: float, seeds: torch.Tensor, work: torch.Tensor,
                          fill: torch.Tensor, out: torch.Tensor, block: int = 2048):
-    """Same contract as :func:`dgterm.engine.local.kernels.sampling.gumbel_sample_torch`.
+    """Same contract as :func:`dgterm.engine.local.kernels.gumbel.gumbel_sample_torch`.
     ``out`` may be ``logits`` itself (same dtype): each block is read before it is written."""
     n, vocab = logits.shape
     argmax = torch.empty(n, dtype=torch.long, device=logits.device)

@@ -6,10 +6,12 @@ what the load found, and ``loading`` wraps them with the tokenizer in a ``Loaded
 
 1. The plan's memory is checked against the device's free memory *before* anything is
    loaded; a plan that does not fit is refused with one sentence saying what would fit.
-   Nothing is offloaded to the CPU or disk unless the caller allows it
-   (``allow_offload=True``: ``--allow-offload``, ``DGTERM_ALLOW_OFFLOAD=1`` or the config
-   file): then the expert weights stay in (pinned) host RAM and each routed expert is copied
-   to the GPU when used.
+   Nothing is offloaded to the CPU or disk unless the caller asks: ``offload_layers`` N
+   (``--offload-experts``) keeps the experts of the last N layers in (pinned) host RAM,
+   ``auto`` the fewest layers that let the plan fit, and ``allow_offload=True``
+   (``--allow-offload``) all of them when nothing else fits. An offloaded layer's experts
+   are streamed to the GPU each step or run on the host's cores, as the offload planner
+   (:mod:`dgterm.engine.local.quant.offload`) says is faster.
 2. The model is built on the ``meta`` device, the plan's quantized modules replace the
    experts and linears (tied encoder/decoder modules share one), and every tensor is
    allocated on the one target device (``cuda:N`` is made the current device, so no
@@ -93,18 +95,24 @@ def _parameters_on_meta() -> Iterator[None]:
         torch.nn.Module.register_parameter = original  # type: ignore[method-assign]
 
 
-def build(config, plan, device, dtype, offload_experts: str | None = None):
+def build(config, plan, device, dtype, offload_experts: str | None = None, offload_layers: int | None = None,
+          offload_mode: str = "stream"):
     """The model with ``plan`` applied on ``device``: parameters and quantized buffers
-    allocated uninitialized, the model's computed buffers copied over with their values."""
+    allocated uninitialized, the model's computed buffers copied over with their values.
+    ``offload_experts``: where the experts of the last ``offload_layers`` layers (default
+    all) live instead, reached by ``offload_mode`` ('stream' or 'cpu')."""
     from transformers import DiffusionGemmaForBlockDiffusion
 
     with _parameters_on_meta():
         model = DiffusionGemmaForBlockDiffusion(config)
     apply_plan(model, plan, dtype=dtype, device="meta")
     expert_ids: set[int] = set()
-    for m in model.modules():
-        if isinstance(m, QuantizedExperts):
+    layers = config.text_config.num_hidden_layers
+    first = layers - (layers if offload_layers is None else offload_layers)
+    for name, m in model.named_modules():
+        if isinstance(m, QuantizedExperts) and offload_experts is not None and _layer_of(name) >= first:
             expert_ids.update(id(b) for b in m.buffers())
+            m.offload = offload_mode
     pin = offload_experts is not None and torch.cuda.is_available()
     made: dict = {}
     for module in model.modules():
@@ -131,6 +139,12 @@ def build(config, plan, device, dtype, offload_experts: str | None = None):
     return model
 
 
+def _layer_of(name: str) -> int:
+    """The layer index in a module name like ``model.decoder.layers.7.experts``."""
+    parts = name.split(".")
+    return int(parts[parts.index("layers") + 1]) if "layers" in parts else -1
+
+
 def targets(model):
     """name -> tensor for every parameter/buffer alias, and name -> QuantWeight for dense names."""
     tensors = dict(model.named_parameters(remove_duplicate=False))
@@ -145,7 +159,8 @@ def fill(model, reader: ShardReader, dtype, progress: bool | None = None, desc: 
     done: set = set()
     unexpected, quantized, copied = [], 0, 0
     bar = progress_bar(reader.total_bytes, desc, progress)
-    on_gpu = any(t.is_cuda for t in tensors.values())
+    gpu = next((t.device for t in tensors.values() if t.is_cuda), None)
+    on_gpu = gpu is not None
     chunk_bytes = CHUNK_BYTES if on_gpu else CPU_CHUNK_BYTES
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -159,8 +174,10 @@ def fill(model, reader: ShardReader, dtype, progress: bool | None = None, desc: 
                 bar.update(entry.nbytes)
                 continue
             if target_q is not None:
+                # experts kept in host RAM are still quantized on the GPU, then copied back
+                work = gpu if gpu is not None and target_q.device.type == "cpu" else target_q.device
                 for rows, chunk in reader.chunks(entry, chunk_bytes):
-                    target_q.load_dense_(chunk.to(target_q.device, non_blocking=True), index=rows)
+                    target_q.load_dense_(chunk.to(work, non_blocking=True), index=rows, work_device=work)
                     bar.update(chunk.numel() * chunk.element_size())
                     del chunk
                 quantized += 1
@@ -208,6 +225,31 @@ _malloc_trim: Callable[[int], int] | Literal[False] | None = None  # glibc's, Fa
 # ---------------------------------------------------------------- the load path
 
 
+def _offload_asked(config, plan, free: int, context: int, eb: int, device: str, asked: str) -> int:
+    """Layers whose experts stay in host RAM: N as asked, or for 'auto' the fewest that let
+    the plan fit the GPU (none on the CPU, where the host is the device)."""
+    from dgterm.engine.local.quant import offload
+
+    if str(asked) != "auto":
+        return min(int(asked), config.text_config.num_hidden_layers)
+    if not device.startswith("cuda"):
+        return 0
+    n = offload.fewest_layers(config, plan, free, context, 1, eb)
+    if n is None:
+        raise ModelLoadError(planner.refusal(config, plan, free, context, 1, eb, device))
+    return n
+
+
+def _offload_mode(config, need, device: str) -> str:
+    """'stream' or 'cpu', whichever the offload planner estimates faster on this GPU."""
+    from dgterm.engine.local.quant import offload
+
+    if not device.startswith("cuda"):
+        return "stream"
+    total = torch.cuda.get_device_properties(torch.device(device)).total_memory
+    return offload.step_estimate(config, need, offload.card_for(total)).mode
+
+
 def pin_device(device: str) -> str:
     """'cuda' -> 'cuda:N' of the current device, made current so nothing lands on another GPU."""
     if device.startswith("cuda"):
@@ -218,9 +260,10 @@ def pin_device(device: str) -> str:
 
 
 def load(path: Path, device: str, dtype, quant_name: str, *, allow_offload: bool = False,
-         context: int | None = None, progress: bool | None = None):
+         offload_layers: str = "0", context: int | None = None, progress: bool | None = None):
     """Load the weights of ``path`` quantized per ``quant_name`` (or its pre-quantized plan) on
-    ``device``: (model, the device it is on ('cuda' pinned to 'cuda:N'), plan name, info)."""
+    ``device``: (model, the device it is on ('cuda' pinned to 'cuda:N'), plan name, info).
+    ``offload_layers``: 'auto' or N layers whose experts stay in host RAM."""
     from transformers import DiffusionGemmaForBlockDiffusion
 
     path = Path(path)
@@ -236,11 +279,17 @@ def load(path: Path, device: str, dtype, quant_name: str, *, allow_offload: bool
     need = planner.plan_memory(config, plan, context, 1, eb)
     free = planner.free_bytes(device)
     where = device if device != "cpu" else "host RAM"
-    offload = None
+    offload, layers, mode = None, None, "stream"
+    asked = _offload_asked(config, plan, free, context, eb, device, offload_layers)
+    if asked:
+        need = planner.plan_memory(config, plan, context, 1, eb, offload=asked)
+        offload, layers, mode = "cpu", asked, _offload_mode(config, need, device)
+        notes.append(f"experts of {asked} layers in host RAM ({need.offloaded / GiB:.1f} GiB, "
+                     f"{'streamed' if mode == 'stream' else 'run on the CPU'}): slower")
     max_ctx = planner.max_context(config, plan, free, 1, eb) if not need.fits(free) else None
-    if max_ctx is not None and max_ctx >= MIN_CONTEXT:
+    if max_ctx is not None and max_ctx >= MIN_CONTEXT and not asked:
         notes.append(f"the {plan.name} plan fits {where} with at most {max_ctx} tokens of context")
-    elif max_ctx is not None:
+    elif max_ctx is not None and not asked:
         if allow_offload and device.startswith("cuda"):
             off = planner.plan_memory(config, plan, context, 1, eb, offload=True)
             if not off.fits(free):
@@ -249,8 +298,12 @@ def load(path: Path, device: str, dtype, quant_name: str, *, allow_offload: bool
             notes.append(f"experts offloaded to host RAM ({off.offloaded / GiB:.1f} GiB): slower")
         else:
             raise ModelLoadError(planner.refusal(config, plan, free, context, 1, eb, where))
+    elif max_ctx is not None:
+        raise ModelLoadError(f"The {plan.name} plan with the experts of {asked} layers in host RAM needs "
+                             f"{need.total / GiB:.1f} GiB + 0.5 GiB headroom at {context} tokens of context but "
+                             f"{where} has {free / GiB:.1f} GiB free; use --offload-experts auto.")
     try:
-        model = build(config, plan, device, dtype, offload_experts=offload)
+        model = build(config, plan, device, dtype, offload_experts=offload, offload_layers=layers, offload_mode=mode)
         reader = ShardReader(path)
         stats = fill(model, reader, dtype, progress, desc=f"Loading {path.name} ({plan.name})")
     except torch.cuda.OutOfMemoryError:
@@ -267,6 +320,7 @@ def load(path: Path, device: str, dtype, quant_name: str, *, allow_offload: bool
             notes.append(f"{gen_file.name} cannot be read ({type(e).__name__}); the sampler uses the reference "
                          "defaults")
     info = {"plan": plan.name, "formats": plan.formats(), "prequantized": bool(marker), "offload": offload,
+            "offload_layers": layers if offload else 0, "offload_mode": mode if offload else None,
             "max_context": max_ctx,
             "memory_plan": need.as_dict(), "notes": notes, "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             **stats}

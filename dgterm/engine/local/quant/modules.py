@@ -60,14 +60,15 @@ class QuantWeight(nn.Module):
         return sum(b.numel() * b.element_size() for b in self.buffers())
 
     @torch.no_grad()
-    def load_dense_(self, w, index: slice | None = None) -> None:
+    def load_dense_(self, w, index: slice | None = None, work_device=None) -> None:
         """Quantize the dense ``w`` into place; ``index``: the slice of the leading dim it
         covers. Works through ``w`` a few rows at a time to bound the temporaries
         (2^20 elements on the CPU, 2^24 on a GPU: ~0.3 GB of float32 temporaries, less than
-        the runtime buffers the plan reserves and that do not exist yet while loading)."""
+        the runtime buffers the plan reserves and that do not exist yet while loading).
+        ``work_device``: quantize there instead (a GPU, for experts kept in host RAM)."""
         if tuple(w.shape[1:]) != self.shape[1:] or (index is None and w.shape[0] != self.shape[0]):
             raise ValueError(f"shape {tuple(w.shape)} does not match {self.shape}")
-        dev = self.qweight.device
+        dev = torch.device(work_device) if work_device is not None else self.qweight.device
         base = 0 if index is None else (index.start or 0)
         row = max(1, w[0].numel()) if w.shape[0] else 1
         step = max(1, (1 << (24 if dev.type == "cuda" else 20)) // row)
@@ -96,6 +97,14 @@ class QuantWeight(nn.Module):
         if device is not None:
             q, s = q.to(device, non_blocking=True), s.to(device, non_blocking=True)
         return K.dequantize_int8(q, s, dtype)
+
+    def staged(self, device) -> QuantWeight:
+        """A copy of this weight with its buffers on ``device`` (host-RAM experts, streamed)."""
+        import copy
+
+        twin = copy.copy(self)
+        twin._buffers = {k: b.to(device, non_blocking=True) for k, b in self._buffers.items() if b is not None}
+        return twin
 
     def matmul(self, x):
         """``x @ W.T`` for a 2-D weight, dequantizing on the fly."""
@@ -137,8 +146,12 @@ class QuantizedExperts(nn.Module):
     Token-expert pairs are sorted by expert; each expert that received tokens has its
     weights dequantized on the fly (the Triton kernel on CUDA dequantizes in registers;
     its torch twin one expert at a time), so only routed experts are touched. Experts
-    kept on another device (``--allow-offload``) are copied over one at a time.
+    kept in host RAM (``--offload-experts``, ``--allow-offload``) are either streamed
+    (``offload = 'stream'``: the packed weights copied to the GPU for the step) or run
+    where they are (``'cpu'``: the tokens go to the host and back).
     """
+
+    offload = "stream"
 
     def __init__(self, num_experts: int, hidden_dim: int, intermediate_dim: int, fmt: str, dtype, act_fn,
                  device="meta", blocksize: int = K.BLOCKSIZE):
@@ -153,6 +166,8 @@ class QuantizedExperts(nn.Module):
         return f"num_experts={self.num_experts}, fmt={self.gate_up_proj.fmt}"
 
     def _grouped(self, w, x, offsets):
+        if w.device != x.device and w.fmt == "nf4" and pick_impl(x) == "triton":
+            w = w.staged(x.device)  # the layer's packed experts over PCIe, then the fused kernel
         fused = (w.fmt == "nf4" and x.device == w.qweight.device and pick_impl(x) == "triton")
         if fused:
             return grouped_matmul_nf4(x, offsets, w.qweight, w.absmax, w.shape[-1], w.blocksize)
@@ -165,6 +180,13 @@ class QuantizedExperts(nn.Module):
         return out
 
     def forward(self, hidden_states, top_k_index, top_k_weights):
+        home = self.gate_up_proj.device
+        if self.offload == "cpu" and hidden_states.device != home:
+            out = self._forward(hidden_states.to(home), top_k_index.to(home), top_k_weights.to(home))
+            return out.to(hidden_states.device, non_blocking=True)
+        return self._forward(hidden_states, top_k_index, top_k_weights)
+
+    def _forward(self, hidden_states, top_k_index, top_k_weights):
         out = torch.zeros_like(hidden_states)
         k = top_k_index.shape[-1]
         step = max(1, self.chunk_rows // k)

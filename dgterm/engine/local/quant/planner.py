@@ -177,8 +177,9 @@ def prefill_bytes(config, context: int, dtype=2) -> int:
 
 @dataclass
 class MemoryPlan:
-    """Bytes a plan needs on the device: ``total`` = weights + the larger of the prefill's
-    peak and a decoder step's, kv_cache + logits + max(workspace, activations) (the
+    """Bytes a plan needs on the device: ``total`` = weights (+ ``staging``, one offloaded
+    layer's experts) + the larger of the prefill's peak and a decoder step's,
+    kv_cache + logits + max(workspace, activations) (the
     sampler's workspace and a forward's activations are never alive together)."""
 
     plan: str
@@ -190,7 +191,9 @@ class MemoryPlan:
     workspace: int
     activations: int
     prefill: int = 0
-    offloaded: int = 0  # expert bytes kept in host RAM (--allow-offload)
+    offloaded: int = 0  # expert bytes kept in host RAM (--allow-offload, --offload-experts)
+    offloaded_layers: int = 0  # the layers whose experts those are
+    staging: int = 0  # one offloaded layer's experts on the device while a step streams them
     components: dict = field(default_factory=dict)
     parameters: dict = field(default_factory=dict)
     formats: dict = field(default_factory=dict)
@@ -201,7 +204,7 @@ class MemoryPlan:
 
     @property
     def total(self) -> int:
-        return self.weights + self.runtime
+        return self.weights + self.staging + self.runtime
 
     def fits(self, free_bytes: int, reserve: int = 512 << 20) -> bool:
         """Whether ``total`` plus ``reserve`` (CUDA context slack, fragmentation) fits."""
@@ -237,17 +240,21 @@ def _weights_for(config, plan, dtype) -> tuple[dict, dict]:
 
 
 def plan_memory(config, plan="nf4", context: int = 8192, candidates: int = 1, dtype="bf16",
-                offload: bool = False, sampler: str = "fused") -> MemoryPlan:
+                offload: bool | int = False, sampler: str = "fused") -> MemoryPlan:
     """Exact weight bytes of ``plan`` (from a meta build) plus runtime buffers at ``context``
     tokens of KV cache and ``candidates`` canvases denoised together. ``offload``: the
-    experts stay in host RAM (counted in ``offloaded``, not on the device)."""
+    experts of every layer (True) or of that many layers stay in host RAM (counted in
+    ``offloaded``, not on the device)."""
     cfg = load_config(config)
     spec = get_plan(plan)
     by_bytes, by_params = _weights_for(cfg, spec, dtype)
     weights = sum(by_bytes.values())
-    offloaded = by_bytes["experts"] if offload else 0
+    layers = cfg.text_config.num_hidden_layers
+    n = layers if offload is True else min(int(offload), layers)
+    offloaded = by_bytes["experts"] * n // layers
     return MemoryPlan(
         plan=spec.name, context=context, candidates=candidates, weights=weights - offloaded, offloaded=offloaded,
+        offloaded_layers=n, staging=by_bytes["experts"] // layers if n else 0,
         **_runtime_parts(cfg, context, candidates, dtype, sampler),
         components=dict(by_bytes), parameters=dict(by_params), formats=spec.formats(),
     )
@@ -303,8 +310,8 @@ def refusal(config, plan, free_bytes: int, context: int, candidates: int = 1, dt
         if ctx >= 1024:
             how = "" if name == need.plan else f"--quant {name} and "
             return msg + f"; use {how}at most {ctx} tokens of context, or free GPU memory."
-    return msg + ("; no plan fits: free GPU memory, use a bigger GPU, or pass --allow-offload to keep the "
-                  "experts in host RAM (slow).")
+    return msg + ("; no plan fits: free GPU memory, use a bigger GPU, or pass --offload-experts auto to keep "
+                  "some layers' experts in host RAM (slower).")
 
 
 # ---------------------------------------------------------------- what a device has free

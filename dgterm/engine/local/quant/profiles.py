@@ -10,6 +10,9 @@ from dgterm.engine.local import checkpoint
 from dgterm.errors import ModelLoadError
 from dgterm.resources import shipped
 
+# The checkpoint each profile describes (what to download to run it).
+SOURCES = {"diffusiongemma-26b-a4b": "google/diffusiongemma-26B-A4B-it"}
+
 
 def profiles_dir() -> Path:
     return shipped("runtime/profiles")
@@ -20,12 +23,32 @@ def list_profiles() -> list[str]:
     return sorted(p.parent.name for p in d.glob("*/config.json")) if d.is_dir() else []
 
 
+def find_profile(spec: str) -> Path | None:
+    """The folder of a memory profile (a config without weights) named by ``spec``: its name,
+    its folder or its config.json by any path, or a path ending in ``profiles/NAME`` that
+    does not exist from here (a path copied from the docs or another directory)."""
+    if spec in list_profiles():
+        return profiles_dir() / spec
+    path = Path(spec).expanduser()
+    if path.name == "config.json":
+        path = path.parent
+    try:
+        if (path / "config.json").is_file():
+            return None if any(path.glob("*.safetensors")) else path
+        if not path.exists() and path.parent.name == "profiles" and path.name in list_profiles():
+            return profiles_dir() / path.name
+    except OSError:
+        pass
+    return None
+
+
 def config_path(spec: str, download: bool = False) -> Path:
     """The config.json of a profile name (runtime/profiles/NAME), 'bundled', a directory, a
     config.json file, or a Hugging Face id in the local cache."""
     spec = spec or "bundled"
-    if spec in list_profiles():
-        return profiles_dir() / spec / "config.json"
+    profile = find_profile(spec)
+    if profile is not None:
+        return profile / "config.json"
     p = Path(spec).expanduser()
     if p.is_file():
         return p
