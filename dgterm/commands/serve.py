@@ -21,6 +21,9 @@ def add_arguments(p):
     p.add_argument("--max-candidates", type=whole(1), default=8, help="largest n a request may ask for")
     p.add_argument("--max-queue", type=whole(1), default=64, help="sequences waiting before requests get 503")
     p.add_argument("--max-body", type=whole(1), default=1 << 20, help="largest request body in bytes")
+    p.add_argument("--served-model-name", nargs="+", metavar="NAME",
+                   help="the model names requests may give, the first in every response (default: the "
+                        "checkpoint's own name and the --model argument as given)")
     EngineArgs.add_cli_args(p, sampler=False, remote=False)
 
 
@@ -49,9 +52,10 @@ def run(args) -> int:
     lm = engine_args.load()
     limits = Limits(max_body=args.max_body, max_tokens=args.max_tokens, max_candidates=args.max_candidates,
                     max_queue=args.max_queue)
-    app = build_app(lm, ServeConfig(api_key=key, max_batch=args.max_batch, limits=limits))
+    names = args.served_model_name or [lm.name, engine_args.settings.model]
+    app = build_app(lm, ServeConfig(api_key=key, max_batch=args.max_batch, limits=limits, served_names=names))
     host, port = sock.getsockname()[:2]
-    print(f"dgterm serve: {lm.name} at http://{host}:{port}/v1 (max batch {args.max_batch}"
+    print(f"dgterm serve: {names[0]} at http://{host}:{port}/v1 (max batch {args.max_batch}"
           f"{', API key required' if key else ''})", file=sys.stderr, flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)).run(sockets=[sock])
     return 0

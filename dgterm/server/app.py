@@ -33,6 +33,7 @@ class ServeConfig:
     api_key: str | None = None
     max_batch: int = 8
     limits: Limits = field(default_factory=Limits)
+    served_names: list[str] = field(default_factory=list)  # the names a request may give; none: the model's own
 
 
 def error(e: ApiError) -> JSONResponse:
@@ -45,7 +46,8 @@ class Server:
     def __init__(self, lm, config: ServeConfig):
         self.lm, self.config, self.limits = lm, config, config.limits
         self.metrics = Metrics()
-        self.serving = Serving(lm, config.limits, config.max_batch, self.metrics)
+        self.names = list(dict.fromkeys(config.served_names or [lm.name]))
+        self.serving = Serving(lm, config.limits, config.max_batch, self.metrics, self.names)
         self.created = int(time.time())
 
     # ------------------------------------------------------------ plumbing
@@ -91,16 +93,15 @@ class Server:
         return Response(status_code=200)
 
     async def models(self, request: HttpRequest) -> Response:
+        """One entry per served name (the first is the one responses carry), as vLLM lists them."""
         lm = self.lm
-        return JSONResponse({"object": "list", "data": [{
-            "id": lm.name, "object": "model", "created": self.created, "owned_by": "dgterm",
-            "max_model_len": lm.max_positions,
-            "dgterm": {"canvas_length": lm.canvas_length, "vocab_size": lm.vocab_size,
-                       "bos_token_id": lm.tokenizer.bos_token_id, "eos_token_ids": lm.eos_ids,
-                       "pad_token_id": lm.pad_id,
-                       "special_ids": sorted(lm.tokenizer.all_special_ids), "chat_template": lm.has_chat_template,
-                       "defaults": vars(lm.defaults), "frames": True, "lens": True, "max_batch": self.config.max_batch},
-        }]})
+        meta = {"canvas_length": lm.canvas_length, "vocab_size": lm.vocab_size,
+                "bos_token_id": lm.tokenizer.bos_token_id, "eos_token_ids": lm.eos_ids, "pad_token_id": lm.pad_id,
+                "special_ids": sorted(lm.tokenizer.all_special_ids), "chat_template": lm.has_chat_template,
+                "defaults": vars(lm.defaults), "frames": True, "lens": True, "max_batch": self.config.max_batch}
+        return JSONResponse({"object": "list", "data": [
+            {"id": name, "object": "model", "created": self.created, "owned_by": "dgterm", "root": lm.name,
+             "max_model_len": lm.max_positions, "dgterm": meta} for name in self.names]})
 
     async def metrics_text(self, request: HttpRequest) -> Response:
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)

@@ -8,6 +8,7 @@ that becomes an OpenAI-style error body with a 4xx status.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dgterm.engine.params import SAMPLER_FIELDS
@@ -83,13 +84,15 @@ def _ids(value, name: str, vocab: int) -> list[int]:
     return value
 
 
-def parse(body, *, chat: bool, model_name: str, canvas_length: int, vocab: int, limits: Limits) -> Request:
-    """Check a decoded JSON body against the surface and the limits."""
+def parse(body, *, chat: bool, model_names: Sequence[str], canvas_length: int, vocab: int, limits: Limits) -> Request:
+    """Check a decoded JSON body against the surface and the limits (``model``, when given,
+    is one of ``model_names``, as vLLM's --served-model-name)."""
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     model = body.get("model")
-    if model is not None and model != model_name:
-        raise ApiError(404, f"The model '{model}' does not exist; this server serves '{model_name}'.", "model",
+    if model is not None and model not in model_names:
+        served = "', '".join(model_names)
+        raise ApiError(404, f"The model '{model}' does not exist; this server serves '{served}'.", "model",
                        "model_not_found")
     prompt = text = messages = None
     if chat:

@@ -34,8 +34,9 @@ from dgterm.server.protocol import ApiError, Limits, Request, parse
 class Serving:
     """The model behind the routes: one batcher; requests checked against the model and run on it."""
 
-    def __init__(self, lm, limits: Limits, max_batch: int, metrics: Metrics):
+    def __init__(self, lm, limits: Limits, max_batch: int, metrics: Metrics, names: list[str]):
         self.lm, self.limits, self.metrics = lm, limits, metrics
+        self.names = names  # the served model names; responses carry the first
         self.batcher = Batcher(lm, max_batch, on_step=metrics.batch.observe)
         metrics.watch(self.batcher)
         self.texts = token_text(lm.tokenizer)
@@ -46,7 +47,7 @@ class Serving:
     async def generate(self, http: HttpRequest, body, chat: bool) -> Response:
         """A completion (or a chat completion) of a decoded JSON body: the whole answer, or a stream."""
         lm = self.lm
-        req = parse(body, chat=chat, model_name=lm.name, canvas_length=lm.canvas_length, vocab=lm.vocab_size,
+        req = parse(body, chat=chat, model_names=self.names, canvas_length=lm.canvas_length, vocab=lm.vocab_size,
                     limits=self.limits)
         ids = self.prompt_ids(req)
         if len(ids) + req.max_tokens > lm.max_positions or len(ids) > self.limits.max_prompt:
@@ -215,7 +216,7 @@ class RunState:
                 choice["text"] = text
             choices.append(choice)
         body = {"id": self.id, "object": "chat.completion" if self.req.chat else "text_completion",
-                "created": int(time.time()), "model": self.lm.name, "choices": choices, "usage": self._usage(),
+                "created": int(time.time()), "model": self.serving.names[0], "choices": choices, "usage": self._usage(),
                 "dgterm": {"stats": self.stats, "seed": self.params.seed, "rng_state": self.rng}}
         return JSONResponse(body)
 
@@ -247,7 +248,7 @@ class RunState:
         else:
             choice = {"index": b, "text": text, "finish_reason": finish, "logprobs": logprobs}
         body = {"id": self.id, "object": "chat.completion.chunk" if self.req.chat else "text_completion",
-                "created": int(time.time()), "model": self.lm.name, "choices": [choice]}
+                "created": int(time.time()), "model": self.serving.names[0], "choices": [choice]}
         if frame is not None:
             body["dgterm_frame"] = frame
         if rng_state is not None:

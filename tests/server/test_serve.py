@@ -67,6 +67,18 @@ def test_small_routes(served):
         assert name in metrics
 
 
+def test_the_default_served_names_are_the_checkpoints_and_the_model_argument(served):
+    """Started with no --model: 'stdlib-7m' and 'bundled' both name it, the first in every answer."""
+    listed = [m["id"] for m in httpx.get(served.url + "/v1/models", headers=auth(served)).json()["data"]]
+    assert listed == ["stdlib-7m", "bundled"]
+    for name in listed:
+        r = httpx.post(served.url + "/v1/completions", headers=auth(served), timeout=120,
+                       json={"model": name, "prompt": "x", "max_tokens": 4, "seed": 1, **FAST})
+        assert r.status_code == 200 and r.json()["model"] == "stdlib-7m"
+    r = httpx.post(served.url + "/v1/completions", headers=auth(served), json={"model": "gpt-4", "prompt": "x"})
+    assert r.status_code == 404 and "serves 'stdlib-7m', 'bundled'" in r.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("body, status, words", [
     (b"{not json", 400, "not valid JSON"),
     (b"[1, 2]", 400, "JSON object"),
