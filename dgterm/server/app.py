@@ -21,8 +21,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dgterm.engine.output.tokens import decode
+from dgterm.engine.remote.wire import ids_to_bitmap
+from dgterm.engine.tasks.healing import heal_edge
 from dgterm.server.metrics import CONTENT_TYPE, Metrics
 from dgterm.server.protocol import ApiError, Limits
+from dgterm.server.scoring import Scorer
 from dgterm.server.serving import Serving
 
 Handler = Callable[[HttpRequest], Awaitable[Response]]
@@ -48,6 +51,7 @@ class Server:
         self.metrics = Metrics()
         self.names = list(dict.fromkeys(config.served_names or [lm.name]))
         self.serving = Serving(lm, config.limits, config.max_batch, self.metrics, self.names)
+        self.scorer = Scorer(lm, config.limits, self.names)
         self.created = int(time.time())
 
     # ------------------------------------------------------------ plumbing
@@ -123,9 +127,22 @@ class Server:
             if body.get("add_special_tokens", True):
                 ids = [tok.bos_token_id] + ids
         out = {"count": len(ids), "max_model_len": self.lm.max_positions, "tokens": ids}
+        ext = body.get("dgterm")
+        if isinstance(ext, dict) and ext.get("heal") is True and isinstance(body.get("prompt"), str):
+            out["dgterm"] = self._heal(body["prompt"])
         if body.get("return_token_strs"):
             out["token_strs"] = [self.serving.texts(i) for i in ids]
         return JSONResponse(out)
+
+    def _heal(self, piece: str) -> dict:
+        """The text before a span healed as in-process (:func:`heal_edge`): its ids, the healed
+        prefix and the ids the span's first position may take (a bitmap, see engine.remote.wire)."""
+        before, prefix, options = heal_edge(self.lm.tokenizer, piece, True)
+        return {"tokens": before, "healed": prefix,
+                "allowed": ids_to_bitmap(options, self.lm.vocab_size) if options else None}
+
+    async def score(self, request: HttpRequest) -> Response:
+        return JSONResponse(await self.scorer.score(await self._json(request)))
 
     async def detokenize(self, request: HttpRequest) -> Response:
         body = await self._json(request)
@@ -156,6 +173,7 @@ def build_app(lm, config: ServeConfig) -> Starlette:
         Route("/detokenize", r(server.detokenize, "detokenize"), methods=["POST"]),
         Route("/v1/completions", r(server.completions, "completions"), methods=["POST"]),
         Route("/v1/chat/completions", r(server.chat_completions, "chat"), methods=["POST"]),
+        Route("/dgterm/score", r(server.score, "score"), methods=["POST"]),
     ]
 
     async def not_found(request: HttpRequest, exc: Exception) -> Response:

@@ -1,8 +1,9 @@
 """Requests of the OpenAI-compatible surface, checked into :class:`Request` objects.
 
 The fields and their meaning are vLLM's (``vllm_xargs``, see docs/serve.md); one
-extension is dgterm's own: ``"dgterm": {"frames": true, "sampler": {...}}`` asks for a
-frame per denoising step and sets the sampler. A bad request is an :class:`ApiError`
+extension is dgterm's own: ``"dgterm": {"frames": true, "sampler": {...}, "allowed": {...}}``
+asks for a frame per denoising step, sets the sampler and holds canvas positions to given
+ids (a healed span edge). A bad request is an :class:`ApiError`
 that becomes an OpenAI-style error body with a 4xx status.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dgterm.engine.params import SAMPLER_FIELDS
+from dgterm.engine.remote.wire import WireError, allowed_from_json
 
 
 class ApiError(Exception):
@@ -51,6 +53,7 @@ class Request:
     logprob_ids: list[int] | None = None  # logprob_token_ids: logprobs of these ids at every position
     constrained: bool = False  # diffusion_constrained: sample from logprob_ids only
     rng_state: bool | str | None = None  # dgterm.rng_state: True (send it back) or the state to go on from
+    allowed: dict[int, list[int]] = field(default_factory=dict)  # dgterm.allowed: position -> its only ids (healing)
     pinned: list[int] | None = None
     max_steps: int | None = None
     read_only: bool = False
@@ -178,6 +181,10 @@ def parse(body, *, chat: bool, model_names: Sequence[str], canvas_length: int, v
     if rng_state is not None and rng_state is not True and not (isinstance(rng_state, str)
                                                                  and len(rng_state) < 1 << 16):
         raise ApiError(400, "dgterm.rng_state must be true or the rng_state a response returned.", "dgterm.rng_state")
+    try:
+        allowed = allowed_from_json(ext.get("allowed") or {}, vocab, size, "dgterm.allowed")
+    except WireError as e:
+        raise ApiError(400, str(e), "dgterm.allowed") from None
     if isinstance(rng_state, str) and n != 1:
         raise ApiError(400, "dgterm.rng_state goes on from one sequence's state; send n = 1.", "dgterm.rng_state")
     return Request(prompt=prompt, text=text, messages=messages, max_tokens=max_tokens, n=n, seed=seed, stream=stream,
@@ -185,5 +192,6 @@ def parse(body, *, chat: bool, model_names: Sequence[str], canvas_length: int, v
                    token_ids=_flag(body.get("return_tokens_as_token_ids"), "return_tokens_as_token_ids"),
                    ignore_eos=_flag(body.get("ignore_eos"), "ignore_eos") or read_only, seed_canvas=seed_canvas,
                    pinned=pinned, width=width, logprob_ids=logprob_ids, constrained=constrained, rng_state=rng_state,
+                   allowed=allowed,
                    max_steps=max_steps, read_only=read_only, frames=_flag(ext.get("frames"), "dgterm.frames"),
                    sampler=sampler, chat=chat)

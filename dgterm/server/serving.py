@@ -109,15 +109,19 @@ class RunState:
             seed = torch.tensor(req.seed_canvas + [self.lm.pad_id] * (C - len(req.seed_canvas)))
             pinned = torch.zeros(C, dtype=torch.bool)
             pinned[req.pinned or []] = True
+            allowed = req.allowed
             if req.rng_state is not None:  # the free positions take this server's own draw, as in-process
-                first = Window(ids, seed, pinned) if req.pinned else Window(ids)
+                first = Window(ids, seed, pinned, allowed=allowed) if req.pinned else Window(ids, allowed=allowed)
             else:
-                first = Window(ids, seed, pinned, start=seed) if req.pinned else Window(ids, start=seed)
+                first = (Window(ids, seed, pinned, start=seed, allowed=allowed) if req.pinned
+                         else Window(ids, start=seed, allowed=allowed))
+        elif req.allowed:
+            first = Window(ids, allowed=req.allowed)
         windows = [first] + [Window([]) for _ in range(canvases - 1)]
-        allowed = None
+        vocab_mask = None
         if req.constrained:
-            allowed = torch.zeros(self.lm.vocab_size, dtype=torch.bool, device=self.lm.device)
-            allowed[req.logprob_ids] = True
+            vocab_mask = torch.zeros(self.lm.vocab_size, dtype=torch.bool, device=self.lm.device)
+            vocab_mask[req.logprob_ids] = True
         rng = None if req.rng_state is None else rng_state(req.rng_state, self.lm.device)
         self.rng: list[str | None] = [None] * req.n  # the generator states the rows end with, when asked
         first_seed = params.seed or 0  # always set: Serving.sampler_params draws one when the request has none
@@ -128,7 +132,7 @@ class RunState:
             self.sequences.append(Sequence(windows, params.replace(seed=first_seed + b), sink,
                                            stop_at_eos=not req.ignore_eos, frames=req.frames and req.stream,
                                            logprobs=req.logprobs, logprob_ids=req.logprob_ids, width=req.width,
-                                           allowed=allowed, rng=rng))
+                                           allowed=vocab_mask, rng=rng))
         self.tokens: list[list[int]] = [[] for _ in range(req.n)]  # committed ids, cut at EOS and max_tokens
         # per committed token: (chosen logprob, {id: logprob})
         self.top: list[list[tuple[float, dict[int, float]]]] = [[] for _ in range(req.n)]
