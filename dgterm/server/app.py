@@ -8,6 +8,7 @@ Nothing here reads a path from a request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -37,6 +38,11 @@ class ServeConfig:
     max_batch: int = 8
     limits: Limits = field(default_factory=Limits)
     served_names: list[str] = field(default_factory=list)  # the names a request may give; none: the model's own
+    body_timeout: float = 60.0  # seconds a request body may take to arrive
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # Python's json takes NaN and Infinity; JSON does not
 
 
 def error(e: ApiError) -> JSONResponse:
@@ -63,6 +69,9 @@ class Server:
                 response = await handler(request)
             except ApiError as e:
                 response = error(e)
+            except Exception as e:  # noqa: BLE001 - a bug answers as an API error, never a bare 500 page
+                response = error(ApiError(500, f"The server failed this request ({type(e).__name__}).",
+                                          kind="server_error"))
             self.metrics.requests.labels(name, str(response.status_code)).inc()
             return response
         return endpoint
@@ -82,13 +91,18 @@ class Server:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise ApiError(413, f"The request body is larger than the {limit} bytes this server takes.")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise ApiError(413, f"The request body is larger than the {limit} bytes this server takes.")
         try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            async with asyncio.timeout(self.config.body_timeout):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > limit:
+                        raise ApiError(413, f"The request body is larger than the {limit} bytes this server takes.")
+        except TimeoutError:
+            raise ApiError(408, f"The request body did not arrive within {self.config.body_timeout:g} seconds.",
+                           kind="timeout") from None
+        try:
+            return json.loads(body, parse_constant=_no_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             raise ApiError(400, "The request body is not valid JSON.") from None
 
     # ------------------------------------------------------------ small routes

@@ -34,6 +34,26 @@ class Limits:
     max_prompt: int = 16384  # tokens
     max_logprobs: int = 20
     max_logprob_ids: int = 1024  # logprob_token_ids (each committed position lists them all)
+    max_steps: int = 1024  # denoising steps per canvas (diffusion_max_steps, dgterm.sampler.steps)
+
+
+# The fields each object takes; any other is a 400 naming it (not silently ignored: a client
+# that sends "stop" or "logit_bias" would otherwise believe they were applied).
+COMMON = {"model", "max_tokens", "n", "seed", "stream", "return_tokens_as_token_ids", "ignore_eos", "vllm_xargs",
+          "logprob_token_ids", "dgterm", "temperature", "top_p", "user"}
+FIELDS = {False: COMMON | {"prompt", "logprobs"},
+          True: COMMON | {"messages", "max_completion_tokens", "logprobs", "top_logprobs"}}
+XARGS = {"diffusion_seed_canvas", "diffusion_pinned", "diffusion_max_steps", "diffusion_canvas_length",
+         "diffusion_read_only", "diffusion_constrained"}
+EXTENSION = {"frames", "sampler", "rng_state", "allowed"}
+
+
+def _known(obj: dict, known: set[str], where: str) -> None:
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        name = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ApiError(400, f"Unknown field '{name}'; this server takes {', '.join(sorted(known))}"
+                            f"{' in ' + where if where else ''}.", name)
 
 
 @dataclass
@@ -71,6 +91,16 @@ def _whole(value, name: str, low: int, high: int | None = None) -> int:
     return value
 
 
+def _object(body: dict, name: str) -> dict:
+    """``body[name]``: an object, {} when absent or null."""
+    value = body.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ApiError(400, f"{name} must be an object.", name)
+    return value
+
+
 def _flag(value, name: str) -> bool:
     if value is None:
         return False
@@ -92,6 +122,7 @@ def parse(body, *, chat: bool, model_names: Sequence[str], canvas_length: int, v
     is one of ``model_names``, as vLLM's --served-model-name)."""
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.")
+    _known(body, FIELDS[chat], "")
     model = body.get("model")
     if model is not None and model not in model_names:
         served = "', '".join(model_names)
@@ -134,9 +165,8 @@ def parse(body, *, chat: bool, model_names: Sequence[str], canvas_length: int, v
         value = body.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ApiError(400, f"{name} must be a number.", name)
-    xargs = body.get("vllm_xargs") or {}
-    if not isinstance(xargs, dict):
-        raise ApiError(400, "vllm_xargs must be an object.", "vllm_xargs")
+    xargs = _object(body, "vllm_xargs")
+    _known(xargs, XARGS, "vllm_xargs")
     width = xargs.get("diffusion_canvas_length")
     if width is not None:
         width = _whole(width, "diffusion_canvas_length", 1, canvas_length)
@@ -163,7 +193,7 @@ def parse(body, *, chat: bool, model_names: Sequence[str], canvas_length: int, v
             raise ApiError(400, "diffusion_pinned positions must lie inside the canvas.", "diffusion_pinned")
     max_steps = xargs.get("diffusion_max_steps")
     if max_steps is not None:
-        max_steps = _whole(max_steps, "diffusion_max_steps", 1, 100_000)
+        max_steps = _whole(max_steps, "diffusion_max_steps", 1, limits.max_steps)
     read_only = _flag(xargs.get("diffusion_read_only"), "diffusion_read_only")
     constrained = _flag(xargs.get("diffusion_constrained"), "diffusion_constrained")
     if constrained and logprob_ids is None:
@@ -171,18 +201,19 @@ def parse(body, *, chat: bool, model_names: Sequence[str], canvas_length: int, v
                        "diffusion_constrained")
     if read_only:
         max_tokens = min(max_tokens, size)
-    ext = body.get("dgterm") or {}
-    if not isinstance(ext, dict):
-        raise ApiError(400, "dgterm must be an object.", "dgterm")
-    sampler = ext.get("sampler") or {}
+    ext = _object(body, "dgterm")
+    _known(ext, EXTENSION, "dgterm")
+    sampler = ext.get("sampler", {})
     if not isinstance(sampler, dict) or set(sampler) - set(SAMPLER_FIELDS):
         raise ApiError(400, f"dgterm.sampler takes {', '.join(SAMPLER_FIELDS)} only.", "dgterm.sampler")
+    if "steps" in sampler:
+        _whole(sampler["steps"], "dgterm.sampler.steps", 1, limits.max_steps)
     rng_state = ext.get("rng_state")
     if rng_state is not None and rng_state is not True and not (isinstance(rng_state, str)
                                                                  and len(rng_state) < 1 << 16):
         raise ApiError(400, "dgterm.rng_state must be true or the rng_state a response returned.", "dgterm.rng_state")
     try:
-        allowed = allowed_from_json(ext.get("allowed") or {}, vocab, size, "dgterm.allowed")
+        allowed = allowed_from_json(ext.get("allowed", {}), vocab, size, "dgterm.allowed")
     except WireError as e:
         raise ApiError(400, str(e), "dgterm.allowed") from None
     if isinstance(rng_state, str) and n != 1:
