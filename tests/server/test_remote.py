@@ -231,3 +231,14 @@ def test_generate_runs_on_the_server_from_the_command_line(served, monkeypatch, 
     monkeypatch.setenv("DGTERM_API_KEY", "wrong")
     assert main(["generate", "import os"]) == 2
     assert "refused the API key" in capsys.readouterr().err
+
+
+def test_the_command_line_says_once_what_vllm_lacks(vllm, monkeypatch):
+    from tests.helpers.cli import dgterm
+
+    monkeypatch.setenv("DGTERM_SERVER", vllm.url)
+    monkeypatch.setenv("DGTERM_API_KEY", "k")
+    out = dgterm("generate", "import os", "--steps", "2", "--json")
+    assert out.returncode == 0 and all(c["score"] == 0 for c in json.loads(out.stdout)["candidates"])
+    notes = [line for line in out.stderr.splitlines() if "no token healing at span edges and no scores" in line]
+    assert len(notes) == 1 and notes[0].startswith("dgterm: note: google/diffusiongemma-26B-A4B-it · vLLM at")
