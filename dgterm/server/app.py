@@ -143,7 +143,7 @@ class Server:
         out = {"count": len(ids), "max_model_len": self.lm.max_positions, "tokens": ids}
         ext = body.get("dgterm")
         if isinstance(ext, dict) and ext.get("heal") is True and isinstance(body.get("prompt"), str):
-            out["dgterm"] = self._heal(body["prompt"])
+            out["dgterm"] = await asyncio.to_thread(self._heal, body["prompt"])  # the first lists the vocabulary
         if body.get("return_token_strs"):
             out["token_strs"] = [self.serving.texts(i) for i in ids]
         return JSONResponse(out)

@@ -161,10 +161,13 @@ def parse(body, *, chat: bool, model_names: Sequence[str], canvas_length: int, v
                     if _flag(logprobs, "logprobs") else None)
     elif logprobs is not None:
         logprobs = _whole(logprobs, "logprobs", 0, limits.max_logprobs)
-    for name in ("temperature", "top_p"):
+    for name in ("temperature", "top_p"):  # taken as vLLM takes them for diffusion: the default only
         value = body.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ApiError(400, f"{name} must be a number.", name)
+        if value is not None and value != 1:
+            raise ApiError(400, f"{name} other than 1 is not taken for diffusion; set the sampler's "
+                                "temperatures in dgterm.sampler (t_max, t_min).", name)
     xargs = _object(body, "vllm_xargs")
     _known(xargs, XARGS, "vllm_xargs")
     width = xargs.get("diffusion_canvas_length")

@@ -104,19 +104,14 @@ class RunState:
         self.id = ("chatcmpl-" if req.chat else "cmpl-") + uuid.uuid4().hex[:24]
         C = self.lm.canvas_length
         canvases = -(-req.max_tokens // (req.width or C))
-        first = Window(ids)
+        first = Window(ids, allowed=req.allowed)  # allowed: positions held to given ids (a healed edge)
         if req.seed_canvas is not None:  # as wide as the request's canvas; the batcher holds the rest at pad
             seed = torch.tensor(req.seed_canvas + [self.lm.pad_id] * (C - len(req.seed_canvas)))
             pinned = torch.zeros(C, dtype=torch.bool)
             pinned[req.pinned or []] = True
-            allowed = req.allowed
-            if req.rng_state is not None:  # the free positions take this server's own draw, as in-process
-                first = Window(ids, seed, pinned, allowed=allowed) if req.pinned else Window(ids, allowed=allowed)
-            else:
-                first = (Window(ids, seed, pinned, start=seed, allowed=allowed) if req.pinned
-                         else Window(ids, start=seed, allowed=allowed))
-        elif req.allowed:
-            first = Window(ids, allowed=req.allowed)
+            own_draw = req.rng_state is not None  # the free positions take this server's own draw, as in-process
+            first = Window(ids, seed if req.pinned else None, pinned if req.pinned else None,
+                           start=None if own_draw else seed, allowed=req.allowed)
         windows = [first] + [Window([]) for _ in range(canvases - 1)]
         vocab_mask = None
         if req.constrained:

@@ -32,7 +32,7 @@ def test_openai_client_completes_and_chats(client):
     chat = client.chat.completions.create(model="stdlib-7m", messages=[{"role": "user", "content": "Sort a list."}],
                                           max_tokens=16, n=2, extra_body=FAST)
     assert len(chat.choices) == 2 and all(c.message.role == "assistant" for c in chat.choices)
-    assert [m.id for m in client.models.list().data] == ["stdlib-7m"]
+    assert [m.id for m in client.models.list().data] == ["stdlib-7m", "bundled"]
 
 
 def test_openai_client_streams_one_chunk_per_canvas_and_frames_on_request(client):

@@ -54,6 +54,7 @@ WRONG_TYPES = [
 UNKNOWN = [
     (dumps(stop=["\n"]), "Unknown field 'stop'"),
     (dumps(logit_bias={"1": 5}), "Unknown field 'logit_bias'"),
+    (dumps(temperature=0.2), "temperature other than 1 is not taken"),
     (dumps(vllm_xargs={"diffusion_everything": True}), "Unknown field 'vllm_xargs.diffusion_everything'"),
     (dumps(dgterm={"framez": True}), "Unknown field 'dgterm.framez'"),
 ]
