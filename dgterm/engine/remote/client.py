@@ -40,7 +40,10 @@ class Http:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(base_url=self.base, headers=headers,
                                    timeout=httpx.Timeout(timeout, connect=10.0),
-                                   limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
+                                   # idle connections dropped before a server drops them (uvicorn: after 5 s),
+                                   # so a request never goes out on one the server is closing
+                                   limits=httpx.Limits(max_connections=64, max_keepalive_connections=16,
+                                                       keepalive_expiry=2.0))
         self.httpx = httpx
 
     def _fail(self, e) -> RemoteError:
