@@ -131,7 +131,7 @@ def test_the_sampler_fields_are_written_once():
     engine = SimpleNamespace(name="m", speaks_dgterm=True)
     body = RemoteEngine.request(engine, [1, 2], 8, SamplerParams(steps=7), 0, frames=False, ignore_eos=False)
     assert body["dgterm"]["sampler"] == {name: getattr(SamplerParams(steps=7), name) for name in SAMPLER_FIELDS}
-    check = dict(chat=False, model_name="m", canvas_length=16, vocab=100, limits=Limits())
+    check = dict(chat=False, model_names=["m"], canvas_length=16, vocab=100, limits=Limits())
     assert parse(body, **check).sampler == body["dgterm"]["sampler"]  # the server takes what the client sends
     with pytest.raises(ApiError, match="dgterm.sampler takes " + ", ".join(SAMPLER_FIELDS)):
         parse({**body, "dgterm": {"sampler": {"seed": 1}}}, **check)

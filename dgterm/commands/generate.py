@@ -17,7 +17,7 @@ def run(args) -> int:
     import sys
 
     from dgterm.commands.arguments import text_argument
-    from dgterm.commands.output import check_trace_path, drive, emit
+    from dgterm.commands.output import check_trace_path, drive, emit, note_what_it_lacks
     from dgterm.engine import tasks
     from dgterm.engine.tasks.template import thinking_of
     from dgterm.errors import InputError
@@ -29,6 +29,7 @@ def run(args) -> int:
     engine_args.check()  # a bad flag is one line before the model loads, not after
     check_trace_path(args.trace, [0] if args.prompt == "-" else [], engine_args)
     lm = engine_args.load()
+    note_what_it_lacks(lm)
     if args.chat and not lm.has_chat_template:
         raise InputError(f"{lm.name} has no chat template; drop --chat.")
     task = tasks.continue_text(lm, prompt, engine_args.sampler_params(lm), candidates=engine_args.candidates,

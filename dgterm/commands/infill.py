@@ -52,7 +52,7 @@ def parse_span(text: str, default_length: int | None):
 
 
 def run(args) -> int:
-    from dgterm.commands.output import check_trace_path, drive, emit
+    from dgterm.commands.output import check_trace_path, drive, emit, note_what_it_lacks
     from dgterm.editor import ChangedOnDiskError, Document, DocumentError, structure
     from dgterm.engine import tasks
     from dgterm.engine.tasks.until_valid import UntilValid, until_valid
@@ -84,6 +84,7 @@ def run(args) -> int:
         raise InputError(f"--require-valid needs a file dgterm can parse ({', '.join(structure.NAMES)}); "
                          f"{args.file} is not one of those kinds.")
     lm = engine_args.load()
+    note_what_it_lacks(lm)
 
     def start(params):
         return tasks.infill(lm, doc.text, spans, params, candidates=engine_args.candidates, lengths=lengths,

@@ -7,6 +7,14 @@ import json
 import sys
 
 
+def note_what_it_lacks(lm) -> None:
+    """One line on stderr when the engine (a vLLM server) can neither hold a position's ids nor score."""
+    if not lm.can_restrict:
+        print(f"dgterm: note: {lm.describe()}: no token healing at span edges and no scores (vLLM cannot "
+              "restrict one position's ids nor give the likelihood); candidates rank by validity, then "
+              "entropy (docs/serve.md).", file=sys.stderr)
+
+
 def check_trace_path(path: str | None, inputs=(), engine_args=None) -> None:
     """Refuse a trace that cannot be written, or that is one of the command's ``inputs`` (a
     file, or 0 for standard input) or the files of ``engine_args``'s model (an EngineArgs), before

@@ -12,6 +12,19 @@ from dgterm.engine.args import EngineArgs
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def seconds(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
 def add_arguments(p):
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine only)")
     p.add_argument("--port", type=whole(0), default=8000, help="port (default %(default)s; 0 picks a free one)")
@@ -21,6 +34,11 @@ def add_arguments(p):
     p.add_argument("--max-candidates", type=whole(1), default=8, help="largest n a request may ask for")
     p.add_argument("--max-queue", type=whole(1), default=64, help="sequences waiting before requests get 503")
     p.add_argument("--max-body", type=whole(1), default=1 << 20, help="largest request body in bytes")
+    p.add_argument("--header-timeout", type=seconds, default=10.0, metavar="SECONDS",
+                   help="a request whose headers take longer gets a 408 (default %(default)s)")
+    p.add_argument("--served-model-name", nargs="+", metavar="NAME",
+                   help="the model names requests may give, the first in every response (default: the "
+                        "checkpoint's own name and the --model argument as given)")
     EngineArgs.add_cli_args(p, sampler=False, remote=False)
 
 
@@ -39,6 +57,7 @@ def run(args) -> int:
     import uvicorn
 
     from dgterm.server.app import ServeConfig, build_app
+    from dgterm.server.connection import guarded
     from dgterm.server.protocol import Limits
 
     try:  # bind first, so a taken port is one sentence before the model loads
@@ -49,9 +68,11 @@ def run(args) -> int:
     lm = engine_args.load()
     limits = Limits(max_body=args.max_body, max_tokens=args.max_tokens, max_candidates=args.max_candidates,
                     max_queue=args.max_queue)
-    app = build_app(lm, ServeConfig(api_key=key, max_batch=args.max_batch, limits=limits))
+    names = args.served_model_name or [lm.name, engine_args.settings.model]
+    app = build_app(lm, ServeConfig(api_key=key, max_batch=args.max_batch, limits=limits, served_names=names))
     host, port = sock.getsockname()[:2]
-    print(f"dgterm serve: {lm.name} at http://{host}:{port}/v1 (max batch {args.max_batch}"
+    print(f"dgterm serve: {names[0]} at http://{host}:{port}/v1 (max batch {args.max_batch}"
           f"{', API key required' if key else ''})", file=sys.stderr, flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)).run(sockets=[sock])
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, http=guarded(args.header_timeout))
+    uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -9,7 +9,7 @@ RunResult from every implementation. Two implementations:
   steps from `dgterm serve`, one frame per canvas from vLLM).
 
 What differs between them is said by capability flags (``live_steps``, ``can_restrict``)
-and by the methods themselves (a remote engine scores 0 and leaves memory to its server),
+and by the methods themselves (vLLM scores 0, a remote engine leaves memory to its server),
 never by asking which one it is.
 
 ``EngineArgs.load`` (:mod:`dgterm.engine.args`) picks one from the settings. This module

@@ -8,6 +8,7 @@ Nothing here reads a path from a request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -21,8 +22,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dgterm.engine.output.tokens import decode
+from dgterm.engine.remote.wire import ids_to_bitmap
+from dgterm.engine.tasks.healing import heal_edge
 from dgterm.server.metrics import CONTENT_TYPE, Metrics
 from dgterm.server.protocol import ApiError, Limits
+from dgterm.server.scoring import Scorer
 from dgterm.server.serving import Serving
 
 Handler = Callable[[HttpRequest], Awaitable[Response]]
@@ -33,6 +37,12 @@ class ServeConfig:
     api_key: str | None = None
     max_batch: int = 8
     limits: Limits = field(default_factory=Limits)
+    served_names: list[str] = field(default_factory=list)  # the names a request may give; none: the model's own
+    body_timeout: float = 60.0  # seconds a request body may take to arrive
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # Python's json takes NaN and Infinity; JSON does not
 
 
 def error(e: ApiError) -> JSONResponse:
@@ -45,7 +55,9 @@ class Server:
     def __init__(self, lm, config: ServeConfig):
         self.lm, self.config, self.limits = lm, config, config.limits
         self.metrics = Metrics()
-        self.serving = Serving(lm, config.limits, config.max_batch, self.metrics)
+        self.names = list(dict.fromkeys(config.served_names or [lm.name]))
+        self.serving = Serving(lm, config.limits, config.max_batch, self.metrics, self.names)
+        self.scorer = Scorer(lm, config.limits, self.names)
         self.created = int(time.time())
 
     # ------------------------------------------------------------ plumbing
@@ -57,6 +69,9 @@ class Server:
                 response = await handler(request)
             except ApiError as e:
                 response = error(e)
+            except Exception as e:  # noqa: BLE001 - a bug answers as an API error, never a bare 500 page
+                response = error(ApiError(500, f"The server failed this request ({type(e).__name__}).",
+                                          kind="server_error"))
             self.metrics.requests.labels(name, str(response.status_code)).inc()
             return response
         return endpoint
@@ -76,13 +91,18 @@ class Server:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise ApiError(413, f"The request body is larger than the {limit} bytes this server takes.")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise ApiError(413, f"The request body is larger than the {limit} bytes this server takes.")
         try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            async with asyncio.timeout(self.config.body_timeout):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > limit:
+                        raise ApiError(413, f"The request body is larger than the {limit} bytes this server takes.")
+        except TimeoutError:
+            raise ApiError(408, f"The request body did not arrive within {self.config.body_timeout:g} seconds.",
+                           kind="timeout") from None
+        try:
+            return json.loads(body, parse_constant=_no_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             raise ApiError(400, "The request body is not valid JSON.") from None
 
     # ------------------------------------------------------------ small routes
@@ -91,16 +111,15 @@ class Server:
         return Response(status_code=200)
 
     async def models(self, request: HttpRequest) -> Response:
+        """One entry per served name (the first is the one responses carry), as vLLM lists them."""
         lm = self.lm
-        return JSONResponse({"object": "list", "data": [{
-            "id": lm.name, "object": "model", "created": self.created, "owned_by": "dgterm",
-            "max_model_len": lm.max_positions,
-            "dgterm": {"canvas_length": lm.canvas_length, "vocab_size": lm.vocab_size,
-                       "bos_token_id": lm.tokenizer.bos_token_id, "eos_token_ids": lm.eos_ids,
-                       "pad_token_id": lm.pad_id,
-                       "special_ids": sorted(lm.tokenizer.all_special_ids), "chat_template": lm.has_chat_template,
-                       "defaults": vars(lm.defaults), "frames": True, "lens": True, "max_batch": self.config.max_batch},
-        }]})
+        meta = {"canvas_length": lm.canvas_length, "vocab_size": lm.vocab_size,
+                "bos_token_id": lm.tokenizer.bos_token_id, "eos_token_ids": lm.eos_ids, "pad_token_id": lm.pad_id,
+                "special_ids": sorted(lm.tokenizer.all_special_ids), "chat_template": lm.has_chat_template,
+                "defaults": vars(lm.defaults), "frames": True, "lens": True, "max_batch": self.config.max_batch}
+        return JSONResponse({"object": "list", "data": [
+            {"id": name, "object": "model", "created": self.created, "owned_by": "dgterm", "root": lm.name,
+             "max_model_len": lm.max_positions, "dgterm": meta} for name in self.names]})
 
     async def metrics_text(self, request: HttpRequest) -> Response:
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)
@@ -122,9 +141,22 @@ class Server:
             if body.get("add_special_tokens", True):
                 ids = [tok.bos_token_id] + ids
         out = {"count": len(ids), "max_model_len": self.lm.max_positions, "tokens": ids}
+        ext = body.get("dgterm")
+        if isinstance(ext, dict) and ext.get("heal") is True and isinstance(body.get("prompt"), str):
+            out["dgterm"] = await asyncio.to_thread(self._heal, body["prompt"])  # the first lists the vocabulary
         if body.get("return_token_strs"):
             out["token_strs"] = [self.serving.texts(i) for i in ids]
         return JSONResponse(out)
+
+    def _heal(self, piece: str) -> dict:
+        """The text before a span healed as in-process (:func:`heal_edge`): its ids, the healed
+        prefix and the ids the span's first position may take (a bitmap, see engine.remote.wire)."""
+        before, prefix, options = heal_edge(self.lm.tokenizer, piece, True)
+        return {"tokens": before, "healed": prefix,
+                "allowed": ids_to_bitmap(options, self.lm.vocab_size) if options else None}
+
+    async def score(self, request: HttpRequest) -> Response:
+        return JSONResponse(await self.scorer.score(await self._json(request)))
 
     async def detokenize(self, request: HttpRequest) -> Response:
         body = await self._json(request)
@@ -155,6 +187,7 @@ def build_app(lm, config: ServeConfig) -> Starlette:
         Route("/detokenize", r(server.detokenize, "detokenize"), methods=["POST"]),
         Route("/v1/completions", r(server.completions, "completions"), methods=["POST"]),
         Route("/v1/chat/completions", r(server.chat_completions, "chat"), methods=["POST"]),
+        Route("/dgterm/score", r(server.score, "score"), methods=["POST"]),
     ]
 
     async def not_found(request: HttpRequest, exc: Exception) -> Response:

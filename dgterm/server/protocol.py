@@ -1,16 +1,19 @@
 """Requests of the OpenAI-compatible surface, checked into :class:`Request` objects.
 
 The fields and their meaning are vLLM's (``vllm_xargs``, see docs/serve.md); one
-extension is dgterm's own: ``"dgterm": {"frames": true, "sampler": {...}}`` asks for a
-frame per denoising step and sets the sampler. A bad request is an :class:`ApiError`
+extension is dgterm's own: ``"dgterm": {"frames": true, "sampler": {...}, "allowed": {...}}``
+asks for a frame per denoising step, sets the sampler and holds canvas positions to given
+ids (a healed span edge). A bad request is an :class:`ApiError`
 that becomes an OpenAI-style error body with a 4xx status.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dgterm.engine.params import SAMPLER_FIELDS
+from dgterm.engine.remote.wire import WireError, allowed_from_json
 
 
 class ApiError(Exception):
@@ -31,6 +34,26 @@ class Limits:
     max_prompt: int = 16384  # tokens
     max_logprobs: int = 20
     max_logprob_ids: int = 1024  # logprob_token_ids (each committed position lists them all)
+    max_steps: int = 1024  # denoising steps per canvas (diffusion_max_steps, dgterm.sampler.steps)
+
+
+# The fields each object takes; any other is a 400 naming it (not silently ignored: a client
+# that sends "stop" or "logit_bias" would otherwise believe they were applied).
+COMMON = {"model", "max_tokens", "n", "seed", "stream", "return_tokens_as_token_ids", "ignore_eos", "vllm_xargs",
+          "logprob_token_ids", "dgterm", "temperature", "top_p", "user"}
+FIELDS = {False: COMMON | {"prompt", "logprobs"},
+          True: COMMON | {"messages", "max_completion_tokens", "logprobs", "top_logprobs"}}
+XARGS = {"diffusion_seed_canvas", "diffusion_pinned", "diffusion_max_steps", "diffusion_canvas_length",
+         "diffusion_read_only", "diffusion_constrained"}
+EXTENSION = {"frames", "sampler", "rng_state", "allowed"}
+
+
+def _known(obj: dict, known: set[str], where: str) -> None:
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        name = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ApiError(400, f"Unknown field '{name}'; this server takes {', '.join(sorted(known))}"
+                            f"{' in ' + where if where else ''}.", name)
 
 
 @dataclass
@@ -50,6 +73,7 @@ class Request:
     logprob_ids: list[int] | None = None  # logprob_token_ids: logprobs of these ids at every position
     constrained: bool = False  # diffusion_constrained: sample from logprob_ids only
     rng_state: bool | str | None = None  # dgterm.rng_state: True (send it back) or the state to go on from
+    allowed: dict[int, list[int]] = field(default_factory=dict)  # dgterm.allowed: position -> its only ids (healing)
     pinned: list[int] | None = None
     max_steps: int | None = None
     read_only: bool = False
@@ -64,6 +88,16 @@ def _whole(value, name: str, low: int, high: int | None = None) -> int:
     if value < low or (high is not None and value > high):
         raise ApiError(400, f"{name} must be between {low} and {high}." if high is not None
                        else f"{name} must be at least {low}.", name)
+    return value
+
+
+def _object(body: dict, name: str) -> dict:
+    """``body[name]``: an object, {} when absent or null."""
+    value = body.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ApiError(400, f"{name} must be an object.", name)
     return value
 
 
@@ -83,13 +117,16 @@ def _ids(value, name: str, vocab: int) -> list[int]:
     return value
 
 
-def parse(body, *, chat: bool, model_name: str, canvas_length: int, vocab: int, limits: Limits) -> Request:
-    """Check a decoded JSON body against the surface and the limits."""
+def parse(body, *, chat: bool, model_names: Sequence[str], canvas_length: int, vocab: int, limits: Limits) -> Request:
+    """Check a decoded JSON body against the surface and the limits (``model``, when given,
+    is one of ``model_names``, as vLLM's --served-model-name)."""
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.")
+    _known(body, FIELDS[chat], "")
     model = body.get("model")
-    if model is not None and model != model_name:
-        raise ApiError(404, f"The model '{model}' does not exist; this server serves '{model_name}'.", "model",
+    if model is not None and model not in model_names:
+        served = "', '".join(model_names)
+        raise ApiError(404, f"The model '{model}' does not exist; this server serves '{served}'.", "model",
                        "model_not_found")
     prompt = text = messages = None
     if chat:
@@ -124,13 +161,15 @@ def parse(body, *, chat: bool, model_name: str, canvas_length: int, vocab: int, 
                     if _flag(logprobs, "logprobs") else None)
     elif logprobs is not None:
         logprobs = _whole(logprobs, "logprobs", 0, limits.max_logprobs)
-    for name in ("temperature", "top_p"):
+    for name in ("temperature", "top_p"):  # taken as vLLM takes them for diffusion: the default only
         value = body.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ApiError(400, f"{name} must be a number.", name)
-    xargs = body.get("vllm_xargs") or {}
-    if not isinstance(xargs, dict):
-        raise ApiError(400, "vllm_xargs must be an object.", "vllm_xargs")
+        if value is not None and value != 1:
+            raise ApiError(400, f"{name} other than 1 is not taken for diffusion; set the sampler's "
+                                "temperatures in dgterm.sampler (t_max, t_min).", name)
+    xargs = _object(body, "vllm_xargs")
+    _known(xargs, XARGS, "vllm_xargs")
     width = xargs.get("diffusion_canvas_length")
     if width is not None:
         width = _whole(width, "diffusion_canvas_length", 1, canvas_length)
@@ -157,7 +196,7 @@ def parse(body, *, chat: bool, model_name: str, canvas_length: int, vocab: int, 
             raise ApiError(400, "diffusion_pinned positions must lie inside the canvas.", "diffusion_pinned")
     max_steps = xargs.get("diffusion_max_steps")
     if max_steps is not None:
-        max_steps = _whole(max_steps, "diffusion_max_steps", 1, 100_000)
+        max_steps = _whole(max_steps, "diffusion_max_steps", 1, limits.max_steps)
     read_only = _flag(xargs.get("diffusion_read_only"), "diffusion_read_only")
     constrained = _flag(xargs.get("diffusion_constrained"), "diffusion_constrained")
     if constrained and logprob_ids is None:
@@ -165,16 +204,21 @@ def parse(body, *, chat: bool, model_name: str, canvas_length: int, vocab: int, 
                        "diffusion_constrained")
     if read_only:
         max_tokens = min(max_tokens, size)
-    ext = body.get("dgterm") or {}
-    if not isinstance(ext, dict):
-        raise ApiError(400, "dgterm must be an object.", "dgterm")
-    sampler = ext.get("sampler") or {}
+    ext = _object(body, "dgterm")
+    _known(ext, EXTENSION, "dgterm")
+    sampler = ext.get("sampler", {})
     if not isinstance(sampler, dict) or set(sampler) - set(SAMPLER_FIELDS):
         raise ApiError(400, f"dgterm.sampler takes {', '.join(SAMPLER_FIELDS)} only.", "dgterm.sampler")
+    if "steps" in sampler:
+        _whole(sampler["steps"], "dgterm.sampler.steps", 1, limits.max_steps)
     rng_state = ext.get("rng_state")
     if rng_state is not None and rng_state is not True and not (isinstance(rng_state, str)
                                                                  and len(rng_state) < 1 << 16):
         raise ApiError(400, "dgterm.rng_state must be true or the rng_state a response returned.", "dgterm.rng_state")
+    try:
+        allowed = allowed_from_json(ext.get("allowed", {}), vocab, size, "dgterm.allowed")
+    except WireError as e:
+        raise ApiError(400, str(e), "dgterm.allowed") from None
     if isinstance(rng_state, str) and n != 1:
         raise ApiError(400, "dgterm.rng_state goes on from one sequence's state; send n = 1.", "dgterm.rng_state")
     return Request(prompt=prompt, text=text, messages=messages, max_tokens=max_tokens, n=n, seed=seed, stream=stream,
@@ -182,5 +226,6 @@ def parse(body, *, chat: bool, model_name: str, canvas_length: int, vocab: int, 
                    token_ids=_flag(body.get("return_tokens_as_token_ids"), "return_tokens_as_token_ids"),
                    ignore_eos=_flag(body.get("ignore_eos"), "ignore_eos") or read_only, seed_canvas=seed_canvas,
                    pinned=pinned, width=width, logprob_ids=logprob_ids, constrained=constrained, rng_state=rng_state,
+                   allowed=allowed,
                    max_steps=max_steps, read_only=read_only, frames=_flag(ext.get("frames"), "dgterm.frames"),
                    sampler=sampler, chat=chat)

@@ -34,8 +34,9 @@ from dgterm.server.protocol import ApiError, Limits, Request, parse
 class Serving:
     """The model behind the routes: one batcher; requests checked against the model and run on it."""
 
-    def __init__(self, lm, limits: Limits, max_batch: int, metrics: Metrics):
+    def __init__(self, lm, limits: Limits, max_batch: int, metrics: Metrics, names: list[str]):
         self.lm, self.limits, self.metrics = lm, limits, metrics
+        self.names = names  # the served model names; responses carry the first
         self.batcher = Batcher(lm, max_batch, on_step=metrics.batch.observe)
         metrics.watch(self.batcher)
         self.texts = token_text(lm.tokenizer)
@@ -46,7 +47,7 @@ class Serving:
     async def generate(self, http: HttpRequest, body, chat: bool) -> Response:
         """A completion (or a chat completion) of a decoded JSON body: the whole answer, or a stream."""
         lm = self.lm
-        req = parse(body, chat=chat, model_name=lm.name, canvas_length=lm.canvas_length, vocab=lm.vocab_size,
+        req = parse(body, chat=chat, model_names=self.names, canvas_length=lm.canvas_length, vocab=lm.vocab_size,
                     limits=self.limits)
         ids = self.prompt_ids(req)
         if len(ids) + req.max_tokens > lm.max_positions or len(ids) > self.limits.max_prompt:
@@ -103,20 +104,19 @@ class RunState:
         self.id = ("chatcmpl-" if req.chat else "cmpl-") + uuid.uuid4().hex[:24]
         C = self.lm.canvas_length
         canvases = -(-req.max_tokens // (req.width or C))
-        first = Window(ids)
+        first = Window(ids, allowed=req.allowed)  # allowed: positions held to given ids (a healed edge)
         if req.seed_canvas is not None:  # as wide as the request's canvas; the batcher holds the rest at pad
             seed = torch.tensor(req.seed_canvas + [self.lm.pad_id] * (C - len(req.seed_canvas)))
             pinned = torch.zeros(C, dtype=torch.bool)
             pinned[req.pinned or []] = True
-            if req.rng_state is not None:  # the free positions take this server's own draw, as in-process
-                first = Window(ids, seed, pinned) if req.pinned else Window(ids)
-            else:
-                first = Window(ids, seed, pinned, start=seed) if req.pinned else Window(ids, start=seed)
+            own_draw = req.rng_state is not None  # the free positions take this server's own draw, as in-process
+            first = Window(ids, seed if req.pinned else None, pinned if req.pinned else None,
+                           start=None if own_draw else seed, allowed=req.allowed)
         windows = [first] + [Window([]) for _ in range(canvases - 1)]
-        allowed = None
+        vocab_mask = None
         if req.constrained:
-            allowed = torch.zeros(self.lm.vocab_size, dtype=torch.bool, device=self.lm.device)
-            allowed[req.logprob_ids] = True
+            vocab_mask = torch.zeros(self.lm.vocab_size, dtype=torch.bool, device=self.lm.device)
+            vocab_mask[req.logprob_ids] = True
         rng = None if req.rng_state is None else rng_state(req.rng_state, self.lm.device)
         self.rng: list[str | None] = [None] * req.n  # the generator states the rows end with, when asked
         first_seed = params.seed or 0  # always set: Serving.sampler_params draws one when the request has none
@@ -127,7 +127,7 @@ class RunState:
             self.sequences.append(Sequence(windows, params.replace(seed=first_seed + b), sink,
                                            stop_at_eos=not req.ignore_eos, frames=req.frames and req.stream,
                                            logprobs=req.logprobs, logprob_ids=req.logprob_ids, width=req.width,
-                                           allowed=allowed, rng=rng))
+                                           allowed=vocab_mask, rng=rng))
         self.tokens: list[list[int]] = [[] for _ in range(req.n)]  # committed ids, cut at EOS and max_tokens
         # per committed token: (chosen logprob, {id: logprob})
         self.top: list[list[tuple[float, dict[int, float]]]] = [[] for _ in range(req.n)]
@@ -215,7 +215,7 @@ class RunState:
                 choice["text"] = text
             choices.append(choice)
         body = {"id": self.id, "object": "chat.completion" if self.req.chat else "text_completion",
-                "created": int(time.time()), "model": self.lm.name, "choices": choices, "usage": self._usage(),
+                "created": int(time.time()), "model": self.serving.names[0], "choices": choices, "usage": self._usage(),
                 "dgterm": {"stats": self.stats, "seed": self.params.seed, "rng_state": self.rng}}
         return JSONResponse(body)
 
@@ -247,7 +247,7 @@ class RunState:
         else:
             choice = {"index": b, "text": text, "finish_reason": finish, "logprobs": logprobs}
         body = {"id": self.id, "object": "chat.completion.chunk" if self.req.chat else "text_completion",
-                "created": int(time.time()), "model": self.lm.name, "choices": [choice]}
+                "created": int(time.time()), "model": self.serving.names[0], "choices": [choice]}
         if frame is not None:
             body["dgterm_frame"] = frame
         if rng_state is not None:

@@ -166,9 +166,9 @@ def test_remote_runs_equal_local_ones(remote, bundled):
     p = bundled.defaults.replace(steps=3, seed=7)
     assert remote.describe().endswith(": live steps") and remote.kind == "dgterm serve"
     spans = spans_of(DOC, "sum(values)")
-    here = tasks.infill(bundled, DOC, spans, p, heal_edges=False).collect().best  # a remote run cannot heal edges
+    here = tasks.infill(bundled, DOC, spans, p).collect().best
     there = tasks.infill(remote, DOC, spans, p).collect().best
-    assert there.text == here.text  # one window, same seed: the same tokens
+    assert there.text == here.text  # one window, same seed: the same tokens, healed alike
     here = tasks.continue_text(bundled, "import os\n", p).collect().best.text
     assert tasks.continue_text(remote, "import os\n", p).collect().best.text == here
 
@@ -180,10 +180,12 @@ def test_a_remote_infill_over_several_windows_equals_the_local_one(remote, bundl
     text = DOC * 20
     spans = [tasks.SpanRequest(text.index("sum"), text.index("sum") + 3),
              tasks.SpanRequest(text.rindex("mean"), text.rindex("mean") + 4)]
-    here = tasks.infill(bundled, text, spans, p, candidates=2, heal_edges=False).collect()  # remote: no healing
+    here = tasks.infill(bundled, text, spans, p, candidates=2).collect()
     there = tasks.infill(remote, text, spans, p, candidates=2).collect()
     assert here.run.windows >= 2 and there.run.windows == here.run.windows
     assert {c.seed: c.text for c in there.candidates} == {c.seed: c.text for c in here.candidates}
+    for a, b in zip(sorted(here.candidates, key=lambda c: c.seed), sorted(there.candidates, key=lambda c: c.seed)):
+        assert a.score == pytest.approx(b.score, abs=1e-4) and a.score < 0
 
 
 def test_remote_multi_span_search_candidates_and_lens(remote):
@@ -229,3 +231,14 @@ def test_generate_runs_on_the_server_from_the_command_line(served, monkeypatch, 
     monkeypatch.setenv("DGTERM_API_KEY", "wrong")
     assert main(["generate", "import os"]) == 2
     assert "refused the API key" in capsys.readouterr().err
+
+
+def test_the_command_line_says_once_what_vllm_lacks(vllm, monkeypatch):
+    from tests.helpers.cli import dgterm
+
+    monkeypatch.setenv("DGTERM_SERVER", vllm.url)
+    monkeypatch.setenv("DGTERM_API_KEY", "k")
+    out = dgterm("generate", "import os", "--steps", "2", "--json")
+    assert out.returncode == 0 and all(c["score"] == 0 for c in json.loads(out.stdout)["candidates"])
+    notes = [line for line in out.stderr.splitlines() if "no token healing at span edges and no scores" in line]
+    assert len(notes) == 1 and notes[0].startswith("dgterm: note: google/diffusiongemma-26B-A4B-it · vLLM at")

@@ -32,7 +32,7 @@ def test_openai_client_completes_and_chats(client):
     chat = client.chat.completions.create(model="stdlib-7m", messages=[{"role": "user", "content": "Sort a list."}],
                                           max_tokens=16, n=2, extra_body=FAST)
     assert len(chat.choices) == 2 and all(c.message.role == "assistant" for c in chat.choices)
-    assert [m.id for m in client.models.list().data] == ["stdlib-7m"]
+    assert [m.id for m in client.models.list().data] == ["stdlib-7m", "bundled"]
 
 
 def test_openai_client_streams_one_chunk_per_canvas_and_frames_on_request(client):
@@ -65,6 +65,18 @@ def test_small_routes(served):
     for name in ("dgterm_requests_total", "dgterm_batch_size_bucket", "dgterm_generated_tokens_total",
                  "dgterm_queue_depth"):
         assert name in metrics
+
+
+def test_the_default_served_names_are_the_checkpoints_and_the_model_argument(served):
+    """Started with no --model: 'stdlib-7m' and 'bundled' both name it, the first in every answer."""
+    listed = [m["id"] for m in httpx.get(served.url + "/v1/models", headers=auth(served)).json()["data"]]
+    assert listed == ["stdlib-7m", "bundled"]
+    for name in listed:
+        r = httpx.post(served.url + "/v1/completions", headers=auth(served), timeout=120,
+                       json={"model": name, "prompt": "x", "max_tokens": 4, "seed": 1, **FAST})
+        assert r.status_code == 200 and r.json()["model"] == "stdlib-7m"
+    r = httpx.post(served.url + "/v1/completions", headers=auth(served), json={"model": "gpt-4", "prompt": "x"})
+    assert r.status_code == 404 and "serves 'stdlib-7m', 'bundled'" in r.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("body, status, words", [

@@ -46,7 +46,7 @@ def test_the_generation_prompt_reaches_the_template():
 
 
 def test_a_bad_sampler_setting_is_a_400():
-    req = parse({"prompt": [1], "seed": 3, "dgterm": {"sampler": {"t_min": 2.0}}}, chat=False, model_name="m",
+    req = parse({"prompt": [1], "seed": 3, "dgterm": {"sampler": {"t_min": 2.0}}}, chat=False, model_names=["m"],
                 canvas_length=16, vocab=100, limits=Limits())
     with pytest.raises(ApiError, match="^Bad sampler setting: temperatures need") as err:
         Serving.sampler_params(serving(), req)

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from dgterm.engine.events import Window
-from dgterm.engine.local.denoise import LocalModel, decoder_mask, generated_tokens, pad_after_eos
+from dgterm.engine.local.denoise import LocalModel, decoder_mask, generated_tokens, pad_after_eos, restriction
 from dgterm.engine.local.oom import as_out_of_memory, explain_for_server
 from dgterm.engine.local.prefill import _cache_keyword, encode, fork
 from dgterm.engine.local.sampler import Pins, Sampler
@@ -47,6 +47,7 @@ class Denoising:
     sc: torch.Tensor | None = None  # the self-conditioning logits of the last step
     logits: torch.Tensor | None = None  # the last step's, kept for the logprobs
     step: int = 0
+    restrict: Callable[[torch.Tensor], torch.Tensor] | None = None  # the window's positions held to given ids
 
 
 @dataclass(eq=False)
@@ -217,7 +218,8 @@ class Batcher:
         if window.start is not None:  # drawn all the same, as in denoise: one random stream
             start = window.start.to(device)[None]
             canvas = start if pins is None else pins.impose(start)
-        seq.now = Denoising(sampler, canvas, canvas, torch.zeros(1, dtype=torch.bool, device=device))
+        seq.now = Denoising(sampler, canvas, canvas, torch.zeros(1, dtype=torch.bool, device=device),
+                            restrict=restriction(window.allowed, lm.vocab_size, device))
         return True
 
     # ------------------------------------------------------------ one step for many
@@ -291,6 +293,8 @@ class Batcher:
         cur_step = p.steps - now.step + 1
         if seq.allowed is not None:  # the unembedding, sampler and self-conditioning see only these ids
             logits = logits.masked_fill(~seq.allowed, torch.finfo(logits.dtype).min / 2)
+        if now.restrict is not None:  # as in-process (denoise): a healed edge takes only its ids
+            logits = now.restrict(logits)
         now.canvas, now.argmax, now.sc, now.finished, accepted, entropy = now.sampler.step(
             logits, now.canvas, now.argmax, now.sc, now.finished, cur_step, self.sc_dtype)
         if seq.logprobs is not None:

@@ -40,7 +40,10 @@ class Http:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(base_url=self.base, headers=headers,
                                    timeout=httpx.Timeout(timeout, connect=10.0),
-                                   limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
+                                   # idle connections dropped before a server drops them (uvicorn: after 5 s),
+                                   # so a request never goes out on one the server is closing
+                                   limits=httpx.Limits(max_connections=64, max_keepalive_connections=16,
+                                                       keepalive_expiry=2.0))
         self.httpx = httpx
 
     def _fail(self, e) -> RemoteError:
@@ -116,8 +119,8 @@ class RemoteTokenizer:
     call on a transformers tokenizer. Single-token texts are cached (and learned from
     the frames `dgterm serve` sends)."""
 
-    def __init__(self, http: Http, model: str, bos: int | None, special: set[int]):
-        self.http, self.model = http, model
+    def __init__(self, http: Http, model: str, bos: int | None, special: set[int], vocab_size: int):
+        self.http, self.model, self.vocab_size = http, model, vocab_size
         self.bos_token_id, self.unk_token_id = bos, None
         self.all_special_ids = sorted(special)
         self.texts: dict[int, str] = {}
@@ -142,6 +145,18 @@ class RemoteTokenizer:
         rendered = Rendered(self.decode(ids, skip_special_tokens=False))
         rendered.ids = ids
         return rendered
+
+    def heal_edge(self, piece: str) -> tuple[list[int], str, list[int]]:
+        """:func:`dgterm.engine.tasks.healing.heal_edge` on `dgterm serve` (its /tokenize heals
+        with the model's vocabulary, which this client does not hold)."""
+        from dgterm.engine.remote.wire import bitmap_to_ids
+
+        out = self.http.post("/tokenize", {"model": self.model, "prompt": piece, "add_special_tokens": False,
+                                           "dgterm": {"heal": True}})
+        healed = out.get("dgterm") or {}
+        if not healed.get("allowed"):
+            return out["tokens"], "", []
+        return healed["tokens"], healed["healed"], bitmap_to_ids(healed["allowed"], self.vocab_size, "allowed")
 
     def learn(self, texts: dict) -> None:
         with self.lock:
@@ -207,7 +222,6 @@ class RemoteEngine:
 
     quant = "remote"
     load_seconds = 0.0
-    can_restrict = False  # a position's ids cannot be restricted over the wire (yet): no token healing
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 600.0, frames: bool = True,
                  vllm_only: bool = False):
@@ -242,7 +256,9 @@ class RemoteEngine:
             chat = http.post("/tokenize", {"model": self.name, "messages": [{"role": "user", "content": "hi"}]},
                              check=False)
             self.has_chat_template = chat.status_code == 200
-        self.tokenizer = RemoteTokenizer(http, self.name, bos, special)
+        self.tokenizer = RemoteTokenizer(http, self.name, bos, special, self.vocab_size)
+        # `dgterm serve` heals span edges and scores runs for its clients; vLLM cannot (docs/serve.md)
+        self.can_restrict = self.speaks_dgterm
         self.device = f"{self.kind} at {http.host}"
         self.dtype = "remote"
         self.load_seconds = time.perf_counter() - t0
@@ -279,9 +295,15 @@ class RemoteEngine:
         return self.describe()
 
     def score_run(self, windows, run, *, skip_pad: bool, seed: int) -> list[float]:
-        """No likelihood over the wire (yet): every row scores 0, ranked by validity then entropy."""
+        """`dgterm serve` scores the run with its model (``POST /dgterm/score``, the local
+        ``score_run``); vLLM cannot: every row scores 0, ranked by validity then entropy."""
         run.context = None
-        return [0.0] * run.forwards.shape[0]
+        if not self.speaks_dgterm or not run.canvases:
+            return [0.0] * run.forwards.shape[0]
+        from dgterm.engine.remote.wire import score_body
+
+        body = score_body(self.name, list(windows), run, skip_pad=skip_pad, seed=seed, vocab=self.vocab_size)
+        return [float(s) for s in self.http.post("/dgterm/score", body)["scores"]]
 
     def check_run_fits(self, rows: int, tokens: int, sampler: str) -> None:
         """The server bounds its own memory."""
@@ -298,9 +320,11 @@ class RemoteEngine:
         return Run(run_remote(self, list(windows), params, candidates, cancel, stop_at_eos))
 
     def request(self, prompt: list[int], max_tokens: int, params: SamplerParams, seed: int, *, frames: bool,
-                ignore_eos: bool, xargs: dict | None = None, logprobs: int = 1, rng_state=None) -> dict:
+                ignore_eos: bool, xargs: dict | None = None, logprobs: int = 1, rng_state=None,
+                allowed: dict[int, list[int]] | None = None) -> dict:
         """The body of one completion request, in the fields the server takes. ``rng_state``
-        (`dgterm serve`): True, or the state the last window ended with, to go on from."""
+        (`dgterm serve`): True, or the state the last window ended with, to go on from;
+        ``allowed`` (`dgterm serve`): canvas positions held to given ids (a healed edge)."""
         body = {"model": self.name, "prompt": prompt, "max_tokens": max_tokens, "stream": True,
                 "logprobs": logprobs, "return_tokens_as_token_ids": True, "ignore_eos": ignore_eos,
                 "vllm_xargs": {"diffusion_max_steps": params.steps, **(xargs or {})}}
@@ -309,6 +333,10 @@ class RemoteEngine:
             body["dgterm"] = {"frames": frames, "sampler": {k: getattr(params, k) for k in SAMPLER_FIELDS}}
             if rng_state is not None:
                 body["dgterm"]["rng_state"] = rng_state
+            if allowed:
+                from dgterm.engine.remote.wire import allowed_to_json
+
+                body["dgterm"]["allowed"] = allowed_to_json(allowed, self.vocab_size)
         return body
 
     # ------------------------------------------------------------ lens

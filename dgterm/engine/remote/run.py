@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from dgterm.engine.events import RunResult, StepEvent
+from dgterm.engine.events import RunResult, StepEvent, seeds_for
 from dgterm.errors import DgtermError, RemoteError
 
 LENS_LOGPROBS = 20  # vLLM's default --max-logprobs
@@ -28,7 +28,7 @@ def run_remote(engine, windows, params, batch, cancel, stop_at_eos):
     stop = threading.Event()
     responses: list = []
     plain = all(w.pinned is None for w in windows) and not any(w.prefix for w in windows[1:])
-    seeds = [params.seed + b for b in range(batch)]
+    seeds = seeds_for(params, batch)  # as in-process: the same candidate, the same seed
 
     def commit(b, w, ids, eos=False):
         canvas = (list(ids) + [engine.pad_id] * C)[:C]
@@ -77,7 +77,7 @@ def run_remote(engine, windows, params, batch, cancel, stop_at_eos):
                     xargs = {"diffusion_seed_canvas": torch.where(pinned, known, noise).tolist(),
                              "diffusion_pinned": pinned.nonzero()[:, 0].tolist()}
                     body = engine.request(prompt, C, params, seeds[b], frames=engine.live_steps, ignore_eos=True,
-                                          xargs=xargs, rng_state=state)
+                                          xargs=xargs, rng_state=state, allowed=window.allowed)
                     ids, _, state = stream(b, body, w)
                     prompt += (ids + [engine.pad_id] * C)[:C]
             news.put((b, "end", None))

@@ -49,6 +49,8 @@ def heal_edge(tokenizer, piece: str, healing: bool) -> tuple[list[int], str, lis
     """(ids of ``piece``, healed prefix, the ids the span's first position may take) for the
     text ``piece`` just before a span; without ``healing``, or when no token starts with the
     prefix, the plain tokens and no prefix."""
+    if piece and healing and hasattr(tokenizer, "heal_edge"):  # a server's tokenizer: the server heals, as here
+        return tokenizer.heal_edge(piece)
     plain = tokenizer(piece, add_special_tokens=False)["input_ids"] if piece else []
     if not (piece and healing):
         return plain, "", []
