@@ -53,9 +53,14 @@ ACTIONS: tuple[Action, ...] = (
     Action("dgterm.continue", "ctrl+n", "continue_text", "Continue", "Continue the text after the cursor.", "Model", modes=(EDIT,)),
     Action("dgterm.lens", "ctrl+l", "lens", "Lens", "Tint the visible text by how much the model would change each token; never edits.", "Model", True, modes=(EDIT,)),
     Action("dgterm.cancel", "escape", "cancel", "Cancel", "Cancel the run (the document stays as it was), reject the drafts, or clear the lens.", "Run", True, True, modes=RUN),
-    Action("dgterm.accept", "enter", "accept", "Accept", "Accept the shown candidate as one undo step.", "Run", True, True, modes=(REVIEW,)),
-    Action("dgterm.next_candidate", "tab", "next_candidate", "Next", "Show the next candidate of the run.", "Run", True, True, modes=(REVIEW,)),
-    Action("dgterm.prev_candidate", "shift+tab", "prev_candidate", "Previous", "Show the previous candidate of the run.", "Run", False, True, modes=(REVIEW,)),
+    Action("dgterm.accept", "enter", "accept", "Accept", "Accept the shown candidate (all its hunks left) as one undo step.", "Run", True, True, modes=(REVIEW,)),
+    Action("dgterm.next_candidate", "tab,alt+right_square_bracket", "next_candidate", "Next", "Show the next candidate of the run (alt+] as in Copilot).", "Run", True, True, modes=(REVIEW,)),
+    Action("dgterm.prev_candidate", "shift+tab,alt+left_square_bracket", "prev_candidate", "Previous", "Show the previous candidate of the run (alt+[).", "Run", False, True, modes=(REVIEW,)),
+    Action("dgterm.next_hunk", "right_square_bracket", "next_hunk", "Hunk ▸", "Go to the next hunk of the shown candidate (] as ]x in avante.nvim).", "Run", True, True, modes=(REVIEW,)),
+    Action("dgterm.prev_hunk", "left_square_bracket", "prev_hunk", "◂ Hunk", "Go to the previous hunk of the shown candidate.", "Run", False, True, modes=(REVIEW,)),
+    Action("dgterm.accept_hunk", "y", "accept_hunk", "Take hunk", "Accept the current hunk into the document as one undo step.", "Run", True, True, modes=(REVIEW,)),
+    Action("dgterm.reject_hunk", "n", "reject_hunk", "Drop hunk", "Reject the current hunk: its text stays exactly as it was.", "Run", True, True, modes=(REVIEW,)),
+    Action("dgterm.accept_word", "w,ctrl+right", "accept_word", "Take word", "Accept the next word of the current hunk as one undo step (ctrl+right as in Copilot).", "Run", False, True, modes=(REVIEW,)),
     Action("dgterm.step_back", "left", "step_back", "Step ◂", "Scrub the timeline of the run one step back.", "Run", True, True, modes=(REVIEW,)),
     Action("dgterm.step_forward", "right", "step_forward", "Step ▸", "Scrub the timeline of the run one step forward.", "Run", True, True, modes=(REVIEW,)),
     Action("dgterm.save", "ctrl+s", "save", "Save", "Save the file (atomically).", "File", True, modes=(EDIT,)),
@@ -96,3 +101,14 @@ def bindings() -> list[BindingType]:
 def keys_for(action: Action, keymap: dict) -> str:
     """The keys bound to ``action`` after the user's keymap."""
     return keymap.get(action.id, action.keys)
+
+
+GLYPHS = {"right_square_bracket": "]", "left_square_bracket": "["}  # Textual's key names, as users write them
+
+
+def shown_keys(action: Action, keymap: dict) -> str:
+    """``keys_for``, as the help screen and the palette show it ("alt+]", not Textual's name)."""
+    keys = keys_for(action, keymap)
+    for name, glyph in GLYPHS.items():
+        keys = keys.replace(name, glyph)
+    return keys

@@ -25,7 +25,8 @@ class ReviewActions(Host):
             upto = rv.frames[: (rv.step if rv.step is not None else len(rv.frames) - 1) + 1]
             self.canvas.show_frame(frame, rv.row, frames=upto, threshold=threshold(rv.job),
                                    label=f"{rv.job.label} · {rv.stats.get('tokens_per_second', 0):.1f} tok/s overall")
-        self.canvas.show_choices(rv.choices, rv.choice, rv.position_label())
+        label = rv.position_label() if rv.step is not None else f"{rv.hunk_label()} · {rv.position_label()}"
+        self.canvas.show_choices(rv.choices, rv.choice, label, [rv.changes(c) for c in range(len(rv.choices))])
         self.refresh_status()
 
     def action_accept(self) -> None:
@@ -33,9 +34,12 @@ class ReviewActions(Host):
         if not self.apply(state.accept):
             return
         assert isinstance(state, Reviewing)  # the one state that accepts
-        job, texts = state.review.job, state.review.current.texts
+        rv = state.review
+        job, texts = rv.job, rv.current.texts
         try:
-            if job.created_span:
+            if rv.accepted:  # some hunks are in already: the rest of this candidate's, as one step
+                doc.apply_rewrite(dict(zip(job.span_ids, rv.take_all())))
+            elif job.created_span:
                 a, b, _ = job.spans[0]
                 doc.undo()  # drop the span marked for this run: mark + rewrite become one undo step
                 with doc.group():
@@ -83,7 +87,8 @@ class ReviewActions(Host):
             case Reviewing(review=rv) as state:
                 self.lifecycle = state.reject()
                 self.end_run(rv.job, restore=True)
-                self.notify("Rejected; the document is as it was.")
+                self.notify(f"Kept the {rv.accepted} hunk(s) accepted; the rest is as it was." if rv.accepted
+                            else "Rejected; the document is as it was.")
             case Lensing(job=job) as state:
                 job.cancel.set()
                 self.lifecycle = state.cancel()
