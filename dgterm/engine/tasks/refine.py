@@ -23,7 +23,8 @@ The contract the front ends (editor, CLI, REPL, server clients) build on:
   text of run i, ``lengths[i]`` its tokens). Every character outside the runs is the
   original's, byte for byte. Bytes that do not make whole characters are dropped from a run.
 - Errors are :class:`~dgterm.errors.InputError` (one sentence): an empty or out-of-range span,
-  a threshold outside 0..1, and :class:`NothingToRefine` when no token is under ``below``.
+  a threshold outside 0..1 (:func:`check_threshold`), and :class:`NothingToRefine` when no
+  token is under ``below``.
 - ``plan.placed(candidate)``: the (start, end) of each run in that candidate's text.
 
 Refining again (with a new lens of the new text) is a new plan; nothing is kept between them.
@@ -98,8 +99,7 @@ class RefinePlan:
 def plan_refine(lm: Engine, text: str, start: int, end: int, below: float = DEFAULT_REFINE_BELOW,
                 lens: Sequence[LensToken] | None = None, max_context: int = 1024) -> RefinePlan:
     """Which tokens of ``text[start:end]`` are kept and which re-noised, and the canvases that do it."""
-    if isinstance(below, bool) or not isinstance(below, (int, float)) or not 0 <= below <= 1:
-        raise InputError(f"The refine threshold must be a probability between 0 and 1, not {below!r}.")
+    below = check_threshold(below)
     check_spans(text, [SpanRequest(start, end)])
     if start == end:
         raise InputError("The span to refine is empty; mark the text to refine.")
@@ -133,7 +133,14 @@ def plan_refine(lm: Engine, text: str, start: int, end: int, below: float = DEFA
     starts = window_starts(tok, seq, free, C, min(16, C // 8))
     canvas = InfillPlan(text, spans, [s.length or 0 for s in spans], seq, free, slots, starts, C, lm.pad_id,
                         max_context, [""] * len(spans))
-    return RefinePlan(text, start, end, float(below), tokens, canvas)
+    return RefinePlan(text, start, end, below, tokens, canvas)
+
+
+def check_threshold(below: float) -> float:
+    """``below`` if it is a probability, else an InputError."""
+    if isinstance(below, bool) or not isinstance(below, (int, float)) or not 0 <= below <= 1:
+        raise InputError(f"The refine threshold must be a probability between 0 and 1, not {below!r}.")
+    return float(below)
 
 
 def refine(lm: Engine, text: str, start: int, end: int, params: SamplerParams | None = None, *,
