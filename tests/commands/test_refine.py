@@ -24,10 +24,10 @@ def test_refine_json_lists_kept_and_renoised_tokens_in_the_files_characters(tiny
     assert tokens[0]["start"] == 4 and tokens[-1]["end"] == 40
     assert all(a["end"] == b["start"] for a, b in zip(tokens, tokens[1:]))  # they tile the span
     assert all(CRLF[t["start"] : t["end"]] == t["text"] for t in tokens)
-    assert all(t["confidence"] < 0.5 for t in report["renoised"]) and all(t["confidence"] >= 0.5 for t in report["kept"])
-    assert report["renoised"]
+    assert report["renoised"] and all(t["confidence"] < 0.5 for t in report["renoised"])
+    assert all(t["confidence"] >= 0.5 for t in report["kept"])
     for cand in report["candidates"]:
-        rebuilt, cursor = [], 0
+        rebuilt = []
         for t in tokens:  # the original, each run of re-noised tokens replaced by its new text
             if t in report["renoised"]:
                 if not rebuilt or rebuilt[-1] is not None:
