@@ -137,6 +137,11 @@ class Palette:
         c = self.color("lens-low").blend(self.color("lens-high"), level / 10)
         return Style(bgcolor=c.rich_color)
 
+    @lru_cache(maxsize=4)  # noqa: B019
+    def doubted(self) -> Style:
+        """A token the lens gives less than the doubt threshold: what a refine draws again."""
+        return Style(bgcolor=self.color("doubted").rich_color, color=self.color("span").rich_color, bold=True)
+
     @lru_cache(maxsize=64)  # noqa: B019
     def syntax_style(self, name: str) -> Style | None:
         value = dict(self.syntax).get(name)

@@ -36,17 +36,18 @@ class ReviewActions(Host):
         assert isinstance(state, Reviewing)  # the one state that accepts
         rv = state.review
         job, texts = rv.job, rv.current.texts
+        keep = job.kind == "refine"  # the span stays marked, to be refined again
         try:
             if rv.accepted:  # some hunks are in already: the rest of this candidate's, as one step
-                doc.apply_rewrite(dict(zip(job.span_ids, rv.take_all())))
+                doc.apply_rewrite(dict(zip(job.span_ids, rv.take_all())), keep_spans=keep)
             elif job.created_span:
                 a, b, _ = job.spans[0]
                 doc.undo()  # drop the span marked for this run: mark + rewrite become one undo step
                 with doc.group():
                     span = doc.add_span(a, b)
-                    doc.apply_rewrite({span: texts[0]})
+                    doc.apply_rewrite({span: texts[0]}, keep_spans=keep)
             else:
-                doc.apply_rewrite(dict(zip(job.span_ids, texts)))
+                doc.apply_rewrite(dict(zip(job.span_ids, texts)), keep_spans=keep)
         except DocumentError as e:
             self.notify(str(e), severity="error")
             self.end_run(job, restore=True)
