@@ -284,3 +284,31 @@ def test_a_remote_refine_equals_the_local_one(remote, bundled):
     assert {c.seed: c.text for c in there.candidates} == {c.seed: c.text for c in here.candidates}
     events = list(refine(remote, DOC, start, end, p, plan=plan))
     assert len(events) > 1  # live steps from `dgterm serve`
+
+
+def test_refine_runs_on_the_server_from_the_command_line(served, monkeypatch, capsys, tmp_path):
+    from dgterm.cli import main
+
+    path = tmp_path / "mean.py"
+    path.write_text(DOC)
+    monkeypatch.setenv("DGTERM_API_KEY", served.key)
+    start, end = DOC.index("return"), DOC.index("print")
+    assert main(["refine", str(path), "--span", f"{start}:{end}", "--below", "0.5", "--steps", "2", "--seed", "1",
+                 "--server", served.url, "--json", "--in-place"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["renoised"] and {c["seed"] for c in record["candidates"]} == {1, 2}
+    written = path.read_text()
+    assert written == record["candidates"][0]["text"] and written[:start] == DOC[:start] and written.endswith(DOC[end:])
+
+
+def test_a_rewrite_is_sized_to_its_span_through_a_server(client):
+    engine, sent = client
+    span = spans_of(DOC, "sum(values)")[0]
+    task = chat.rewrite(engine, DOC, span, "Use a loop.", engine.defaults.replace(steps=2, seed=1))
+    answer = task.plans[0].answer
+    cand = task.collect().best
+    assert answer < engine.canvas_length and cand.text == DOC[: span.start] + cand.spans[0] + DOC[span.end :]
+    if sent is not None:
+        x = sent[-1]["vllm_xargs"]
+        assert len(x["diffusion_seed_canvas"]) == engine.canvas_length
+        assert x["diffusion_pinned"] == list(range(answer, engine.canvas_length))
