@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from textual import events
 
 from dgterm.engine.tasks.refine import plan_refine
 from dgterm.tui.app import make_app
@@ -68,5 +69,8 @@ async def test_refine_the_doubted_tokens_twice_then_save(demo, bundled):
 async def test_refine_needs_a_span_or_a_selection(demo, bundled):
     app = make_app(str(demo), lm=bundled, sampler=dict(steps=2, seed=3))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("alt+r")
+        before = app.doc.text
+        app.post_message(events.Key("alt+r", "r"))  # as a terminal sends it: with its character
+        await pilot.pause()
         assert app.mode == "edit" and any("to refine it" in n for n in notes(app))
+        assert app.doc.text == before  # not typed
