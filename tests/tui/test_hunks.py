@@ -83,3 +83,24 @@ async def test_reject_every_hunk_leaves_the_file_as_it_was(demo):
         await pilot.press("escape", "ctrl+s")
         await pilot.pause()
         assert demo.read_bytes() == before
+
+
+async def test_a_continuation_word_by_word(demo, tiny):
+    """A continuation marks its own insertion point: the first word taken and that mark are
+    one undo step, and nothing is left marked."""
+    app = make_app(str(demo), lm=tiny, sampler=dict(steps=4, seed=1), candidates=1)
+    async with app.run_test(size=SIZE) as pilot:
+        before = app.doc.text
+        at = before.index("Diffusion models")
+        app.editor.move_cursor(app.doc.location_of(at))
+        await pilot.press("ctrl+n")
+        await settle(app, pilot)
+        assert app.mode == "review"
+        new = app.review.current.texts[0]
+        await pilot.press("w")
+        taken = app.doc.text[at : len(app.doc.text) - (len(before) - at)]
+        assert taken and new.startswith(taken) and app.doc.text == before[:at] + taken + before[at:]
+        await pilot.press("escape")
+        assert app.mode == "edit" and app.doc.text == before[:at] + taken + before[at:]
+        await pilot.press("ctrl+z")
+        assert app.doc.text == before and app.doc.spans == []
