@@ -73,6 +73,17 @@ async def test_cycle_candidates_take_words_and_hunks_of_both(demo):
         assert await undo_count(pilot, app, before) == 4  # two words, a hunk, the rest
 
 
+async def test_enter_after_a_drop_takes_only_the_hunks_left(demo):
+    app = make_app(str(demo), load=False, replay=str(TRACE), replay_delay=0)
+    before = demo.read_text()
+    async with app.run_test(size=SIZE) as pilot:
+        await review(pilot, app)
+        await pilot.press("right_square_bracket", "n", "enter")  # 'values' -> 'x' dropped, the rest taken
+        assert app.mode == "edit" and app.doc.text == with_spans(before, "ValueError(values)\n    self. r)",
+                                                                 "tardio callback")
+        assert await undo_count(pilot, app, before) == 1
+
+
 async def test_reject_every_hunk_leaves_the_file_as_it_was(demo):
     app = make_app(str(demo), load=False, replay=str(TRACE), replay_delay=0)
     before = demo.read_bytes()

@@ -35,12 +35,10 @@ class ReviewActions(Host):
             return
         assert isinstance(state, Reviewing)  # the one state that accepts
         rv = state.review
-        job, texts = rv.job, rv.current.texts
+        job, texts = rv.job, rv.take_all()  # the hunks taken and the shown candidate's left (all: the candidate)
         keep = job.kind == "refine"  # the span stays marked, to be refined again
         try:
-            if rv.accepted:  # some hunks are in already: the rest of this candidate's, as one step
-                doc.apply_rewrite(dict(zip(job.span_ids, rv.take_all())), keep_spans=keep)
-            elif job.created_span:
+            if job.created_span:
                 a, b, _ = job.spans[0]
                 doc.undo()  # drop the span marked for this run: mark + rewrite become one undo step
                 with doc.group():
