@@ -13,6 +13,8 @@ offsets in the file's characters, its text and its confidence) and, for each can
 
 from __future__ import annotations
 
+import math
+
 from dgterm.commands.arguments import add_output_args
 from dgterm.engine.args import EngineArgs
 from dgterm.engine.params import DEFAULT_REFINE_BELOW
@@ -37,7 +39,7 @@ def run(args) -> int:
     from dgterm.commands.output import check_trace_path, drive, emit
     from dgterm.editor import structure
     from dgterm.engine.tasks import check_spans
-    from dgterm.engine.tasks.refine import check_threshold, plan_refine, refine
+    from dgterm.engine.tasks.refine import plan_refine, refine
     from dgterm.errors import InputError
 
     if not args.span:
@@ -46,9 +48,11 @@ def run(args) -> int:
     if asked.length is not None:
         raise InputError(f"Span '{args.span}' is START:END; a refine keeps the span's tokens, so it takes no LENGTH.")
     try:
-        below = check_threshold(float(args.below))
+        below = float(args.below)
     except ValueError:
-        raise InputError(f"--below takes a probability between 0 and 1, like 0.1, not '{args.below}'.") from None
+        below = math.nan
+    if not 0 <= below <= 1:
+        raise InputError(f"--below takes a probability between 0 and 1, like 0.1, not '{args.below}'.")
     doc = open_file(args.file, args.in_place, "refine")
     span = in_text(doc, asked)
     check_spans(doc.text, [span])
