@@ -108,9 +108,10 @@ def plan_refine(lm: Engine, text: str, start: int, end: int, below: float = DEFA
     ids = list(enc["input_ids"])
     offsets = [(start + a, start + b) for a, b in enc["offset_mapping"]]
     probs = _probs(lm, text, start, end, offsets, lens)
-    tokens = [RefineToken(a, b, text[a:b], min(probs[i] for i in group), min(probs[i] for i in group) < below,
-                          tuple(ids[i] for i in group))
-              for (a, b), group in _characters(tok, text, start, end, ids, offsets)]
+    tokens = []
+    for (a, b), group in _characters(tok, text, start, end, ids, offsets):
+        prob = min(probs[i] for i in group)
+        tokens.append(RefineToken(a, b, text[a:b], prob, prob < below, tuple(ids[i] for i in group)))
     C = lm.canvas_length
     head_from = max(0, start - max_context * CHARS_PER_TOKEN_BOUND)
     seq = ([tok.bos_token_id] if head_from == 0 else []) + _ids(tok, text[head_from:start])
