@@ -21,7 +21,8 @@ The contract the front ends (editor, CLI, REPL, server clients) build on:
   ``Task.drafts``, traces and the editor's frames show each run's live draft; ``collect()`` gives
   ranked Candidates whose ``text`` is ``text`` with only the runs replaced (``spans[i]`` the new
   text of run i, ``lengths[i]`` its tokens). Every character outside the runs is the
-  original's, byte for byte. Bytes that do not make whole characters are dropped from a run.
+  original's, byte for byte. Bytes that do not make whole characters (and U+FFFD, as which a
+  remote tokenizer shows such a piece) are dropped from a run.
 - Errors are :class:`~dgterm.errors.InputError` (one sentence): an empty or out-of-range span,
   a threshold outside 0..1 (:func:`check_threshold`), and :class:`NothingToRefine` when no
   token is under ``below``.
@@ -160,7 +161,8 @@ def refine(lm: Engine, text: str, start: int, end: int, params: SamplerParams | 
         pieces, new, cursor = [], [], 0
         for i, span in enumerate(canvas.spans):
             drawn = b"".join(words.raw(t) for t in canvas.span_ids(canvases, i) if t not in words.special)
-            new.append(drawn.decode("utf-8", "ignore"))  # half a character is dropped, never shown broken
+            # half a character is dropped, never shown broken (a remote tokenizer shows one piece as U+FFFD)
+            new.append(drawn.decode("utf-8", "ignore").replace("\ufffd", ""))
             pieces += [text[cursor : span.start], new[-1]]
             cursor = span.end
         pieces.append(text[cursor:])
