@@ -16,6 +16,7 @@ COMMANDS = {
     "repl": ("dgterm.commands.repl", "interactive prompt with a live canvas"),
     "generate": ("dgterm.commands.generate", "continue a prompt"),
     "infill": ("dgterm.commands.infill", "rewrite spans of a file from both sides"),
+    "refine": ("dgterm.commands.refine", "draw again the tokens of a span the model doubts"),
     "bench": ("dgterm.commands.bench", "speed and quality benchmarks"),
     "doctor": ("dgterm.commands.doctor", "check the setup: versions, devices, model, memory"),
     "quantize": ("dgterm.commands.quantize", "save a pre-quantized checkpoint"),

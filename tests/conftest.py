@@ -53,9 +53,8 @@ def tiny_dir(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
 
-    from dgterm.training import recipe as train
-
     from dgterm.engine.local import checkpoint
+    from dgterm.training import recipe as train
 
     recipe = train.Recipe(hidden_size=64, layers=2, heads=2, kv_heads=1, head_dim=32, intermediate_size=128,
                           expert_size=64, canvas_length=16)

@@ -119,7 +119,7 @@ def run(args) -> int:
 
     from tqdm import tqdm
 
-    from dgterm.bench import quality
+    from dgterm.bench import quality, refining
 
     lm = local_engine_args(args).load()
     cases = quality.sample_cases(lm.tokenizer, args.n, args.seed, kinds=args.kinds)
@@ -134,6 +134,8 @@ def run(args) -> int:
         with tqdm(total=len(multi), desc=f"{args.candidates} candidates", leave=False) as bar:
             report["candidates"] = quality.candidate_scores(lm, multi, params, baselines, args.candidates, healing,
                                                             bar.update)
+        with tqdm(total=len(multi), desc="refine", leave=False) as bar:
+            report["refine"] = refining.refine_scores(lm, multi, params, progress=bar.update)
     if args.sweep:
         report["sweep"] = quality.sweep(lm, cases[:: max(1, len(cases) // 60)], baselines)
     if args.json:
@@ -162,6 +164,17 @@ def run(args) -> int:
             print(f"| {kind} | {heal} | {r['n']} | {pct(*(f'exact {m}' for m in names))} | {pct('exact any')} "
                   f"| {pct(*(f'compiles {m}' for m in names))} | {pct('compiles any')} | {pct('leading space')} "
                   f"| {pct('copy exact')} | {pct('copy compiles')} |")
+    refined = [(k, r) for k, r in report.get("refine", {}).items() if r["n"]]
+    if refined:
+        print(f"\none infill, then one refine at {refined[0][1]['below']}: pseudo-log-likelihood per token "
+              "(nats, higher is likelier) and compile rate\n")
+        print("| kind | n | re-noised | changed | PLL original | PLL infill | PLL refined | compiles infill "
+              "| compiles refined |")
+        print("|---" * 9 + "|")
+        for kind, r in refined:
+            pll = [f"{r[k]:.2f}" if r[k] is not None else "–" for k in ("pll original", "pll before", "pll after")]
+            print(f"| {kind} | {r['n']} | {100 * r['renoised']:.0f}% | {100 * r['changed']:.0f}% | "
+                  + " | ".join(pll) + f" | {100 * r['compiles before']:.0f}% | {100 * r['compiles after']:.0f}% |")
     sweep = report.get("sweep", [])
     if sweep:
         columns = list(sweep[0])

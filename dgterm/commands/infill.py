@@ -9,6 +9,10 @@ its own encoding and newline style.
 For a file of a kind dgterm can parse (Python, JSON, TOML, XML/SVG, HTML, YAML with
 PyYAML) each candidate is checked in the file and valid ones rank first;
 --require-valid keeps drawing candidates until one is valid, up to a limit.
+
+With --json each candidate also has ``tokens``: per span (in the order given) the tokens of
+its new text as the model reads them, each with its offsets in the new file's characters and
+the model's confidence in it (the lens: the probability it keeps that token).
 """
 
 from __future__ import annotations
@@ -52,8 +56,9 @@ def parse_span(text: str, default_length: int | None):
 
 
 def run(args) -> int:
+    from dgterm.commands.files import in_text, open_file, sure_tokens, with_drafts, write_in_place
     from dgterm.commands.output import check_trace_path, drive, emit, note_what_it_lacks
-    from dgterm.editor import ChangedOnDiskError, Document, DocumentError, structure
+    from dgterm.editor import structure
     from dgterm.engine import tasks
     from dgterm.engine.tasks.until_valid import UntilValid, until_valid
     from dgterm.errors import InputError
@@ -65,16 +70,8 @@ def run(args) -> int:
         lengths = [int(x) for x in args.lengths.split(",")] if args.lengths else None
     except ValueError:
         raise InputError("--lengths takes comma-separated whole numbers, like 4,8,16.") from None
-    doc = Document.open(args.file)  # a DocumentError is a DgtermError: one sentence
-    if doc.is_new:
-        raise InputError(f"{args.file} does not exist; give an existing file.")
-    if not doc.text:
-        raise InputError(f"{args.file} is empty; there is nothing to infill around.")
-    if args.in_place and doc.read_only:
-        raise InputError(f"{(doc.warning or '').rstrip('.')}; or drop --in-place.")
-    if doc.warning:
-        print(f"dgterm: note: {doc.warning}", file=sys.stderr)
-    asked, spans = spans, [_in_text(doc, s) for s in spans]
+    doc = open_file(args.file, args.in_place, "infill around")
+    asked, spans = spans, [in_text(doc, s) for s in spans]
     tasks.check_spans(doc.text, spans)  # range and overlap, before loading a model
     engine_args = EngineArgs.from_cli_args(args)
     engine_args.check()  # a bad flag is one line before the model loads, not after
@@ -96,51 +93,26 @@ def run(args) -> int:
                 "spans": [(s.start, s.end, s.length) for s in order], "task": "infill", "file": str(args.file)}
     result = drive(task, args.trace, recorded)
     best = result.best
-    texts = [_as_in_file(doc, order, c.spans) for c in result.candidates]
+    filled = [with_drafts(doc, order, c.spans) for c in result.candidates]
+    texts = [f.file_text() for f, _ in filled]
     whole_file = doc.file_text()
     given = [{"start": s.start, "end": s.end, "length": s.length, "text": whole_file[s.start : s.end]} for s in asked]
+    each = [{"tokens": _as_given(spans, sure_tokens(lm, f, ranges))} for f, ranges in filled] if args.json else None
     if isinstance(task, UntilValid) and not task.found:
         then = "the file is left as it is" if args.in_place else "the likeliest is shown"
         print(f"dgterm: none of the {task.drawn} candidates leaves {args.file} valid (the likeliest: "
               f"{best.reason}); {then}.", file=sys.stderr)
-        emit(result, args, texts[0], texts=texts, newline=doc.newline, spans=given)
+        emit(result, args, texts[0], texts=texts, newline=doc.newline, spans=given, each=each)
         return 1
     if args.in_place:
-        marked = [doc.add_span(s.start, s.end) for s in order]
-        doc.apply_rewrite(dict(zip(marked, best.spans)))
-        try:
-            doc.save()
-        except ChangedOnDiskError:
-            doc.close(discard=True)
-            raise InputError(f"{args.file} changed on disk during the run, so it was left as it is; "
-                             "run the infill again.") from None
-        except DocumentError:
-            doc.close(discard=True)
-            raise
-        doc.close()
-    emit(result, args, texts[0], texts=texts, newline=doc.newline, spans=given)
+        write_in_place(doc, args.file, order, best.spans, "infill")
+    emit(result, args, texts[0], texts=texts, newline=doc.newline, spans=given, each=each)
     return 0
 
 
-def _in_text(doc, span):
-    """A span given in the file's characters, as offsets into the document's text."""
-    from dgterm.engine.tasks import SpanRequest
-    from dgterm.errors import InputError
-
-    size = len(doc.file_text())
-    if not (0 <= span.start <= size and 0 <= span.end <= size):
-        raise InputError(f"Span {span.start}:{span.end} is outside the file (0:{size}); give offsets inside it.")
-    try:
-        return SpanRequest(doc.from_file_offset(span.start), doc.from_file_offset(span.end), span.length)
-    except IndexError as e:
-        raise InputError(f"Span {span.start}:{span.end}: {e}; a CRLF counts as two characters.") from None
-
-
-def _as_in_file(doc, order, drafts) -> str:
-    """The whole file as it would read with ``drafts`` in the spans, in its own line endings."""
-    from dgterm.editor import Document
-
-    scratch = Document.from_text(doc.file_text())
-    marked = [scratch.add_span(s.start, s.end) for s in order]
-    scratch.apply_rewrite(dict(zip(marked, drafts)))
-    return scratch.file_text()
+def _as_given(spans, in_order: list) -> list:
+    """Items of the spans in document order (as the engine fills them) put in the order the spans were given."""
+    given = [None] * len(spans)
+    for k, i in enumerate(sorted(range(len(spans)), key=lambda i: (spans[i].start, spans[i].end))):
+        given[i] = in_order[k]
+    return given

@@ -58,13 +58,17 @@ def drive(task, path: str | None, fields: dict):
 
 
 def emit(result, args, plain: str, texts: list[str] | None = None, newline: str = "\n",
-         spans: list[dict] | None = None) -> None:
+         spans: list[dict] | None = None, each: list[dict] | None = None, fields: dict | None = None) -> None:
     """``plain`` on stdout, or with --json the result record (``texts``: each candidate's text
-    as the file holds it, ``newline`` its line ending, ``spans`` the spans as given)."""
+    as the file holds it, ``newline`` its line ending, ``spans`` the spans as given; ``each``:
+    more keys for each candidate, ``fields`` for the record)."""
     if args.json:
         from dgterm.engine.output.trace import result_record
 
-        json.dump(result_record(result, texts, newline, spans), sys.stdout, ensure_ascii=False, indent=2)
+        record = result_record(result, texts, newline, spans) | (fields or {})
+        for cand, more in zip(record["candidates"], each or []):
+            cand.update(more)
+        json.dump(record, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(plain)

@@ -75,6 +75,14 @@ class Buffer:
             raise IndexError(f"offset {offset} falls between the CR and LF of a line ending")
         return offset - k
 
+    def to_file_offset(self, offset: int) -> int:
+        """The offset into ``file_text()`` of an offset into ``text`` (the inverse of
+        ``from_file_offset``): each line ending before it counts its own characters."""
+        if type(offset) is not int or not 0 <= offset <= len(self._text):
+            raise IndexError(f"offset {offset!r} is outside the text (0..{len(self._text)})")
+        return len(fileio.restore_newlines(self._text[:offset], self._newline, self._eol and
+                                           self._eol[: self._text.count("\n", 0, offset)]))
+
     # ---- lines ------------------------------------------------------------------------
 
     def _line_starts(self) -> list[int]:

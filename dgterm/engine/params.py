@@ -21,6 +21,9 @@ MODES = ("fused", "reference")  # how a step is drawn (dgterm.engine.local.sampl
 # How spans are laid out (the infill task, the lens, the editor's token counts):
 DEFAULT_INSERT_TOKENS = 16  # tokens an empty span (an insertion point) asks for
 CHARS_PER_TOKEN_BOUND = 8  # generous: how many characters of context to tokenize per token wanted
+# Refine (dgterm.engine.tasks.refine): a token of the span whose confidence (the lens's probability that
+# the model keeps it) is under this is re-noised and drawn again; the others are pinned.
+DEFAULT_REFINE_BELOW = 0.1
 
 
 def search_lengths(tokens: int, canvas_length: int) -> list[int]:

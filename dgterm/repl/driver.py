@@ -104,7 +104,8 @@ def _join(worker: RunThread) -> None:
 
 
 def _draft_text(task, event) -> Text:
-    return canvas_text(task.drafts(event)[0])
+    """The live draft: the generated text, or (a refine) every redrawn run in order."""
+    return canvas_text([token for span in task.drafts(event) for token in span])
 
 
 @contextmanager

@@ -7,12 +7,13 @@ receives the answers only.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markdown import Markdown
@@ -37,13 +38,23 @@ class LastRun:
 
     mode: str | None  # chat or plain (decided when the model loaded)
     prompt: str
-    task: object
+    task: Any  # a Task (refine, continue, chat)
     events: list = field(default_factory=list)
     error: str | None = None
+    context: str = ""  # the text before the answer, as /refine gives it to the model
+    refined: bool = False  # a refine: the candidates' text is the context and the answer
 
     @property
     def result(self):
         return self.task.result
+
+    @property
+    def answer(self) -> str | None:
+        """The best candidate's answer, or None."""
+        result = self.task.result
+        if not (result and result.candidates):
+            return None
+        return result.best.text[len(self.context):] if self.refined else result.best.text
 
 
 HISTORY_LIMIT = 16 << 20
@@ -277,25 +288,66 @@ class Repl:
                              thinking=thinking_of(self.engine_args.settings.thinking, None))
         else:
             task = tasks.continue_text(self.lm, text, params, candidates=self.engine_args.candidates, cancel=cancel)
-        self.last = LastRun(self.mode, text, task)
-        worker = RunThread(task, self.last.events)
-        with no_echo():
-            follow(worker, cancel, self.console, self.live)
-        if worker.error is not None:
-            self.last.error = self._failure(worker.error)
-            self.error(self.last.error)
-            return
-        result = task.result
-        assert result is not None  # the run ended without an error
-        if result.run.cancelled:
-            ev = worker.events[-1] if worker.events else None
-            where = f" at step {ev.step}/{ev.max_steps} of canvas {ev.window + 1}" if ev else ""
-            self.note(f"Cancelled{where}; /stats and /trace FILE still show the run.", "yellow")
+        context = self._context(turn) if self.mode == "chat" else text
+        result = self._follow(LastRun(self.mode, text, task, context=context), cancel)
+        if result is None:
             return
         best = result.best
         if self.mode == "chat":
             self.messages = turn + [{"role": "assistant", "content": best.text}]
         self.show(best, result.run, task.seeds[0])
+
+    def refine(self, below: float) -> None:
+        """Draw again the tokens of the last answer the model keeps with a probability under
+        ``below``, the text before it and every other token pinned (engine.tasks.refine)."""
+        last = self.last
+        answer = last.answer if last else None
+        if last is None or answer is None:
+            raise InputError("There is no answer to refine; send a prompt first.")
+        if self.lm is None:
+            raise InputError("No model is loaded; load one with /model SPEC (or /model bundled).")
+        if not answer:
+            raise InputError("The last answer is empty; there is nothing to refine.")
+        from dgterm.engine.tasks.refine import refine
+
+        cancel, text = threading.Event(), last.context + answer
+        task = refine(self.lm, text, len(last.context), len(text), self.params(), below=below,
+                      candidates=self.engine_args.candidates, cancel=cancel)
+        result = self._follow(LastRun(last.mode, last.prompt, task, context=last.context, refined=True), cancel)
+        if result is None:
+            return
+        new = result.best.text[len(last.context):]
+        if last.mode == "chat" and self.messages:
+            self.messages[-1] = {"role": "assistant", "content": new}
+        self.show(dataclasses.replace(result.best, text=new), result.run, task.seeds[0])
+
+    def _context(self, turn: list[dict]) -> str:
+        """The conversation before the answer, as text (its BOS left to the tasks)."""
+        from dgterm.engine.tasks.template import render_chat
+
+        assert self.lm is not None  # asked while a model answers
+        bos = getattr(self.lm.tokenizer, "bos_token", None) or ""
+        return render_chat(self.lm.tokenizer, turn).removeprefix(bos)
+
+    def _follow(self, last: LastRun, cancel: threading.Event):
+        """Run ``last.task`` live (it becomes the last run); its result, or None when it failed
+        or was cancelled (both said)."""
+        self.last = last
+        worker = RunThread(last.task, last.events)
+        with no_echo():
+            follow(worker, cancel, self.console, self.live)
+        if worker.error is not None:
+            last.error = self._failure(worker.error)
+            self.error(last.error)
+            return None
+        result = last.task.result
+        assert result is not None  # the run ended without an error
+        if result.run.cancelled:
+            ev = worker.events[-1] if worker.events else None
+            where = f" at step {ev.step}/{ev.max_steps} of canvas {ev.window + 1}" if ev else ""
+            self.note(f"Cancelled{where}; /stats and /trace FILE still show the run.", "yellow")
+            return None
+        return result
 
     def _failure(self, error: BaseException) -> str:
         from dgterm.engine.local import oom

@@ -12,6 +12,7 @@ from prompt_toolkit.key_binding import KeyBindings
 from rich.table import Table
 from rich.text import Text
 
+from dgterm.engine.params import DEFAULT_REFINE_BELOW
 from dgterm.errors import InputError
 
 
@@ -234,6 +235,15 @@ def _thinking(repl, arg):
     if not thought:
         raise InputError("The last answer has no thinking channel.")
     repl.console.print(Text(thought, "italic"))
+
+
+@command("/refine [P]", "draw again the tokens of the last answer the model doubts (confidence under P, default "
+         f"{DEFAULT_REFINE_BELOW}), everything else kept")
+def _refine(repl, arg):
+    from dgterm.engine.tasks.refine import check_threshold
+
+    below = _number(arg, float, "/refine [P]") if arg else DEFAULT_REFINE_BELOW
+    repl.refine(check_threshold(below))
 
 
 # ------------------------------------------------------------------ help and exit

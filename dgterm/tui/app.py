@@ -23,7 +23,9 @@ from dgterm.engine.args import EngineArgs
 from dgterm.engine.backend import Engine
 from dgterm.engine.output.frames import Frame
 from dgterm.tui import keymap
+from dgterm.tui.actions.doubt import DoubtActions
 from dgterm.tui.actions.files import LONGEST_LINE, FileActions, open_document
+from dgterm.tui.actions.hunks import HunkActions
 from dgterm.tui.actions.masking import MaskActions
 from dgterm.tui.actions.model import ModelActions
 from dgterm.tui.actions.reviewing import ReviewActions
@@ -43,7 +45,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class DgtermApp(FileActions, MaskActions, ModelActions, ReviewActions, ViewActions, App[None]):
+class DgtermApp(FileActions, MaskActions, ModelActions, ReviewActions, HunkActions, DoubtActions, ViewActions,
+                App[None]):
     CSS_PATH = "styles.tcss"
     TITLE = "dgterm"
     BINDINGS: ClassVar[list[BindingType]] = keymap.bindings()

@@ -9,10 +9,11 @@ import gc
 import os
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import replace
 
 from textual.message import Message
 
-from dgterm.engine.output.frames import Choice, Timeline, step_record
+from dgterm.engine.output.frames import Choice, DraftToken, Frame, Timeline, step_record
 from dgterm.engine.output.tokens import RecordedText
 from dgterm.errors import DgtermError
 from dgterm.tui.job import Job
@@ -62,6 +63,12 @@ def make_task(lm, job: Job):
     if job.kind == "rewrite":
         return chat.rewrite(lm, job.text, reqs[0], job.instruction, job.params, candidates=job.candidates,
                              cancel=job.cancel, check=job.check, thinking=job.thinking)
+    if job.kind == "refine":
+        from dgterm.engine.tasks.refine import refine
+
+        a, b, _ = job.spans[0]
+        return refine(lm, job.text, a, b, job.params, below=job.below, lens=job.lens, candidates=job.candidates,
+                      cancel=job.cancel, check=job.check)
     if job.kind == "continue":
         return tasks.continue_text(lm, job.text[: job.spans[0][0]], job.params, candidates=job.candidates,
                                    cancel=job.cancel)
@@ -117,13 +124,17 @@ def _execute(lm, job: Job, send: Send) -> None:
     from dgterm.engine.output.tokens import token_text
     from dgterm.engine.output.trace import TraceWriter
 
-    timeline, writer = Timeline(layout, token_text(lm.tokenizer), job.frames), None
+    own = job.frames if job.kind != "refine" else []  # a refine's frames are of its runs: see as_span
+    timeline, writer = Timeline(layout, token_text(lm.tokenizer), own), None
     try:
-        if job.trace:
+        if job.trace and job.kind != "refine":  # a trace replays spans of the document; a refine's runs are not
             writer = TraceWriter(job.trace, task, job.kind, job.text, job.spans, job.instruction)
         with guard_oom(lm.quant, candidates=job.candidates):
             for event in task:
                 frame = timeline.add(step_record(event), task.round)
+                if own is not job.frames:
+                    frame = as_span(frame, job, [(r.start, r.end) for r in task.plans[0].spans])
+                    job.frames.append(frame)
                 send(StepMessage(job, frame))
                 if writer is not None:
                     writer.step(event)
@@ -134,6 +145,10 @@ def _execute(lm, job: Job, send: Send) -> None:
             send(RunCancelled(job))
             return
         choices = [Choice.of(c, task.seeds[0], layout.rows()) for c in result.candidates]
+        if job.kind == "refine":  # the span's whole new text, as for every other run
+            a, b, _ = job.spans[0]
+            choices = [replace(ch, texts=[c.text[a : len(c.text) - (len(job.text) - b)]])
+                       for ch, c in zip(choices, result.candidates)]
         send(RunFinished(job, job.frames, choices, _stats(result.run) | {"rounds": timeline.starts}))
     except DgtermError as e:
         send(RunFailed(job, str(e)))
@@ -142,6 +157,16 @@ def _execute(lm, job: Job, send: Send) -> None:
     finally:
         if writer is not None:
             writer.close()
+
+
+def as_span(frame: Frame, job: Job, runs: list[tuple[int, int]]) -> Frame:
+    """A refine's step as a step of its span: the kept text between the runs, pinned, and
+    each run's live draft (the editor paints drafts in place of the document's spans)."""
+    a, b, _ = job.spans[0]
+    cuts = [a] + [x for run in runs for x in run] + [b]
+    kept = [DraftToken(job.text[s:e], "pinned", 0.0) for s, e in zip(cuts[::2], cuts[1::2])]
+    drafts = [[[kept[0]] + [t for run, k in zip(row, kept[1:]) for t in [*run, k]]] for row in frame.drafts]
+    return replace(frame, drafts=drafts)
 
 
 def _stats(run) -> dict:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from dgterm.engine.params import SamplerParams
 
 LABELS = {"infill": "infill", "search": "length search", "rewrite": "rewrite", "continue": "continue",
-          "lens": "lens"}  # what the status bar and the canvas panel call each kind of run
+          "lens": "lens", "refine": "refine"}  # what the status bar and the canvas panel call each kind of run
 
 
 @dataclass(eq=False)
@@ -18,7 +18,7 @@ class Job:
     """One run the user asked for. ``spans`` are (start, end, target tokens) in document
     offsets, in document order, matching ``span_ids``."""
 
-    kind: str  # infill | search | rewrite | continue | lens
+    kind: str  # infill | search | rewrite | continue | lens | refine
     text: str
     spans: list = field(default_factory=list)
     span_ids: list = field(default_factory=list)
@@ -31,6 +31,8 @@ class Job:
     check: Callable | None = None  # new document text -> structure.Verdict, for files of a known kind
     require_valid: int = 0  # infill: draw rounds of candidates until one is valid, at most this many
     thinking: bool = False  # rewrite: the chat template's enable_thinking (--thinking on)
+    below: float = 0.0  # refine: the tokens of the span the lens gives less than this are drawn again
+    lens: list | None = None  # refine: the lens's LensTokens of the text, when the doubt view has them
     cancel: threading.Event = field(default_factory=threading.Event)
     frames: list = field(default_factory=list)  # every Frame so far; appended by the worker only
 

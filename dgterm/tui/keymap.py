@@ -52,10 +52,18 @@ ACTIONS: tuple[Action, ...] = (
     Action("dgterm.rewrite", "ctrl+r", "rewrite", "Rewrite", "Rewrite the selection following an instruction (chat models).", "Model", True, modes=(EDIT,)),
     Action("dgterm.continue", "ctrl+n", "continue_text", "Continue", "Continue the text after the cursor.", "Model", modes=(EDIT,)),
     Action("dgterm.lens", "ctrl+l", "lens", "Lens", "Tint the visible text by how much the model would change each token; never edits.", "Model", True, modes=(EDIT,)),
+    Action("dgterm.doubt_more", "alt+up", "doubt_more", "Doubt more", "With the lens shown: raise the doubt threshold, so more tokens are marked doubted.", "Model", modes=(EDIT,)),
+    Action("dgterm.doubt_less", "alt+down", "doubt_less", "Doubt less", "With the lens shown: lower the doubt threshold.", "Model", modes=(EDIT,)),
+    Action("dgterm.refine", "alt+r", "refine", "Refine", "Draw again only the doubted tokens of the span at the cursor (or the selection), everything else pinned.", "Model", priority=True, modes=(EDIT,)),
     Action("dgterm.cancel", "escape", "cancel", "Cancel", "Cancel the run (the document stays as it was), reject the drafts, or clear the lens.", "Run", True, True, modes=RUN),
-    Action("dgterm.accept", "enter", "accept", "Accept", "Accept the shown candidate as one undo step.", "Run", True, True, modes=(REVIEW,)),
-    Action("dgterm.next_candidate", "tab", "next_candidate", "Next", "Show the next candidate of the run.", "Run", True, True, modes=(REVIEW,)),
-    Action("dgterm.prev_candidate", "shift+tab", "prev_candidate", "Previous", "Show the previous candidate of the run.", "Run", False, True, modes=(REVIEW,)),
+    Action("dgterm.accept", "enter", "accept", "Accept", "Accept the shown candidate (all its hunks left) as one undo step.", "Run", True, True, modes=(REVIEW,)),
+    Action("dgterm.next_candidate", "tab,alt+right_square_bracket", "next_candidate", "Next", "Show the next candidate of the run (alt+] as in Copilot).", "Run", True, True, modes=(REVIEW,)),
+    Action("dgterm.prev_candidate", "shift+tab,alt+left_square_bracket", "prev_candidate", "Previous", "Show the previous candidate of the run (alt+[).", "Run", False, True, modes=(REVIEW,)),
+    Action("dgterm.next_hunk", "right_square_bracket", "next_hunk", "Hunk ▸", "Go to the next hunk of the shown candidate (] as ]x in avante.nvim).", "Run", True, True, modes=(REVIEW,)),
+    Action("dgterm.prev_hunk", "left_square_bracket", "prev_hunk", "◂ Hunk", "Go to the previous hunk of the shown candidate.", "Run", False, True, modes=(REVIEW,)),
+    Action("dgterm.accept_hunk", "y", "accept_hunk", "Take hunk", "Accept the current hunk into the document as one undo step.", "Run", True, True, modes=(REVIEW,)),
+    Action("dgterm.reject_hunk", "n", "reject_hunk", "Drop hunk", "Reject the current hunk: its text stays exactly as it was.", "Run", True, True, modes=(REVIEW,)),
+    Action("dgterm.accept_word", "w,ctrl+right", "accept_word", "Take word", "Accept the next word of the current hunk as one undo step (ctrl+right as in Copilot).", "Run", False, True, modes=(REVIEW,)),
     Action("dgterm.step_back", "left", "step_back", "Step ◂", "Scrub the timeline of the run one step back.", "Run", True, True, modes=(REVIEW,)),
     Action("dgterm.step_forward", "right", "step_forward", "Step ▸", "Scrub the timeline of the run one step forward.", "Run", True, True, modes=(REVIEW,)),
     Action("dgterm.save", "ctrl+s", "save", "Save", "Save the file (atomically).", "File", True, modes=(EDIT,)),
@@ -77,12 +85,15 @@ BY_ACTION = {a.action: a for a in ACTIONS}
 
 def enabled(action: str, mode: Mode, modal: bool = False, lens_shown: bool = False) -> bool | None:
     """Whether the key of ``action`` works now: in the modes its Action names; the run keys
-    not under a dialog; escape also in edit mode while the lens tints the text."""
+    not under a dialog; escape also in edit mode while the lens tints the text, the doubt
+    threshold only then."""
     a = BY_ACTION.get(action)
     if a is None:
         return True  # Textual's own actions
     if a.action == "cancel":
         return not modal and (mode in a.modes or lens_shown)
+    if a.action in ("doubt_more", "doubt_less"):  # they move what the lens marks
+        return not modal and mode in a.modes and lens_shown
     if a.modes == (REVIEW,) and modal:
         return False
     return mode in a.modes
@@ -96,3 +107,14 @@ def bindings() -> list[BindingType]:
 def keys_for(action: Action, keymap: dict) -> str:
     """The keys bound to ``action`` after the user's keymap."""
     return keymap.get(action.id, action.keys)
+
+
+GLYPHS = {"right_square_bracket": "]", "left_square_bracket": "["}  # Textual's key names, as users write them
+
+
+def shown_keys(action: Action, keymap: dict) -> str:
+    """``keys_for``, as the help screen and the palette show it ("alt+]", not Textual's name)."""
+    keys = keys_for(action, keymap)
+    for name, glyph in GLYPHS.items():
+        keys = keys.replace(name, glyph)
+    return keys

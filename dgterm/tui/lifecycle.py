@@ -260,8 +260,8 @@ class Reviewing(State):
     def status(self) -> tuple[str, str]:
         rv = self.review
         drawn = f" (draft {rv.row + 1} of the run)" if len(rv.choices) > 1 else ""
-        return (f"candidate {rv.choice + 1}/{len(rv.choices)}{drawn} · enter accept · escape reject · "
-                "tab next · ←/→ steps", "review")
+        return (f"candidate {rv.choice + 1}/{len(rv.choices)}{drawn} · {rv.hunk_label()} · ] [ y n w hunks · "
+                "enter all · esc reject · tab next · ←/→ steps", "review")
 
     def browsed(self) -> Review:
         return self.review

@@ -7,7 +7,7 @@ from functools import partial
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.markup import escape
 
-from dgterm.tui.keymap import ACTIONS, keys_for
+from dgterm.tui.keymap import ACTIONS, shown_keys
 
 
 class EditorCommands(Provider):
@@ -16,7 +16,7 @@ class EditorCommands(Provider):
         keymap = getattr(app, "keymap_overrides", {})
         for a in ACTIONS:
             # escaped: "[f4]" is text here, not a markup tag (it vanished before)
-            yield a, escape(f"{a.title}  [{keys_for(a, keymap)}]"), partial(app.run_action, a.action)
+            yield a, escape(f"{a.title}  [{shown_keys(a, keymap)}]"), partial(app.run_action, a.action)
 
     async def discover(self) -> Hits:
         for a, title, run in self._entries():

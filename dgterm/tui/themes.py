@@ -26,8 +26,10 @@ THEME_KEYS = {f.name for f in fields(Theme)} - {"name", "variables"}
 DEFAULTS = {
     "noise": "#6c7086", "tentative": "#f9e2af", "accepted": "#a6e3a1", "pinned": "#7f849c",
     "entropy-low": "#1e3a2a", "entropy-high": "#5a1e2a", "span": "#2d3b5e", "span-edge": "#89b4fa",
-    "lens-low": "#23262e", "lens-high": "#b8434f",
+    "lens-low": "#23262e", "lens-high": "#b8434f", "deleted": "#f38ba8", "inserted": "#a6e3a1",
+    "doubted": "#fab387",
 }
+DIFF_STATES = ("kept", "deleted", "inserted", "deleted-here", "inserted-here")  # a candidate's hunks in review
 ENTROPY_FULL = 3.0  # nats at which the entropy tint is strongest
 
 
@@ -106,10 +108,21 @@ class Palette:
 
     @lru_cache(maxsize=4096)  # noqa: B019 - palettes are few and immutable
     def token(self, state: str, entropy: float) -> Style:
+        if state in DIFF_STATES:
+            return self.hunk(state)
         t = min(1.0, max(0.0, entropy / ENTROPY_FULL))
         bg = self.color("entropy-low").blend(self.color("entropy-high"), t)
         fg = self.color(state if state in DEFAULTS else "accepted")
         return Style(color=fg.rich_color, bgcolor=bg.rich_color, dim=state == "noise", italic=state == "noise")
+
+    @lru_cache(maxsize=16)  # noqa: B019
+    def hunk(self, state: str) -> Style:
+        """A hunk's old text struck out, its new text in colour; the current hunk reversed."""
+        kind, _, here = state.partition("-")
+        if kind == "kept":
+            return Style(bgcolor=self.color("span").rich_color)
+        return Style(color=self.color(kind).rich_color, strike=kind == "deleted", reverse=bool(here),
+                     bold=bool(here))
 
     @lru_cache(maxsize=64)  # noqa: B019
     def span(self, insertion: bool = False) -> Style:
@@ -123,6 +136,11 @@ class Palette:
         """``level`` 0..10: how surprising the token is."""
         c = self.color("lens-low").blend(self.color("lens-high"), level / 10)
         return Style(bgcolor=c.rich_color)
+
+    @lru_cache(maxsize=4)  # noqa: B019
+    def doubted(self) -> Style:
+        """A token the lens gives less than the doubt threshold: what a refine draws again."""
+        return Style(bgcolor=self.color("doubted").rich_color, color=self.color("span").rich_color, bold=True)
 
     @lru_cache(maxsize=64)  # noqa: B019
     def syntax_style(self, name: str) -> Style | None:

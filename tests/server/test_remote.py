@@ -3,6 +3,7 @@ vLLM client's tests run on both (``client``), then the dgterm-serve client on th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 
@@ -11,7 +12,6 @@ import pytest
 from dgterm.engine import tasks
 from dgterm.engine.remote.client import RemoteEngine, RemoteError
 from dgterm.engine.tasks import chat
-
 from tests.helpers.server import wait_idle
 from tests.helpers.vllm_standin import Running, StandIn
 
@@ -242,3 +242,85 @@ def test_the_command_line_says_once_what_vllm_lacks(vllm, monkeypatch):
     assert out.returncode == 0 and all(c["score"] == 0 for c in json.loads(out.stdout)["candidates"])
     notes = [line for line in out.stderr.splitlines() if "no token healing at span edges and no scores" in line]
     assert len(notes) == 1 and notes[0].startswith("dgterm: note: google/diffusiongemma-26B-A4B-it · vLLM at")
+
+
+# ------------------------------------------------------------------ refine through a server
+
+
+def check_refined(plan, result):
+    """Each candidate is the plan's text with only its runs of re-noised tokens replaced."""
+    for cand in result.candidates:
+        out, cursor = [], 0
+        for (a, b), new in zip(plan.runs, cand.spans):
+            out += [plan.text[cursor:a], new]
+            cursor = b
+        assert cand.text == "".join(out) + plan.text[cursor:]
+
+
+def test_refine_through_seed_canvas_and_pins(client, vllm):
+    from dgterm.engine.tasks.refine import plan_refine, refine
+
+    engine, sent = client
+    start, end = DOC.index("return"), DOC.index("print")
+    lens = engine.confidence(DOC, start, end)  # over the wire, read-only requests
+    # every third token doubted (the stand-in doubts them all)
+    lens = [dataclasses.replace(t, prob=0.9 if i % 3 else 0.1) for i, t in enumerate(lens)]
+    plan = plan_refine(engine, DOC, start, end, 0.5, lens)
+    assert [t.prob for t in plan.tokens] == [t.prob for t in lens]
+    assert plan.renoised and plan.kept and "".join(t.text for t in plan.tokens) == DOC[start:end]
+    if sent is not None:
+        sent.clear()
+    result = refine(engine, DOC, start, end, engine.defaults.replace(steps=2, seed=4), plan=plan).collect()
+    check_refined(plan, result)
+    if sent is None:
+        return
+    phrase = {engine.tokenizer.decode([i]) for i in vllm.standin.fill}
+    assert all(s in phrase for s in result.best.spans)  # each one-token run took the stand-in's phrase
+    for r in sent:
+        x = r["vllm_xargs"]
+        assert len(x["diffusion_seed_canvas"]) == engine.canvas_length and x["diffusion_pinned"]
+        pinned = set(x["diffusion_pinned"])
+        free = [p for p in range(engine.canvas_length) if p not in pinned]
+        assert len(free) == sum(len(t.ids) for t in plan.renoised)  # only the doubted tokens are drawn
+
+
+def test_a_remote_refine_equals_the_local_one(remote, bundled):
+    from dgterm.engine.tasks.refine import plan_refine, refine
+
+    p = bundled.defaults.replace(steps=3, seed=5)
+    start, end = DOC.index("return"), DOC.index("print")
+    plan = plan_refine(bundled, DOC, start, end, 0.3)
+    here = refine(bundled, DOC, start, end, p, plan=plan, candidates=2).collect()
+    there = refine(remote, DOC, start, end, p, plan=plan, candidates=2).collect()
+    check_refined(plan, there)
+    assert {c.seed: c.text for c in there.candidates} == {c.seed: c.text for c in here.candidates}
+    events = list(refine(remote, DOC, start, end, p, plan=plan))
+    assert len(events) > 1  # live steps from `dgterm serve`
+
+
+def test_refine_runs_on_the_server_from_the_command_line(served, monkeypatch, capsys, tmp_path):
+    from dgterm.cli import main
+
+    path = tmp_path / "mean.py"
+    path.write_text(DOC)
+    monkeypatch.setenv("DGTERM_API_KEY", served.key)
+    start, end = DOC.index("return"), DOC.index("print")
+    assert main(["refine", str(path), "--span", f"{start}:{end}", "--below", "0.5", "--steps", "2", "--seed", "1",
+                 "--server", served.url, "--json", "--in-place"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["renoised"] and {c["seed"] for c in record["candidates"]} == {1, 2}
+    written = path.read_text()
+    assert written == record["candidates"][0]["text"] and written[:start] == DOC[:start] and written.endswith(DOC[end:])
+
+
+def test_a_rewrite_is_sized_to_its_span_through_a_server(client):
+    engine, sent = client
+    span = spans_of(DOC, "sum(values)")[0]
+    task = chat.rewrite(engine, DOC, span, "Use a loop.", engine.defaults.replace(steps=2, seed=1))
+    answer = task.plans[0].answer
+    cand = task.collect().best
+    assert answer < engine.canvas_length and cand.text == DOC[: span.start] + cand.spans[0] + DOC[span.end :]
+    if sent is not None:
+        x = sent[-1]["vllm_xargs"]
+        assert len(x["diffusion_seed_canvas"]) == engine.canvas_length
+        assert x["diffusion_pinned"] == list(range(answer, engine.canvas_length))

@@ -60,7 +60,8 @@ def test_review_scrub_and_candidates():
     job = Job("infill", "x", [(0, 1, None)], [7])
     rv = Review(job, Layout("spans", 16, 2), [_frame(i) for i in range(3)],
                 [Choice(["A"], 0.1, [1], 1), Choice(["B"], 0.2, [1], 0)])
-    assert rv.drafts() == {7: [DraftToken("A", "accepted", 0.0)]} and rv.row == 1
+    assert rv.drafts() == {7: [DraftToken("x", "deleted-here", 0.0), DraftToken("A", "inserted-here", 0.0)]}
+    assert rv.row == 1
     rv.scrub(-1)
     assert rv.step == 2 and rv.drafts()[7][0].text == "s2"
     rv.scrub(-10)

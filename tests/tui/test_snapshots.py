@@ -1,5 +1,6 @@
-"""SVG snapshots of the main states. None depends on the model's weights: runs come
-from the committed trace (tests/tui/data/demo-infill.trace), replayed."""
+"""SVG snapshots of the main states. Runs come from the committed trace
+(tests/tui/data/demo-infill.trace), replayed; the doubt view's lens from the bundled model
+(committed with the repository; the lens draws no random numbers)."""
 
 from __future__ import annotations
 
@@ -85,6 +86,34 @@ def test_scrubbed_timeline(snap_compare, doc):
         await pilot.pause()
 
     assert snap_compare(app, run_before=back, terminal_size=SIZE)
+
+
+def test_hunk_view(snap_compare, doc):
+    """One hunk of the first candidate taken, the current one in the second span."""
+    app = make_app(doc, load=False, replay=str(TRACE), replay_delay=0)
+
+    async def hunks(pilot):
+        await replayed(pilot)
+        await pilot.press("y", "n", "right_square_bracket")
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=hunks, terminal_size=SIZE)
+
+
+@pytest.mark.slow
+def test_doubt_view(snap_compare, doc, bundled):
+    """The lens with the doubt threshold lowered to 0.05: the tokens under it marked."""
+    app = make_app(doc, lm=bundled)
+
+    async def doubt(pilot):
+        await steady(pilot)
+        await pilot.press("ctrl+l")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("alt+down")
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=doubt, terminal_size=SIZE)
 
 
 def test_model_error(snap_compare, doc):

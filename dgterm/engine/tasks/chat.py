@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from dgterm.engine.params import SamplerParams
+from dgterm.engine.params import DEFAULT_INSERT_TOKENS, SamplerParams
 from dgterm.engine.tasks.continuation import continue_ids, continue_text
 from dgterm.engine.tasks.infill import check_spans
 from dgterm.engine.tasks.task import Candidate, Check, SpanRequest, Task
@@ -56,14 +56,25 @@ def prompt_ids(tokenizer: Any, messages: list[dict], budget: int, thinking: bool
         keep.pop(0)
 
 
+class NoInstructions(InputError):
+    """The model has no chat template, so it cannot be given an instruction."""
+
+
 def rewrite(lm: Engine, text: str, span: SpanRequest, instruction: str, params: SamplerParams | None = None, *,
             candidates: int = 1, cancel: threading.Event | None = None, context_chars: int = 2000,
             check: Check | None = None, thinking: bool = False) -> Task:
-    """Ask a chat checkpoint to rewrite one span following an instruction (``check`` as for infill).
-    Thinking is off unless asked: a thought would take the canvas the rewrite needs."""
+    """Ask a chat checkpoint to rewrite one span following an instruction (``check`` as for
+    infill). The answer gets one canvas of room for about twice the span's tokens (and
+    DEFAULT_INSERT_TOKENS more), its positions after that pinned to the end, so a model that
+    does not stop on its own cannot fill a short selection with a canvas of text. A model
+    without a chat template raises :class:`NoInstructions`. Thinking is off unless asked: a
+    thought would take the canvas the rewrite needs."""
     if not lm.has_chat_template:
-        raise InputError(f"{lm.name} has no chat template, so it cannot follow instructions; use infill instead.")
+        raise NoInstructions(f"{lm.name} has no chat template, so it cannot follow instructions; "
+                             "mark the span and infill it instead.")
     check_spans(text, [span], lm.canvas_length)
+    tokens = len(lm.tokenizer(text[span.start : span.end], add_special_tokens=False)["input_ids"])
+    answer = min(lm.canvas_length - 1, 2 * tokens + DEFAULT_INSERT_TOKENS)
     before = text[max(0, span.start - context_chars) : span.start]
     after = text[span.end : span.end + context_chars]
     prompt = (
@@ -78,4 +89,4 @@ def rewrite(lm: Engine, text: str, span: SpanRequest, instruction: str, params: 
         return cand
 
     return continue_text(lm, prompt, params, candidates=candidates, cancel=cancel, chat=True, post=post,
-                         check=check, thinking=thinking)
+                         check=check, thinking=thinking, answer=answer)

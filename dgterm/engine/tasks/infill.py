@@ -132,17 +132,24 @@ def plan_infill(lm: Engine, text: str, spans: list[SpanRequest], max_context: in
     if tail_to >= len(text) and lm.eos_ids:
         seq.append(lm.eos_ids[0])
         free.append(False)
-    starts, end = [], 1  # at least one token (BOS) goes to the encoder
-    free_at = [i for i, f in enumerate(free) if f]
+    starts = window_starts(tok, seq, free, C, margin)
+    return InfillPlan(text, spans, lengths, seq, free, slots, starts, C, lm.pad_id, max_context, healed, allowed)
+
+
+def window_starts(tok, seq: list[int], free: list[bool], canvas_length: int, margin: int) -> list[int]:
+    """Where each canvas starts in ``seq``: ``margin`` known tokens before the first free
+    position it has not yet covered, on a whole character, at least one token (BOS) left to
+    the encoder."""
+    starts, end = [], 1
     raw = token_text(tok).raw
-    for i in free_at:
+    for i in (i for i, f in enumerate(free) if f):
         if i >= end:
             ws = max(end, i - margin)
             while ws > end and raw(seq[ws])[:1] and raw(seq[ws])[0] & 0xC0 == 0x80:
                 ws -= 1  # a canvas starts on a whole character, not on the rest of one split over tokens
             starts.append(ws)
-            end = ws + C
-    return InfillPlan(text, spans, lengths, seq, free, slots, starts, C, lm.pad_id, max_context, healed, allowed)
+            end = ws + canvas_length
+    return starts
 
 
 def check_spans(text: str, spans: list[SpanRequest], canvas_length: int | None = None) -> list[SpanRequest]:

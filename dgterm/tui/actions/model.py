@@ -21,7 +21,7 @@ from dgterm.tui.actions.reviewing import threshold
 from dgterm.tui.host import Host
 from dgterm.tui.job import Job
 from dgterm.tui.keymap import Mode
-from dgterm.tui.lifecycle import Idle, Running
+from dgterm.tui.lifecycle import Running
 from dgterm.tui.screens.prompt import PromptScreen
 
 STEP_PAINT_INTERVAL = 1 / 15  # seconds: run steps repaint at most 15 times a second, like the REPL
@@ -209,6 +209,8 @@ class ModelActions(Host):
             self.notify(str(e), severity="error")
             return
         self.lifecycle = running
+        if self.editor.lens_active:  # its tint would be of the text before this run
+            self.editor.clear_lens()
         self.editor.read_only = True
         self.editor.restyle()
         self.canvas.clear_run(f"Starting {job.label}…")
@@ -276,23 +278,3 @@ class ModelActions(Host):
             self.end_run(message.job, restore=True)
             self.canvas.show_stats(message.reason)
         self.notify(message.reason, title="Run failed", severity="error", timeout=10)
-
-    def on_lens_ready(self, message: m.LensReady) -> None:
-        if not self.lifecycle.owns(message.job) or not self.apply(self.lifecycle.lens_ready):
-            return
-        scores = message.scores
-        self.editor.show_lens([(t.start, t.end, t.prob, t.top_prob) for t in scores])
-        worst = sorted(scores, key=lambda t: t.prob / max(t.top_prob, 1e-12))[:8]
-        changed = sum(1 for t in scores if t.top_prob > t.prob)
-        lines = [f"Lens: {len(scores)} tokens scored, {changed} not the model's pick; escape or ctrl+l clears it.",
-                 "Most likely to change (→ model's pick):"]
-        lines += [f"  {t.token!r} → {t.top!r}  ({t.top_prob / max(t.prob, 1e-12):.0f}×)" for t in worst]
-        self.canvas.show_stats("\n".join(lines))
-        self.refresh_status()
-
-    def lens_off_after_edit(self) -> None:
-        """An edit took the lens's tint away: say so where its findings were."""
-        state = self.lifecycle
-        if isinstance(state, Idle) and state.lens_shown and not self.editor.lens_active:
-            self.lifecycle = state.lens_off()
-            self.canvas.show_stats("Lens off: the text changed.")

@@ -25,7 +25,8 @@ class ReviewActions(Host):
             upto = rv.frames[: (rv.step if rv.step is not None else len(rv.frames) - 1) + 1]
             self.canvas.show_frame(frame, rv.row, frames=upto, threshold=threshold(rv.job),
                                    label=f"{rv.job.label} · {rv.stats.get('tokens_per_second', 0):.1f} tok/s overall")
-        self.canvas.show_choices(rv.choices, rv.choice, rv.position_label())
+        label = rv.position_label() if rv.step is not None else f"{rv.hunk_label()} · {rv.position_label()}"
+        self.canvas.show_choices(rv.choices, rv.choice, label, [rv.changes(c) for c in range(len(rv.choices))])
         self.refresh_status()
 
     def action_accept(self) -> None:
@@ -33,16 +34,18 @@ class ReviewActions(Host):
         if not self.apply(state.accept):
             return
         assert isinstance(state, Reviewing)  # the one state that accepts
-        job, texts = state.review.job, state.review.current.texts
+        rv = state.review
+        job, texts = rv.job, rv.take_all()  # the hunks taken and the shown candidate's left (all: the candidate)
+        keep = job.kind == "refine"  # the span stays marked, to be refined again
         try:
             if job.created_span:
                 a, b, _ = job.spans[0]
                 doc.undo()  # drop the span marked for this run: mark + rewrite become one undo step
                 with doc.group():
                     span = doc.add_span(a, b)
-                    doc.apply_rewrite({span: texts[0]})
+                    doc.apply_rewrite({span: texts[0]}, keep_spans=keep)
             else:
-                doc.apply_rewrite(dict(zip(job.span_ids, texts)))
+                doc.apply_rewrite(dict(zip(job.span_ids, texts)), keep_spans=keep)
         except DocumentError as e:
             self.notify(str(e), severity="error")
             self.end_run(job, restore=True)
@@ -83,7 +86,8 @@ class ReviewActions(Host):
             case Reviewing(review=rv) as state:
                 self.lifecycle = state.reject()
                 self.end_run(rv.job, restore=True)
-                self.notify("Rejected; the document is as it was.")
+                self.notify(f"Kept the {rv.accepted} hunk(s) accepted; the rest is as it was." if rv.accepted
+                            else "Rejected; the document is as it was.")
             case Lensing(job=job) as state:
                 job.cancel.set()
                 self.lifecycle = state.cancel()

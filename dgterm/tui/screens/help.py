@@ -10,11 +10,12 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from dgterm.tui.keymap import ACTIONS, keys_for
+from dgterm.tui.keymap import ACTIONS, shown_keys
 
 INTRO = ("Select text (shift+arrows or the mouse) and mask it; the model rewrites masked spans "
          "from both sides, live, in place. While a run goes, escape cancels it. When it ends, "
-         "enter accepts, escape rejects, tab shows the next candidate and left/right scrub the steps.")
+         "enter accepts, escape rejects, tab (alt+]) shows the next candidate and left/right scrub the "
+         "steps; ] and [ move between its hunks, y takes one, n drops one, w takes its next word.")
 
 
 def bindings_table(keymap: dict) -> Table:
@@ -26,7 +27,7 @@ def bindings_table(keymap: dict) -> Table:
         if a.group != group:
             group = a.group
             table.add_row(Text(group, style="underline"), "")
-        table.add_row(keys_for(a, keymap).replace(",", " / "), f"{a.title} — {a.help}")
+        table.add_row(shown_keys(a, keymap).replace(",", " / "), f"{a.title} — {a.help}")
     table.add_row(Text("Editor", style="underline"), "")
     for keys, what in (("ctrl+z / ctrl+y", "Undo / redo (a whole accepted rewrite is one step)"),
                        ("ctrl+p", "Command palette: every action by name"),

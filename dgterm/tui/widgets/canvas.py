@@ -113,16 +113,29 @@ class CanvasPanel(VerticalScroll):
                    style="yellow" if over else "green")
         self.query_one("#canvas-spans", Static).update(out)
 
-    def show_choices(self, choices: list[Choice], current: int, step_label: str = "") -> None:
+    def show_choices(self, choices: list[Choice], current: int, step_label: str = "",
+                     changes: list[list[tuple[str, str]]] | None = None) -> None:
+        """The candidates with their scores and, given ``changes`` (per candidate: the old
+        and new text of each hunk still open), their diffs."""
         out = Text()
         for i, c in enumerate(choices):
             pointer = "▸ " if i == current else "  "
             lengths = f" · {'/'.join(map(str, c.lengths))} tok" if c.lengths else ""
             verdict = "" if c.valid is None else " · valid" if c.valid else " · invalid"
-            out.append(f"{pointer}{i + 1}. {c.score:.2f}{verdict}{lengths}\n", style="bold" if i == current else "")
+            hunks = "" if changes is None else f" · {len(changes[i])} hunk{'s' * (len(changes[i]) != 1)}"
+            out.append(f"{pointer}{i + 1}. {c.score:.2f}{verdict}{lengths}{hunks}\n",
+                       style="bold" if i == current else "")
             if c.valid is False and i == current:
                 out.append(f"     {_short(c.reason, self._room(5))}\n", style="red")
-            out.append(f"     {_short(' | '.join(c.texts), self._room(5))}\n", style="dim")
+            if changes is None:
+                out.append(f"     {_short(' | '.join(c.texts), self._room(5))}\n", style="dim")
+                continue
+            for old, new in changes[i][:4]:
+                if old:
+                    out.append(f"     -{_short(old, self._room(6))}\n", style="red" if i == current else "dim red")
+                out.append(f"     +{_short(new, self._room(6))}\n", style="green" if i == current else "dim green")
+            if len(changes[i]) > 4:
+                out.append(f"     … {len(changes[i]) - 4} more\n", style="dim")
         if step_label:
             out.append(step_label, style="italic")
         self.query_one("#canvas-choices", Static).update(out)

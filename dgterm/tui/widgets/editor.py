@@ -75,7 +75,8 @@ class EditorView(TextArea):
         # While previewing: (view offset, document offset, length) of each stretch of text
         # outside the drafts, so the Document's syntax highlighting stays put around them.
         self._kept: list[tuple[int, int, int]] | None = None
-        self._lens: list[tuple[int, int, int]] | None = None
+        self._lens: list[tuple[int, int, int, float]] | None = None  # start, end, level, probability
+        self.doubt_below = 0.0  # lens tokens the model keeps with less than this are marked doubted
         self._overlay: dict[int, list[tuple[int, int, Style]]] = {}
         self._marks: dict[int, Style] = {}
         self._syntax_timer: Timer | None = None
@@ -214,8 +215,14 @@ class EditorView(TextArea):
     def show_lens(self, scores: list[tuple[int, int, float, float]]) -> None:
         """Tint each (start, end, probability, model's best probability) range by how much
         the model would change it."""
-        self._lens = [(a, b, lens_level(p, top)) for a, b, p, top in scores]
+        self._lens = [(a, b, lens_level(p, top), p) for a, b, p, top in scores]
         self._paint()
+
+    def show_doubt(self, below: float) -> int:
+        """Mark the lens's tokens under ``below`` as doubted; how many there are."""
+        self.doubt_below = below
+        self._paint()
+        return sum(1 for *_, p in self._lens or () if p < below)
 
     def clear_lens(self) -> None:
         self._lens = None
@@ -252,7 +259,8 @@ class EditorView(TextArea):
         else:
             starts = None
             if self._lens:
-                styled += [(a, b, pal.lens(level)) for a, b, level in self._lens if level]
+                styled += [(a, b, pal.doubted() if p < self.doubt_below else pal.lens(level))
+                           for a, b, level, p in self._lens if level or p < self.doubt_below]
             for span in self.doc.spans:
                 if span.start < span.end:
                     styled.append((span.start, span.end, pal.span()))
