@@ -150,3 +150,23 @@ def test_train_refuses_bad_input_before_training(tmp_path, args, words):
 def test_bench_quality_takes_no_negative_seed():
     out = dgterm("bench", "quality", "--seed", "-1")
     assert out.returncode == 2 and "too small" in out.stderr
+
+
+# ---- closed standard input, FIFOs, empty names ------------------------------------------------
+
+
+def test_generate_from_a_closed_stdin_is_one_sentence():
+    out = subprocess.run(f"{sys.executable} -m dgterm.cli generate - <&-", shell=True, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 2 and out.stderr.splitlines() == [
+        "dgterm: Standard input is closed, so there is no prompt to read; give the prompt as an argument or "
+        "from a file."]
+
+
+def test_a_trace_onto_a_fifo_is_refused_without_hanging(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    out = subprocess.run([sys.executable, "-m", "dgterm.cli", "generate", "hi", "--trace", str(fifo)],
+                         capture_output=True, text=True, timeout=120)  # before the fix: blocked in open()
+    assert out.returncode == 2 and out.stderr.splitlines() == [
+        f"dgterm: --trace {fifo} is a FIFO, not a file; give the name of a regular file."]

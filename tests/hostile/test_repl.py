@@ -53,3 +53,10 @@ def test_an_unreadable_history_file_is_noted(run_repl, bundled, isolated_user_di
     (state / "repl_history").chmod(0)
     r = run_repl(["/help"], lm=bundled)
     assert r.err.count("History will not be saved") == 1
+
+
+def test_trace_onto_a_fifo_is_refused(run_repl, bundled, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = run_repl(["/steps 2", "/canvases 1", "hello", f"/trace {fifo}"], lm=bundled)
+    assert f"/trace {fifo} is a FIFO, not a file" in r.err and "Traceback" not in r.err + r.out
