@@ -129,6 +129,8 @@ CORRUPTIONS = {
     "text not a string": lambda rs: rs + [{"r": [0, 0, 5, None]}],
     "garbage line in the middle": lambda rs: rs[:1] + ["not json"] + rs[1:],
     "record not an object": lambda rs: rs + [[1, 2]],
+    "100,000 [ on a line": lambda rs: rs[:1] + ["[" * 100_000] + rs[1:],
+    "nested 100,000 deep": lambda rs: rs + ['{"r": ' + "[" * 100_000 + "]" * 100_000 + "}"],
 }
 
 
