@@ -137,12 +137,16 @@ def test_a_trace_on_a_full_disk_or_with_undecodable_bytes_in_its_name(tmp_path):
     (["{dir}", "--lr", "nan"], "not a learning rate"),
     (["{dir}", "--device", "quantum"], "Unknown device"),
     (["{corrupt}"], "damaged"),
+    (["{corrupt stream}"], "stream.pt is not a token cache dgterm wrote (it is damaged); delete it"),
+    (["{corrupt stream}", "--no-resume"], "damaged"),
 ])
 def test_train_refuses_bad_input_before_training(tmp_path, args, words):
     (tmp_path / "f").write_text("x")
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "checkpoint.pt").write_text("garbage")
-    names = {"file": tmp_path / "f", "dir": tmp_path / "w", "corrupt": tmp_path / "c"}
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "stream.pt").write_text("garbage")
+    names = {"file": tmp_path / "f", "dir": tmp_path / "w", "corrupt": tmp_path / "c", "corrupt stream": tmp_path / "s"}
     out = dgterm("train", *[a.format(**names) for a in args])
     assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr
 
