@@ -44,8 +44,12 @@ def probe(engine_args: EngineArgs, context: int | None = None, gpu_memory: int |
     model, config = _model(settings.model, engine_args.download)
     report["model"] = model
     if config is not None:
-        context = min(context or 8192, config.text_config.max_position_embeddings)
-        report["memory"] = _memory(config, context, report["cuda"]["devices"], report["cpu"], gpu_memory)
+        most = config.text_config.max_position_embeddings
+        report["memory"] = _memory(config, min(context or 8192, most), report["cuda"]["devices"], report["cpu"],
+                                   gpu_memory)
+        if context and context > most:
+            report["memory"]["note"] = (f"--context {context:,} is more than the model's {most:,} positions, so the "
+                                        f"memory is planned for {most:,}.")
         if model["kind"] == "checkpoint":
             report["recommended"] = _recommend(settings.model, report["memory"])
     report["chosen"] = _chosen(engine_args, model, config, report)
@@ -345,6 +349,8 @@ def format_text(r: Report) -> str:
         for row in mem["devices"]:
             cells = "".join(f"{_gib(row['needs'][q]) + (' fits' if row['fits'][q] else ' no'):<17}" for q in QUANTS)
             lines.append(f"  {row['device'] + ' (' + row['dtype'] + ')':<16}{cells}{_gib(row['free'])}")
+        if "note" in mem:
+            lines.append(f"  note: {mem['note']}")
     c = r["chosen"]
     lines.append("")
     if c["needs"] is not None:

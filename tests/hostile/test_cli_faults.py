@@ -174,3 +174,14 @@ def test_a_trace_onto_a_fifo_is_refused_without_hanging(tmp_path):
                          capture_output=True, text=True, timeout=120)  # before the fix: blocked in open()
     assert out.returncode == 2 and out.stderr.splitlines() == [
         f"dgterm: --trace {fifo} is a FIFO, not a file; give the name of a regular file."]
+
+
+def test_an_empty_model_name_is_an_error_not_the_default_model():
+    out = dgterm("generate", "hi", "--model", "")
+    assert out.returncode == 2 and "the model name is empty" in out.stderr and not out.stdout
+
+
+def test_doctor_says_it_plans_a_huge_context_for_the_model_s_most():
+    out = dgterm("doctor", "--context", "99999999999999")
+    assert "note: --context 99,999,999,999,999 is more than the model's 32,768 positions, so the memory is planned " \
+        "for 32,768." in out.stdout and "memory at 32768 tokens" in out.stdout
