@@ -155,3 +155,26 @@ async def test_a_large_file_paints_its_head_first_then_takes_the_rest(tmp_path, 
         await pilot.press("ctrl+end", "x")
         await pilot.pause()
         assert view.text == app.doc.text == data + "x"  # edits reach the document once it is all in
+
+
+async def test_a_run_s_drafts_do_not_leave_the_view_scrolled_sideways(tmp_path):
+    """A long noisy draft before the cursor moved it (its offset is kept) past the right edge;
+    the view followed it and stayed scrolled after the run, hiding the start of every line."""
+    from dgterm.engine.output.frames import DraftToken
+
+    path = tmp_path / "code.py"
+    path.write_text("total = sum(values)\n" + "# " + "wide " * 24 + "\n")  # one line wider than the view
+    app = make_app(str(path), load=False)
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.editor
+        span = app.doc.add_span(8, 11)  # "sum"
+        view.move_cursor((0, 19))  # the end of the line, after the span
+        await pilot.pause()
+        assert view.scroll_x == 0 and view.virtual_size.width > view.size.width
+        for n in (10, 40, 90):  # the draft grows step by step, noise first
+            view.show_preview({span.id: [DraftToken("·noise", "noise", 3.0)] * n})
+            await pilot.pause()
+            assert view.scroll_x == 0
+        view.sync_from_doc()  # the run ends: rejected
+        await pilot.pause()
+        assert view.scroll_x == 0 and view.text == app.doc.text and view.cursor_location == (0, 19)

@@ -17,6 +17,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.cache import LRUCache
+from textual.geometry import Offset
 from textual.message import Message
 from textual.reactive import Reactive, reactive
 from textual.strip import Strip
@@ -302,6 +303,14 @@ class EditorView(TextArea):
         return out
 
     # ------------------------------------------------------------------ rendering
+
+    def scroll_cursor_visible(self, center: bool = False, animate: bool = False) -> Offset:
+        """Follow the cursor, except while a run's drafts are shown: they move the cursor (its
+        offset is kept) and a long noisy draft would scroll the view sideways, where it stayed
+        after the run, hiding the start of every line."""
+        if self.previewing:
+            return Offset(0, 0)
+        return super().scroll_cursor_visible(center, animate)
 
     def _watch_selection(self, previous: Selection, selection: Selection) -> None:
         bracket = self._matching_bracket_location
