@@ -4,45 +4,66 @@ After a run, each candidate's final canvases are laid out again with every posit
 known, and the model is asked how likely each generated token is with that token hidden
 (uniform noise in its place, as the model saw undecided positions in training) and
 everything else, context on both sides and the candidate's other tokens, in view. A
-group of every ``stride``-th generated position is hidden at once: one decoder forward
-per group over all candidates, reading a cache of one row per candidate (the rows of a
-candidate's groups see the same context, so the cache is not copied per group). Scoring
-thus never holds more than a denoising step of the same run does. The score is
-the mean log-probability per generated token (nats, at most 0, higher is likelier):
-a pseudo-log-likelihood, normalised by length so candidates of different lengths compare.
+group of every ``stride``-th generated position is hidden at once. The score is the mean
+log-probability per generated token (nats, at most 0, higher is likelier): a
+pseudo-log-likelihood, normalised by length so candidates of different lengths compare.
+
+One noise draw is a noisy estimate (about 0.2 nats apart from one draw to the next on the
+bundled model), as large as the gaps that decide a ranking. So the score averages
+``DRAWS`` draws, and every candidate of a run is scored under the *same* draws (common
+random numbers: candidates differ by their text, not by their luck); :class:`Score`
+carries the standard error over the draws, so a caller can tell a tie. The draws go
+through the decoder as one batch while the candidates share one cache row (a one-window
+run: the cache is a broadcast view, no copy); otherwise one draw per forward, so scoring
+never copies the cache.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 
 from dgterm.engine.events import RunResult, Window
 from dgterm.engine.local.denoise import LocalModel, decoder_logits, decoder_mask, restriction
-from dgterm.engine.local.prefill import SharedPrefill
+from dgterm.engine.local.prefill import SharedPrefill, _rows, fork
 
 STRIDE = 4
+DRAWS = 8
+
+
+class Score(float):
+    """A score (a float, as before) with ``se``: the standard error of its mean over the noise draws."""
+
+    se: float
+
+    def __new__(cls, value: float, se: float = 0.0) -> Score:
+        score = super().__new__(cls, value)
+        score.se = se
+        return score
 
 
 def score_run(lm: LocalModel, windows: Sequence[Window], run: RunResult, *, skip_pad: bool, seed: int) -> list[float]:
-    """:func:`loglik` of a finished run's canvases; 0 for every row when nothing was generated.
+    """:func:`loglik` of a finished run's canvases (each a :class:`Score`); 0 for every row when nothing was generated.
     The run's cache (``run.context``) goes with it:
     read again when the run had one window, let go first otherwise."""
     context, run.context = (run.context if len(run.canvases) == 1 else None), None
     if not run.canvases:
-        return [0.0] * run.forwards.shape[0]
+        return [Score(0.0)] * run.forwards.shape[0]
     return loglik(lm, windows, run.canvases, skip_pad=skip_pad, seed=seed, context=context)
 
 
 @torch.no_grad()
 def loglik(lm: LocalModel, windows: Sequence[Window], canvases: list[torch.Tensor], *, skip_pad: bool = False,
-           stride: int = STRIDE, seed: int = 0, context: tuple[SharedPrefill, int] | None = None) -> list[float]:
+           stride: int = STRIDE, draws: int = DRAWS, seed: int = 0,
+           context: tuple[SharedPrefill, int] | None = None) -> list[float]:
     """Mean log-probability per generated token of each batch row of ``canvases`` (one (B, C)
-    tensor per window, as the run left them) over the ``windows`` the run denoised.
-    ``skip_pad`` leaves out pad positions (what follows EOS in a continuation). ``context``:
-    the cache and length of a one-window run (``RunResult.context``), which hold exactly
-    its prompt: read as they are instead of encoding it again."""
+    tensor per window, as the run left them) over the ``windows`` the run denoised, averaged
+    over ``draws`` noise draws from ``seed`` shared by every row. ``skip_pad`` leaves out pad
+    positions (what follows EOS in a continuation). ``context``: the cache and length of a
+    one-window run (``RunResult.context``), which hold exactly its prompt: read as they are
+    instead of encoding it again."""
     from transformers import DynamicCache
 
     model, device = lm.model, lm.device
@@ -51,7 +72,7 @@ def loglik(lm: LocalModel, windows: Sequence[Window], canvases: list[torch.Tenso
     prefill, cur_len = context if context is not None else (
         SharedPrefill(model, DynamicCache(config=model.config.get_text_config(decoder=True)), B), 0)
     reuse = context is not None
-    total = torch.zeros(B, dtype=torch.float64)
+    total = torch.zeros(draws, B, dtype=torch.float64)
     count = torch.zeros(B, dtype=torch.float64)
     pending: torch.Tensor | None = None
     for window, final in zip(windows, canvases):
@@ -62,28 +83,40 @@ def loglik(lm: LocalModel, windows: Sequence[Window], canvases: list[torch.Tenso
             cur_len = prefill.append(torch.cat(parts, dim=-1), cur_len)
         final = final.to(device)
         free = torch.ones(C, dtype=torch.bool) if window.pinned is None else ~window.pinned.cpu()
-        noise = torch.randint(0, lm.vocab_size, (B, stride, C), generator=gen).to(device)
-        mask = decoder_mask(model, final, prefill.cache, cur_len)
+        noise = torch.randint(0, lm.vocab_size, (draws, stride, C), generator=gen).to(device)  # the same for every row
+        per = draws if prefill.uniform else 1  # draws in one forward
+        cache = _widened(prefill, per * B) if per > 1 else prefill.cache
+        rows = final.repeat(per, 1)
+        mask = decoder_mask(model, rows, cache, cur_len)
         positions = torch.arange(cur_len, cur_len + C, dtype=torch.int32, device=device)[None]
         restrict = restriction(window.allowed, lm.vocab_size, device)
+        counted = final != lm.pad_id if skip_pad else torch.ones_like(final, dtype=torch.bool)
         for r, group in enumerate(_groups(free, stride)):
             if not len(group):
                 continue
-            hidden = torch.zeros(B, C, dtype=torch.bool)
-            hidden[:, group] = True
+            hidden = torch.zeros(C, dtype=torch.bool)
+            hidden[group] = True
             hidden = hidden.to(device)
-            canvas = torch.where(hidden, noise[:, r], final)
-            logits = decoder_logits(model, canvas, None, mask, prefill.cache, positions)
-            if restrict is not None:
-                logits = restrict(logits)
-            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, final[..., None])[..., 0]
-            del logits
-            if skip_pad:
-                hidden &= final != lm.pad_id
-            total += (logp * hidden).sum(-1).double().cpu()
-            count += hidden.sum(-1).double().cpu()
+            for d in range(0, draws, per):
+                canvas = torch.where(hidden, noise[d : d + per, r, None, :], final[None]).reshape(per * B, C)
+                logits = decoder_logits(model, canvas, None, mask, cache, positions)
+                if restrict is not None:
+                    logits = restrict(logits)
+                logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, rows[..., None])[..., 0]
+                del logits
+                total[d : d + per] += (logp * (hidden & counted).repeat(per, 1)).sum(-1).double().cpu().view(per, B)
+            count += (hidden & counted).sum(-1).double().cpu()
         pending = final
-    return (total / count.clamp(min=1)).tolist()
+    means = total / count.clamp(min=1)  # (draws, B)
+    spread = means.std(0) / math.sqrt(draws) if draws > 1 else torch.zeros(B, dtype=torch.float64)
+    return [Score(float(m), float(s)) for m, s in zip(means.mean(0), spread)]
+
+
+def _widened(prefill: SharedPrefill, rows: int):
+    """A cache over the same (one, broadcast) row as ``prefill``'s, for ``rows`` decoder rows: a view, no copy."""
+    cache = fork(prefill.cache)
+    _rows(cache, lambda t: t[:1].expand(rows, *t.shape[1:]))
+    return cache
 
 
 def _groups(free: torch.Tensor, stride: int) -> list[torch.Tensor]:

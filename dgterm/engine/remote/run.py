@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from dgterm.engine.events import RunResult, StepEvent
+from dgterm.engine.events import RunResult, StepEvent, seeds_for
 from dgterm.errors import DgtermError, RemoteError
 
 LENS_LOGPROBS = 20  # vLLM's default --max-logprobs
@@ -28,7 +28,7 @@ def run_remote(engine, windows, params, batch, cancel, stop_at_eos):
     stop = threading.Event()
     responses: list = []
     plain = all(w.pinned is None for w in windows) and not any(w.prefix for w in windows[1:])
-    seeds = [params.seed + b for b in range(batch)]
+    seeds = seeds_for(params, batch)
 
     def commit(b, w, ids, eos=False):
         canvas = (list(ids) + [engine.pad_id] * C)[:C]
