@@ -168,10 +168,9 @@ def _cannot_run(path: Path, config: Config, prequantized: bool) -> str | None:
     try:
         if not prequantized:
             checkpoint.check_weights(path, config)
+        checkpoint.check_finite(path)
     except DgtermError as e:
         return str(e)
-    if _nonfinite_weights(path):
-        return f"The weights in {path} hold NaN or infinite values; re-download or re-export the checkpoint."
     try:
         from transformers import AutoTokenizer
 
@@ -179,26 +178,6 @@ def _cannot_run(path: Path, config: Config, prequantized: bool) -> str | None:
     except Exception as e:  # noqa: BLE001 - any failure of the tokenizer files
         return f"The tokenizer in {path} cannot be loaded ({type(e).__name__}); restore the tokenizer files."
     return None
-
-
-SCAN_LIMIT = 4 << 30  # weights up to this size are read for NaN (as loading does); a larger model is checked at load
-
-
-def _nonfinite_weights(path: Path) -> bool:
-    """Whether a floating-point tensor of the checkpoint holds NaN or infinity (small models only)."""
-    files = sorted(path.glob("*.safetensors"))
-    if sum(f.stat().st_size for f in files) > SCAN_LIMIT:
-        return False
-    import torch
-    from safetensors import safe_open
-
-    for file in files:
-        with safe_open(str(file), framework="pt") as f:
-            for name in f.keys():  # noqa: SIM118 - a safe_open handle is not iterable
-                t = f.get_tensor(name)
-                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                    return True
-    return False
 
 
 def _has_chat_template(path: Path) -> bool:

@@ -132,7 +132,9 @@ def _model(repl, arg):
     from dgterm.engine.local import checkpoint
 
     # refuse a bad spec before unloading
-    checkpoint.check_checkpoint(checkpoint.resolve(arg, repl.engine_args.download))
+    path = checkpoint.resolve(arg, repl.engine_args.download)
+    checkpoint.check_checkpoint(path)
+    checkpoint.check_finite(path)  # NaN weights: refused here, not after the working model is gone
     repl.load(arg)
 
 
