@@ -60,19 +60,13 @@ def _expressions(text: str) -> list[tuple[int, int]]:
     """Character spans of one-line expressions a person might leave to the model: assigned and
     returned values, call arguments and keyword values, tests of if/while/assert; not bare
     names or constants (the identifier and token kinds cover those)."""
+    from dgterm.editor.structure import char_offsets
+
     try:
         tree = ast.parse(text)
     except SyntaxError:
         return []
-    starts, pos = [], 0
-    lines = text.splitlines(keepends=True)
-    for line in lines:
-        starts.append(pos)
-        pos += len(line)
-
-    def char(line: int, col: int) -> int:
-        return starts[line - 1] + len(lines[line - 1].encode("utf-8")[:col].decode("utf-8", "replace"))
-
+    char = char_offsets(text)
     nodes = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Return)) and node.value is not None:

@@ -31,6 +31,7 @@ class Verdict(Protocol):
 
 
 Check = Callable[[str], Verdict]  # the new text -> whether it parses
+SpanCheck = Callable[[str, list[str]], Verdict]  # (the new text, each span's new text) -> valid or not
 # Every run scores under the same noise draws, so the same text in the same context scores the
 # same whatever the run's seed (common random numbers across runs as well as across candidates).
 SCORE_SEED = 0
@@ -76,6 +77,18 @@ class Candidate:
     round: int = 0  # the round of drawing it came from (until_valid)
 
 
+def around(check: Check | None, text: str, spans: Sequence[SpanRequest]) -> SpanCheck | None:
+    """``check`` bound to the spans of ``text`` a task rewrites: a checker with ``around``
+    (:class:`dgterm.editor.structure.Checker`) also asks each span to hold what it held
+    (an expression, an element, a value); a plain one parses the whole new text."""
+    if check is None:
+        return None
+    bind = getattr(check, "around", None)
+    if bind is not None:
+        return bind(text, [(s.start, s.end) for s in spans])
+    return lambda new, _spans: check(new)
+
+
 def rank(candidates: list[Candidate]) -> list[Candidate]:
     """Best first: valid before invalid (unknown counts as valid), then likelier, then surer."""
     return sorted(candidates, key=lambda c: (c.valid is False, -c.score, c.entropy))
@@ -98,7 +111,7 @@ class Task:
 
     def __init__(self, lm: Engine, plans: Sequence[Plan], params: SamplerParams, candidates: int,
                  cancel: threading.Event | None, stop_at_eos: bool, finish: Finish,
-                 check: Check | None = None):
+                 check: SpanCheck | None = None):
         self.lm, self.plans, self.params = lm, plans, params
         _check_size(lm, plans, candidates, params.mode)
         self.seeds = seeds_for(params, len(plans) * candidates)
@@ -133,7 +146,7 @@ class Task:
             cand.score_se = getattr(scores[row], "se", 0.0)  # a local Score carries it; a remote one may not
             cand.seed, cand.row, cand.round = self.seeds[row], row, self.round
             if self._check is not None:
-                verdict = self._check(cand.text)
+                verdict = self._check(cand.text, cand.spans)
                 cand.valid, cand.reason = verdict.valid, verdict.reason
             out.append(cand)
         self.result = TaskResult(rank(out), run)
