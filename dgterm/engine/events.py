@@ -68,6 +68,10 @@ class RunResult:
     def tokens_per_second(self) -> float:
         return float(self.generated.sum()) / self.elapsed if self.elapsed > 0 else 0.0
 
+    def row_rate(self, row: int) -> float:
+        """Tokens per second of one candidate (what a front end that shows one draft reports)."""
+        return int(self.generated[row]) / self.elapsed if self.elapsed > 0 else 0.0
+
 
 @dataclass
 class Window:
