@@ -36,6 +36,8 @@ def add_arguments(p):
                         "(default %(default)s)")
     q.add_argument("--healing", choices=("on", "off", "both"), default="on",
                    help="token healing at span edges; both: each case with and without (default %(default)s)")
+    q.add_argument("--ranking", action="store_true",
+                   help="also: score spread over 10 seeds and ranking vs compile success, scorer before/after")
     v = sub.add_parser("serve", help="dgterm serve: 1, 4, 8 concurrent clients; server vs in-process")
     v.add_argument("--steps", type=whole(1), default=16)
     v.add_argument("--repeats", type=whole(1), default=3)
@@ -136,6 +138,9 @@ def run(args) -> int:
                                                             bar.update)
     if args.sweep:
         report["sweep"] = quality.sweep(lm, cases[:: max(1, len(cases) // 60)], baselines)
+    if args.ranking:
+        with tqdm(total=len(multi), desc="ranking", leave=False) as bar:
+            report["ranking"] = quality.ranking(lm, multi, params, args.candidates, progress=bar.update)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -162,6 +167,8 @@ def run(args) -> int:
             print(f"| {kind} | {heal} | {r['n']} | {pct(*(f'exact {m}' for m in names))} | {pct('exact any')} "
                   f"| {pct(*(f'compiles {m}' for m in names))} | {pct('compiles any')} | {pct('leading space')} "
                   f"| {pct('copy exact')} | {pct('copy compiles')} |")
+    if "ranking" in report:
+        print_ranking(report["ranking"])
     sweep = report.get("sweep", [])
     if sweep:
         columns = list(sweep[0])
@@ -170,6 +177,20 @@ def run(args) -> int:
         for row in sweep:
             print("| " + " | ".join(str(row[c]) for c in columns) + " |")
     return 0
+
+
+def print_ranking(r: dict) -> None:
+    """The scorer before and after issue 28, on the expression cases."""
+    print(f"\nscores of {r['n']} expression infills, {r['candidates']} candidates each ({r['pairs']} pairs of a "
+          f"candidate that compiles and one that does not):\n")
+    print(f"| scorer | score spread over {r['seeds']} seeds (nats) | concordance with compiling "
+          "| likeliest compiles |")
+    print("|---|---|---|---|")
+    print(f"| before: 1 draw, noise per candidate and seed | {r['spread before']:.3f} "
+          f"| {100 * r['concordance before']:.0f}% | {100 * r['top compiles before']:.0f}% |")
+    print(f"| after: 8 shared draws, fixed scoring seed | {r['spread after']:.3f} "
+          f"(scoring seed varied: {r['spread after, scoring seed varied']:.3f}) "
+          f"| {100 * r['concordance after']:.0f}% | {100 * r['top compiles after']:.0f}% |")
 
 
 def spread(median: float, min_max: list[float]) -> str:

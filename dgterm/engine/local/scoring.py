@@ -9,8 +9,9 @@ log-probability per generated token (nats, at most 0, higher is likelier): a
 pseudo-log-likelihood, normalised by length so candidates of different lengths compare.
 
 One noise draw is a noisy estimate (about 0.2 nats apart from one draw to the next on the
-bundled model), as large as the gaps that decide a ranking. So the score averages
-``DRAWS`` draws, and every candidate of a run is scored under the *same* draws (common
+bundled model for a span of a dozen tokens), as large as the gaps that decide a ranking. So
+the score averages up to ``DRAWS`` draws (fewer for a long draft, whose many tokens average
+the noise already: :func:`draws_for`), and every candidate of a run is scored under the *same* draws (common
 random numbers: candidates differ by their text, not by their luck); :class:`Score`
 carries the standard error over the draws, so a caller can tell a tie. The draws go
 through the decoder as one batch while the candidates share one cache row (a one-window
@@ -30,7 +31,8 @@ from dgterm.engine.local.denoise import LocalModel, decoder_logits, decoder_mask
 from dgterm.engine.local.prefill import SharedPrefill, _rows, fork
 
 STRIDE = 4
-DRAWS = 8
+DRAWS = 8  # at most; a long draft averages over more tokens and needs fewer (TOKEN_DRAWS)
+TOKEN_DRAWS = 64  # draws x generated tokens: a score's standard error of about 0.1 nats on the bundled model
 
 
 class Score(float):
@@ -56,18 +58,19 @@ def score_run(lm: LocalModel, windows: Sequence[Window], run: RunResult, *, skip
 
 @torch.no_grad()
 def loglik(lm: LocalModel, windows: Sequence[Window], canvases: list[torch.Tensor], *, skip_pad: bool = False,
-           stride: int = STRIDE, draws: int = DRAWS, seed: int = 0,
+           stride: int = STRIDE, draws: int | None = None, seed: int = 0,
            context: tuple[SharedPrefill, int] | None = None) -> list[float]:
     """Mean log-probability per generated token of each batch row of ``canvases`` (one (B, C)
     tensor per window, as the run left them) over the ``windows`` the run denoised, averaged
-    over ``draws`` noise draws from ``seed`` shared by every row. ``skip_pad`` leaves out pad
-    positions (what follows EOS in a continuation). ``context``: the cache and length of a
-    one-window run (``RunResult.context``), which hold exactly its prompt: read as they are
-    instead of encoding it again."""
+    over ``draws`` noise draws (None: :func:`draws_for`) from ``seed``, shared by every row.
+    ``skip_pad`` leaves out pad positions (what follows EOS in a continuation). ``context``:
+    the cache and length of a one-window run (``RunResult.context``), which hold exactly its
+    prompt: read as they are instead of encoding it again."""
     from transformers import DynamicCache
 
     model, device = lm.model, lm.device
     B, C = canvases[0].shape
+    draws = draws or draws_for(windows, C)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     prefill, cur_len = context if context is not None else (
         SharedPrefill(model, DynamicCache(config=model.config.get_text_config(decoder=True)), B), 0)
@@ -110,6 +113,13 @@ def loglik(lm: LocalModel, windows: Sequence[Window], canvases: list[torch.Tenso
     means = total / count.clamp(min=1)  # (draws, B)
     spread = means.std(0) / math.sqrt(draws) if draws > 1 else torch.zeros(B, dtype=torch.float64)
     return [Score(float(m), float(s)) for m, s in zip(means.mean(0), spread)]
+
+
+def draws_for(windows: Sequence[Window], canvas_length: int) -> int:
+    """Noise draws for a draft of the windows' generated tokens: ``DRAWS`` for a short span, down
+    to 2 (a standard error still needs two) once the tokens average the noise out themselves."""
+    tokens = sum(canvas_length if w.pinned is None else int((~w.pinned).sum()) for w in windows)
+    return min(DRAWS, max(2, -(-TOKEN_DRAWS // max(tokens, 1))))
 
 
 def _widened(prefill: SharedPrefill, rows: int):

@@ -47,3 +47,16 @@ def test_scores_over_several_windows_read_one_draw_at_a_time(tiny):
     result = task.collect()
     assert len(task.plans[0].starts) > 1  # several windows: the cache rows differ per candidate
     assert all(torch.isfinite(torch.tensor(c.score)) and c.score_se >= 0 for c in result.candidates)
+
+
+def test_a_long_draft_needs_fewer_draws_than_a_short_one():
+    from dgterm.engine.events import Window
+    from dgterm.engine.local.scoring import DRAWS, draws_for
+
+    def span(free: int) -> Window:
+        pinned = torch.ones(128, dtype=torch.bool)
+        pinned[:free] = False
+        return Window([1], torch.zeros(128, dtype=torch.long), pinned)
+
+    assert draws_for([span(6)], 128) == DRAWS
+    assert draws_for([span(32)], 128) == 2 == draws_for([Window([1]), Window([])], 128)  # two whole canvases
