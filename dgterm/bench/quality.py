@@ -347,12 +347,12 @@ def ranking(lm, cases: list[Case], params, candidates: int = 4, seeds: int = 10,
         if progress:
             progress()
     cases_n = max(out["n"], 1)
-    report = {"n": out["n"], "candidates": candidates, "seeds": seeds,
+    report = {"n": int(out["n"]), "candidates": candidates, "seeds": seeds,
               "spread before": out["spread before"] / cases_n,
               "spread after": 0.0,  # the same noise whatever the run's seed
               "spread after, scoring seed varied": out["spread after, scoring seed varied"] / cases_n}
     for name in ("before", "after"):
         report[f"concordance {name}"] = out[f"concordant {name}"] / max(out[f"pairs {name}"], 1)
         report[f"top compiles {name}"] = out[f"top compiles {name}"] / cases_n
-    report["pairs"] = out["pairs after"]
+    report["pairs"] = int(out["pairs after"])
     return report
