@@ -13,10 +13,11 @@ bundled model for a span of a dozen tokens), as large as the gaps that decide a 
 the score averages up to ``DRAWS`` draws (fewer for a long draft, whose many tokens average
 the noise already: :func:`draws_for`), and every candidate of a run is scored under the *same* draws (common
 random numbers: candidates differ by their text, not by their luck); :class:`Score`
-carries the standard error over the draws, so a caller can tell a tie. The draws go
-through the decoder as one batch while the candidates share one cache row (a one-window
-run: the cache is a broadcast view, no copy); otherwise one draw per forward, so scoring
-never copies the cache.
+carries the standard error over the draws, so a caller can tell a tie. The draws run one after the
+other over the run's own rows and cache: a scoring forward holds no more memory than a
+denoising step (what the memory planner counts), at the price of one forward per draw and
+group. (Batching the draws into one forward saved a fifth of the time on the CPU and would
+multiply the logits, 262,144 wide for the real model, by the number of draws.)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 
 from dgterm.engine.events import RunResult, Window
 from dgterm.engine.local.denoise import LocalModel, decoder_logits, decoder_mask, restriction
-from dgterm.engine.local.prefill import SharedPrefill, _rows, fork
+from dgterm.engine.local.prefill import SharedPrefill
 
 STRIDE = 4
 DRAWS = 8  # at most; a long draft averages over more tokens and needs fewer (TOKEN_DRAWS)
@@ -87,10 +88,7 @@ def loglik(lm: LocalModel, windows: Sequence[Window], canvases: list[torch.Tenso
         final = final.to(device)
         free = torch.ones(C, dtype=torch.bool) if window.pinned is None else ~window.pinned.cpu()
         noise = torch.randint(0, lm.vocab_size, (draws, stride, C), generator=gen).to(device)  # the same for every row
-        per = draws if prefill.uniform else 1  # draws in one forward
-        cache = _widened(prefill, per * B) if per > 1 else prefill.cache
-        rows = final.repeat(per, 1)
-        mask = decoder_mask(model, rows, cache, cur_len)
+        mask = decoder_mask(model, final, prefill.cache, cur_len)
         positions = torch.arange(cur_len, cur_len + C, dtype=torch.int32, device=device)[None]
         restrict = restriction(window.allowed, lm.vocab_size, device)
         counted = final != lm.pad_id if skip_pad else torch.ones_like(final, dtype=torch.bool)
@@ -100,14 +98,14 @@ def loglik(lm: LocalModel, windows: Sequence[Window], canvases: list[torch.Tenso
             hidden = torch.zeros(C, dtype=torch.bool)
             hidden[group] = True
             hidden = hidden.to(device)
-            for d in range(0, draws, per):
-                canvas = torch.where(hidden, noise[d : d + per, r, None, :], final[None]).reshape(per * B, C)
-                logits = decoder_logits(model, canvas, None, mask, cache, positions)
+            for d in range(draws):
+                canvas = torch.where(hidden, noise[d, r], final)
+                logits = decoder_logits(model, canvas, None, mask, prefill.cache, positions)
                 if restrict is not None:
                     logits = restrict(logits)
-                logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, rows[..., None])[..., 0]
+                logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, final[..., None])[..., 0]
                 del logits
-                total[d : d + per] += (logp * (hidden & counted).repeat(per, 1)).sum(-1).double().cpu().view(per, B)
+                total[d] += (logp * (hidden & counted)).sum(-1).double().cpu()
             count += (hidden & counted).sum(-1).double().cpu()
         pending = final
     means = total / count.clamp(min=1)  # (draws, B)
@@ -120,13 +118,6 @@ def draws_for(windows: Sequence[Window], canvas_length: int) -> int:
     to 2 (a standard error still needs two) once the tokens average the noise out themselves."""
     tokens = sum(canvas_length if w.pinned is None else int((~w.pinned).sum()) for w in windows)
     return min(DRAWS, max(2, -(-TOKEN_DRAWS // max(tokens, 1))))
-
-
-def _widened(prefill: SharedPrefill, rows: int):
-    """A cache over the same (one, broadcast) row as ``prefill``'s, for ``rows`` decoder rows: a view, no copy."""
-    cache = fork(prefill.cache)
-    _rows(cache, lambda t: t[:1].expand(rows, *t.shape[1:]))
-    return cache
 
 
 def _groups(free: torch.Tensor, stride: int) -> list[torch.Tensor]:
