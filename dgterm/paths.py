@@ -47,11 +47,19 @@ def same_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLike | i
 
 
 def refuse_input(output: str | os.PathLike | None, flag: str, inputs: Iterable[str | os.PathLike | int]) -> None:
-    """Raise InputError if the output named by ``flag`` would overwrite an input."""
+    """Raise InputError if the output named by ``flag`` would overwrite an input, or is a FIFO
+    or socket (opening one waits for a reader: the command would hang with nothing said)."""
     from dgterm.errors import InputError
 
     if output is None:
         return
+    try:
+        mode = os.stat(output).st_mode
+    except OSError:
+        mode = 0
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        raise InputError(f"{flag} {output} is a {'FIFO' if stat.S_ISFIFO(mode) else 'socket'}, not a file; "
+                         "give the name of a regular file.")
     hit = same_input(output, inputs)
     if hit is not None:
         raise InputError(f"{flag} {output} is {'' if hit == str(output) else 'the same file as '}{hit}, which "

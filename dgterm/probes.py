@@ -44,11 +44,15 @@ def probe(engine_args: EngineArgs, context: int | None = None, gpu_memory: int |
     model, config = _model(settings.model, engine_args.download)
     report["model"] = model
     if config is not None:
-        context = min(context or 8192, config.text_config.max_position_embeddings)
-        report["memory"] = _memory(config, context, report["cuda"]["devices"], report["cpu"], gpu_memory)
+        most = config.text_config.max_position_embeddings
+        planned = min(context or 8192, most)
+        report["memory"] = _memory(config, planned, report["cuda"]["devices"], report["cpu"], gpu_memory)
+        if context and context > most:
+            report["memory"]["note"] = (f"--context {context:,} is more than the model's {most:,} positions, so the "
+                                        f"memory is planned for {most:,}.")
         if model["kind"] == "checkpoint":
             report["recommended"] = _recommend(settings.model, report["memory"])
-        report["cards"] = _cards(config, context, report["cuda"]["devices"], gpu_memory, model, settings.model)
+        report["cards"] = _cards(config, planned, report["cuda"]["devices"], gpu_memory, model, settings.model)
     report["chosen"] = _chosen(engine_args, model, config, report)
     report["ok"] = report["chosen"]["problem"] is None
     return report
@@ -171,6 +175,7 @@ def _cannot_run(path: Path, config: Config, prequantized: bool) -> str | None:
     try:
         if not prequantized:
             checkpoint.check_weights(path, config)
+        checkpoint.check_finite(path)
     except DgtermError as e:
         return str(e)
     try:
@@ -331,6 +336,8 @@ def format_text(r: Report) -> str:
         for row in mem["devices"]:
             cells = "".join(f"{_gib(row['needs'][q]) + (' fits' if row['fits'][q] else ' no'):<17}" for q in QUANTS)
             lines.append(f"  {row['device'] + ' (' + row['dtype'] + ')':<16}{cells}{_gib(row['free'])}")
+        if "note" in mem:
+            lines.append(f"  note: {mem['note']}")
     lines += _format_cards(r)
     c = r["chosen"]
     lines.append("")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ast
 import random
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from dgterm.training import corpus
@@ -60,19 +60,13 @@ def _expressions(text: str) -> list[tuple[int, int]]:
     """Character spans of one-line expressions a person might leave to the model: assigned and
     returned values, call arguments and keyword values, tests of if/while/assert; not bare
     names or constants (the identifier and token kinds cover those)."""
+    from dgterm.editor.structure import char_offsets
+
     try:
         tree = ast.parse(text)
     except SyntaxError:
         return []
-    starts, pos = [], 0
-    lines = text.splitlines(keepends=True)
-    for line in lines:
-        starts.append(pos)
-        pos += len(line)
-
-    def char(line: int, col: int) -> int:
-        return starts[line - 1] + len(lines[line - 1].encode("utf-8")[:col].decode("utf-8", "replace"))
-
+    char = char_offsets(text)
     nodes = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Return)) and node.value is not None:
@@ -307,3 +301,58 @@ def sweep(lm, cases: list[Case], baselines: Baselines, grid=SWEEP) -> list[dict]
         rows.append({**setting, "seconds": round(time.perf_counter() - t, 1),
                      **{k: round(v["model"], 3) for k, v in scores.items()}})
     return rows
+
+
+def _spread(values: list[float]) -> float:
+    return max(values) - min(values)
+
+
+def ranking(lm, cases: list[Case], params, candidates: int = 4, seeds: int = 10, progress=None) -> dict:
+    """Do scores rank, before (one noise draw per candidate, each candidate its own noise,
+    seeded by the run: the scorer before issue 28) and after (the engine's: ``DRAWS`` draws
+    shared by every candidate, from a fixed scoring seed)? Over the ``expression`` cases:
+
+    - ``spread``: max - min of the best candidate's score over ``seeds`` seeds (nats, mean over
+      cases); after, the score does not depend on the run's seed, so ``spread after, scoring
+      seed varied`` gives the estimator's own spread over ``seeds`` scoring seeds;
+    - ``concordance``: of the pairs (a candidate that compiles in its file, one that does not)
+      of one case, the share where the one that compiles scores higher (ties count half);
+    - ``top compiles``: the share of cases whose likeliest candidate compiles."""
+    from dgterm.editor import structure
+    from dgterm.engine import tasks
+    from dgterm.engine.local.scoring import loglik
+
+    out: defaultdict[str, float] = defaultdict(float)
+    for case in cases:
+        n = len(_ids(lm.tokenizer, case.answer))
+        if case.kind != "expression" or not 0 < n <= lm.canvas_length // 2:
+            continue
+        task = tasks.infill(lm, case.text, [tasks.SpanRequest(case.start, case.end, n)], params, candidates=candidates)
+        result = task.collect()
+        got, canvases, windows = result.candidates, result.run.canvases, list(task.plans[0].windows())
+        best = [c[got[0].row : got[0].row + 1] for c in canvases]
+        before = [loglik(lm, windows, best, draws=1, seed=s)[0] for s in range(seeds)]
+        out["spread before"] += _spread(before)
+        varied = [loglik(lm, windows, best, seed=s)[0] for s in range(seeds)]
+        out["spread after, scoring seed varied"] += _spread(varied)
+        old = {c.row: loglik(lm, windows, [w[c.row : c.row + 1] for w in canvases], draws=1,
+                             seed=(params.seed or 0) * 7919 + c.row)[0] for c in got}
+        compiles = {c.row: structure.check("python", case.in_file(c.spans[0])).valid for c in got}
+        for name, score in (("before", old), ("after", {c.row: c.score for c in got})):
+            pairs = [(score[a], score[b]) for a in compiles if compiles[a] for b in compiles if not compiles[b]]
+            out[f"pairs {name}"] += len(pairs)
+            out[f"concordant {name}"] += sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in pairs)
+            out[f"top compiles {name}"] += compiles[max(score, key=score.__getitem__)]
+        out["n"] += 1
+        if progress:
+            progress()
+    cases_n = max(out["n"], 1)
+    report = {"n": int(out["n"]), "candidates": candidates, "seeds": seeds,
+              "spread before": out["spread before"] / cases_n,
+              "spread after": 0.0,  # the same noise whatever the run's seed
+              "spread after, scoring seed varied": out["spread after, scoring seed varied"] / cases_n}
+    for name in ("before", "after"):
+        report[f"concordance {name}"] = out[f"concordant {name}"] / max(out[f"pairs {name}"], 1)
+        report[f"top compiles {name}"] = out[f"top compiles {name}"] / cases_n
+    report["pairs"] = int(out["pairs after"])
+    return report

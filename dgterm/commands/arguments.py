@@ -40,3 +40,15 @@ def text_argument(text: str, what: str) -> str:
     except UnicodeEncodeError:
         raise InputError(f"The {what} holds bytes that are not UTF-8; convert it to UTF-8 first.") from None
     return text
+
+
+def stdin_text(what: str) -> str:
+    """Standard input as text, in one sentence when it is closed (``<&-``: Python's sys.stdin is None)."""
+    import sys
+
+    from dgterm.errors import InputError
+
+    if sys.stdin is None:
+        raise InputError(f"Standard input is closed, so there is no {what} to read; give the {what} as an "
+                         "argument or from a file.")
+    return sys.stdin.read()

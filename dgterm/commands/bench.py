@@ -36,6 +36,8 @@ def add_arguments(p):
                         "(default %(default)s)")
     q.add_argument("--healing", choices=("on", "off", "both"), default="on",
                    help="token healing at span edges; both: each case with and without (default %(default)s)")
+    q.add_argument("--ranking", action="store_true",
+                   help="also: score spread over 10 seeds and ranking vs compile success, scorer before/after")
     v = sub.add_parser("serve", help="dgterm serve: 1, 4, 8 concurrent clients; server vs in-process")
     v.add_argument("--steps", type=whole(1), default=16)
     v.add_argument("--repeats", type=whole(1), default=3)
@@ -138,6 +140,9 @@ def run(args) -> int:
             report["refine"] = refining.refine_scores(lm, multi, params, progress=bar.update)
     if args.sweep:
         report["sweep"] = quality.sweep(lm, cases[:: max(1, len(cases) // 60)], baselines)
+    if args.ranking:
+        with tqdm(total=len(multi), desc="ranking", leave=False) as bar:
+            report["ranking"] = quality.ranking(lm, multi, params, args.candidates, progress=bar.update)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -175,6 +180,8 @@ def run(args) -> int:
             pll = [f"{r[k]:.2f}" if r[k] is not None else "–" for k in ("pll original", "pll before", "pll after")]
             print(f"| {kind} | {r['n']} | {100 * r['renoised']:.0f}% | {100 * r['changed']:.0f}% | "
                   + " | ".join(pll) + f" | {100 * r['compiles before']:.0f}% | {100 * r['compiles after']:.0f}% |")
+    if "ranking" in report:
+        print_ranking(report["ranking"])
     sweep = report.get("sweep", [])
     if sweep:
         columns = list(sweep[0])
@@ -183,6 +190,20 @@ def run(args) -> int:
         for row in sweep:
             print("| " + " | ".join(str(row[c]) for c in columns) + " |")
     return 0
+
+
+def print_ranking(r: dict) -> None:
+    """The scorer before and after issue 28, on the expression cases."""
+    print(f"\nscores of {r['n']} expression infills, {r['candidates']} candidates each ({r['pairs']} pairs of a "
+          f"candidate that compiles and one that does not):\n")
+    print(f"| scorer | score spread over {r['seeds']} seeds (nats) | concordance with compiling "
+          "| likeliest compiles |")
+    print("|---|---|---|---|")
+    print(f"| before: 1 draw, noise per candidate and seed | {r['spread before']:.3f} "
+          f"| {100 * r['concordance before']:.0f}% | {100 * r['top compiles before']:.0f}% |")
+    print(f"| after: shared draws (scoring.DRAWS), fixed scoring seed | {r['spread after']:.3f} "
+          f"(scoring seed varied: {r['spread after, scoring seed varied']:.3f}) "
+          f"| {100 * r['concordance after']:.0f}% | {100 * r['top compiles after']:.0f}% |")
 
 
 def spread(median: float, min_max: list[float]) -> str:

@@ -16,13 +16,13 @@ def add_arguments(p):
 def run(args) -> int:
     import sys
 
-    from dgterm.commands.arguments import text_argument
+    from dgterm.commands.arguments import stdin_text, text_argument
     from dgterm.commands.output import check_trace_path, drive, emit, note_what_it_lacks
     from dgterm.engine import tasks
     from dgterm.engine.tasks.template import thinking_of
     from dgterm.errors import InputError
 
-    prompt = text_argument(sys.stdin.read() if args.prompt == "-" else args.prompt, "prompt")
+    prompt = text_argument(stdin_text("prompt") if args.prompt == "-" else args.prompt, "prompt")
     if not prompt.strip():
         raise InputError("The prompt is empty; give some text to continue.")
     engine_args = EngineArgs.from_cli_args(args)

@@ -104,6 +104,9 @@ def run(args) -> int:
               f"{best.reason}); {then}.", file=sys.stderr)
         emit(result, args, texts[0], texts=texts, newline=doc.newline, spans=given, each=each)
         return 1
+    if isinstance(task, UntilValid):
+        rounds = f"{task.round + 1} round{'s' if task.round else ''}"
+        print(f"dgterm: a valid candidate after {rounds} ({task.drawn} candidates drawn).", file=sys.stderr)
     if args.in_place:
         write_in_place(doc, args.file, order, best.spans, "infill")
     emit(result, args, texts[0], texts=texts, newline=doc.newline, spans=given, each=each)

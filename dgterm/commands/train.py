@@ -73,9 +73,12 @@ def run(args) -> int:
         from dgterm.engine.local.checkpoint import pick_device
 
         args.device = pick_device(args.device)
-    ckpt = args.out / "checkpoint.pt"
+    ckpt, stream = args.out / "checkpoint.pt", args.out / "stream.pt"
     if not args.no_resume and ckpt.exists() and not zipfile.is_zipfile(ckpt):
         raise InputError(f"{ckpt} is not a checkpoint dgterm wrote (it is damaged); delete it or pass --no-resume.")
+    if stream.exists() and not zipfile.is_zipfile(stream):
+        raise InputError(f"{stream} is not a token cache dgterm wrote (it is damaged); delete it, and it is "
+                         "rebuilt from the corpus.")
     from dgterm.training.recipe import Recipe, export, train
 
     given = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, warmup=args.warmup)

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 
 from . import fileio, recovery
 from .buffer import Buffer
-from .errors import DocumentError
-from .history import Edit
+from .errors import ChangedOnDiskError, DocumentError
+from .history import Edit, Step
 from .journal import Journal
 from .spans import Span
 
@@ -48,6 +48,7 @@ class Document(Buffer):
         self.recovery_rewrite: dict | None = None
         self._found: recovery.Found | None = None
         self._notice: str | None = None
+        self._reload_step: Step | None = None  # the reload that took in their version (see save)
 
     # ---- construction -------------------------------------------------------------
 
@@ -187,12 +188,17 @@ class Document(Buffer):
         """Whether the file on disk is not what we last read or wrote."""
         return self._disk_change() is not None
 
-    def save(self, force: bool = False) -> None:
-        """Write the file atomically; refuses if it changed on disk, unless ``force``."""
+    def save(self, force: bool = False, over_read_only: bool = False) -> None:
+        """Write the file atomically; refuses if it changed on disk, or if the version on
+        disk was reloaded and then undone, unless ``force``; refuses a read-only file
+        (ReadOnlyFileError) unless ``over_read_only``."""
         if self.path is None:
             raise DocumentError("This buffer has no file name yet; save it with save as.")
         self._check_writable()
-        self._write(self.path, fileio.ANY if force else self._disk)
+        if not force and self._reload_step is not None and not self._history.applied(self._reload_step):
+            raise ChangedOnDiskError(f"'{self.path}' holds the version you reloaded and then undid; reload it to "
+                                     "see that version again, or save with force to overwrite it.")
+        self._write(self.path, fileio.ANY if force else self._disk, over_read_only)
 
     def save_as(self, path: str | os.PathLike, overwrite: bool = False) -> None:
         """Write to ``path`` (same encoding and newlines) and edit that file from now on."""
@@ -219,6 +225,7 @@ class Document(Buffer):
         raw, st = got
         d = fileio.decode(raw, self.path)
         journal, self._journal = self._journal, None
+        before = self._history.last
         try:
             with self._step(grouped=True):
                 self._set_content(d.text, d.eol, d.newline)
@@ -229,6 +236,8 @@ class Document(Buffer):
         self.read_only = d.error is not None
         self._disk = fileio.DiskState.of(st, raw)
         self._mark_saved()
+        last = self._history.last
+        self._reload_step = last if last is not before else None
 
     def close(self, discard: bool = False) -> None:
         """Release the journal; it is kept (offered on the next open) while there are
@@ -241,7 +250,7 @@ class Document(Buffer):
         if self._found is not None:
             self._found.orphan.release()
 
-    def _write(self, path: str, expected: fileio.Expected) -> None:
+    def _write(self, path: str, expected: fileio.Expected, over_read_only: bool = False) -> None:
         """Write the text to ``path``, which must still be ``expected`` (see fileio.atomic_write)."""
         try:
             data = fileio.encode(self._text, self.encoding, self._newline, self._eol)
@@ -251,8 +260,9 @@ class Document(Buffer):
         sha = hashlib.sha256(data).hexdigest()
         self._log({"saving": sha})
         fileio.remove_stale_temps(path)
-        st = fileio.atomic_write(path, data, expected)
+        st = fileio.atomic_write(path, data, expected, over_read_only)
         self.path = path
+        self._reload_step = None
         self._disk = fileio.DiskState(st.st_size, st.st_mtime_ns, st.st_ino, sha, st.st_ctime_ns)
         self._mark_saved()
 

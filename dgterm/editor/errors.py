@@ -9,3 +9,7 @@ class DocumentError(DgtermError):
 
 class ChangedOnDiskError(DocumentError):
     """The file changed on disk since dgterm last read or wrote it: reload it, or save with force."""
+
+
+class ReadOnlyFileError(DocumentError):
+    """The file on disk is read-only (by its mode bits, which bind root too): save over it only when asked to."""

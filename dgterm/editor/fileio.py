@@ -24,7 +24,7 @@ from itertools import chain
 from types import ModuleType
 from typing import Literal, NamedTuple
 
-from .errors import ChangedOnDiskError, DocumentError
+from .errors import ChangedOnDiskError, DocumentError, ReadOnlyFileError
 
 fcntl: ModuleType | None
 try:
@@ -227,7 +227,8 @@ def encode(text: str, encoding: str, newline: str, eol: list[str] | None) -> byt
     return bom + restore_newlines(text, newline, eol).encode(codec)
 
 
-def atomic_write(path: str, data: bytes, expected: Expected = ANY) -> os.stat_result:
+def atomic_write(path: str, data: bytes, expected: Expected = ANY,
+                 over_read_only: bool = False) -> os.stat_result:
     """Replace the file at ``path`` by ``data`` so that it is always old or new.
 
     Writes a temp file in the same folder, fsyncs it and renames it over the target.
@@ -239,6 +240,10 @@ def atomic_write(path: str, data: bytes, expected: Expected = ANY) -> os.stat_re
     it is checked by content immediately before the rename, under an advisory lock,
     and again after it through the old file, open all along. A write by another
     program that landed in between is put back, and ChangedOnDiskError is raised.
+
+    A read-only file (no write bit, or not writable by us) raises ReadOnlyFileError
+    unless ``over_read_only``, as vim asks for ``:w!``: root may write anything, so
+    the mode bits decide, not only os.access. Its mode stays read-only after the save.
     """
     target = os.path.realpath(path)
     folder, name = os.path.split(target)
@@ -251,9 +256,9 @@ def atomic_write(path: str, data: bytes, expected: Expected = ANY) -> os.stat_re
     if _read_only_fs(folder):
         raise DocumentError(f"Cannot save '{path}': its file system is mounted read-only; "
                             "save it somewhere else with save as.")
-    if old is not None and not os.access(target, os.W_OK):
-        raise DocumentError(f"Cannot save '{path}': the file is read-only on disk; "
-                            "change its permissions or save it under another name.")
+    if old is not None and not over_read_only and (not old.st_mode & 0o222 or not os.access(target, os.W_OK)):
+        raise ReadOnlyFileError(f"Cannot save '{path}': the file is read-only on disk; "
+                                "change its permissions or save it under another name.")
     tmp = _write_temp(path, folder, name, data, old)
     fd = before = None
     try:

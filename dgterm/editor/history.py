@@ -68,6 +68,15 @@ class History:
     def can_redo(self) -> bool:
         return bool(self._redo)
 
+    def applied(self, step: Step) -> bool:
+        """Whether ``step`` is done (on the undo stack), not undone or dropped."""
+        return any(s is step for s in self._undo)
+
+    @property
+    def last(self) -> Step | None:
+        """The step undo would revert next."""
+        return self._undo[-1] if self._undo else None
+
     def begin(self, state: State, grouped: bool = False) -> None:
         if self._depth == 0:
             self._pending = Step(state, grouped=grouped)

@@ -75,7 +75,7 @@ def _parse(data: bytes) -> list[dict]:
     for n, line in enumerate(data.split(b"\n")[:-1], 1):
         try:
             records.append(json.loads(line))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the C stack allows
             raise CorruptJournal(f"line {n} is not JSON") from None
     check(records)
     return records

@@ -1,4 +1,5 @@
-"""Is a document still well formed? One checker per known kind of file, from the standard library.
+"""Is a document still well formed, and does each rewritten span hold what it held? One
+checker per known kind of file, from the standard library.
 
 A model's candidate is checked *in its document*: the whole text with the candidate in
 place is parsed, and the verdict says valid or not with the parser's own one-line
@@ -6,10 +7,17 @@ reason. Python uses ``compile`` (it also catches what ``ast`` lets through, like
 ``return`` outside a function), JSON ``json``, TOML ``tomllib`` (Python 3.11+), XML and
 SVG ``xml.etree``, HTML a tag-balance check over ``html.parser``, and YAML PyYAML when
 it is installed. Files of any other kind get no verdict. Imports neither torch nor a UI.
+
+A document that still parses is not enough: plain text in place of an SVG ``<path/>``
+parses, and so does a Python expression span turned into ``1) + (2``. So each span is
+classed by what it held in the original document (an ``expression``, an ``element``, a
+``value``, or nothing in particular), and a candidate is valid only when each span's new
+text is again one of those, parsed on its own (:class:`SpanCheck`).
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import warnings
 from collections.abc import Callable
@@ -68,10 +76,24 @@ def check(kind: str, text: str) -> Verdict:
     return Verdict(True)
 
 
-def checker(path) -> Callable[[str], Verdict] | None:
+def checker(path) -> Checker | None:
     """``check`` bound to the kind of ``path``, or None when there is no checker for it."""
     kind = kind_of(path)
-    return None if kind is None else (lambda text: check(kind, text))
+    return None if kind is None else Checker(kind)
+
+
+@dataclass(frozen=True)
+class Checker:
+    """``check`` of one kind: called with a whole text; ``around`` a document's spans it also
+    asks each span's new text to hold what the span held (:class:`SpanCheck`)."""
+
+    kind: str
+
+    def __call__(self, text: str) -> Verdict:
+        return check(self.kind, text)
+
+    def around(self, text: str, spans: list[tuple[int, int]]) -> SpanCheck:
+        return SpanCheck(self.kind, text, spans)
 
 
 def _python(text: str) -> None:
@@ -155,3 +177,141 @@ def _one_line(kind: str, e: Exception) -> str:
         return f"{e.msg} ({where})"
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
+
+
+# ------------------------------------------------------------------ what a span held
+def char_offsets(text: str) -> Callable[[int, int], int]:
+    """``ast``'s (line, UTF-8 byte column) of ``text`` -> its character offset."""
+    starts, pos = [], 0
+    lines = text.splitlines(keepends=True)
+    for line in lines:
+        starts.append(pos)
+        pos += len(line)
+
+    def char(line: int, col: int) -> int:
+        return starts[line - 1] + len(lines[line - 1].encode("utf-8")[:col].decode("utf-8", "replace"))
+
+    return char
+
+
+def _python_expression(text: str, start: int, end: int) -> bool:
+    """The span is exactly one expression node of the document (surrounding blanks aside)."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return False
+    char = char_offsets(text)
+    inner = text[start:end]
+    a = start + len(inner) - len(inner.lstrip())
+    b = end - len(inner) + len(inner.rstrip())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.expr) and node.end_lineno is not None and node.end_col_offset is not None \
+                and char(node.lineno, node.col_offset) == a and char(node.end_lineno, node.end_col_offset) == b:
+            return True
+    return False
+
+
+def _is_python_expression(new: str) -> bool:
+    """One expression alone; over several lines as inside brackets (two kinds of bracket, so
+    that ``a) + (b`` does not pass for one)."""
+    try:
+        for wrapped in ([new.strip()] if "\n" not in new.strip() else [f"(\n{new}\n)", f"[\n{new}\n]"]):
+            ast.parse(wrapped, mode="eval")
+    except SyntaxError:
+        return False
+    return True
+
+
+def _is_json_value(new: str) -> bool:
+    try:
+        json.loads(new)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_toml_value(new: str) -> bool:
+    import tomllib
+
+    try:
+        return list(tomllib.loads(f"v = {new.strip()}")) == ["v"]  # one value, no key after it
+    except tomllib.TOMLDecodeError:
+        return False
+
+
+def _is_yaml_value(new: str) -> bool:
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(new)
+    except yaml.YAMLError:
+        return False
+    return not isinstance(loaded, dict) or new.lstrip().startswith("{")  # a key: value line is not a value
+
+
+def _is_xml_elements(new: str) -> bool:
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(f"<r>{new}</r>")
+    except ElementTree.ParseError:
+        return False
+    return len(root) > 0 and not (root.text or "").strip() and not any((c.tail or "").strip() for c in root)
+
+
+def _is_html_elements(new: str) -> bool:
+    return new.strip().startswith("<") and new.strip().endswith(">") and check("html", new).valid
+
+
+def _held_value(kind: str, text: str, start: int, end: int) -> bool:
+    """The span holds a value there: it is one alone, and a plain value in its place still parses."""
+    placeholder = {"json": "0", "toml": "0", "yaml": "0"}[kind]
+    return VALUES[kind](text[start:end]) and check(kind, text[:start] + placeholder + text[end:]).valid
+
+
+def _held_elements(kind: str, text: str, start: int, end: int) -> bool:
+    return ELEMENTS[kind](text[start:end]) and check(kind, text[:start] + text[end:]).valid
+
+
+VALUES: dict[str, Callable[[str], bool]] = {"json": _is_json_value, "toml": _is_toml_value, "yaml": _is_yaml_value}
+ELEMENTS: dict[str, Callable[[str], bool]] = {"xml": _is_xml_elements, "html": _is_html_elements}
+WHAT = {"expression": "an expression", "value": "a value", "element": "one or more whole elements"}
+
+
+def held(kind: str, text: str, start: int, end: int) -> str | None:
+    """What ``text[start:end]`` holds in a document of ``kind``: expression, value, element or None."""
+    if start == end or not text[start:end].strip():
+        return None
+    if kind == "python":
+        return "expression" if _python_expression(text, start, end) else None
+    if kind in VALUES:
+        return "value" if _held_value(kind, text, start, end) else None
+    if kind in ELEMENTS:
+        return "element" if _held_elements(kind, text, start, end) else None
+    return None
+
+
+def holds(kind: str, what: str, new: str) -> bool:
+    """``new`` (a span's new text) is again ``what`` (expression, value, element)."""
+    if what == "expression":
+        return _is_python_expression(new)
+    return (VALUES if what == "value" else ELEMENTS)[kind](new)
+
+
+class SpanCheck:
+    """A document of ``kind`` with spans: a candidate (its new text and the new text of each
+    span) is valid when the document parses and each span holds what it held."""
+
+    def __init__(self, kind: str, text: str, spans: list[tuple[int, int]]):
+        self.kind = kind
+        self.held = [held(kind, text, a, b) for a, b in sorted(spans)]
+
+    def __call__(self, new_text: str, new_spans: list[str] | None = None) -> Verdict:
+        verdict = check(self.kind, new_text)
+        if not verdict.valid or new_spans is None:
+            return verdict
+        for i, (what, new) in enumerate(zip(self.held, new_spans)):
+            if what is not None and not holds(self.kind, what, new):
+                which = f"span {i + 1}" if len(self.held) > 1 else "the span"
+                return Verdict(False, f"{which} held {WHAT[what]}, its new text is not {WHAT[what]}")
+        return verdict

@@ -58,7 +58,8 @@ class EngineArgs:
                      remote: bool = True) -> None:
         """The model flags (with ``remote``, --server; with ``sampler``, the sampler flags) of a subcommand."""
         g = parser.add_argument_group("model")
-        g.add_argument("--model", help="'bundled' (default), a checkpoint directory, or a Hugging Face id")
+        g.add_argument("--model", type=_model_spec,
+                       help="'bundled' (default), a checkpoint directory, or a Hugging Face id")
         g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
         g.add_argument("--dtype", choices=DTYPES)
         g.add_argument("--quant", choices=QUANTS)
@@ -160,3 +161,11 @@ class EngineArgs:
     def check(self) -> None:
         """Refuse bad sampler settings now, before a model loads."""
         self.sampler_params()
+
+
+def _model_spec(text: str) -> str:
+    """An argparse type: ``--model ""`` is a mistake (an unset variable), not the default model."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the model name is empty; give 'bundled', a checkpoint folder or a "
+                                         "Hugging Face id")
+    return text

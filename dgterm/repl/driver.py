@@ -64,6 +64,10 @@ def follow(worker: RunThread, cancel: threading.Event, console: Console, live: b
                 cancel.set()
                 if region:
                     region.draw(Text(""), Text("cancelling…", STATUS))
+        result = task.result
+        if region and result is not None and result.candidates and worker.events:
+            row = result.best.row  # the canvas ends on the draft that is printed: the one ranked first
+            region.draw(_draft_text(task, worker.events[-1], row), status_text(worker.events[-1], max_canvases, row))
     finally:
         if not worker.done.is_set():  # something escaped the loop: never leave a run behind
             cancel.set()
@@ -103,9 +107,9 @@ def _join(worker: RunThread) -> None:
             continue
 
 
-def _draft_text(task, event) -> Text:
-    """The live draft: the generated text, or (a refine) every redrawn run in order."""
-    return canvas_text([token for span in task.drafts(event) for token in span])
+def _draft_text(task, event, row: int = 0) -> Text:
+    """The live draft of candidate ``row``: the generated text, or (a refine) every redrawn run in order."""
+    return canvas_text([token for span in task.drafts(event, row) for token in span])
 
 
 @contextmanager

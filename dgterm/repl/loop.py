@@ -295,7 +295,7 @@ class Repl:
         best = result.best
         if self.mode == "chat":
             self.messages = turn + [{"role": "assistant", "content": best.text}]
-        self.show(best, result.run, task.seeds[0])
+        self.show(best, result.run, best.seed)
 
     def refine(self, below: float) -> None:
         """Draw again the tokens of the last answer the model keeps with a probability under
@@ -372,6 +372,6 @@ class Repl:
             self.console.print(Markdown(answer))
         else:
             self.console.print(Text(answer), soft_wrap=False)
-        tokens = int(run.generated[0])
-        self.notes.print(Text(f"{sum(run.steps)} steps · {tokens} tokens · {run.tokens_per_second:.1f} tok/s · "
+        tokens = int(run.generated[cand.row])  # the draft shown, as /stats counts it
+        self.notes.print(Text(f"{sum(run.steps)} steps · {tokens} tokens · {run.row_rate(cand.row):.1f} tok/s · "
                               f"{run.elapsed:.1f} s · seed {seed}", STATUS))

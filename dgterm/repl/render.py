@@ -54,15 +54,15 @@ def canvas_text(drafts) -> Text:
     return text
 
 
-def status_text(event, max_canvases: int) -> Text:
-    """step k/N · canvas · accepted · mean entropy · tok/s of a StepEvent."""
-    free = int(event.free[0].sum())
+def status_text(event, max_canvases: int, row: int = 0) -> Text:
+    """step k/N · canvas · accepted · mean entropy · tok/s of a StepEvent (of candidate ``row``)."""
+    free = int(event.free[row].sum())
     rate = event.tokens / event.elapsed if event.elapsed > 0 else 0.0
     parts = [
         f"step {event.step}/{event.max_steps}",
         f"canvas {event.window + 1}/{max_canvases}",
-        f"accepted {event.accepted_free(0)}/{free}",
-        f"mean entropy {event.mean_entropy(0):.2f}",
+        f"accepted {event.accepted_free(row)}/{free}",
+        f"mean entropy {event.mean_entropy(row):.2f}",
         f"{rate:.1f} tok/s",
         "Ctrl-C cancels",
     ]

@@ -133,7 +133,9 @@ def _model(repl, arg):
     from dgterm.engine.local import checkpoint
 
     # refuse a bad spec before unloading
-    checkpoint.check_checkpoint(checkpoint.resolve(arg, repl.engine_args.download))
+    path = checkpoint.resolve(arg, repl.engine_args.download)
+    checkpoint.check_checkpoint(path)
+    checkpoint.check_finite(path)  # NaN weights: refused here, not after the working model is gone
     repl.load(arg)
 
 
@@ -180,30 +182,32 @@ def _stats(repl, arg):
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_row("prompt", Text(last.prompt[:60] + ("…" if len(last.prompt) > 60 else "")))
     table.add_row("mode", last.mode)
-    table.add_row("seed", str(last.task.seeds[0]))
     result = last.result
+    best = result.best if result is not None and result.candidates else None  # the draft shown
+    table.add_row("seed", str(best.seed if best else last.task.seeds[0]))
     if result is None:
         table.add_row("outcome", last.error or "did not finish")
         table.add_row("steps seen", str(len(last.events)))
     else:
         run = result.run
         table.add_row("outcome", "cancelled" if run.cancelled else "finished")
-        steps, tokens = [str(n) for n in run.steps], int(run.generated[0])
+        row = best.row if best else 0
+        steps, tokens = [str(n) for n in run.steps], int(run.generated[row])
         ev = last.events[-1] if last.events else None
         if run.cancelled and ev is not None:  # count the canvas it stopped in, as the totals do
             if ev.window >= len(run.steps):
                 steps.append(f"{ev.step} (cancelled)")
             tokens = ev.tokens
-        forwards = int(run.forwards[0])
+        forwards = int(run.forwards[row])
         table.add_row("steps per canvas", ", ".join(steps) or "0")
         table.add_row("decoder forwards", str(forwards))
         table.add_row("tokens", str(tokens))
         table.add_row("tokens per forward", f"{tokens / max(forwards, 1):.2f}")
-        table.add_row("tokens per second", f"{tokens / run.elapsed if run.elapsed > 0 else 0.0:.1f}")
+        table.add_row("tokens per second", f"{tokens / run.elapsed if run.elapsed > 0 else 0.0:.1f}")  # = row_rate
         table.add_row("time", f"{run.elapsed:.2f} s (encoding {run.timings.get('encode', 0.0):.2f} s)")
-        if result.candidates:
-            table.add_row("log-likelihood per token", f"{result.best.score:.3f}")
-            table.add_row("mean entropy (last step)", f"{result.best.entropy:.3f}")
+        if best:
+            table.add_row("log-likelihood per token", f"{best.score:.3f} ± {best.score_se:.3f}")
+            table.add_row("mean entropy (last step)", f"{best.entropy:.3f}")
     repl.console.print(table)
 
 

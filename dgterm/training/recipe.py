@@ -306,7 +306,11 @@ def train(out: Path, r: Recipe, resume: bool = True, device: str | None = None, 
     classes = token_classes(tokenizer) if r.aligned_fraction > 0 else None
     cache = out / "stream.pt"
     if cache.exists():
-        stream = torch.load(cache, weights_only=False)
+        try:
+            stream = torch.load(cache, weights_only=False)
+        except Exception as e:  # noqa: BLE001 - any damage to the pickle
+            raise InputError(f"{cache} cannot be read ({type(e).__name__}); delete it, and it is rebuilt "
+                             "from the corpus.") from None
     else:
         stream = TokenStream(tokenizer, corpus.iter_files("train"))
         torch.save(stream, cache)

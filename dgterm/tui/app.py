@@ -160,7 +160,7 @@ class DgtermApp(FileActions, MaskActions, ModelActions, ReviewActions, HunkActio
             settle_heap()
         if isinstance(self.lifecycle, Loading):
             self.load_model_worker()
-        if self.editor.loading:  # the status says so first, then the UI is busy for a moment
+        if self.editor.head_only:  # the status says so first, then the UI is busy for a moment
             self.set_timer(0.05, self.finish_loading)
             return
         self.after_loading()
@@ -208,7 +208,7 @@ class DgtermApp(FileActions, MaskActions, ModelActions, ReviewActions, HunkActio
     def refresh_status(self) -> None:
         bar, state = self.query_one(StatusBar), self.lifecycle
         bar.show_model(state, self.settings, self.replay_path)
-        bar.show_state(state, loading_chars=len(self.doc.text) if self.editor.loading else None,
+        bar.show_state(state, loading_chars=len(self.doc.text) if self.editor.head_only else None,
                        spans=len(self.doc.spans), narrow=self.canvas.has_class("-narrow"))
 
     # ------------------------------------------------------------------ editor and worker events

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dgterm.editor import ChangedOnDiskError, Document, DocumentError
+from dgterm.editor import ChangedOnDiskError, Document, DocumentError, ReadOnlyFileError
 from dgterm.editor.fileio import ENCODINGS, decode, encode
 from tests.corpus import BINARY, INVALID_UTF8, UTF16_NO_BOM, make_odd
 
@@ -346,3 +346,57 @@ def test_stale_temp_files_of_a_killed_save_go_when_the_file_is_next_opened_or_sa
     doc.save()
     assert not stale.exists() and young.exists() and path.read_text() == "howdy\n"
     assert fileio.remove_stale_temps(str(tmp_path / "missing-folder" / "x")) == []
+
+
+def test_read_only_file_is_not_saved_over_unless_asked(tmp_path):
+    """Mode 0444 refuses a save even as root (who passes os.access), as vim asks for :w!."""
+    path = tmp_path / "locked.txt"
+    path.write_text("theirs\n")
+    path.chmod(0o444)
+    doc = Document.open(path)
+    doc.insert(0, "mine ")
+    with pytest.raises(ReadOnlyFileError, match="read-only on disk; change its permissions"):
+        doc.save()
+    with pytest.raises(ReadOnlyFileError):
+        doc.save(force=True)  # force is about changes on disk, not permissions
+    assert path.read_text() == "theirs\n" and doc.dirty
+    doc.save(over_read_only=True)
+    assert path.read_text() == "mine theirs\n" and stat.S_IMODE(path.stat().st_mode) == 0o444
+
+
+def test_undoing_a_reload_asks_again_before_saving_over_theirs(tmp_path):
+    path = tmp_path / "shared.txt"
+    path.write_text("one\n")
+    doc = Document.open(path)
+    doc.insert(0, "mine ")
+    path.write_text("one\ntheir line\n")
+    with pytest.raises(ChangedOnDiskError):
+        doc.save()
+    doc.reload()
+    assert doc.text == "one\ntheir line\n" and not doc.dirty
+    doc.undo()
+    assert doc.text == "mine one\n"
+    with pytest.raises(ChangedOnDiskError, match="reloaded and then undid"):
+        doc.save()
+    doc.insert(0, "x")  # an edit after the undo drops the reload from redo: still asks
+    with pytest.raises(ChangedOnDiskError):
+        doc.save()
+    assert path.read_text() == "one\ntheir line\n"
+    doc.save(force=True)
+    assert path.read_text() == "xmine one\n"
+    doc.insert(0, "y")
+    doc.save()  # after a save the question is answered
+    assert path.read_text() == "yxmine one\n"
+
+
+def test_redoing_the_reload_saves_without_a_question(tmp_path):
+    path = tmp_path / "shared.txt"
+    path.write_text("one\n")
+    doc = Document.open(path)
+    path.write_text("two\n")
+    doc.reload()
+    doc.undo()
+    doc.redo()
+    doc.insert(0, "mine ")
+    doc.save()
+    assert path.read_text() == "mine two\n"

@@ -137,12 +137,16 @@ def test_a_trace_on_a_full_disk_or_with_undecodable_bytes_in_its_name(tmp_path):
     (["{dir}", "--lr", "nan"], "not a learning rate"),
     (["{dir}", "--device", "quantum"], "Unknown device"),
     (["{corrupt}"], "damaged"),
+    (["{corrupt stream}"], "stream.pt is not a token cache dgterm wrote (it is damaged); delete it"),
+    (["{corrupt stream}", "--no-resume"], "damaged"),
 ])
 def test_train_refuses_bad_input_before_training(tmp_path, args, words):
     (tmp_path / "f").write_text("x")
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "checkpoint.pt").write_text("garbage")
-    names = {"file": tmp_path / "f", "dir": tmp_path / "w", "corrupt": tmp_path / "c"}
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "stream.pt").write_text("garbage")
+    names = {"file": tmp_path / "f", "dir": tmp_path / "w", "corrupt": tmp_path / "c", "corrupt stream": tmp_path / "s"}
     out = dgterm("train", *[a.format(**names) for a in args])
     assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr
 
@@ -150,3 +154,34 @@ def test_train_refuses_bad_input_before_training(tmp_path, args, words):
 def test_bench_quality_takes_no_negative_seed():
     out = dgterm("bench", "quality", "--seed", "-1")
     assert out.returncode == 2 and "too small" in out.stderr
+
+
+# ---- closed standard input, FIFOs, empty names ------------------------------------------------
+
+
+def test_generate_from_a_closed_stdin_is_one_sentence():
+    out = subprocess.run(f"{sys.executable} -m dgterm.cli generate - <&-", shell=True, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 2 and out.stderr.splitlines() == [
+        "dgterm: Standard input is closed, so there is no prompt to read; give the prompt as an argument or "
+        "from a file."]
+
+
+def test_a_trace_onto_a_fifo_is_refused_without_hanging(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    out = subprocess.run([sys.executable, "-m", "dgterm.cli", "generate", "hi", "--trace", str(fifo)],
+                         capture_output=True, text=True, timeout=120)  # before the fix: blocked in open()
+    assert out.returncode == 2 and out.stderr.splitlines() == [
+        f"dgterm: --trace {fifo} is a FIFO, not a file; give the name of a regular file."]
+
+
+def test_an_empty_model_name_is_an_error_not_the_default_model():
+    out = dgterm("generate", "hi", "--model", "")
+    assert out.returncode == 2 and "the model name is empty" in out.stderr and not out.stdout
+
+
+def test_doctor_says_it_plans_a_huge_context_for_the_model_s_most():
+    out = dgterm("doctor", "--context", "99999999999999")
+    assert "note: --context 99,999,999,999,999 is more than the model's 32,768 positions, so the memory is planned " \
+        "for 32,768." in out.stdout and "memory at 32768 tokens" in out.stdout

@@ -129,6 +129,8 @@ CORRUPTIONS = {
     "text not a string": lambda rs: rs + [{"r": [0, 0, 5, None]}],
     "garbage line in the middle": lambda rs: rs[:1] + ["not json"] + rs[1:],
     "record not an object": lambda rs: rs + [[1, 2]],
+    "100,000 [ on a line": lambda rs: rs[:1] + ["[" * 100_000] + rs[1:],
+    "nested 100,000 deep": lambda rs: rs + ['{"r": ' + "[" * 100_000 + "]" * 100_000 + "}"],
 }
 
 
@@ -161,3 +163,49 @@ def test_a_valid_journal_still_recovers(tmp_path):
     doc.recover()
     doc.save()
     assert path.read_bytes() == b"alpha beta\r\ngamma\r\n"
+
+
+# ---- 5. the temp file of an --in-place save that was killed ---------------------------------
+
+# A child runs `dgterm infill --in-place` and stops for good at the save's rename, to be SIGKILLed there.
+_KILLED_AT_THE_RENAME = """
+import os, sys, time
+real = os.replace
+def replace(src, dst, *a, **k):
+    if str(dst) == sys.argv[1]:
+        print("renaming", flush=True)
+        time.sleep(600)
+    return real(src, dst, *a, **k)
+os.replace = replace
+from dgterm.cli import main
+main(["infill", sys.argv[1], "--span", "0:5", "--in-place", "--steps", "2", "--candidates", "1"])
+"""
+
+
+def test_a_killed_in_place_save_leaves_a_temp_that_the_next_open_or_save_removes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers.cli import dgterm
+
+    path = tmp_path / "f.txt"
+    original = "hello there, " * 5000 + "\n"  # 65 kB
+    path.write_text(original)
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_AT_THE_RENAME, str(path)], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "renaming\n"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    (temp,) = tmp_path.glob(".f.txt.*.dgterm-tmp")
+    assert path.read_text() == original and temp.read_text().endswith(original[5:])  # the new version, whole
+    Document.open(path).close()
+    assert temp.exists()  # a minute old at least: it may be another dgterm's save under way
+    old = time.time() - 120
+    os.utime(temp, (old, old))
+    out = dgterm("infill", path, "--span", "0:5", "--in-place", "--steps", "2", "--candidates", "1")
+    assert out.returncode == 0, out.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"] and path.read_text().endswith(original[5:])

@@ -92,6 +92,13 @@ def test_doctor_does_not_call_a_broken_checkpoint_ok(model, name):
     assert out.returncode == 1 and "problem:" in out.stdout and "ok:" not in out.stdout
 
 
+def test_doctor_says_what_generate_says_of_nan_weights(model):
+    _tensors(model, _nan)
+    doctor, generate = dgterm("doctor", "--model", model), dgterm("generate", "hi", "--model", model)
+    assert doctor.returncode == 1 and generate.returncode == 2
+    assert doctor.stdout.splitlines()[-1] == "problem: " + generate.stderr.strip().removeprefix("dgterm: ")
+
+
 def test_doctor_sees_a_tokenizer_that_does_not_load(model):
     (model / "tokenizer.json").write_text("{ not json")
     out = dgterm("doctor", "--model", model)

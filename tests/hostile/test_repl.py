@@ -53,3 +53,24 @@ def test_an_unreadable_history_file_is_noted(run_repl, bundled, isolated_user_di
     (state / "repl_history").chmod(0)
     r = run_repl(["/help"], lm=bundled)
     assert r.err.count("History will not be saved") == 1
+
+
+def test_trace_onto_a_fifo_is_refused(run_repl, bundled, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = run_repl(["/steps 2", "/canvases 1", "hello", f"/trace {fifo}"], lm=bundled)
+    assert f"/trace {fifo} is a FIFO, not a file" in r.err and "Traceback" not in r.err + r.out
+
+
+def test_model_with_nan_weights_keeps_the_working_model(run_repl, bundled, tiny_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model = shutil.copytree(tiny_dir, tmp_path / "nan")
+    tensors = load_file(model / "model.safetensors")
+    tensors[sorted(tensors)[0]].view(-1)[0] = float("nan")
+    save_file(tensors, model / "model.safetensors", metadata={"format": "pt"})
+    r = run_repl([f"/model {model}", "/steps 2"], lm=bundled)
+    assert "hold NaN or infinite values" in r.err and "Traceback" not in r.err + r.out
+    assert r.repl.lm is bundled  # still loaded, not unloaded for the bad one

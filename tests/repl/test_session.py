@@ -27,7 +27,7 @@ def test_a_chat_prompt_on_the_bundled_model(run_repl, bundled, isolated_user_dir
     assert "\x1b[" not in r.out
     assert r.out.startswith(printable(answer) + "\n")
     assert "finished" in r.out and "tokens per second" in r.out
-    assert "steps · " in r.err and "seed 5" in r.err  # the summary line is a note, not a result
+    assert "steps · " in r.err and f"seed {last.result.best.seed}" in r.err  # a note, with the shown draft's seed
     history = (isolated_user_dirs / "state" / "repl_history").read_text(encoding="utf-8")
     assert "What does zip do?" in history and "/stats" in history
 

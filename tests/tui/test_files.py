@@ -190,3 +190,36 @@ async def test_names_with_brackets_are_shown_as_they_are(tmp_path):
         await pilot.press("x", "ctrl+q")
         assert isinstance(scratch.screen, ConfirmScreen)
         assert "Save the changes to [scratch] before quitting?" in str(scratch.screen.query_one("Static").render())
+
+
+async def test_read_only_file_asks_before_saving_over_it(demo):
+    demo.chmod(0o444)
+    original = demo.read_text()
+    app = make_app(str(demo), load=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.editor.move_cursor((0, 0))
+        await pilot.press(*"X", "ctrl+s")
+        assert isinstance(app.screen, ConfirmScreen) and app.screen.focused.id == "choice-cancel"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert demo.read_text() == original and app.doc.dirty
+        await pilot.press("ctrl+s")
+        await pilot.click("#choice-write")
+        await pilot.pause()
+        assert demo.read_text() == "X" + original and not app.doc.dirty
+
+
+async def test_undoing_reload_theirs_asks_again(demo):
+    app = make_app(str(demo), load=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.editor.move_cursor((0, 0))
+        await pilot.press(*"mine ")
+        demo.write_text("their line\n")
+        await pilot.press("ctrl+s")
+        await pilot.click("#choice-reload")
+        await pilot.pause()
+        assert app.doc.text == "their line\n"
+        await pilot.press("ctrl+z", "ctrl+s")
+        await pilot.pause()
+        assert app.doc.text.startswith("mine ") and isinstance(app.screen, ConfirmScreen)
+        assert demo.read_text() == "their line\n"

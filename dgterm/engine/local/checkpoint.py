@@ -186,6 +186,29 @@ def check_weights(path: Path, config) -> None:
                               "mismatched_keys": wrong})
 
 
+SCAN_LIMIT = 4 << 30  # weights up to this size are read for NaN before loading; larger ones are checked by the load
+
+
+def check_finite(path: Path) -> None:
+    """Refuse a small checkpoint whose floating-point weights hold NaN or infinity before it is
+    loaded (``doctor``; the REPL's ``/model``, which would unload the working model first)."""
+    files = sorted(path.glob("*.safetensors"))
+    if sum(f.stat().st_size for f in files) > SCAN_LIMIT:
+        return
+    import torch
+    from safetensors import safe_open
+
+    for file in files:
+        with safe_open(str(file), framework="pt") as f:
+            for name in f.keys():  # noqa: SIM118 - a safe_open handle is not iterable
+                t = f.get_tensor(name)
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    raise ModelLoadError(NONFINITE.format(path=path))
+
+
+NONFINITE = "The weights in {path} hold NaN or infinite values; re-download or re-export the checkpoint."
+
+
 def check_loading_info(path: Path, info: dict) -> None:
     """A checkpoint whose tensors do not match the architecture cannot run: refuse it."""
     for key, what in (("missing_keys", "lacks"), ("unexpected_keys", "has unexpected"),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from dgterm.engine.local.checkpoint import (
     BUNDLED_NAME,
+    NONFINITE,
     QUANTS,
     check_checkpoint,
     check_loading_info,
@@ -195,8 +196,7 @@ def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant
         model = model.to(device).eval()
     tensors = [*model.parameters(), *model.buffers()]  # quantized weights' scales are buffers
     if not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
-        raise ModelLoadError(f"The weights in {path} hold NaN or infinite values; "
-                             "re-download or re-export the checkpoint.")
+        raise ModelLoadError(NONFINITE.format(path=path))
     info.setdefault("notes", []).extend(selfcheck.fallbacks(torch.device(device)))
     defaults = SamplerParams.from_generation_config(getattr(model, "generation_config", None))
     return LoadedModel(model=model, tokenizer=tokenizer, path=path, spec=spec, device=device, dtype=torch_dtype,

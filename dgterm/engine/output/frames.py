@@ -95,9 +95,12 @@ class Choice:
     @classmethod
     def from_record(cls, record: Mapping, base: int, rows: int) -> Choice:
         """A trace's candidate record (or a Candidate's fields) of a run whose first seed was
-        ``base``, with ``rows`` batch rows a round. Batch row r of round k ran with seed
-        ``base + k * rows + r`` (dgterm.engine.tasks.until_valid), so the seed says both."""
-        round_, row = divmod(record["seed"] - base, rows)
+        ``base``, with ``rows`` batch rows a round. The record names its batch row and round;
+        a trace written before it did ran batch row r of round k with seed ``base + k * rows + r``."""
+        if "row" in record:
+            round_, row = record.get("round", 0), record["row"]
+        else:
+            round_, row = divmod(record["seed"] - base, rows)
         return cls(list(record["spans"]), record["score"], list(record["lengths"]), row, record.get("thinking"),
                    record.get("entropy", 0.0), record.get("valid"), record.get("reason", ""), round_)
 

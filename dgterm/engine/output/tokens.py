@@ -124,9 +124,15 @@ def token_text(tokenizer) -> TokenText:
 
 
 def decode(tokenizer, ids) -> str:
-    """Decode draft ids: special tokens dropped, partial UTF-8 becomes U+FFFD, never raises."""
+    """Decode draft ids: special tokens dropped, never raises, and whole characters only: the
+    bytes of a character split over byte tokens and cut off (at a span's end, say) or broken
+    are dropped, so no U+FFFD reaches a document that the model did not spell out itself."""
     ids = [int(i) for i in ids]
-    return tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    text = tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    if "\ufffd" not in text:
+        return text
+    raw = token_text(tokenizer).raw
+    return b"".join(raw(i) for i in ids).decode("utf-8", "ignore")
 
 
 THINK_OPEN, THINK_CLOSE = "<|channel>", "<channel|>"

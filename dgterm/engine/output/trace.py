@@ -49,8 +49,9 @@ def result_record(result, texts: list[str] | None = None, newline: str = "\n", s
     record: dict[str, Any] = {
         "candidates": [
             {"text": text, "spans": [s.replace("\n", newline) for s in c.spans], "score": round(c.score, 6),
-             "entropy": round(c.entropy, 6), "valid": c.valid, "reason": c.reason, "lengths": c.lengths,
-             "seed": c.seed, "thinking": c.thinking}
+             "score_se": round(c.score_se, 6), "entropy": round(c.entropy, 6), "valid": c.valid,
+             "reason": c.reason, "lengths": c.lengths, "seed": c.seed, "row": c.row, "round": c.round,
+             "thinking": c.thinking}
             for c, text in zip(result.candidates, texts)
         ],
         "stats": {

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from dgterm.engine.params import DEFAULT_INSERT_TOKENS, SamplerParams
 from dgterm.engine.tasks.continuation import continue_ids, continue_text
 from dgterm.engine.tasks.infill import check_spans
-from dgterm.engine.tasks.task import Candidate, Check, SpanRequest, Task
+from dgterm.engine.tasks.task import Candidate, Check, SpanRequest, Task, around
 from dgterm.engine.tasks.template import render_chat
 from dgterm.errors import InputError
 
@@ -89,4 +89,4 @@ def rewrite(lm: Engine, text: str, span: SpanRequest, instruction: str, params: 
         return cand
 
     return continue_text(lm, prompt, params, candidates=candidates, cancel=cancel, chat=True, post=post,
-                         check=check, thinking=thinking, answer=answer)
+                         check=around(check, text, [span]), thinking=thinking, answer=answer)

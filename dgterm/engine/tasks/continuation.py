@@ -13,7 +13,7 @@ from dgterm.engine.events import Window
 from dgterm.engine.output.frames import Layout
 from dgterm.engine.output.tokens import decode, split_thinking
 from dgterm.engine.params import SamplerParams
-from dgterm.engine.tasks.task import Candidate, Check, Task
+from dgterm.engine.tasks.task import Candidate, SpanCheck, Task
 from dgterm.engine.tasks.template import render_chat
 from dgterm.errors import InputError
 
@@ -59,7 +59,7 @@ class ContinuePlan:
 
 def continue_text(lm: Engine, text: str, params: SamplerParams | None = None, *, candidates: int = 1,
                   cancel: threading.Event | None = None, chat: bool = False,
-                  post: Callable[[Candidate], Candidate] | None = None, check: Check | None = None,
+                  post: Callable[[Candidate], Candidate] | None = None, check: SpanCheck | None = None,
                   thinking: bool | None = None, answer: int | None = None) -> Task:
     """Generate canvases after ``text`` (or, with ``chat``, answer it as a user turn, ``thinking``
     as the template's ``enable_thinking``). ``post`` may reshape each finished Candidate (rewrite
@@ -76,7 +76,7 @@ def continue_text(lm: Engine, text: str, params: SamplerParams | None = None, *,
 
 def continue_ids(lm: Engine, ids: list[int], params: SamplerParams | None = None, *, candidates: int = 1,
                  cancel: threading.Event | None = None, chat: bool = False,
-                 post: Callable[[Candidate], Candidate] | None = None, check: Check | None = None,
+                 post: Callable[[Candidate], Candidate] | None = None, check: SpanCheck | None = None,
                  answer: int | None = None) -> Task:
     """Generate canvases after the prompt ``ids``; with ``chat`` the answer is split from
     a thinking channel; ``answer`` as for :func:`continue_text`."""

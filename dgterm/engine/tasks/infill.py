@@ -21,7 +21,7 @@ from dgterm.engine.output.frames import Layout
 from dgterm.engine.output.tokens import decode, token_text
 from dgterm.engine.params import CHARS_PER_TOKEN_BOUND, DEFAULT_INSERT_TOKENS, SamplerParams
 from dgterm.engine.tasks.healing import heal_edge, unheal
-from dgterm.engine.tasks.task import Candidate, Check, SpanRequest, Task
+from dgterm.engine.tasks.task import Candidate, Check, SpanRequest, Task, around
 from dgterm.errors import InputError
 
 if TYPE_CHECKING:
@@ -178,7 +178,8 @@ def infill(lm: Engine, text: str, spans: list[SpanRequest], params: SamplerParam
            max_context: int = 1024, heal_edges: bool = True, check: Check | None = None) -> Task:
     """Rewrite the spans of ``text`` from both sides. ``lengths`` (one span only) runs a
     length search: one plan per length in one batch. ``check`` (the new text ->
-    ``structure.Verdict``) marks each candidate valid or not, and valid ones rank first.
+    ``structure.Verdict``; a ``structure.Checker`` also asks each span to hold what it held) marks each
+    candidate valid or not, and valid ones rank first.
     ``heal_edges`` false turns token healing off (to measure it)."""
     params = params or lm.defaults
     if lengths:
@@ -205,4 +206,4 @@ def infill(lm: Engine, text: str, spans: list[SpanRequest], params: SamplerParam
         pieces.append(text[cursor:])
         return Candidate(text="".join(pieces), spans=new, score=0.0, lengths=list(plan.lengths), seed=0)
 
-    return Task(lm, plans, params, candidates, cancel, False, finish, check)
+    return Task(lm, plans, params, candidates, cancel, False, finish, around(check, text, spans))

@@ -46,7 +46,7 @@ from dgterm.engine.output.tokens import token_text
 from dgterm.engine.params import CHARS_PER_TOKEN_BOUND, DEFAULT_REFINE_BELOW, SamplerParams
 from dgterm.engine.tasks.infill import InfillPlan, check_spans, window_starts
 from dgterm.engine.tasks.lens import LensToken
-from dgterm.engine.tasks.task import Candidate, Check, SpanRequest, Task
+from dgterm.engine.tasks.task import Candidate, Check, SpanRequest, Task, around
 from dgterm.errors import InputError
 
 if TYPE_CHECKING:
@@ -168,7 +168,8 @@ def refine(lm: Engine, text: str, start: int, end: int, params: SamplerParams | 
         pieces.append(text[cursor:])
         return Candidate(text="".join(pieces), spans=new, score=0.0, lengths=list(canvas.lengths), seed=0)
 
-    return Task(lm, [plan.canvas], params or lm.defaults, candidates, cancel, False, finish, check)
+    return Task(lm, [plan.canvas], params or lm.defaults, candidates, cancel, False, finish,
+                around(check, text, plan.canvas.spans))
 
 
 def _ids(tok, s: str) -> list[int]:

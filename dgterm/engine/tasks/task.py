@@ -31,6 +31,10 @@ class Verdict(Protocol):
 
 
 Check = Callable[[str], Verdict]  # the new text -> whether it parses
+SpanCheck = Callable[[str, list[str]], Verdict]  # (the new text, each span's new text) -> valid or not
+# Every run scores under the same noise draws, so the same text in the same context scores the
+# same whatever the run's seed (common random numbers across runs as well as across candidates).
+SCORE_SEED = 0
 Finish = Callable[[Any, list[torch.Tensor]], "Candidate"]  # (plan, a row's final canvases) -> its candidate
 
 
@@ -68,6 +72,21 @@ class Candidate:
     entropy: float = 0.0  # mean entropy of the free positions at the last step (breaks ties: lower is surer)
     valid: bool | None = None  # the document with this candidate in it parses (None: no checker for its kind)
     reason: str = ""  # the parser's one line when not valid
+    score_se: float = 0.0  # the score's standard error over its noise draws: closer than this is a tie
+    row: int = 0  # its batch row in its round's run
+    round: int = 0  # the round of drawing it came from (until_valid)
+
+
+def around(check: Check | None, text: str, spans: Sequence[SpanRequest]) -> SpanCheck | None:
+    """``check`` bound to the spans of ``text`` a task rewrites: a checker with ``around``
+    (:class:`dgterm.editor.structure.Checker`) also asks each span to hold what it held
+    (an expression, an element, a value); a plain one parses the whole new text."""
+    if check is None:
+        return None
+    bind = getattr(check, "around", None)
+    if bind is not None:
+        return bind(text, [(s.start, s.end) for s in spans])
+    return lambda new, _spans: check(new)
 
 
 def rank(candidates: list[Candidate]) -> list[Candidate]:
@@ -92,10 +111,10 @@ class Task:
 
     def __init__(self, lm: Engine, plans: Sequence[Plan], params: SamplerParams, candidates: int,
                  cancel: threading.Event | None, stop_at_eos: bool, finish: Finish,
-                 check: Check | None = None):
+                 check: SpanCheck | None = None):
         self.lm, self.plans, self.params = lm, plans, params
         _check_size(lm, plans, candidates, params.mode)
-        self.seeds = seeds_for(params, candidates)
+        self.seeds = seeds_for(params, len(plans) * candidates)
         batch_plan = _batch_windows(plans, candidates)
         self._run = lm.denoise(batch_plan, params.replace(seed=self.seeds[0]), candidates=len(plans) * candidates,
                                cancel=cancel, stop_at_eos=stop_at_eos)
@@ -118,15 +137,16 @@ class Task:
             return
         entropies = self._entropies(run)
         windows = list(_batch_windows(self.plans, self._candidates))
-        scores = self.lm.score_run(windows, run, skip_pad=self._stop_at_eos, seed=self.seeds[0])
+        scores = self.lm.score_run(windows, run, skip_pad=self._stop_at_eos, seed=SCORE_SEED)
         out = []
         for row, canvases in enumerate(_rows(run)):
             plan = self.plans[row // self._candidates]
             cand = self._finish(plan, canvases)
-            cand.score, cand.entropy = scores[row], entropies[row]
-            cand.seed = self.seeds[0] + row
+            cand.score, cand.entropy = float(scores[row]), entropies[row]
+            cand.score_se = getattr(scores[row], "se", 0.0)  # a local Score carries it; a remote one may not
+            cand.seed, cand.row, cand.round = self.seeds[row], row, self.round
             if self._check is not None:
-                verdict = self._check(cand.text)
+                verdict = self._check(cand.text, cand.spans)
                 cand.valid, cand.reason = verdict.valid, verdict.reason
             out.append(cand)
         self.result = TaskResult(rank(out), run)

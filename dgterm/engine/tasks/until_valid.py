@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from dgterm.engine.events import StepEvent, seeds_for
+from dgterm.engine.events import StepEvent, candidate_seed, seeds_for
 from dgterm.engine.output.frames import Layout
 from dgterm.engine.params import SamplerParams
 from dgterm.engine.tasks.task import Candidate, Task, TaskResult, rank
@@ -14,7 +14,7 @@ from dgterm.engine.tasks.task import Candidate, Task, TaskResult, rank
 class UntilValid:
     """Rounds of a task, drawn until a candidate is valid or ``limit`` candidates have been
     drawn: ``start(params)`` makes one round's Task, and round k runs with seed
-    ``seed + k * candidates`` (so every candidate has its own seed). Iterate for the
+    ``candidate_seed(seed, k * candidates)`` (so every candidate has its own seed). Iterate for the
     StepEvents of every round in turn; ``result`` then ranks all candidates drawn, and
     ``found`` says whether one is valid. ``result.run`` is the last round's run."""
 
@@ -43,8 +43,9 @@ class UntilValid:
             if result.run.cancelled or any(c.valid is not False for c in result.candidates) \
                     or self.drawn + self.candidates > self.limit:
                 break
-            self.task = self.start(self.params.replace(seed=self.seed + self.drawn))
             self.round += 1
+            self.task = self.start(self.params.replace(seed=candidate_seed(self.seed, self.drawn)))
+            self.task.round = self.round
         self.result = TaskResult(rank(drawn) if not result.run.cancelled else [], result.run)
 
     def collect(self) -> TaskResult:

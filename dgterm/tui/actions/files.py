@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from dgterm.editor import ChangedOnDiskError, Document, DocumentError
+from dgterm.editor import ChangedOnDiskError, Document, DocumentError, ReadOnlyFileError
 from dgterm.tui.host import Host
 from dgterm.tui.keymap import RUN, Mode
 from dgterm.tui.screens.confirm import ConfirmScreen
@@ -54,26 +54,31 @@ class FileActions(Host):
         if self.doc.path is None:
             self.action_save_as()
             return
+        self._save()
+
+    def _save(self, force: bool = False, over_read_only: bool = False) -> None:
+        """Save, asking first when the file changed on disk or is read-only (vim's :w!)."""
         try:
-            self.doc.save()
+            self.doc.save(force=force, over_read_only=over_read_only)
         except ChangedOnDiskError as e:
             self.push_screen(ConfirmScreen("File changed on disk", str(e),
                                            [("overwrite", "Overwrite it"), ("reload", "Reload theirs"),
-                                            ("cancel", "Cancel")], focus="cancel"), self._after_conflict)
+                                            ("cancel", "Cancel")], focus="cancel"),
+                             lambda choice: self._after_conflict(choice, over_read_only))
+            return
+        except ReadOnlyFileError as e:
+            self.push_screen(ConfirmScreen("File is read-only", f"{e} Save over it anyway?",
+                                           [("write", "Save over it"), ("cancel", "Cancel")], focus="cancel"),
+                             lambda choice: self._save(force, True) if choice == "write" else None)
             return
         except DocumentError as e:
             self.notify(str(e), title="Not saved", severity="error", timeout=10)
             return
         self._saved()
 
-    def _after_conflict(self, choice: str | None) -> None:
+    def _after_conflict(self, choice: str | None, over_read_only: bool) -> None:
         if choice == "overwrite":
-            try:
-                self.doc.save(force=True)
-            except DocumentError as e:
-                self.notify(str(e), title="Not saved", severity="error", timeout=10)
-                return
-            self._saved()
+            self._save(force=True, over_read_only=over_read_only)
         elif choice == "reload":
             self._reload()
 

@@ -183,7 +183,7 @@ class ModelActions(Host):
 
     def start_job(self, job: Job, create: bool = False) -> None:
         """Start ``job`` (a replay's too): the lifecycle says whether a run may start now."""
-        if self.editor.loading:
+        if self.editor.head_only:
             self.notify("The file is still loading; run the model in a moment.", severity="warning")
             return
         running = self.allowed(self.lifecycle.start_run, job)

@@ -17,11 +17,11 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.cache import LRUCache
+from textual.geometry import Offset
 from textual.message import Message
 from textual.reactive import Reactive, reactive
 from textual.strip import Strip
 from textual.timer import Timer
-from textual.widgets import TextArea
 from textual.widgets.text_area import Document as TextDocument
 from textual.widgets.text_area import Edit, Selection
 
@@ -30,6 +30,7 @@ from dgterm.editor.text import common_ends, line_starts, location
 from dgterm.engine.output.frames import DraftToken, display_text
 from dgterm.tui.syntax import Highlighter, lexer_for
 from dgterm.tui.themes import Palette, lens_level, palette_of
+from dgterm.tui.widgets.wrapping import FlatTextArea
 
 SYNTAX_DELAY = 0.2  # seconds: re-highlight at most this often while text changes
 # A document longer than this opens with its first HEAD_LINES lines painted, read-only, and
@@ -40,7 +41,7 @@ ROW_CACHE = 2048  # rendered screen rows kept, keyed by what they show
 INSERTION_MARK = "▏"
 
 
-class EditorView(TextArea):
+class EditorView(FlatTextArea):
     """Edits go to the Document; the view paints spans, drafts and the lens."""
 
     DEFAULT_CSS = """
@@ -67,7 +68,9 @@ class EditorView(TextArea):
         shown = head_of(doc.text)
         super().__init__(shown, soft_wrap=prose, show_line_numbers=True, tab_behavior="indent", **kwargs)
         self.doc = doc
-        self.loading = len(shown) < len(doc.text)  # only the head is in: see finish_loading
+        # Only the head is in (see finish_loading). Not Widget.loading: that one hides the view
+        # behind a loading indicator, so the head was never seen.
+        self.head_only = len(shown) < len(doc.text)
         self.highlighter = Highlighter(lexer_for(path, doc.text))
         self.highlighter.update(doc.text)
         self._mirroring = False
@@ -82,16 +85,16 @@ class EditorView(TextArea):
         self._syntax_timer: Timer | None = None
         self._theme_palette: tuple = (None, None)
         self._rows: LRUCache[tuple, Strip] = LRUCache(ROW_CACHE)
-        self.read_only = doc.read_only or self.loading
+        self.read_only = doc.read_only or self.head_only
 
     def finish_loading(self) -> None:
         """Put the whole document in, after the head was painted (one rebuild of Textual's
         document, where building it at once builds it three times and wraps it six)."""
-        if not self.loading:
+        if not self.head_only:
             return
         cursor = self.cursor_location
         self.load_text(self.doc.text)
-        self.loading = False
+        self.head_only = False
         self.read_only = self.doc.read_only
         self.cursor_location = cursor
 
@@ -311,6 +314,14 @@ class EditorView(TextArea):
 
     # ------------------------------------------------------------------ rendering
 
+    def scroll_cursor_visible(self, center: bool = False, animate: bool = False) -> Offset:
+        """Follow the cursor, except while a run's drafts are shown: they move the cursor (its
+        offset is kept) and a long noisy draft would scroll the view sideways, where it stayed
+        after the run, hiding the start of every line."""
+        if self.previewing:
+            return Offset(0, 0)
+        return super().scroll_cursor_visible(center, animate)
+
     def _watch_selection(self, previous: Selection, selection: Selection) -> None:
         bracket = self._matching_bracket_location
         super()._watch_selection(previous, selection)
@@ -362,7 +373,7 @@ class EditorView(TextArea):
             line, section = wrapped._offset_to_line_info[scroll_y + y]
         except (IndexError, TypeError):
             return None
-        if not self.text and self.placeholder:
+        if self.placeholder and self.document.end == (0, 0):  # empty (self.text would join every line)
             return None
         selection = self.selection
         (top, _), (bottom, _) = sorted(selection)

@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from dgterm.engine.events import Window
+from dgterm.engine.events import Window, candidate_seed
 from dgterm.engine.local.denoise import denoise
 from dgterm.engine.local.sampler import token_entropy
 
@@ -140,7 +140,7 @@ def _candidate_matches_its_seed_alone(lm, prompt, params, candidates):
         mixed += bool(ev.finished.any()) and not bool(ev.finished.all())
     batch = run.result
     for b in range(candidates):
-        single, alone = _ours(lm, prompt, params.replace(seed=params.seed + b))
+        single, alone = _ours(lm, prompt, params.replace(seed=candidate_seed(params.seed, b)))
         ours = torch.cat([c[b] for c in batch.canvases])
         assert torch.equal(ours[: single.shape[1]], single[0]), f"candidate {b}"
         assert set(ours[single.shape[1]:].tolist()) <= {lm.pad_id}  # it stopped at EOS alone

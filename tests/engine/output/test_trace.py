@@ -73,17 +73,20 @@ def test_a_trace_without_a_layout_is_refused_in_one_sentence(tmp_path):
 
 
 def test_choices_from_candidates_and_records_place_every_round():
-    """Round k of until_valid runs with seeds base + k * rows: the seed says row and round."""
+    """A candidate names its batch row and round (its seed is a hash and says neither); a
+    trace written before it did (seed base + k * rows + r) still places them."""
     from dgterm.engine.tasks import Candidate
 
     base, rows = 100, 2
-    for seed, row, round_ in [(100, 0, 0), (101, 1, 0), (102, 0, 1), (105, 1, 2)]:
-        cand = Candidate("t", ["a"], -1.5, [3], seed, None, 0.25, False, "bad")
+    for seed, row, round_ in [(100, 0, 0), (262007644, 1, 0), (7, 0, 1), (8, 1, 2)]:
+        cand = Candidate("t", ["a"], -1.5, [3], seed, None, 0.25, False, "bad", row=row, round=round_)
         live = Choice.of(cand, base, rows)
         record = {"text": "t", "spans": ["a"], "score": -1.5, "entropy": 0.25, "valid": False, "reason": "bad",
-                  "lengths": [3], "seed": seed, "thinking": None}
+                  "lengths": [3], "seed": seed, "row": row, "round": round_, "thinking": None}
         assert live == Choice.from_record(record, base, rows) == Choice(["a"], -1.5, [3], row, None, 0.25, False,
                                                                         "bad", round_)
+    old = {"spans": ["a"], "score": -1.5, "lengths": [3], "seed": 105}
+    assert (Choice.from_record(old, base, rows).round, Choice.from_record(old, base, rows).row) == (2, 1)
 
 
 def test_each_round_gets_its_own_timeline():

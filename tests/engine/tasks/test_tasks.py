@@ -78,7 +78,7 @@ def test_noisy_drafts_decode_without_raising(tiny):
     """Random canvases hold partial UTF-8 byte tokens: decoding must tolerate them."""
     byte_tokens = [i for i in range(tiny.vocab_size) if "\ufffd" in tiny.tokenizer.decode([i])]
     assert byte_tokens, "a byte-level tokenizer has tokens that are partial UTF-8 on their own"
-    assert "\ufffd" in tokens.decode(tiny.tokenizer, byte_tokens[:3])
+    assert tokens.decode(tiny.tokenizer, byte_tokens[:3]) == ""  # broken characters: dropped, never U+FFFD
     task = tasks.infill(tiny, ODD, [SpanRequest(10, 20)], tiny.defaults.replace(seed=2))
     for event in task:
         for span in task.drafts(event):
