@@ -153,7 +153,7 @@ def parse(body, *, chat: bool, model_names: Sequence[str], canvas_length: int, v
     n = _whole(body.get("n", 1), "n", 1, limits.max_candidates)
     seed = body.get("seed")
     if seed is not None:
-        seed = _whole(seed, "seed", 0, (1 << 63) - 1 - limits.max_candidates)  # candidate b runs seed + b
+        seed = _whole(seed, "seed", 0, (1 << 63) - 1)  # candidate b runs candidate_seed(seed, b)
     stream = _flag(body.get("stream"), "stream")
     logprobs = body.get("logprobs")
     if chat:

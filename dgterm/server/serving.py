@@ -21,7 +21,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 
-from dgterm.engine.events import Window
+from dgterm.engine.events import Window, candidate_seed
 from dgterm.engine.local.batch import Batcher, Sequence
 from dgterm.engine.output.tokens import decode, split_thinking, token_text
 from dgterm.engine.params import SamplerParams
@@ -124,7 +124,7 @@ class RunState:
         for b in range(req.n):
             def sink(kind, payload, b=b):
                 loop.call_soon_threadsafe(self.queue.put_nowait, (b, kind, payload))
-            self.sequences.append(Sequence(windows, params.replace(seed=first_seed + b), sink,
+            self.sequences.append(Sequence(windows, params.replace(seed=candidate_seed(first_seed, b)), sink,
                                            stop_at_eos=not req.ignore_eos, frames=req.frames and req.stream,
                                            logprobs=req.logprobs, logprob_ids=req.logprob_ids, width=req.width,
                                            allowed=vocab_mask, rng=rng))
