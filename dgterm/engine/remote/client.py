@@ -296,10 +296,15 @@ class RemoteEngine:
 
     def score_run(self, windows, run, *, skip_pad: bool, seed: int) -> list[float]:
         """`dgterm serve` scores the run with its model (``POST /dgterm/score``, the local
-        ``score_run``); vLLM cannot: every row scores 0, ranked by validity then entropy."""
+        ``score_run``); vLLM through read-only requests with ``logprob_token_ids``
+        (:mod:`dgterm.engine.remote.scores`)."""
         run.context = None
-        if not self.speaks_dgterm or not run.canvases:
+        if not run.canvases:
             return [0.0] * run.forwards.shape[0]
+        if not self.speaks_dgterm:
+            from dgterm.engine.remote.scores import pseudo_loglik
+
+            return pseudo_loglik(self, list(windows), run.canvases, skip_pad=skip_pad, seed=seed)
         from dgterm.engine.remote.wire import score_body
 
         body = score_body(self.name, list(windows), run, skip_pad=skip_pad, seed=seed, vocab=self.vocab_size)
