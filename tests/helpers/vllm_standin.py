@@ -26,7 +26,7 @@ Assumed (stated in the issue, not found in vLLM's text):
   only, so their logprobs are normalised over them and the argmax is one of them.
 
 The "model" is a fixture, not a network: free positions get the tokens of a fixed
-phrase, pinned ones keep their seed value, the second canvas of a continuation ends at EOS.
+phrase (``phrase``), pinned ones keep their seed value, the second canvas of a continuation ends at EOS.
 Given ``model`` (a loaded dgterm model whose canvas and vocabulary the stand-in then
 serves), read-only requests run it for real: one decoder step on the prompt and the seed
 canvas, the logprobs of that step (what scores through vLLM read).
@@ -50,14 +50,14 @@ EOS = 1
 
 class StandIn:
     def __init__(self, tokenizer, canvas: int = 32, vocab: int = 4096, diffusion: bool = True, api_key: str | None = None,
-                 name: str = "google/diffusiongemma-26B-A4B-it", model=None):
+                 name: str = "google/diffusiongemma-26B-A4B-it", model=None, phrase: str = " ok then"):
         if model is not None:
             canvas, vocab = model.canvas_length, model.vocab_size
         self.tok, self.canvas, self.vocab, self.diffusion, self.api_key, self.name = (
             tokenizer, canvas, vocab, diffusion, api_key, name)
         self.model = model
         self.requests: list[dict] = []
-        self.fill = tokenizer(" ok then", add_special_tokens=False)["input_ids"]
+        self.fill = tokenizer(phrase, add_special_tokens=False)["input_ids"]
         self.app = Starlette(routes=[Route("/v1/models", self.models), Route("/tokenize", self.tokenize, methods=["POST"]),
                                      Route("/detokenize", self.detokenize, methods=["POST"]),
                                      Route("/v1/completions", self.completions, methods=["POST"])])

@@ -63,12 +63,12 @@ def pseudo_loglik(engine, windows, canvases: list[torch.Tensor], *, skip_pad: bo
                     canvas = list(row)
                     for q in group.tolist():
                         canvas[q] = int(noise[b, r, q])
-                    plain = [q for q in hidden if q not in window.allowed]
+                    plain = [q for q in hidden if not window.allowed.get(q)]
                     if plain:
                         future = pool.submit(read_logprobs, engine, prompts[b], canvas, [row[q] for q in plain], False)
                         reads += [(b, q, row[q], future) for q in plain]
                     for q in hidden:
-                        if q in window.allowed:  # a healed position: normalised over its ids, as in process
+                        if window.allowed.get(q):  # a healed position: normalised over its ids, as in process
                             future = pool.submit(read_logprobs, engine, prompts[b], canvas, window.allowed[q], True)
                             reads.append((b, q, row[q], future))
             for b in range(B):
