@@ -41,6 +41,7 @@ import time
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
@@ -55,7 +56,7 @@ class StandIn:
             canvas, vocab = model.canvas_length, model.vocab_size
         self.tok, self.canvas, self.vocab, self.diffusion, self.api_key, self.name = (
             tokenizer, canvas, vocab, diffusion, api_key, name)
-        self.model = model
+        self.model, self.lock = model, threading.Lock()
         self.requests: list[dict] = []
         self.fill = tokenizer(phrase, add_special_tokens=False)["input_ids"]
         self.app = Starlette(routes=[Route("/v1/models", self.models), Route("/tokenize", self.tokenize, methods=["POST"]),
@@ -121,7 +122,7 @@ class StandIn:
 
         extra, model = body["vllm_xargs"], self.model.model
         ids = body.get("logprob_token_ids")
-        with torch.no_grad():
+        with self.lock, torch.no_grad():  # one forward at a time
             prefill = SharedPrefill(model, DynamicCache(config=model.config.get_text_config(decoder=True)), 1)
             prompt = body["prompt"]
             cur = prefill.append(torch.tensor([prompt]), 0) if prompt else 0
@@ -206,7 +207,7 @@ class StandIn:
         read = None
         extra = body.get("vllm_xargs") or {}
         if self.model is not None and extra.get("diffusion_read_only") and extra.get("diffusion_seed_canvas"):
-            chosen, read = self._read(body)
+            chosen, read = await run_in_threadpool(self._read, body)  # off the event loop: it keeps answering
             canvases = [chosen]
         else:
             canvases = self._canvases(body)
