@@ -11,7 +11,7 @@ def note_what_it_lacks(lm) -> None:
     """One line on stderr on what the engine (a vLLM server) does otherwise than in process."""
     lacks = getattr(lm, "lacks", None)
     if lacks:
-        print(f"dgterm: note: {lm.describe()}: {lacks} (docs/serve.md).", file=sys.stderr)
+        print(f"dgterm: note: {lm.describe()}; {lacks} (docs/serve.md).", file=sys.stderr)
 
 
 def check_trace_path(path: str | None, inputs=(), engine_args=None) -> None:
