@@ -230,8 +230,8 @@ def heal_by_reading(engine, prompt: list[int], xargs: dict, allowed: dict, param
     for p, ids in allowed.items():
         top = top_of(tops[p])
         engine.tokenizer.learn_ids(top)
-        prefix = getattr(ids, "prefix", None)
-        fits = [i for i in top if (engine.tokenizer.decode([i]).startswith(prefix) if prefix is not None else i in ids)]
+        prefix = getattr(ids, "prefix", "")  # client.Unlisted: the healed characters
+        fits = [i for i in top if prefix and engine.tokenizer.decode([i]).startswith(prefix)]
         if fits:
             xargs["diffusion_seed_canvas"][p] = max(fits, key=top.__getitem__)
             xargs["diffusion_pinned"] = sorted({*xargs["diffusion_pinned"], p})
