@@ -8,11 +8,10 @@ import sys
 
 
 def note_what_it_lacks(lm) -> None:
-    """One line on stderr when the engine (a vLLM server) can neither hold a position's ids nor score."""
-    if not lm.can_restrict:
-        print(f"dgterm: note: {lm.describe()}: no token healing at span edges and no scores (vLLM cannot "
-              "restrict one position's ids nor give the likelihood); candidates rank by validity, then "
-              "entropy (docs/serve.md).", file=sys.stderr)
+    """One line on stderr on what the engine (a vLLM server) does otherwise than in process."""
+    lacks = getattr(lm, "lacks", None)
+    if lacks:
+        print(f"dgterm: note: {lm.describe()}; {lacks} (docs/serve.md).", file=sys.stderr)
 
 
 def check_trace_path(path: str | None, inputs=(), engine_args=None) -> None:

@@ -20,8 +20,16 @@ Assumed (stated in the issue, not found in vLLM's text):
 - the output of a pinned request is the whole canvas, pinned positions included;
 - a read-only request's ``top_logprobs`` are the temperature-1 distribution at each position.
 
+- ``logprob_token_ids`` (a top-level request field, vLLM's OpenAI endpoints) puts the
+  logprobs of those ids at every position into ``top_logprobs``, beside the chosen token's;
+  ``diffusion_constrained`` (``vllm_xargs``) runs the unembedding and sampler over those ids
+  only, so their logprobs are normalised over them and the argmax is one of them.
+
 The "model" is a fixture, not a network: free positions get the tokens of a fixed
-phrase, pinned ones keep their seed value, the second canvas of a continuation ends at EOS.
+phrase (``phrase``), pinned ones keep their seed value, the second canvas of a continuation ends at EOS.
+Given ``model`` (a loaded dgterm model whose canvas and vocabulary the stand-in then
+serves), read-only requests run it for real: one decoder step on the prompt and the seed
+canvas, the logprobs of that step (what scores through vLLM read).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import time
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
@@ -42,11 +51,14 @@ EOS = 1
 
 class StandIn:
     def __init__(self, tokenizer, canvas: int = 32, vocab: int = 4096, diffusion: bool = True, api_key: str | None = None,
-                 name: str = "google/diffusiongemma-26B-A4B-it"):
+                 name: str = "google/diffusiongemma-26B-A4B-it", model=None, phrase: str = " ok then"):
+        if model is not None:
+            canvas, vocab = model.canvas_length, model.vocab_size
         self.tok, self.canvas, self.vocab, self.diffusion, self.api_key, self.name = (
             tokenizer, canvas, vocab, diffusion, api_key, name)
+        self.model, self.lock = model, threading.Lock()
         self.requests: list[dict] = []
-        self.fill = tokenizer(" ok then", add_special_tokens=False)["input_ids"]
+        self.fill = tokenizer(phrase, add_special_tokens=False)["input_ids"]
         self.app = Starlette(routes=[Route("/v1/models", self.models), Route("/tokenize", self.tokenize, methods=["POST"]),
                                      Route("/detokenize", self.detokenize, methods=["POST"]),
                                      Route("/v1/completions", self.completions, methods=["POST"])])
@@ -91,7 +103,40 @@ class StandIn:
         cap = extra.get("diffusion_max_steps")
         if cap is not None and not (isinstance(cap, int) and not isinstance(cap, bool) and cap > 0):
             return "diffusion_max_steps must be a positive integer."
+        ids = body.get("logprob_token_ids")
+        if ids is not None and not (isinstance(ids, list) and ids and all(
+                isinstance(t, int) and not isinstance(t, bool) and 0 <= t < self.vocab for t in ids)):
+            return f"logprob_token_ids must be a non-empty list of token ids in [0, {self.vocab})."
+        if extra.get("diffusion_constrained") and not ids:
+            return "diffusion_constrained needs logprob_token_ids to restrict the vocabulary to."
         return None
+
+    def _read(self, body: dict) -> tuple[list[int], list[dict[int, float]]]:
+        """One real decoder step of ``model`` on the prompt and the seed canvas: the argmax at
+        each position and the logprobs of ``logprob_token_ids`` (of the argmax alone without)."""
+        import torch
+        from transformers import DynamicCache
+
+        from dgterm.engine.local.denoise import decoder_logits, decoder_mask
+        from dgterm.engine.local.prefill import SharedPrefill
+
+        extra, model = body["vllm_xargs"], self.model.model
+        ids = body.get("logprob_token_ids")
+        with self.lock, torch.no_grad():  # one forward at a time
+            prefill = SharedPrefill(model, DynamicCache(config=model.config.get_text_config(decoder=True)), 1)
+            prompt = body["prompt"]
+            cur = prefill.append(torch.tensor([prompt]), 0) if prompt else 0
+            canvas = torch.tensor([extra["diffusion_seed_canvas"]])
+            mask = decoder_mask(model, canvas, prefill.cache, cur)
+            positions = torch.arange(cur, cur + canvas.shape[1], dtype=torch.int32)[None]
+            logits = decoder_logits(model, canvas, None, mask, prefill.cache, positions)[0].float()
+        if extra.get("diffusion_constrained"):
+            logp = torch.full_like(logits, -9999.0)
+            logp[:, ids] = torch.log_softmax(logits[:, ids], dim=-1)
+        else:
+            logp = torch.log_softmax(logits, dim=-1)
+        chosen = logp.argmax(-1).tolist()
+        return chosen, [{i: float(logp[p, i]) for i in [chosen[p], *(ids or [])]} for p in range(len(chosen))]
 
     def _canvases(self, body: dict) -> list[list[int]]:
         extra = (body.get("vllm_xargs") or {}) if self.diffusion else {}
@@ -115,10 +160,13 @@ class StandIn:
                 break
         return out
 
-    def _logprobs(self, body, ids):
+    def _logprobs(self, body, ids, read=None):
         if body.get("logprobs") is None:
             return None
         name = (lambda i: f"token_id:{i}") if body.get("return_tokens_as_token_ids") else (lambda i: self.tok.decode([i]))
+        if read is not None:
+            return {"tokens": [name(i) for i in ids], "token_logprobs": [read[p][i] for p, i in enumerate(ids)],
+                    "top_logprobs": [{name(i): v for i, v in entry.items()} for entry in read], "text_offset": []}
         k = max(1, body["logprobs"])
         return {"tokens": [name(i) for i in ids], "token_logprobs": [-0.1] * len(ids),
                 "top_logprobs": [{name(i): -0.1, **{name((i + j) % self.vocab): -3.0 - j for j in range(1, k)}}
@@ -156,12 +204,18 @@ class StandIn:
         problem = self._check(body) if self.diffusion else None
         if problem:
             return self._bad(problem)
-        canvases = self._canvases(body)
+        read = None
+        extra = body.get("vllm_xargs") or {}
+        if self.model is not None and extra.get("diffusion_read_only") and extra.get("diffusion_seed_canvas"):
+            chosen, read = await run_in_threadpool(self._read, body)  # off the event loop: it keeps answering
+            canvases = [chosen]
+        else:
+            canvases = self._canvases(body)
         finish = "stop" if any(EOS in c for c in canvases) and not body.get("ignore_eos") else "length"
 
         def choice(ids, last):
             return {"index": 0, "text": self.tok.decode(ids, skip_special_tokens=True),
-                    "logprobs": self._logprobs(body, ids), "finish_reason": finish if last else None}
+                    "logprobs": self._logprobs(body, ids, read), "finish_reason": finish if last else None}
 
         if not body.get("stream"):
             ids = [i for c in canvases for i in c]

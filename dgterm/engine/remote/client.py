@@ -114,13 +114,23 @@ class Rendered(str):
     ids: list[int]
 
 
+class Unlisted(list):
+    """The ids a healed position may take when the server lists no vocabulary (vLLM): every
+    token that starts with ``prefix``; the run finds them among the position's top logprobs."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+
 class RemoteTokenizer:
     """The server's tokenizer over /tokenize and /detokenize, with what the front ends
     call on a transformers tokenizer. Single-token texts are cached (and learned from
     the frames `dgterm serve` sends)."""
 
-    def __init__(self, http: Http, model: str, bos: int | None, special: set[int], vocab_size: int):
-        self.http, self.model, self.vocab_size = http, model, vocab_size
+    def __init__(self, http: Http, model: str, bos: int | None, special: set[int], vocab_size: int,
+                 server_heals: bool = True):
+        self.http, self.model, self.vocab_size, self.server_heals = http, model, vocab_size, server_heals
         self.bos_token_id, self.unk_token_id = bos, None
         self.all_special_ids = sorted(special)
         self.texts: dict[int, str] = {}
@@ -148,9 +158,15 @@ class RemoteTokenizer:
 
     def heal_edge(self, piece: str) -> tuple[list[int], str, list[int]]:
         """:func:`dgterm.engine.tasks.healing.heal_edge` on `dgterm serve` (its /tokenize heals
-        with the model's vocabulary, which this client does not hold)."""
+        with the model's vocabulary, which this client does not hold); on vLLM the shared
+        :func:`~dgterm.engine.tasks.healing.heal` over /tokenize, the ids :class:`Unlisted`."""
         from dgterm.engine.remote.wire import bitmap_to_ids
 
+        if not self.server_heals:
+            from dgterm.engine.tasks.healing import heal
+
+            before, prefix = heal(self, piece)
+            return (before, prefix, Unlisted(prefix)) if prefix else (self(piece)["input_ids"], "", [])
         out = self.http.post("/tokenize", {"model": self.model, "prompt": piece, "add_special_tokens": False,
                                            "dgterm": {"heal": True}})
         healed = out.get("dgterm") or {}
@@ -256,9 +272,13 @@ class RemoteEngine:
             chat = http.post("/tokenize", {"model": self.name, "messages": [{"role": "user", "content": "hi"}]},
                              check=False)
             self.has_chat_template = chat.status_code == 200
-        self.tokenizer = RemoteTokenizer(http, self.name, bos, special, self.vocab_size)
-        # `dgterm serve` heals span edges and scores runs for its clients; vLLM cannot (docs/serve.md)
-        self.can_restrict = self.speaks_dgterm
+        self.tokenizer = RemoteTokenizer(http, self.name, bos, special, self.vocab_size,
+                                         server_heals=self.speaks_dgterm)
+        # `dgterm serve` holds a healed position to its ids; vLLM's first token is chosen by a read (docs/serve.md)
+        self.can_restrict = True
+        self.lacks = None if self.speaks_dgterm else (
+            "candidates are not reproducible (vLLM takes no seed for diffusion) and a healed span's first token "
+            "is the likeliest of its top 20 logprobs, not drawn by the sampler")
         self.device = f"{self.kind} at {http.host}"
         self.dtype = "remote"
         self.load_seconds = time.perf_counter() - t0
@@ -296,10 +316,15 @@ class RemoteEngine:
 
     def score_run(self, windows, run, *, skip_pad: bool, seed: int) -> list[float]:
         """`dgterm serve` scores the run with its model (``POST /dgterm/score``, the local
-        ``score_run``); vLLM cannot: every row scores 0, ranked by validity then entropy."""
+        ``score_run``); vLLM through read-only requests with ``logprob_token_ids``
+        (:mod:`dgterm.engine.remote.scores`)."""
         run.context = None
-        if not self.speaks_dgterm or not run.canvases:
+        if not run.canvases:
             return [0.0] * run.forwards.shape[0]
+        if not self.speaks_dgterm:
+            from dgterm.engine.remote.scores import pseudo_loglik
+
+            return pseudo_loglik(self, list(windows), run.canvases, skip_pad=skip_pad, seed=seed)
         from dgterm.engine.remote.wire import score_body
 
         body = score_body(self.name, list(windows), run, skip_pad=skip_pad, seed=seed, vocab=self.vocab_size)

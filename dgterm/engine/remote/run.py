@@ -76,6 +76,8 @@ def run_remote(engine, windows, params, batch, cancel, stop_at_eos):
                     pinned = window.pinned if window.pinned.dim() == 1 else window.pinned[b]
                     xargs = {"diffusion_seed_canvas": torch.where(pinned, known, noise).tolist(),
                              "diffusion_pinned": pinned.nonzero()[:, 0].tolist()}
+                    if not engine.speaks_dgterm and window.allowed:
+                        heal_by_reading(engine, prompt, xargs, window.allowed, params)
                     body = engine.request(prompt, C, params, seeds[b], frames=engine.live_steps, ignore_eos=True,
                                           xargs=xargs, rng_state=state, allowed=window.allowed)
                     ids, _, state = stream(b, body, w)
@@ -213,6 +215,26 @@ class Merge:
         return RunResult(canvases=self.canvases, steps=self.steps, forwards=torch.tensor(self.forwards),
                          generated=generated, elapsed=time.perf_counter() - self.t0, cancelled=cancelled,
                          finished_at_eos=torch.tensor(self.eos), windows=len(self.canvases))
+
+
+def heal_by_reading(engine, prompt: list[int], xargs: dict, allowed: dict, params) -> None:
+    """vLLM restricts a whole canvas, not one position, and lists no vocabulary: a healed
+    position is chosen by one read-only step on the window's seed canvas, the likeliest of
+    its top logprobs that starts with the healed characters, then pinned in ``xargs``.
+    A position none of whose top logprobs starts with them stays free."""
+    read = {**xargs, "diffusion_read_only": True, "diffusion_max_steps": 1}
+    body = engine.request(prompt, engine.canvas_length, params.replace(steps=1), 0, frames=False, ignore_eos=True,
+                          logprobs=LENS_LOGPROBS, xargs=read)
+    body["stream"] = False
+    tops = engine.http.post("/v1/completions", body)["choices"][0]["logprobs"]["top_logprobs"]
+    for p, ids in allowed.items():
+        top = top_of(tops[p])
+        engine.tokenizer.learn_ids(top)
+        prefix = getattr(ids, "prefix", "")  # client.Unlisted: the healed characters
+        fits = [i for i in top if prefix and engine.tokenizer.decode([i]).startswith(prefix)]
+        if fits:
+            xargs["diffusion_seed_canvas"][p] = max(fits, key=top.__getitem__)
+            xargs["diffusion_pinned"] = sorted({*xargs["diffusion_pinned"], p})
 
 
 # ------------------------------------------------------------------ lens
