@@ -57,6 +57,8 @@ class EngineArgs:
         g.add_argument("--download", action="store_true", help="allow downloading a Hugging Face id")
         g.add_argument("--allow-offload", action="store_true", default=None,
                        help="let a quantized model keep experts in host memory when the GPU is too small")
+        g.add_argument("--compile", action="store_true", default=None,
+                       help="compile the decoder step (torch.compile; a warm-up per shape, said in the status)")
         if remote:
             g.add_argument("--server", metavar="URL",
                            help="run on `dgterm serve` or vLLM at URL (key: DGTERM_API_KEY); docs/serve.md")
@@ -82,7 +84,8 @@ class EngineArgs:
         """The flags of ``args`` over ``settings`` (default: the config file and the environment)."""
         settings = (settings or load_settings()).override(
             model=args.model, device=args.device, dtype=args.dtype, quant=args.quant,
-            allow_offload=args.allow_offload, theme=getattr(args, "theme", None), server=getattr(args, "server", None))
+            allow_offload=args.allow_offload, compile=getattr(args, "compile", None),
+            theme=getattr(args, "theme", None), server=getattr(args, "server", None))
         sampler = {name: getattr(args, name, None) for name in SAMPLER_FLAGS}
         sampler["mode"] = getattr(args, "sampler", None)  # --sampler: SamplerParams.mode (--mode is the REPL's)
         return cls.from_settings(settings, sampler=sampler, candidates=getattr(args, "candidates", 1),
@@ -113,7 +116,7 @@ class EngineArgs:
         from dgterm.engine.local import loading
 
         return loading.load(s.model, device=s.device, dtype=s.dtype, quant=s.quant, download=self.download,
-                            allow_offload=s.allow_offload)
+                            allow_offload=s.allow_offload, compile=s.compile)
 
     def sampler_params(self, lm=None):
         """The model's defaults < the config file's [sampler] < flags. Without a model, checks

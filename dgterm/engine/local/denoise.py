@@ -21,7 +21,7 @@ from dgterm.engine.backend import Engine
 from dgterm.engine.events import Run, RunResult, StepEvent, Window, seeds_for
 from dgterm.engine.local.prefill import SharedPrefill, _cache_keyword
 from dgterm.engine.local.sampler import Pins, Sampler
-from dgterm.engine.local.static import HostMirror
+from dgterm.engine.local.static import DecoderForward, HostMirror, StaticContext, decoder_forward
 from dgterm.engine.params import SamplerParams
 
 
@@ -31,22 +31,31 @@ class LocalModel(Engine, Protocol):
     transformers model is here."""
 
     model: Any  # a transformers DiffusionGemmaForBlockDiffusion
+    compile: bool  # the decoder step compiled (torch.compile) over a static context
 
     @property
     def output_pad(self) -> int | None: ...
 
 
 def denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, *, candidates: int = 1,
-            cancel: threading.Event | None = None, stop_at_eos: bool = True, lag: int | None = None) -> Run:
+            cancel: threading.Event | None = None, stop_at_eos: bool = True, lag: int | None = None,
+            static: bool | None = None, backend: Any = None) -> Run:
     """``lag``: how many steps late the loop reads whether every row finished (default: 1
-    on CUDA, where the device runs ahead; 0 on the CPU). The tokens are the same either way."""
-    return Run(_denoise(lm, windows, params, candidates, cancel, stop_at_eos, lag))
+    on CUDA, where the device runs ahead; 0 on the CPU); the tokens are the same either way.
+    ``static``: the decoder reads the context in fixed-size buffers
+    (:class:`dgterm.engine.local.static.StaticContext`), compiled with ``backend`` (default:
+    the model's ``compile`` setting decides both)."""
+    if static is None:
+        static = backend is not None or lm.compile
+        backend = backend or ("inductor" if lm.compile else None)
+    forward = decoder_forward(lm.model, backend) if static else None
+    return Run(_denoise(lm, windows, params, candidates, cancel, stop_at_eos, lag, forward))
 
 
 @torch.no_grad()
 def _denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, batch: int,
              cancel: threading.Event | None, stop_at_eos: bool,
-             lag: int | None) -> Generator[StepEvent, None, RunResult]:
+             lag: int | None, forward: DecoderForward | None) -> Generator[StepEvent, None, RunResult]:
     model, device = lm.model, lm.device
     C = lm.canvas_length
     gens = [torch.Generator(device=device).manual_seed(s) for s in seeds_for(params, batch)]
@@ -66,11 +75,16 @@ def _denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, b
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     t0 = time.perf_counter()
     encode_time = 0.0
+    context = StaticContext() if forward is not None else None
+    warmup = forward.warmup if forward is not None else 0.0
+
+    def warmed() -> dict[str, float]:  # compiling a new shape, paid once per shape
+        return {} if forward is None else {"warm-up": forward.warmup - warmup}
 
     def result(cancelled: bool = False) -> RunResult:
         return RunResult(canvases=canvases, steps=steps, forwards=forwards.cpu(), generated=generated.cpu(),
                          elapsed=time.perf_counter() - t0, cancelled=cancelled, finished_at_eos=done.cpu(),
-                         windows=len(canvases), timings={"encode": encode_time},
+                         windows=len(canvases), timings={"encode": encode_time, **warmed()},
                          context=None if cancelled else (prefill, cur_len))
 
     for wi, window in enumerate(windows):
@@ -93,8 +107,14 @@ def _denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, b
         if window.start is not None:  # the noise is drawn all the same: one random stream with or without a seed
             canvas = window.start.to(device).expand(batch, -1) if pins is None else pins.impose(window.start.to(device))
         positions = torch.arange(cur_len, cur_len + C, dtype=torch.int32, device=device)[None]
-        mask = decoder_mask(model, canvas, cache, cur_len)
-        sc, argmax = None, canvas
+        if context is None:
+            mask = decoder_mask(model, canvas, cache, cur_len)
+            sc, argmax = None, canvas
+        else:  # every step one graph: the first step's self-conditioning is masked out
+            mask = context.fill(cache, C, model.config.get_text_config(decoder=True).layer_types)
+            sc, argmax = torch.zeros(batch, C, lm.vocab_size, dtype=sc_dtype, device=device), canvas
+            sc_off, sc_on = torch.zeros(batch, dtype=torch.bool, device=device), torch.ones(batch, dtype=torch.bool,
+                                                                                            device=device)
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         finished_at = torch.zeros(batch, dtype=torch.int32, device=device)  # the step each row finished at
         free = torch.ones(batch, C, dtype=torch.bool, device=device) if pins is None else ~pins.mask
@@ -104,7 +124,11 @@ def _denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, b
             if cancel is not None and cancel.is_set():
                 return result(cancelled=True)
             forwards += ~(finished | done)
-            logits = decoder_logits(model, canvas, sc, mask, cache, positions)
+            if forward is None:
+                logits = decoder_logits(model, canvas, sc, mask, cache, positions)
+            else:
+                assert context is not None and sc is not None  # set with forward
+                logits = forward(canvas, sc, sc_off if step == 1 else sc_on, mask, context, positions)
             if restrict is not None:
                 logits = restrict(logits)
             canvas, argmax, sc, finished, accepted, entropy = sampler.step(

@@ -49,6 +49,7 @@ class LoadedModel:
     defaults: SamplerParams  # from generation_config.json
     load_seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)  # what the quantized loader reports
+    compile: bool = False  # the decoder step compiled over a static context (dgterm.engine.local.static)
 
     @property
     def canvas_length(self) -> int:
@@ -95,7 +96,7 @@ class LoadedModel:
 
     def describe(self) -> str:
         dtype = str(self.dtype).removeprefix("torch.")
-        return f"{self.name} · {self.device} · {dtype} · quant {self.quant}"
+        return f"{self.name} · {self.device} · {dtype} · quant {self.quant}" + (" · compiled" if self.compile else "")
 
     def denoise(self, windows: Iterable[Window], params: SamplerParams, *, candidates: int = 1,
                 cancel: threading.Event | None = None, stop_at_eos: bool = True) -> Run:
@@ -140,7 +141,7 @@ class LoadedModel:
 
 
 def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant: str = "none",
-         download: bool = False, allow_offload: bool = False) -> LoadedModel:
+         download: bool = False, allow_offload: bool = False, compile: bool = False) -> LoadedModel:
     """Load a DiffusionGemma checkpoint for inference. ``allow_offload`` lets a quantized
     model keep expert weights in host memory when the GPU is too small (never by default)."""
     t0 = time.perf_counter()
@@ -187,4 +188,5 @@ def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant
                              "re-download or re-export the checkpoint.")
     defaults = SamplerParams.from_generation_config(getattr(model, "generation_config", None))
     return LoadedModel(model=model, tokenizer=tokenizer, path=path, spec=spec, device=device, dtype=torch_dtype,
-                       quant=quant, defaults=defaults, load_seconds=time.perf_counter() - t0, info=info)
+                       quant=quant, defaults=defaults, load_seconds=time.perf_counter() - t0, info=info,
+                       compile=compile)

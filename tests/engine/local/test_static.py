@@ -83,3 +83,37 @@ def test_no_host_read_between_the_steps_of_a_canvas(tiny):
     assert len(inside) >= 5
     assert [entries for entries in inside if entries] == []
     assert any(entry[0] == "sync" for entry in spy.log)  # the spy sees the per-canvas reads
+
+
+def _continue(lm, params, prompt, **kw):
+    run = denoise(lm, _windows(prompt, params.max_canvases(lm.canvas_length)), params, **kw).collect()
+    return torch.cat(run.canvases, -1), run
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_the_static_context_gives_the_dynamic_steps_tokens_in_reference_mode(bundled, seed):
+    """Fixed-size buffers, masks over the unfilled slots, the first step's self-conditioning
+    masked out rather than absent: the same tokens as the dynamic step (itself generate's)."""
+    tok = bundled.tokenizer
+    prompt = [tok.bos_token_id] + tok("import os\n\n\ndef main():\n", add_special_tokens=False)["input_ids"]
+    params = bundled.defaults.replace(seed=seed, steps=12, max_new_tokens=3 * bundled.canvas_length, mode="reference")
+    dynamic, _ = _continue(bundled, params, prompt, static=False)
+    static, run = _continue(bundled, params, prompt, static=True)
+    assert torch.equal(static, dynamic)
+    assert run.timings["warm-up"] >= 0
+
+
+def test_a_compiled_run_compiles_once_and_never_inside_a_canvas(tiny):
+    """Dynamo's frame count (a counting backend: what torch.compile would hand inductor):
+    one graph for every step of every canvas of a run, none for a second run of the same
+    shapes; the tokens are the eager static step's."""
+    from torch._dynamo.testing import CompileCounter
+
+    counter = CompileCounter()
+    params = tiny.defaults.replace(seed=2, steps=4, max_new_tokens=48, mode="reference")
+    eager, _ = _continue(tiny, params, [2, 100, 200, 300], candidates=2, static=True)
+    compiled, run = _continue(tiny, params, [2, 100, 200, 300], candidates=2, backend=counter)
+    assert len(run.canvases) == 3 and counter.frame_count == 1
+    assert torch.equal(compiled, eager)
+    _continue(tiny, params.replace(seed=3), [2, 100, 200, 300, 400], candidates=2, backend=counter)
+    assert counter.frame_count == 1
