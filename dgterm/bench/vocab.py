@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 PROFILE = Path(__file__).resolve().parents[2] / "runtime" / "profiles" / "diffusiongemma-26b-a4b"
 
@@ -41,7 +42,7 @@ def vocab_share(rows: int = 16, context: int = 1024, repeats: int = 3, dtype: st
 
     torch.manual_seed(0)
     compute = getattr(torch, dtype)
-    config = DiffusionGemmaConfig.from_pretrained(profile)
+    config: Any = DiffusionGemmaConfig.from_pretrained(profile)  # transformers types text_config loosely
     text = config.text_config
     text._attn_implementation = "sdpa"
     text._experts_implementation = "grouped_mm"  # as the loaded models use
