@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 
@@ -39,16 +38,21 @@ class HostMirror:
         else:
             self.queue.append((values, None, payload))
 
-    def ready(self, everything: bool = False) -> Iterator[tuple[np.ndarray, Any]]:
+    def ready(self, everything: bool = False) -> Iterator[tuple[list[int], Any]]:
         """The values that are ``lag`` steps old (``everything``: all, at a canvas's end)."""
         while self.queue and (everything or len(self.queue) > self.lag):
             host, done, payload = self.queue.popleft()
             if done is not None:
                 done.synchronize()  # an older step's copy: the newer steps stay queued
-            yield host.numpy(), payload
+            yield read(host), payload
 
     def clear(self) -> None:
         self.queue.clear()
+
+
+def read(host: torch.Tensor) -> list[int]:
+    """A host buffer's values: by then on the host (the copy's event has completed), so no wait."""
+    return host.tolist()
 
 
 BUCKET = 512  # the cache's capacity grows by this many tokens: one compiled shape per bucket
