@@ -20,7 +20,8 @@ with the loader's own code), then
   forward, one sampler step: what a user waits for before anything is painted);
 * times the compiled decoder step (``--compile``, the static context of
   ``dgterm.engine.local.static``; default backends inductor and cudagraphs, the latter a CUDA
-  graph of the whole step) against the eager one, fused sampler, after a warm-up timed apart;
+  graph of the whole step) against the eager one, fused sampler, after a warm-up timed apart
+  (bf16 only: the quantized experts' forward branches on the data, so it is not one graph);
 * times the sampler alone at the real shape (256 × 262,144 float32 logits on the device):
   the Triton kernel against the reference (``dgterm.bench.speed.sampler_alone``).
 
@@ -217,6 +218,9 @@ def bench_plan(config, plan: str, device: str, dtype, context: int, steps_list, 
            "weights_planned": planned.weights, "weights_measured": weights, "peak_planned": planned.total,
            "peak_measured": peak,
            "prefill_seconds": warm.timings.get("encode", 0.0), "speed": {}}
+    if plan != "bf16":  # the quantized experts branch on the data (dgterm.engine.local.quant.modules): no whole graph
+        log(f"[{plan}] compiled step: not compiled (the quantized experts' forward is not one graph)")
+        backends = ()
     for backend in backends:  # the warm-up: compiling the step's one shape
         r, _ = run(2, "fused", backend)
         row[f"warmup_s_{backend}"] = r.timings.get("warm-up", 0.0)
@@ -271,7 +275,7 @@ def compiled_table(rows, steps_list, backends, gpu: str) -> str:
              "| plan | backend | warm-up s | " + " | ".join(f"{s} steps tok/s (× eager)" for s in steps_list) + " |",
              "|---|---|---:|" + "---:|" * len(steps_list)]
     for r in rows:
-        for b in backends:
+        for b in backends if f"warmup_s_{backends[0]}" in r else ():
             cells = []
             for s in steps_list:
                 mine, eager = r["speed"][f"compiled-{b}@{s}"]["tokens_per_s"], r["speed"][f"fused@{s}"]["tokens_per_s"]
