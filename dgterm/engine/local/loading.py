@@ -182,6 +182,9 @@ def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant
             raise load_failure(path, e) from None
         check_loading_info(path, loading_info)
         model = model.to(device).eval()
+    if compile and quant != "none":
+        raise ModelLoadError(f"--compile needs an unquantized model: the {quant} experts are not one graph; "
+                             "drop --compile or the quantization.")
     tensors = [*model.parameters(), *model.buffers()]  # quantized weights' scales are buffers
     if not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
         raise ModelLoadError(f"The weights in {path} hold NaN or infinite values; "

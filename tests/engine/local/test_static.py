@@ -133,3 +133,11 @@ def test_a_compiled_run_compiles_once_and_never_inside_a_canvas(tiny):
     assert torch.equal(compiled, eager)
     _continue(tiny, params.replace(seed=3), [2, 100, 200, 300, 400], candidates=2, backend=counter)
     assert counter.frame_count == 1
+
+
+def test_compile_with_a_quantized_model_is_one_sentence_at_load():
+    from dgterm.engine.local import loading
+    from dgterm.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="--compile needs an unquantized model"):
+        loading.load("bundled", quant="nf4", compile=True)
