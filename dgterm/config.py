@@ -10,6 +10,7 @@ The config file is TOML at ``$DGTERM_CONFIG`` or ``<user config dir>/dgterm/conf
     offload_experts = "0"    # "auto" or N layers' experts in host RAM (DGTERM_OFFLOAD_EXPERTS, --offload-experts)
     kernels = "auto"         # triton, reference (or DGTERM_KERNELS, --kernels)
     thinking = ""            # on, off; "": off for rewrites and infill, the template's default for chat
+    compile = false          # the decoder step compiled (torch.compile); or DGTERM_COMPILE=1, or --compile
     theme = "dgterm-dark"
     server = ""              # a URL: drive `dgterm serve` or vLLM there (or DGTERM_SERVER, --server)
     api_key = ""             # the server's key (or DGTERM_API_KEY; never a flag)
@@ -56,6 +57,7 @@ class Settings:
     offload_experts: str = "0"  # "auto" or N: the experts of N layers stay in host RAM
     kernels: str = "auto"  # auto (self-checked Triton where it runs), triton, reference ("torch": the same)
     thinking: str = ""  # on | off | "" (off for rewrites and infill; the chat template's default for chat)
+    compile: bool = False  # the decoder step compiled with torch.compile over a static context
     server: str = ""  # a URL: the engine runs there (docs/serve.md)
     api_key: str = ""
     require_valid: int = 0  # editor: draw infill candidates until one parses, at most this many (0: off)
@@ -114,14 +116,15 @@ def load_settings(path: Path | None = None, env=None) -> Settings:
     for name in STRINGS:
         if env.get(ENV_PREFIX + name.upper()):
             values[name] = env[ENV_PREFIX + name.upper()]
-    offload = env.get(ENV_PREFIX + "ALLOW_OFFLOAD", "").strip().lower()
-    if offload:
-        if offload not in YES + NO:
-            raise DgtermError(f"DGTERM_ALLOW_OFFLOAD={env[ENV_PREFIX + 'ALLOW_OFFLOAD']!r} is not a yes or no; "
-                              "set it to 1 or 0.")
-        values["allow_offload"] = offload in YES
-    if not isinstance(values.get("allow_offload", False), bool):
-        raise DgtermError(f"Config file {path}: allow_offload must be true or false.")
+    for name in ("allow_offload", "compile"):  # yes-or-no settings
+        flag = env.get(ENV_PREFIX + name.upper(), "").strip().lower()
+        if flag:
+            if flag not in YES + NO:
+                raise DgtermError(f"{ENV_PREFIX + name.upper()}={env[ENV_PREFIX + name.upper()]!r} is not a yes or "
+                                  "no; set it to 1 or 0.")
+            values[name] = flag in YES
+        if not isinstance(values.get(name, False), bool):
+            raise DgtermError(f"Config file {path}: {name} must be true or false.")
     for name in STRINGS:
         if not isinstance(values.get(name, ""), str):
             raise DgtermError(f"Config file {path}: {name} must be a string in quotes, like {name} = \"...\".")

@@ -3,7 +3,8 @@
 
     python scripts/gpu_quant_bench.py                    # H200: nf4 and bf16, < 8 minutes
     python scripts/gpu_quant_bench.py --out bench.json   # also write the numbers as JSON
-    python scripts/gpu_quant_bench.py --profile bundled --device cpu --context 64 --steps 2,3  # dry run
+    python scripts/gpu_quant_bench.py --profile bundled --device cpu --context 64 --steps 2,3 \
+        --compile eager  # dry run (dynamo's eager backend: the graph is captured, nothing generated)
 
 For each plan it builds the full-size model from runtime/profiles/<profile>/config.json
 on the one device (no checkpoint needed: random N(0, 0.02) weights, quantized on the GPU
@@ -17,6 +18,10 @@ with the loader's own code), then
   the reference one (random weights never stop early, so every step runs): tokens/s, ms
   per decoder forward, tokens per forward, and the time to the first canvas (prefill, one
   forward, one sampler step: what a user waits for before anything is painted);
+* times the compiled decoder step (``--compile``, the static context of
+  ``dgterm.engine.local.static``; default backends inductor and cudagraphs, the latter a CUDA
+  graph of the whole step) against the eager one, fused sampler, after a warm-up timed apart
+  (bf16 only: the quantized experts' forward branches on the data, so it is not one graph);
 * times the sampler alone at the real shape (256 × 262,144 float32 logits on the device):
   the Triton kernel against the reference (``dgterm.bench.speed.sampler_alone``).
 
@@ -171,7 +176,8 @@ def smoke(device: str) -> dict:
     return out
 
 
-def bench_plan(config, plan: str, device: str, dtype, context: int, steps_list, seed: int = 0) -> dict:
+def bench_plan(config, plan: str, device: str, dtype, context: int, steps_list, seed: int = 0,
+               backends=()) -> dict:
     from dgterm.engine import events
     from dgterm.engine.local import denoise
     from dgterm.engine.local.loading import LoadedModel
@@ -198,9 +204,10 @@ def bench_plan(config, plan: str, device: str, dtype, context: int, steps_list, 
     g = torch.Generator().manual_seed(seed)
     prompt = torch.randint(3, vocab, (context,), generator=g).tolist()
 
-    def run(steps, mode="fused"):
+    def run(steps, mode="fused", backend=None):
         params = SamplerParams(steps=steps, seed=seed, max_new_tokens=config.canvas_length, mode=mode)
-        task = denoise.denoise(lm, [events.Window(prefix=prompt)], params, candidates=1, stop_at_eos=False)
+        task = denoise.denoise(lm, [events.Window(prefix=prompt)], params, candidates=1, stop_at_eos=False,
+                               backend=backend)
         t, first = time.perf_counter(), None
         for _ in task:
             if first is None:
@@ -218,11 +225,20 @@ def bench_plan(config, plan: str, device: str, dtype, context: int, steps_list, 
            "weights_planned": planned.weights, "weights_measured": weights, "peak_planned": planned.total,
            "peak_measured": peak,
            "prefill_seconds": warm.timings.get("encode", 0.0), "speed": {}}
+    if plan != "bf16":  # the quantized experts branch on the data (dgterm.engine.local.quant.modules): no whole graph
+        log(f"[{plan}] compiled step: not compiled (the quantized experts' forward is not one graph)")
+        backends = ()
+    for backend in backends:  # the warm-up: compiling the step's one shape
+        r, _ = run(2, "fused", backend)
+        row[f"warmup_s_{backend}"] = r.timings.get("warm-up", 0.0)
+        log(f"[{plan}] compiled step ({backend}): warm-up {row[f'warmup_s_{backend}']:.1f} s")
+    arms = [("fused", None), ("reference", None), *(("fused", b) for b in backends)]
     for steps in steps_list:
-        for mode in ("fused", "reference"):
-            r, first = run(steps, mode)
+        for mode, backend in arms:
+            r, first = run(steps, mode, backend)
             decode = r.elapsed - r.timings.get("encode", 0.0)
             fwd = int(r.forwards.sum())
+            mode = mode if backend is None else f"compiled-{backend}"
             row["speed"][f"{mode}@{steps}"] = {
                 "tokens_per_s": config.canvas_length / decode, "ms_per_forward": decode / fwd * 1e3, "forwards": fwd,
                 "tokens_per_forward": r.tokens_per_forward[0], "first_canvas_s": first}
@@ -339,6 +355,21 @@ def table(rows, steps_list, gpu: str, name: str) -> str:
     return "\n".join(lines)
 
 
+def compiled_table(rows, steps_list, backends, gpu: str) -> str:
+    """The compiled step against the eager one (fused sampler): tok/s and the ratio."""
+    lines = [f"compiled decoder step against the eager one, {gpu} (fused sampler, after the warm-up)", "",
+             "| plan | backend | warm-up s | " + " | ".join(f"{s} steps tok/s (× eager)" for s in steps_list) + " |",
+             "|---|---|---:|" + "---:|" * len(steps_list)]
+    for r in rows:
+        for b in backends if f"warmup_s_{backends[0]}" in r else ():
+            cells = []
+            for s in steps_list:
+                mine, eager = r["speed"][f"compiled-{b}@{s}"]["tokens_per_s"], r["speed"][f"fused@{s}"]["tokens_per_s"]
+                cells.append(f"{mine:.1f} ({mine / eager:.2f}×)")
+            lines.append(f"| {r['plan']} | {b} | {r[f'warmup_s_{b}']:.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def sampler_table(alone: dict, gpu: str) -> str:
     m, mm = alone["median_s"], alone["min_max_s"]
     return (f"sampler alone, {alone['shape'][0]} × {alone['shape'][1]:,} float32 on {gpu}: reference "
@@ -357,6 +388,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tolerance", type=float, default=5.0, help="allowed planner error, percent")
     ap.add_argument("--no-smoke", action="store_true")
     ap.add_argument("--sampler-shape", default="256,262144", help="rows,vocab of the sampler-alone check")
+    ap.add_argument("--compile", default="inductor,cudagraphs",
+                    help="torch.compile backends of the compiled step, against the eager one ('' for none)")
     ap.add_argument("--out", help="write the results as JSON here")
     ap.add_argument("--offload", default="0,4,auto", help="numbers of layers (or auto) to decode with in host RAM")
     ap.add_argument("--offload-card", default="16GiB", help="the card `auto` plans for")
@@ -383,7 +416,8 @@ def main(argv=None) -> int:
     selftest_md = format_rows(results["selfcheck"])
     log(selftest_md)
     config = quant.load_config(a.profile)
-    rows = [bench_plan(config, p, device, dtype, a.context, steps_list) for p in a.plans.split(",")]
+    backends = [b for b in a.compile.split(",") if b]
+    rows = [bench_plan(config, p, device, dtype, a.context, steps_list, backends=backends) for p in a.plans.split(",")]
     results["rows"] = rows
     layers_list = [x if x == "auto" else int(x) for x in a.offload.split(",") if x]
     results["offload"] = bench_offload(config, device, dtype, a.context, a.offload_steps, layers_list,
@@ -392,6 +426,8 @@ def main(argv=None) -> int:
           + "```\n" + selftest_md + "\n```")
     if results["offload"]:
         md += "\n\n" + offload_table(results["offload"], gpu)
+    if backends:
+        md += "\n\n" + compiled_table(rows, steps_list, backends, gpu)
     results["markdown"] = md
     ok = True
     if device.startswith("cuda"):

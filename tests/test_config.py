@@ -25,10 +25,13 @@ def test_layers_apply_in_order(tmp_path):
     s = load_settings(path, env={"DGTERM_QUANT": "nf4", "DGTERM_ALLOW_OFFLOAD": "0"})
     assert (s.model, s.quant, s.allow_offload) == ("/models/a", "nf4", False)
     assert load_settings(tmp_path / "absent.toml", env={"DGTERM_ALLOW_OFFLOAD": "yes"}).allow_offload
+    assert not load_settings(write(tmp_path, "compile = true\n"), env={"DGTERM_COMPILE": "off"}).compile
+    assert load_settings(tmp_path / "absent.toml", env={"DGTERM_COMPILE": "1"}).compile
 
 
 @pytest.mark.parametrize("text, words", [
     ("allow_offload = 1\n", "allow_offload must be true or false"),
+    ("compile = 'yes'\n", "compile must be true or false"),
     ("colour = 'red'\n", "unknown setting(s) colour"),
     ("model = \n", "not valid TOML"),
     ("require_valid = true\n", "require_valid must be a whole number of candidates from 0"),
@@ -47,6 +50,7 @@ def test_allow_offload_flag_reaches_the_settings_of_every_front_end(command, tmp
     parse = build_parser().parse_args
     assert EngineArgs.from_cli_args(parse([command, *extra, "--allow-offload"])).settings.allow_offload is True
     assert EngineArgs.from_cli_args(parse([command, *extra])).settings.allow_offload is False
+    assert EngineArgs.from_cli_args(parse([command, *extra, "--compile"])).settings.compile is True
 
 
 @pytest.mark.parametrize("text, words", [

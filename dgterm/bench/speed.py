@@ -257,3 +257,40 @@ def sampler_alone(rows: int = 256, vocab: int = 262_144, repeats: int = 3, seed:
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"shape": [rows, vocab], "median_s": med, "min_max_s": {k: [min(v), max(v)] for k, v in times.items()},
             "speed_ratio_fused_vs_reference": med["reference"] / med["fused"]}
+
+
+def compiled_vs_eager(lm, steps: int = 48, seeds=(0, 1, 2), repeats: int = 1, backend="inductor") -> dict:
+    """The decoder step compiled (``--compile``: torch.compile with ``backend`` over the
+    static context) against the eager step (the default) and the eager static step, the
+    fused sampler, one canvas, rotating order, after the compiled step's warm-up (timed
+    apart); whether the compiled tokens are the eager ones."""
+    from dgterm.engine import events
+    from dgterm.engine.local.denoise import denoise
+
+    arms = {"eager": (False, None), "static": (True, None), "compiled": (True, backend)}
+
+    def run(name, seed):
+        params = lm.defaults.replace(steps=steps, seed=seed, max_new_tokens=lm.canvas_length, mode="fused")
+        static, compiler = arms[name]
+        t = time.perf_counter()
+        result = denoise(lm, [events.Window(prefix=_prompt_ids(lm))], params, static=static, backend=compiler).collect()
+        return time.perf_counter() - t, result
+
+    _, first = run("compiled", seeds[0])
+    warmup = first.timings.get("warm-up", 0.0)
+    times: dict[str, list[float]] = {k: [] for k in arms}
+    identical = True
+    for r in range(repeats):
+        for seed in seeds:
+            outputs = {}
+            names = list(arms)
+            for name in names[(r + seed) % 3:] + names[: (r + seed) % 3]:
+                elapsed, result = run(name, seed)
+                times[name].append(elapsed)
+                outputs[name] = result.canvases[0]
+            identical &= bool((outputs["compiled"] == outputs["eager"]).all())
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"steps": steps, "warmup_s": warmup, "median_s": med,
+            "min_max_s": {k: [min(v), max(v)] for k, v in times.items()},
+            "speed_ratio_compiled_vs_eager": med["eager"] / med["compiled"],
+            "speed_ratio_static_vs_eager": med["eager"] / med["static"], "identical_tokens": identical}

@@ -25,6 +25,10 @@ def add_arguments(p):
     s = sub.add_parser("speed", help="engine vs model.generate, event-stream overhead, load time")
     s.add_argument("--steps", type=whole_list, default=[16, 48], help="comma-separated step counts")
     s.add_argument("--repeats", type=whole(1), default=3)
+    s.add_argument("--no-compile", dest="compiled", action="store_false",
+                   help="skip the compiled step's row (torch.compile's warm-up takes minutes on a CPU)")
+    s.add_argument("--no-vocab", dest="vocab", action="store_false",
+                   help="skip the vocabulary's share at the 26B-A4B's sizes (needs about 4 GiB)")
     q = sub.add_parser("quality", help="held-out denoising loss, infill exact match vs baselines")
     q.add_argument("-n", type=whole(1), default=100, help="cases per kind")
     q.add_argument("--seed", type=whole(0), default=0)
@@ -79,11 +83,18 @@ def run(args) -> int:
         long = speed.prefill_long(lm, repeats=args.repeats)
         alone = speed.sampler_alone(repeats=args.repeats)
         profiles = [speed.profile_run(lm, 1, None, max(args.steps)), speed.profile_run(lm, 4, 4000, 16)]
+        compiled = speed.compiled_vs_eager(lm, max(args.steps), repeats=args.repeats) if args.compiled else None
+        share = None
+        if args.vocab:
+            from dgterm.bench.vocab import vocab_share
+
+            share = vocab_share()
         if args.json:
             print(json.dumps({"load": first, "compare": rows, "candidates": many, "prefill": long, "sampler": alone,
-                              "profile": profiles}, indent=2))
+                              "profile": profiles, "compiled": compiled, "vocab": share}, indent=2))
             return 0
         print_speed(first, rows, many, long, alone, profiles)
+        print_step(compiled, share)
         return 0
 
     if args.bench == "memory":
@@ -247,3 +258,20 @@ def print_speed(first, rows, many, long, alone, profiles) -> None:
     for p in profiles:
         print(f"| {p['candidates']} | {p['prompt_tokens']:,} | {p['steps']} | {p['whole_s']:.3f} | "
               + " | ".join(f"{p['seconds'][k]:.3f} ({100 * p['share'][k]:.0f}%)" for k in parts) + " |")
+
+
+def print_step(compiled, share) -> None:
+    """The compiled step against the eager one, and the vocabulary's share at real sizes."""
+    if compiled:
+        m, mm = compiled["median_s"], compiled["min_max_s"]
+        print(f"\ncompiled step (--compile), {compiled['steps']} steps, after a warm-up of "
+              f"{compiled['warmup_s']:.1f} s: eager {spread(m['eager'], mm['eager'])} s, eager static "
+              f"{spread(m['static'], mm['static'])} s, compiled {spread(m['compiled'], mm['compiled'])} s: "
+              f"{compiled['speed_ratio_compiled_vs_eager']:.2f}× the eager step "
+              f"(identical tokens: {compiled['identical_tokens']})")
+    if share:
+        print(f"\nvocabulary's share of a step at the 26B-A4B's sizes ({share['rows']} canvas rows, "
+              f"{share['context']:,}-token context, {share['dtype']}): {100 * share['vocab_share']:.1f}% of the "
+              f"time on this machine, {100 * share['vocab_share_flops']:.1f}% of the FLOPs; "
+              + ", ".join(f"{k} {v:.3f} s" for k, v in share["vocab_s"].items())
+              + "; layers " + ", ".join(f"{k} {v:.3f} s" for k, v in share["layer_s"].items()))

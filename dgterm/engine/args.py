@@ -72,6 +72,8 @@ class EngineArgs:
                        help="auto (default): Triton kernels that passed their self-check; reference: PyTorch only")
         g.add_argument("--thinking", choices=("on", "off"),
                        help="let the model think before answering (default: off for rewrites and infill)")
+        g.add_argument("--compile", action="store_true", default=None,
+                       help="compile the decoder step (torch.compile; a warm-up per shape, said in the status)")
         if remote:
             g.add_argument("--server", metavar="URL",
                            help="run on `dgterm serve` or vLLM at URL (key: DGTERM_API_KEY); docs/serve.md")
@@ -97,7 +99,8 @@ class EngineArgs:
         """The flags of ``args`` over ``settings`` (default: the config file and the environment)."""
         settings = (settings or load_settings()).override(
             model=args.model, device=args.device, dtype=args.dtype, quant=args.quant,
-            allow_offload=args.allow_offload, theme=getattr(args, "theme", None), server=getattr(args, "server", None),
+            allow_offload=args.allow_offload, compile=getattr(args, "compile", None),
+            theme=getattr(args, "theme", None), server=getattr(args, "server", None),
             offload_experts=getattr(args, "offload_experts", None), kernels=getattr(args, "kernels", None),
             thinking=getattr(args, "thinking", None))
         sampler = {name: getattr(args, name, None) for name in SAMPLER_FLAGS}
@@ -130,7 +133,8 @@ class EngineArgs:
         from dgterm.engine.local import loading
 
         return loading.load(s.model, device=s.device, dtype=s.dtype, quant=s.quant, download=self.download,
-                            allow_offload=s.allow_offload, offload_experts=s.offload_experts, kernels=s.kernels)
+                            allow_offload=s.allow_offload, offload_experts=s.offload_experts, kernels=s.kernels,
+                            compile=s.compile)
 
     def sampler_params(self, lm=None):
         """The model's defaults < the config file's [sampler] < flags. Without a model, checks

@@ -21,6 +21,7 @@ from dgterm.engine.backend import Engine
 from dgterm.engine.events import Run, RunResult, StepEvent, Window, seeds_for
 from dgterm.engine.local.prefill import SharedPrefill, _cache_keyword
 from dgterm.engine.local.sampler import Pins, Sampler
+from dgterm.engine.local.static import DecoderForward, HostMirror, StaticContext, decoder_forward
 from dgterm.engine.params import SamplerParams
 
 
@@ -30,19 +31,31 @@ class LocalModel(Engine, Protocol):
     transformers model is here."""
 
     model: Any  # a transformers DiffusionGemmaForBlockDiffusion
+    compile: bool  # the decoder step compiled (torch.compile) over a static context
 
     @property
     def output_pad(self) -> int | None: ...
 
 
 def denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, *, candidates: int = 1,
-            cancel: threading.Event | None = None, stop_at_eos: bool = True) -> Run:
-    return Run(_denoise(lm, windows, params, candidates, cancel, stop_at_eos))
+            cancel: threading.Event | None = None, stop_at_eos: bool = True, lag: int | None = None,
+            static: bool | None = None, backend: Any = None) -> Run:
+    """``lag``: how many steps late the loop reads whether every row finished (default: 1
+    on CUDA, where the device runs ahead; 0 on the CPU); the tokens are the same either way.
+    ``static``: the decoder reads the context in fixed-size buffers
+    (:class:`dgterm.engine.local.static.StaticContext`), compiled with ``backend`` (default:
+    the model's ``compile`` setting decides both)."""
+    if static is None:
+        static = backend is not None or lm.compile
+        backend = backend or ("inductor" if lm.compile else None)
+    forward = decoder_forward(lm.model, backend) if static else None
+    return Run(_denoise(lm, windows, params, candidates, cancel, stop_at_eos, lag, forward))
 
 
 @torch.no_grad()
 def _denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, batch: int,
-             cancel: threading.Event | None, stop_at_eos: bool) -> Generator[StepEvent, None, RunResult]:
+             cancel: threading.Event | None, stop_at_eos: bool,
+             lag: int | None, forward: DecoderForward | None) -> Generator[StepEvent, None, RunResult]:
     model, device = lm.model, lm.device
     C = lm.canvas_length
     gens = [torch.Generator(device=device).manual_seed(s) for s in seeds_for(params, batch)]
@@ -62,11 +75,16 @@ def _denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, b
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     t0 = time.perf_counter()
     encode_time = 0.0
+    context = StaticContext() if forward is not None else None
+    warmup = forward.warmup if forward is not None else 0.0
+
+    def warmed() -> dict[str, float]:  # compiling a new shape, paid once per shape
+        return {} if forward is None else {"warm-up": forward.warmup - warmup}
 
     def result(cancelled: bool = False) -> RunResult:
         return RunResult(canvases=canvases, steps=steps, forwards=forwards.cpu(), generated=generated.cpu(),
                          elapsed=time.perf_counter() - t0, cancelled=cancelled, finished_at_eos=done.cpu(),
-                         windows=len(canvases), timings={"encode": encode_time},
+                         windows=len(canvases), timings={"encode": encode_time, **warmed()},
                          context=None if cancelled else (prefill, cur_len))
 
     for wi, window in enumerate(windows):
@@ -89,31 +107,50 @@ def _denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, b
         if window.start is not None:  # the noise is drawn all the same: one random stream with or without a seed
             canvas = window.start.to(device).expand(batch, -1) if pins is None else pins.impose(window.start.to(device))
         positions = torch.arange(cur_len, cur_len + C, dtype=torch.int32, device=device)[None]
-        mask = decoder_mask(model, canvas, cache, cur_len)
-        sc, argmax = None, canvas
+        if context is None:
+            mask = decoder_mask(model, canvas, cache, cur_len)
+            sc, argmax = None, canvas
+        else:  # every step one graph: the first step's self-conditioning is masked out
+            mask = context.fill(cache, C, model.config.get_text_config(decoder=True).layer_types)
+            sc, argmax = torch.zeros(batch, C, lm.vocab_size, dtype=sc_dtype, device=device), canvas
+            sc_off, sc_on = torch.zeros(batch, dtype=torch.bool, device=device), torch.ones(batch, dtype=torch.bool,
+                                                                                            device=device)
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        finished_at = torch.zeros(batch, dtype=torch.int32, device=device)  # the step each row finished at
         free = torch.ones(batch, C, dtype=torch.bool, device=device) if pins is None else ~pins.mask
-        step = 0
-        for cur_step in reversed(range(1, params.steps + 1)):
+        mirror = HostMirror(device, lag)
+        last: StepEvent | None = None
+        for step, cur_step in enumerate(reversed(range(1, params.steps + 1)), start=1):
             if cancel is not None and cancel.is_set():
                 return result(cancelled=True)
             forwards += ~(finished | done)
-            step += 1
-            logits = decoder_logits(model, canvas, sc, mask, cache, positions)
+            if forward is None:
+                logits = decoder_logits(model, canvas, sc, mask, cache, positions)
+            else:
+                assert context is not None and sc is not None  # set with forward
+                logits = forward(canvas, sc, sc_off if step == 1 else sc_on, mask, context, positions)
             if restrict is not None:
                 logits = restrict(logits)
             canvas, argmax, sc, finished, accepted, entropy = sampler.step(
                 logits, canvas, argmax, sc, finished, cur_step, sc_dtype)
-            yield StepEvent(window=wi, step=step, max_steps=params.steps, canvas=canvas, argmax=argmax,
-                            accepted=accepted, entropy=entropy, pinned=None if pins is None else pins.mask,
-                            finished=finished, elapsed=time.perf_counter() - t0,
-                            tokens=int(generated[0]) + int((accepted[0] & free[0]).sum()))
-            if finished.all():
+            finished_at = torch.where(finished & (finished_at == 0), step, finished_at)
+            news = torch.stack([finished.all().long(), generated[0] + (accepted[0] & free[0]).sum()])
+            mirror.push(news, StepEvent(window=wi, step=step, max_steps=params.steps, canvas=canvas, argmax=argmax,
+                                        accepted=accepted, entropy=entropy, finished=finished, elapsed=0.0,
+                                        pinned=None if pins is None else pins.mask))
+            shown, stopped = yield from _deliver(mirror, t0)
+            last = shown or last
+            if stopped:  # every row had finished at ``last``: any later step is undone
                 break
-        steps.append(step)
+        else:
+            shown, _ = yield from _deliver(mirror, t0, everything=True)
+            last = shown or last
+        assert last is not None  # a canvas has one step at least
+        steps.append(last.step)
+        sampler.rewind(finished_at.tolist())
         # 3. Finish the canvas: after EOS everything is pad, and a finished candidate stays so
         #    (with no pad id, as in generate, the tokens stay).
-        final = argmax.clone()
+        final = last.argmax.clone()
         if stop_at_eos:
             done = pad_after_eos(final, done, eos, pad)
         generated += generated_tokens(final, free, pad)
@@ -122,6 +159,20 @@ def _denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, b
         if stop_at_eos and done.all():
             break
     return result()
+
+
+def _deliver(mirror: HostMirror, t0: float,
+             everything: bool = False) -> Generator[StepEvent, None, tuple[StepEvent | None, bool]]:
+    """Yield the steps whose numbers have reached the host; returns the last one yielded and
+    whether every row had finished at it (the later steps already queued are dropped)."""
+    event = None
+    for (all_finished, tokens), event in mirror.ready(everything):
+        event.tokens, event.elapsed = int(tokens), time.perf_counter() - t0
+        yield event
+        if all_finished:
+            mirror.clear()
+            return event, True
+    return event, False
 
 
 def pad_after_eos(final: torch.Tensor, done: torch.Tensor, eos: torch.Tensor, pad_id: int | None) -> torch.Tensor:

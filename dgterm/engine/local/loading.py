@@ -50,6 +50,7 @@ class LoadedModel:
     defaults: SamplerParams  # from generation_config.json
     load_seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)  # what the quantized loader reports
+    compile: bool = False  # the decoder step compiled over a static context (dgterm.engine.local.static)
 
     @property
     def canvas_length(self) -> int:
@@ -96,7 +97,7 @@ class LoadedModel:
 
     def describe(self) -> str:
         dtype = str(self.dtype).removeprefix("torch.")
-        return f"{self.name} · {self.device} · {dtype} · quant {self.quant}"
+        return f"{self.name} · {self.device} · {dtype} · quant {self.quant}" + (" · compiled" if self.compile else "")
 
     def denoise(self, windows: Iterable[Window], params: SamplerParams, *, candidates: int = 1,
                 cancel: threading.Event | None = None, stop_at_eos: bool = True) -> Run:
@@ -142,7 +143,7 @@ class LoadedModel:
 
 def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant: str = "none",
          download: bool = False, allow_offload: bool = False, offload_experts: str = "0",
-         kernels: str | None = None) -> LoadedModel:
+         kernels: str | None = None, compile: bool = False) -> LoadedModel:
     """Load a DiffusionGemma checkpoint for inference. ``allow_offload`` lets a quantized
     model keep expert weights in host memory when the GPU is too small (never by default);
     ``offload_experts`` ('auto' or N) keeps the experts of N layers there; ``kernels``
@@ -194,10 +195,14 @@ def load(spec: str = "bundled", device: str = "auto", dtype: str = "auto", quant
             raise load_failure(path, e) from None
         check_loading_info(path, loading_info)
         model = model.to(device).eval()
+    if compile and quant != "none":
+        raise ModelLoadError(f"--compile needs an unquantized model: the {quant} experts are not one graph; "
+                             "drop --compile or the quantization.")
     tensors = [*model.parameters(), *model.buffers()]  # quantized weights' scales are buffers
     if not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
         raise ModelLoadError(NONFINITE.format(path=path))
     info.setdefault("notes", []).extend(selfcheck.fallbacks(torch.device(device)))
     defaults = SamplerParams.from_generation_config(getattr(model, "generation_config", None))
     return LoadedModel(model=model, tokenizer=tokenizer, path=path, spec=spec, device=device, dtype=torch_dtype,
-                       quant=quant, defaults=defaults, load_seconds=time.perf_counter() - t0, info=info)
+                       quant=quant, defaults=defaults, load_seconds=time.perf_counter() - t0, info=info,
+                       compile=compile)

@@ -57,26 +57,37 @@ class Sampler:
         self.pins = pins
         self.history: torch.Tensor | None = None  # argmax canvases of the last `stability` steps
         self.entropy: torch.Tensor | None = None  # fused mode: the last entropy of each position
+        self.states: list[list[torch.Tensor]] = []  # the generators' states before each step
 
-    def _randint(self, batch: int, length: int, device: str | torch.device,
-                 drawing: list[bool] | None = None) -> torch.Tensor:
-        """Uniform ids per candidate, each from its own generator; rows not ``drawing`` (they
-        stopped denoising: their result is discarded) draw nothing, so every candidate's
-        stream is the one a run with its seed alone would draw."""
+    def _randint(self, batch: int, length: int, device: str | torch.device) -> torch.Tensor:
+        """Uniform ids per candidate, each from its own generator."""
         if len(self.generators) == 1 and batch == 1:
             return torch.randint(0, self.vocab_size, (1, length), device=device, generator=self.generators[0])
         return torch.cat([torch.randint(0, self.vocab_size, (1, length), device=device, generator=g)
-                          if drawing is None or drawing[b] else torch.zeros(1, length, dtype=torch.long, device=device)
-                          for b, g in enumerate(self.generators)])
+                          for g in self.generators])
 
-    def _multinomial(self, probs: torch.Tensor, drawing: list[bool]) -> torch.Tensor:
+    def _multinomial(self, probs: torch.Tensor) -> torch.Tensor:
         batch, length, vocab = probs.shape
         if batch == 1:
             return torch.multinomial(probs.view(-1, vocab), 1, generator=self.generators[0]).view(1, length)
-        rows = [torch.multinomial(probs[b], 1, generator=g).view(1, length) if drawing[b]
-                else torch.zeros(1, length, dtype=torch.long, device=probs.device)
-                for b, g in enumerate(self.generators)]
-        return torch.cat(rows)
+        return torch.cat([torch.multinomial(probs[b], 1, generator=g).view(1, length)
+                          for b, g in enumerate(self.generators)])
+
+    def _remember_generators(self) -> None:
+        """Every row draws at every step, finished or not (no host read of which rows
+        finished); the generators' states before each step (host state, no device sync)
+        let :meth:`rewind` put back what a finished row drew after it finished."""
+        self.states.append([g.get_state() for g in self.generators])
+
+    def rewind(self, finished_at: list[int]) -> None:
+        """Once per canvas: the generator of a row that finished after step ``s`` (1-based;
+        0: it never did) goes back to its state after step ``s``, so every candidate's stream
+        is the one a run with its seed alone draws (that run stops drawing when it finishes)."""
+        if not self.states:
+            return
+        for g, s, states in zip(self.generators, finished_at, zip(*self.states, strict=True), strict=True):
+            if 0 < s < len(states):
+                g.set_state(states[s])
 
     def initial_canvas(self, batch: int, length: int, device: str | torch.device) -> torch.Tensor:
         canvas = self._randint(batch, length, device)
@@ -91,13 +102,13 @@ class Sampler:
         next canvas, the argmax canvas, the self-conditioning logits for the next step, the
         updated finished mask, and what the step did (accepted mask, entropy).
         """
-        drawing = (~finished).tolist()
+        self._remember_generators()
         if self.params.mode == "reference":
             temperature = temperature_of(self.params, cur_step, canvas.device)
-            processed, denoised, new_argmax, entropy = self._draw_reference(logits, temperature, drawing)
+            processed, denoised, new_argmax, entropy = self._draw_reference(logits, temperature)
         else:  # the same float32 temperature, read on the host without a device sync
             temperature = temperature_of(self.params, cur_step, "cpu")
-            processed, denoised, new_argmax, entropy = self._draw_fused(logits, temperature, drawing, sc_dtype)
+            processed, denoised, new_argmax, entropy = self._draw_fused(logits, temperature, finished, sc_dtype)
         if self.pins is not None:
             entropy = entropy.masked_fill(self.pins.mask, 0.0)
             new_argmax = self.pins.impose(new_argmax)
@@ -107,32 +118,34 @@ class Sampler:
         accepted_canvas = torch.where(accepted, denoised, canvas)
         if self.pins is not None:
             accepted_canvas = self.pins.impose(accepted_canvas)
-        noise = self._randint(canvas.shape[0], canvas.shape[1], canvas.device, drawing)
+        noise = self._randint(canvas.shape[0], canvas.shape[1], canvas.device)
         new_canvas = torch.where(~accepted, noise, accepted_canvas)
         if self.pins is not None:
             new_canvas = self.pins.impose(new_canvas)
 
-        if not all(drawing):
-            assert self_conditioning is not None  # a row finishes at a step after the first
+        if canvas.shape[0] > 1 and self_conditioning is not None:
+            # A row that finished keeps what it had (one row alone stops instead); no host
+            # read of which rows did: the masks are applied to every row.
             new_argmax = torch.where(finished[:, None], argmax, new_argmax)
             new_canvas = torch.where(finished[:, None], canvas, new_canvas)
+            held = finished[:, None, None]
             if self.params.mode == "reference":
-                processed = torch.where(finished[:, None, None], self_conditioning, processed)
+                processed = torch.where(held, self_conditioning, processed)
             else:  # in place: no logits-sized temporary
-                processed[finished] = self_conditioning[finished].to(processed.dtype)
+                torch.where(held, self_conditioning.to(processed.dtype), processed, out=processed)
         # Rows already finished stay finished whatever the test says, so the acceptance
         # entropy (that of the unchanged logits of the other rows) serves the test too.
         finished = finished | self._stop(new_argmax, entropy)
         return new_canvas, new_argmax, processed.to(sc_dtype), finished, accepted, entropy
 
-    def _draw_reference(self, logits, temperature, drawing):
+    def _draw_reference(self, logits, temperature):
         """transformers' operations, in its order: the same tokens for the same seed."""
         processed = logits / temperature
         probs = torch.softmax(processed, dim=-1, dtype=torch.float32)
-        denoised = self._multinomial(probs, drawing)
+        denoised = self._multinomial(probs)
         return processed, denoised, torch.argmax(processed, dim=-1), token_entropy(processed)
 
-    def _draw_fused(self, logits, temperature, drawing, sc_dtype):
+    def _draw_fused(self, logits, temperature, finished, sc_dtype):
         """One pass per row (:mod:`dgterm.engine.local.kernels.sampling`); rows that stopped and
         pinned positions are not computed (their results are replaced), and keep the
         entropy they had."""
@@ -140,29 +153,24 @@ class Sampler:
         device = logits.device
         if self.entropy is None:
             self.entropy = torch.zeros(batch, length, dtype=torch.float32, device=device)
-        work = torch.tensor(drawing, device=device)[:, None].expand(batch, length)
+        work = (~finished)[:, None].expand(batch, length)
         if self.pins is not None:
             work = work & ~self.pins.mask
         processed, argmax, entropy, sample = fused_sample(
-            logits.view(-1, vocab), temperature, work.reshape(-1), self._row_randomness(batch, length, drawing),
+            logits.view(-1, vocab), temperature, work.reshape(-1), self._row_randomness(length),
             None if self.pins is None else self.pins.ids.reshape(-1).contiguous(), sc_dtype)
         shape = (batch, length)
         self.entropy = torch.where(work, entropy.view(shape), self.entropy)
         return processed.view(batch, length, vocab), sample.view(shape), argmax.view(shape), self.entropy
 
-    def _row_randomness(self, batch, length, drawing):
-        """Per candidate that is still drawing: uniforms for the CPU pass, or a Philox seed
-        per position for the Triton kernel; drawn from the candidate's own generator."""
+    def _row_randomness(self, length):
+        """Per candidate: uniforms for the CPU pass, or a Philox seed per position for the
+        Triton kernel; drawn from the candidate's own generator."""
         device = self.generators[0].device
-        rows = []
-        for b, g in enumerate(self.generators):
-            if device.type == "cuda":
-                seed = torch.randint(0, 1 << 62, (1,), device=device, generator=g) if drawing[b] else \
-                    torch.zeros(1, dtype=torch.long, device=device)
-                rows.append(seed + torch.arange(length, device=device))
-            else:
-                rows.append(torch.rand(length, generator=g) if drawing[b] else torch.zeros(length))
-        return torch.cat(rows)
+        if device.type == "cuda":
+            return torch.cat([torch.randint(0, 1 << 62, (1,), device=device, generator=g)
+                              + torch.arange(length, device=device) for g in self.generators])
+        return torch.cat([torch.rand(length, generator=g) for g in self.generators])
 
     def _stop(self, argmax: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
         """Stable (argmax unchanged for `stability` steps) and confident (mean entropy of the

@@ -1,0 +1,110 @@
+"""The vocabulary's share of a decoder step at the real model's sizes, on this machine.
+
+The 26B-A4B's config (``runtime/profiles/diffusiongemma-26b-a4b``) with real tensors for
+one sliding and one full decoder layer (transformers' own layer classes, random weights)
+and the real 262,144-way vocabulary: a canvas's rows go through each layer over a cached
+context, then through the vocabulary-sized work of a step (the lm head and its
+soft-capping, the sampler's pass, the self-conditioning softmax times the embedding
+matrix). The step is estimated as the layers times their count plus the vocabulary work
+once; ``rows`` canvas positions (fewer than the canvas: both parts scale with the rows).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+PROFILE = Path(__file__).resolve().parents[2] / "runtime" / "profiles" / "diffusiongemma-26b-a4b"
+
+
+def _timed(fn, repeats: int) -> float:
+    fn()  # warm
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def vocab_share(rows: int = 16, context: int = 1024, repeats: int = 3, dtype: str = "bfloat16",
+                profile: Path = PROFILE) -> dict:
+    """Seconds of one sliding and one full layer, and of the vocabulary work, for ``rows``
+    canvas positions over ``context`` cached tokens; the vocabulary's share of a step, in
+    time on this machine and in FLOPs (``profile``: a model's config directory)."""
+    import torch
+    from transformers import DiffusionGemmaConfig, DynamicCache
+    from transformers.models.diffusion_gemma import modeling_diffusion_gemma as dg
+
+    from dgterm.engine.local.kernels.sampling import fused_sample
+
+    torch.manual_seed(0)
+    compute = getattr(torch, dtype)
+    config: Any = DiffusionGemmaConfig.from_pretrained(profile)  # transformers types text_config loosely
+    text = config.text_config
+    text._attn_implementation = "sdpa"
+    text._experts_implementation = "grouped_mm"  # as the loaded models use
+    kinds = {kind: text.layer_types.index(kind) for kind in ("sliding_attention", "full_attention")}
+    rotary = dg.DiffusionGemmaTextRotaryEmbedding(text)
+    hidden = torch.randn(1, rows, text.hidden_size, dtype=compute)
+    positions = torch.arange(context, context + rows)[None]
+    layer_s, layer_flops = {}, {}
+    for kind, idx in kinds.items():
+        layer = dg.DiffusionGemmaDecoderTextLayer(text, idx).to(compute)
+        for p in layer.parameters():
+            torch.nn.init.normal_(p, std=0.02)
+        cache = DynamicCache(config=text)
+        heads, dim = layer.self_attn.k_proj.out_features // layer.self_attn.head_dim, layer.self_attn.head_dim
+        kv = torch.randn(1, heads, min(context, text.sliding_window - 1) if kind == "sliding_attention" else context,
+                         dim, dtype=compute)
+        cache.update(kv, kv.clone(), idx)
+        rope = rotary(hidden, positions, kind)
+        with torch.no_grad():
+            layer_s[kind] = _timed(lambda layer=layer, rope=rope, cache=cache: layer(
+                hidden, position_embeddings=rope, attention_mask=None, position_ids=positions, cache=cache), repeats)
+        layer_flops[kind] = _layer_flops(layer, text, kv.shape[-2] + config.canvas_length)
+        del layer, cache
+    vocab, width = text.vocab_size, text.hidden_size
+    embed = torch.randn(vocab, width, dtype=compute) * 0.02  # tied: the lm head and the embedding matrix
+    cap = text.final_logit_softcapping or 30.0
+
+    def head():  # the model's lm head and soft-capping (float32 logits)
+        logits = torch.nn.functional.linear(hidden, embed).float()
+        return torch.tanh(logits / cap) * cap
+
+    logits = head()
+    temperature = torch.tensor(0.5)
+    work = torch.ones(rows, dtype=torch.bool)
+
+    def sampler():  # the fused sampler's CPU pass
+        fused_sample(logits[0].clone(), temperature, work, torch.rand(rows), None, compute)
+
+    def self_conditioning():  # the next step's soft embeddings (transformers' decoder)
+        return torch.matmul(logits.softmax(-1, dtype=torch.float32).to(compute), embed)
+
+    with torch.no_grad():
+        part = {"lm head + soft-capping": _timed(head, repeats), "sampler pass": _timed(sampler, repeats),
+                "self-conditioning": _timed(self_conditioning, repeats)}
+    layers = {kind: sum(1 for t in text.layer_types if t == kind) for kind in kinds}
+    stack = sum(layer_s[k] * n for k, n in layers.items())
+    vocab_s = sum(part.values())
+    stack_flops = sum(layer_flops[k] * n for k, n in layers.items())
+    vocab_flops = 2 * (2 * width * vocab)  # the lm head and the self-conditioning product, per row
+    return {"rows": rows, "context": context, "dtype": dtype, "layers": layers, "layer_s": layer_s,
+            "vocab_s": part, "step_s": stack + vocab_s, "vocab_share": vocab_s / (stack + vocab_s),
+            "flops_per_row": {"layers": stack_flops, "vocab": vocab_flops},
+            "vocab_share_flops": vocab_flops / (stack_flops + vocab_flops)}
+
+
+def _layer_flops(layer, text, keys: int) -> float:
+    """Multiply-adds × 2 per canvas row of one decoder layer: every weight it reads once per
+    row (the routed experts' weights: the top-k share of them), and attention over ``keys``
+    (the cached context the layer keeps, and the canvas)."""
+    experts = layer.experts
+    routed = sum(p.numel() for p in experts.parameters()) * text.top_k_experts / text.num_experts
+    dense = sum(p.numel() for n, p in layer.named_parameters() if not n.startswith("experts."))
+    attn = layer.self_attn
+    heads = attn.q_proj.out_features // attn.head_dim
+    return 2 * (dense + routed) + 4 * heads * attn.head_dim * keys
