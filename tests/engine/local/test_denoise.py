@@ -120,7 +120,7 @@ def test_candidates_denoise_together_each_with_its_own_seed(tiny, mode):
     batch = denoise(tiny, _continue_windows(tiny, [2, 7], params), params, candidates=3).collect()
     assert batch.canvases[0].shape[0] == 3
     for b in range(3):
-        single, _ = _ours(tiny, [2, 7], params.replace(seed=10 + b))
+        single, _ = _ours(tiny, [2, 7], params.replace(seed=candidate_seed(10, b)))
         assert torch.equal(batch.canvases[0][b], single[0])
 
 
