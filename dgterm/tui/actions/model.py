@@ -277,4 +277,7 @@ class ModelActions(Host):
         if self.lifecycle.owns(message.job) and self.apply(self.lifecycle.fail):
             self.end_run(message.job, restore=True)
             self.canvas.show_stats(message.reason)
-        self.notify(message.reason, title="Run failed", severity="error", timeout=10)
+        if message.notice:
+            self.notify(message.reason)
+        else:
+            self.notify(message.reason, title="Run failed", severity="error", timeout=10)
