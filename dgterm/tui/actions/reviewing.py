@@ -85,6 +85,7 @@ class ReviewActions(Host):
                 self.notify("Run cancelled; the document is as it was.")
             case Reviewing(review=rv) as state:
                 self.lifecycle = state.reject()
+                self.unmark_own_span(rv)
                 self.end_run(rv.job, restore=True)
                 self.notify(f"Kept the {rv.accepted} hunk(s) accepted; the rest is as it was." if rv.accepted
                             else "Rejected; the document is as it was.")
