@@ -19,7 +19,7 @@ class ReviewActions(Host):
         rv = self.review
         if rv is None:
             return
-        self.editor.show_preview(rv.drafts())
+        self.editor.show_preview(self.draft_lens_view(rv) or rv.drafts())
         frame = rv.frame()
         if frame is not None:
             upto = rv.frames[: (rv.step if rv.step is not None else len(rv.frames) - 1) + 1]
@@ -76,19 +76,21 @@ class ReviewActions(Host):
         self._browse(step=1)
 
     def action_cancel(self) -> None:
-        """Escape: cancel the run, reject the candidates, cancel or clear the lens."""
+        """Escape: cancel the run, reject the candidates, cancel or clear the lens (of a draft too)."""
         match self.lifecycle:
             case Running(job=job) as state:
                 self.lifecycle = state.cancel()
                 self.end_run(job, restore=True)
                 self.canvas.show_stats("Cancelled; the document is as it was.")
                 self.notify("Run cancelled; the document is as it was.")
-            case Reviewing(review=rv) as state:
+            case Reviewing(lensing=None, lens_shown=False, review=rv) as state:
                 self.lifecycle = state.reject()
                 self.unmark_own_span(rv)
                 self.end_run(rv.job, restore=True)
                 self.notify(f"Kept the {rv.accepted} hunk(s) accepted; the rest is as it was." if rv.accepted
                             else "Rejected; the document is as it was.")
+            case Reviewing() as state:  # the lens of the shown candidate: the hunks again
+                self.toggle_draft_lens(state)
             case Lensing(job=job) as state:
                 job.cancel.set()
                 self.lifecycle = state.cancel()
