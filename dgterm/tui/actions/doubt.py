@@ -38,14 +38,14 @@ class DoubtActions(Host):
             scores = self.draft_lens_scores()
             self.show_review()
             doubted = sum(1 for t in scores if t.prob < below)
-            refine = "enter takes the candidate, then alt+r redraws them."
+            refine = "; enter takes the candidate, then alt+r redraws them."
         else:
             scores, doubted = self.lens_scores or [], self.editor.show_doubt(below)
-            refine = "alt+r draws the doubted tokens of the span at the cursor again."
+            refine = ", alt+r draws the doubted tokens of the span at the cursor again."
         worst = sorted(scores, key=lambda t: t.prob / max(t.top_prob, 1e-12))[:8]
         changed = sum(1 for t in scores if t.top_prob > t.prob)
         lines = [f"Lens: {len(scores)} tokens scored, {changed} not the model's pick; escape or ctrl+l clears it.",
-                 f"Doubted (kept with p < {below:g}): {doubted} — alt+up/alt+down move the threshold; {refine}",
+                 f"Doubted (kept with p < {below:g}): {doubted} — alt+up/alt+down move the threshold{refine}",
                  "Most likely to change (→ model's pick):"]
         lines += [f"  {t.token!r} → {t.top!r}  ({t.top_prob / max(t.prob, 1e-12):.0f}×)" for t in worst]
         self.canvas.show_stats("\n".join(lines))

@@ -19,7 +19,9 @@ class ReviewActions(Host):
         rv = self.review
         if rv is None:
             return
-        self.editor.show_preview(self.draft_lens_view(rv) or rv.drafts())
+        lensed = self.draft_lens_view(rv)
+        self.editor.highlight_cursor_line = lensed is None  # else it hides the tint of the cursor's line
+        self.editor.show_preview(lensed or rv.drafts())
         frame = rv.frame()
         if frame is not None:
             upto = rv.frames[: (rv.step if rv.step is not None else len(rv.frames) - 1) + 1]
@@ -109,6 +111,7 @@ class ReviewActions(Host):
                 if job.created_span and self.doc.can_undo():
                     self.doc.undo()
         self.editor.read_only = self.doc.read_only
+        self.editor.highlight_cursor_line = True
         self.editor.sync_from_doc()
         self.editor.focus()
         self.canvas.show_choices([], 0)  # the candidates and the timeline are gone with the review
