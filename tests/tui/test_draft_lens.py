@@ -9,7 +9,7 @@ import pytest
 
 from dgterm.tui.app import make_app
 
-from tests.helpers.tui import SIZE, select, settle
+from tests.helpers.tui import SIZE, notes, select, settle
 
 pytestmark = pytest.mark.slow
 
@@ -51,6 +51,8 @@ async def test_the_lens_on_a_draft(demo, bundled):
         assert app.doubt_below == 0.01
         assert shown(app)[1].count("doubted") == expected_states(app).count("doubted") < states.count("doubted")
         assert "Doubted (kept with p < 0.01)" in str(app.canvas.query_one("#canvas-stats").render())
+        await pilot.press("alt+r")  # a refine is of the document: it says how to get there
+        assert app.mode == "review" and "enter takes the shown candidate, then alt+r" in notes(app)[-1]
         await pilot.press("tab")  # the other candidate: scored anew
         await settle(app, pilot)
         assert app.review.choice == 1 and app.lifecycle.lens_shown

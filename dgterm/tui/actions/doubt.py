@@ -70,6 +70,10 @@ class DoubtActions(Host):
         self.show_doubt()
 
     def action_refine(self) -> None:
+        if isinstance(self.lifecycle, Reviewing):  # a refine redraws text in the document
+            self.notify("A refine redraws text in the document: enter takes the shown candidate, then alt+r "
+                        "redraws its doubted tokens.")
+            return
         if self.allowed(self.lifecycle.ready) is None:
             return
         a, b = self.editor.selected_range()
