@@ -90,6 +90,14 @@ async def main(out: Path, demo: Path, trace: Path, model: bool) -> None:
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
 
+    async def draft_lens(pilot):  # the lens on the shown candidate of a bundled-model infill
+        await _until(pilot, lambda: pilot.app.lm is not None)
+        _mask(pilot.app)
+        await pilot.press("ctrl+g")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await lens(pilot)
+
     await _shoot(make_app(doc, load=False), out, "idle", idle)
     await _shoot(make_app(doc, load=False), out, "masked", masked)
     await _shoot(make_app(doc, load=False, replay=str(trace), replay_delay=0, replay_until=5), out, "running", running)
@@ -101,6 +109,7 @@ async def main(out: Path, demo: Path, trace: Path, model: bool) -> None:
     await _shoot(make_app(doc, load=False, settings=Settings(theme="dgterm-light")), out, "light", masked)
     if model:
         await _shoot(make_app(doc), out, "lens", lens)
+        await _shoot(make_app(doc, sampler=dict(steps=4, seed=3)), out, "draft-lens", draft_lens)
 
 
 def cli(argv: list[str] | None = None) -> None:

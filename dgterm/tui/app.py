@@ -24,6 +24,7 @@ from dgterm.engine.backend import Engine
 from dgterm.engine.output.frames import Frame
 from dgterm.tui import keymap
 from dgterm.tui.actions.doubt import DoubtActions
+from dgterm.tui.actions.draft_lens import DraftLensActions
 from dgterm.tui.actions.files import LONGEST_LINE, FileActions, open_document
 from dgterm.tui.actions.hunks import HunkActions
 from dgterm.tui.actions.masking import MaskActions
@@ -45,8 +46,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class DgtermApp(FileActions, MaskActions, ModelActions, ReviewActions, HunkActions, DoubtActions, ViewActions,
-                App[None]):
+class DgtermApp(FileActions, MaskActions, ModelActions, ReviewActions, HunkActions, DoubtActions, DraftLensActions,
+                ViewActions, App[None]):
     CSS_PATH = "styles.tcss"
     TITLE = "dgterm"
     BINDINGS: ClassVar[list[BindingType]] = keymap.bindings()
@@ -118,7 +119,9 @@ class DgtermApp(FileActions, MaskActions, ModelActions, ReviewActions, HunkActio
             self.refresh_status()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return keymap.enabled(action, self.mode, isinstance(self.screen, ModalScreen), self.editor.lens_active)
+        state = self.lifecycle
+        lens = self.editor.lens_active or isinstance(state, Reviewing) and state.lens_shown
+        return keymap.enabled(action, self.mode, isinstance(self.screen, ModalScreen), lens)
 
     # ------------------------------------------------------------------ layout
 

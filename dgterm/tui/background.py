@@ -75,6 +75,15 @@ def make_task(lm, job: Job):
     raise ValueError(job.kind)
 
 
+def nothing_to_refine(job: Job, e: DgtermError) -> bool:
+    """Whether ``e`` says a refine found no token under its threshold: a notice, not a failure."""
+    if job.kind != "refine":
+        return False
+    from dgterm.engine.tasks.refine import NothingToRefine  # imported already: make_task ran it
+
+    return isinstance(e, NothingToRefine)
+
+
 def settle_heap() -> None:
     """Set everything alive now (torch, transformers, the model: millions of objects) aside
     from the cyclic garbage collector. Otherwise a full collection walks them all and
@@ -117,7 +126,7 @@ def _execute(lm, job: Job, send: Send) -> None:
         task = make_task(lm, job)
         layout = task.layout
     except DgtermError as e:
-        send(RunFailed(job, str(e)))
+        send(RunFailed(job, str(e), notice=nothing_to_refine(job, e)))
         return
     send(RunStarted(job, layout))
     from dgterm.engine.local.oom import guard_oom

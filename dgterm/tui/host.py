@@ -11,7 +11,7 @@ an App that lacks one of the methods).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -21,10 +21,11 @@ if TYPE_CHECKING:
     from dgterm.editor.spans import Span
     from dgterm.engine.args import EngineArgs
     from dgterm.engine.backend import Engine
+    from dgterm.engine.output.frames import DraftToken
     from dgterm.engine.params import SamplerParams
     from dgterm.tui.job import Job
     from dgterm.tui.keymap import Mode
-    from dgterm.tui.lifecycle import State
+    from dgterm.tui.lifecycle import Reviewing, State
     from dgterm.tui.review import Review
     from dgterm.tui.widgets.canvas import CanvasPanel
     from dgterm.tui.widgets.editor import EditorView
@@ -45,6 +46,7 @@ class EditorHost(Protocol):
     replay_delay: float
     replay_until: int | None
     keymap_overrides: dict[str, str]
+    doubt_below: float  # the doubt threshold (dgterm.tui.actions.doubt)
 
     @property
     def lifecycle(self) -> State: ...  # the one run state (a reactive), moved by the states' transitions
@@ -100,6 +102,20 @@ class EditorHost(Protocol):
     def show_review(self) -> None: ...
 
     def end_run(self, job: Job | None, restore: bool) -> None: ...
+
+    def unmark_own_span(self, rv: Review) -> None: ...
+
+    def run_job_worker(self, job: Job, lm: Engine | None) -> Any: ...  # a Textual worker
+
+    def toggle_draft_lens(self, state: Reviewing) -> None: ...
+
+    def draft_lens_view(self, rv: Review) -> dict[int, list[DraftToken]] | None: ...
+
+    def draft_lens_ended(self, job: Job) -> bool: ...
+
+    def draft_lens_scores(self) -> list: ...
+
+    def draft_lens_ready(self, job: Job, scores: list) -> None: ...
 
     def action_cancel(self) -> None: ...
 

@@ -3,6 +3,8 @@
     Loading ─loaded→ Idle ─start_run→ Running ─finish→ Reviewing ─accept | reject→ Idle
        └─load_failed→ LoadFailed        └─cancel | fail→ Idle
     Idle ─start_lens→ Lensing ─lens_ready→ Idle (the lens shown) ; cancel | fail→ Idle
+    Reviewing ─start_lens→ Reviewing (scoring the shown candidate) ─lens_ready→ Reviewing
+        (its lens shown) ─lens_off→ Reviewing (the hunks again)
     (``ready`` and ``browsed`` only ask: the engine a run may start on, the review shown)
 
 The App holds the current state in one reactive (``DgtermApp.lifecycle``) and changes it
@@ -85,8 +87,8 @@ class State:
         """A run (or a replay) starts; the document is read-only until it ends."""
         self._no("start_run")
 
-    def start_lens(self, job: Job) -> Lensing:
-        """The lens starts scoring the visible text."""
+    def start_lens(self, job: Job) -> Lensing | Reviewing:
+        """The lens starts scoring the visible text (in review: the shown candidate)."""
         self._no("start_lens")
 
     def started(self, layout: Layout) -> Running:
@@ -105,8 +107,8 @@ class State:
         """The run is done: its candidates are up for review."""
         self._no("finish")
 
-    def lens_ready(self) -> Idle:
-        """The lens tints the text; its findings are in the canvas panel."""
+    def lens_ready(self) -> Idle | Reviewing:
+        """The lens tints the text (in review: the shown candidate); its findings are in the canvas panel."""
         self._no("lens_ready")
 
     def cancel(self) -> Idle:
@@ -125,7 +127,7 @@ class State:
         """The candidates are dropped; the document is as it was."""
         self._no("reject")
 
-    def lens_off(self) -> Idle:
+    def lens_off(self) -> Idle | Reviewing:
         """The lens's tint is gone (cleared, or the text changed)."""
         self._no("lens_off")
 
@@ -246,25 +248,47 @@ class Running(Busy):
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Reviewing(State):
-    """A finished run's candidates are shown: accept one, or reject them all."""
+    """A finished run's candidates are shown: accept one, or reject them all. The lens may
+    score the shown candidate (``lensing``: the lens job going; ``lens_shown``: its
+    confidence shown in place of the hunks)."""
 
     mode: ClassVar[Mode] = Mode.REVIEW
     review: Review
+    lensing: Job | None = None
+    lens_shown: bool = False
 
     def refusal(self, transition: str) -> Refused:
+        if transition == "start_lens":
+            return Refused("No model is loaded, so the lens cannot score this candidate.")
+        if transition == "lens_ready":
+            return Refused("The lens of the shown candidate was switched off.")
         return Refused("The candidates of the last run are shown: enter accepts one, escape rejects them.")
 
     def owns(self, job: Job) -> bool:
-        return job is self.review.job
+        return job is self.review.job or job is self.lensing
 
     def status(self) -> tuple[str, str]:
         rv = self.review
         drawn = f" (draft {rv.row + 1} of the run)" if len(rv.choices) > 1 else ""
-        return (f"candidate {rv.choice + 1}/{len(rv.choices)}{drawn} · {rv.hunk_label()} · ] [ y n w hunks · "
+        lens = " · lens: scoring…" if self.lensing else " · lens (alt+↑/↓ threshold)" if self.lens_shown else ""
+        return (f"candidate {rv.choice + 1}/{len(rv.choices)}{drawn}{lens} · {rv.hunk_label()} · ] [ y n w hunks · "
                 "enter all · esc reject · tab next · ←/→ steps", "review")
 
     def browsed(self) -> Review:
         return self.review
+
+    def start_lens(self, job: Job) -> Reviewing:
+        if self.lm is None:  # a replay's review
+            self._no("start_lens")
+        return replace(self, lensing=job, lens_shown=False)
+
+    def lens_ready(self) -> Reviewing:
+        if self.lensing is None:
+            self._no("lens_ready")
+        return replace(self, lensing=None, lens_shown=True)
+
+    def lens_off(self) -> Reviewing:
+        return replace(self, lensing=None, lens_shown=False)
 
     def accept(self) -> Idle:
         return Idle(lm=self.lm)

@@ -60,6 +60,7 @@ class RunCancelled(Message):
 class RunFailed(Message):
     job: Job
     reason: str
+    notice: bool = False  # an outcome to say plainly, not an error (a refine with nothing under the threshold)
 
 
 @dataclass(eq=False)

@@ -28,11 +28,14 @@ class Review:
     step: int | None = None  # index into frames; None: the finished text
     hunk: int = 0  # the current hunk, an index into open_hunks()
     accepted: int = 0  # hunks accepted so far (each one undo step)
+    last_write: tuple[int, str, bool] | None = None  # the latest hunk written: span, its text, the run's first write
+    own_span: bool = field(init=False)  # the run marked its span itself (a continuation, a selection's rewrite)
     merges: list[Merge] = field(init=False)  # each span: its text as the run saw it and the hunks taken
     _pending: dict[int, list[list[Hunk]]] = field(init=False, default_factory=dict)  # choice -> span -> hunks
 
     def __post_init__(self) -> None:
         self.merges = [Merge(self.job.text[a:b]) for a, b, _ in self.job.spans]
+        self.own_span = self.job.created_span
 
     @property
     def frames(self) -> list[Frame]:

@@ -110,6 +110,10 @@ class Palette:
     def token(self, state: str, entropy: float) -> Style:
         if state in DIFF_STATES:
             return self.hunk(state)
+        if state == "doubted":  # a draft under the lens (dgterm.tui.actions.draft_lens)
+            return self.doubted()
+        if state.startswith("lens"):
+            return self.lens(int(state[4:]))
         t = min(1.0, max(0.0, entropy / ENTROPY_FULL))
         bg = self.color("entropy-low").blend(self.color("entropy-high"), t)
         fg = self.color(state if state in DEFAULTS else "accepted")

@@ -97,8 +97,17 @@ async def test_reject_every_hunk_leaves_the_file_as_it_was(demo):
 
 
 async def test_a_continuation_word_by_word(demo, tiny):
+    await continuation_taken(demo, tiny, 1)
+
+
+async def test_a_continuation_two_words(demo, tiny):
+    await continuation_taken(demo, tiny, 2)
+
+
+async def continuation_taken(demo, tiny, words: int) -> None:
     """A continuation marks its own insertion point: the first word taken and that mark are
-    one undo step, and nothing is left marked."""
+    one undo step, each further word one more, and escape leaves nothing marked (the run's
+    own mark goes with the last step taken, as after a whole accept)."""
     app = make_app(str(demo), lm=tiny, sampler=dict(steps=4, seed=1), candidates=1)
     async with app.run_test(size=SIZE) as pilot:
         before = app.doc.text
@@ -108,10 +117,17 @@ async def test_a_continuation_word_by_word(demo, tiny):
         await settle(app, pilot)
         assert app.mode == "review"
         new = app.review.current.texts[0]
-        await pilot.press("w")
-        taken = app.doc.text[at : len(app.doc.text) - (len(before) - at)]
+        takes = []
+        for _ in range(words):
+            await pilot.press("w")
+            takes.append(app.doc.text[at : len(app.doc.text) - (len(before) - at)])
+        taken = takes[-1]
         assert taken and new.startswith(taken) and app.doc.text == before[:at] + taken + before[at:]
+        assert len(app.doc.spans) == 1  # marked while the review goes on
         await pilot.press("escape")
-        assert app.mode == "edit" and app.doc.text == before[:at] + taken + before[at:]
+        assert app.mode == "edit" and app.doc.text == before[:at] + taken + before[at:] and app.doc.spans == []
+        for earlier in reversed(takes[:-1]):
+            await pilot.press("ctrl+z")
+            assert app.doc.text == before[:at] + earlier + before[at:]
         await pilot.press("ctrl+z")
         assert app.doc.text == before and app.doc.spans == []

@@ -56,7 +56,7 @@ LEGAL = {  # state -> the transitions it takes
     "LoadFailed": set(),
     "Idle": {"ready", "start_run", "start_lens", "lens_off"},
     "Running": {"started", "step", "painted", "finish", "cancel", "fail"},
-    "Reviewing": {"browsed", "accept", "reject", "fail"},
+    "Reviewing": {"browsed", "accept", "reject", "fail", "start_lens", "lens_off"},  # lens_ready: only while lensing
     "Lensing": {"lens_ready", "cancel", "fail"},
 }
 
@@ -127,6 +127,28 @@ def test_the_lens_scores_then_tints_until_turned_off():
     shown = lensing.lens_ready()
     assert isinstance(shown, Idle) and shown.lens_shown and not shown.lens_off().lens_shown
     assert isinstance(lensing.cancel(), Idle)
+
+
+def test_the_lens_of_a_draft_scores_the_shown_candidate_and_the_review_goes_on():
+    review = reviewing()
+    lens = job("lens")
+    scoring = review.start_lens(lens)
+    assert isinstance(scoring, Reviewing) and scoring.review is review.review and scoring.mode == Mode.REVIEW
+    assert scoring.owns(lens) and scoring.owns(review.review.job) and not review.owns(lens)
+    assert "lens: scoring" in scoring.status()[0] and not scoring.lens_shown
+    shown = scoring.lens_ready()
+    assert isinstance(shown, Reviewing) and shown.lens_shown and shown.lensing is None and not shown.owns(lens)
+    assert "lens (alt+↑/↓ threshold)" in shown.status()[0]
+    again = shown.start_lens(job("lens"))  # another candidate shown: scored anew
+    assert again.lensing is not lens and not again.lens_shown
+    off = shown.lens_off()
+    assert isinstance(off, Reviewing) and not off.lens_shown and off.lensing is None and off.browsed() is review.review
+    for leave in (shown.accept, shown.reject, scoring.fail):
+        assert isinstance(leave(), Idle)
+    with pytest.raises(Refused, match="switched off"):
+        off.lens_ready()  # a late score of a lens turned off
+    with pytest.raises(Refused, match="No model is loaded"):
+        Idle().start_run(job()).started(LAYOUT).finish([frame(1)], CHOICES, {}).start_lens(lens)  # a replay's review
 
 
 def test_illegal_transitions_say_why():

@@ -74,3 +74,22 @@ async def test_refine_needs_a_span_or_a_selection(demo, bundled):
         await pilot.pause()
         assert app.mode == "edit" and any("to refine it" in n for n in notes(app))
         assert app.doc.text == before  # not typed
+
+
+async def test_nothing_under_the_threshold_is_a_notice_not_a_failure(demo, bundled):
+    """The heading's "#" is one token the bundled model keeps with p >= 0.01: a refine at
+    0.01 has nothing to draw, which the editor says plainly, leaving the document as it was."""
+    app = make_app(str(demo), lm=bundled, sampler=dict(steps=2, seed=3))
+    async with app.run_test(size=SIZE) as pilot:
+        before = app.doc.text
+        await pilot.press("ctrl+l")
+        await settle(app, pilot)
+        await pilot.press("alt+down", "alt+down", "alt+down")  # 0.1 -> 0.05 -> 0.02 -> 0.01
+        assert app.doubt_below == 0.01
+        select(app, "#")
+        await pilot.press("alt+r")
+        await settle(app, pilot)
+        said = [n for n in app._notifications if "No token of the span is under the threshold 0.01" in n.message]
+        assert said and said[-1].severity == "information" and said[-1].title != "Run failed"
+        assert not any(n.severity == "error" for n in app._notifications)
+        assert app.mode == "edit" and app.doc.text == before and not app.doc.spans

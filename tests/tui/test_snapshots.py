@@ -116,6 +116,28 @@ def test_doubt_view(snap_compare, doc, bundled):
     assert snap_compare(app, run_before=doubt, terminal_size=SIZE)
 
 
+@pytest.mark.slow
+def test_doubt_view_on_a_draft(snap_compare, doc, bundled):
+    """In review, the lens on the shown candidate of a bundled-model infill: its tokens
+    tinted by confidence in place of the hunks, those under 0.1 marked doubted."""
+    app = make_app(doc, lm=bundled, sampler=dict(steps=4, seed=3), candidates=2)
+
+    async def draft_doubt(pilot):
+        await steady(pilot)
+        text = pilot.app.doc.text
+        at = text.index("sum(values) / len(values)")
+        pilot.app.editor.selection = (pilot.app.doc.location_of(at), pilot.app.doc.location_of(at + 25))
+        await pilot.press("ctrl+t", "ctrl+g")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("ctrl+l")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=draft_doubt, terminal_size=SIZE)
+
+
 def test_model_error(snap_compare, doc):
     app = make_app(doc, settings=Settings(model="/nonexistent/dgterm-model"))
 

@@ -13,7 +13,7 @@ from dgterm.engine.params import DEFAULT_REFINE_BELOW
 from dgterm.tui import messages as m
 from dgterm.tui.host import Host
 from dgterm.tui.job import Job
-from dgterm.tui.lifecycle import Idle
+from dgterm.tui.lifecycle import Idle, Reviewing
 
 LADDER = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)  # the doubt thresholds the keys step through
 
@@ -25,18 +25,27 @@ class DoubtActions(Host):
     def on_lens_ready(self, message: m.LensReady) -> None:
         if not self.lifecycle.owns(message.job) or not self.apply(self.lifecycle.lens_ready):
             return
-        self.lens_scores = scores = message.scores
-        self.editor.show_lens([(t.start, t.end, t.prob, t.top_prob) for t in scores])
+        if isinstance(self.lifecycle, Reviewing):  # a draft's lens (dgterm.tui.actions.draft_lens)
+            self.draft_lens_ready(message.job, message.scores)
+        else:
+            self.lens_scores = message.scores
+            self.editor.show_lens([(t.start, t.end, t.prob, t.top_prob) for t in message.scores])
         self.show_doubt()
 
     def show_doubt(self) -> None:
-        scores, below = self.lens_scores or [], self.doubt_below
-        doubted = self.editor.show_doubt(below)
+        below, review = self.doubt_below, self.review
+        if review is not None:  # the shown candidate's tokens, tinted in place of its hunks
+            scores = self.draft_lens_scores()
+            self.show_review()
+            doubted = sum(1 for t in scores if t.prob < below)
+            refine = "; enter takes the candidate, then alt+r redraws them."
+        else:
+            scores, doubted = self.lens_scores or [], self.editor.show_doubt(below)
+            refine = ", alt+r draws the doubted tokens of the span at the cursor again."
         worst = sorted(scores, key=lambda t: t.prob / max(t.top_prob, 1e-12))[:8]
         changed = sum(1 for t in scores if t.top_prob > t.prob)
         lines = [f"Lens: {len(scores)} tokens scored, {changed} not the model's pick; escape or ctrl+l clears it.",
-                 f"Doubted (kept with p < {below:g}): {doubted} — alt+up/alt+down move the threshold, "
-                 "alt+r draws the doubted tokens of the span at the cursor again.",
+                 f"Doubted (kept with p < {below:g}): {doubted} — alt+up/alt+down move the threshold{refine}",
                  "Most likely to change (→ model's pick):"]
         lines += [f"  {t.token!r} → {t.top!r}  ({t.top_prob / max(t.prob, 1e-12):.0f}×)" for t in worst]
         self.canvas.show_stats("\n".join(lines))
@@ -61,6 +70,10 @@ class DoubtActions(Host):
         self.show_doubt()
 
     def action_refine(self) -> None:
+        if isinstance(self.lifecycle, Reviewing):  # a refine redraws text in the document
+            self.notify("A refine redraws text in the document: enter takes the shown candidate, then alt+r "
+                        "redraws its doubted tokens.")
+            return
         if self.allowed(self.lifecycle.ready) is None:
             return
         a, b = self.editor.selected_range()

@@ -65,20 +65,42 @@ class HunkActions(Host):
         part of this first step (undo takes both away, as after a whole accept)."""
         job, doc = rv.job, self.doc
         try:
-            if job.created_span:
-                a = job.spans[0][0]
+            first = job.created_span
+            if first:
                 doc.undo()
-                with doc.group():
-                    span = doc.add_span(a, a + len(rv.merges[0].original))
-                    doc.apply_rewrite({span: text}, keep_spans=True)
-                job.span_ids[0], job.created_span = span.id, False
+                self._write_first(rv, text, keep=True)
             else:
                 doc.apply_rewrite({job.span_ids[i]: text}, keep_spans=True)
             doc.begin_rewrite(job.span_ids, {"kind": job.kind, "instruction": job.instruction})
         except DocumentError as e:
             self.notify(str(e), severity="error")
             return False
+        rv.last_write = (i, text, first)
         return True
+
+    def _write_first(self, rv: Review, text: str, keep: bool) -> None:
+        """The run's own span marked again over its text as it was, and ``text`` written in, one step."""
+        job, doc = rv.job, self.doc
+        a = job.spans[0][0]
+        with doc.group():
+            span = doc.add_span(a, a + len(rv.merges[0].original))
+            doc.apply_rewrite({span: text}, keep_spans=keep)
+        job.span_ids[0], job.created_span = span.id, False
+
+    def unmark_own_span(self, rv: Review) -> None:
+        """Leaving a review after taking hunks of a continuation or of a selection's rewrite:
+        the span the run marked for itself is unmarked, within the last hunk's own undo step,
+        as after a whole accept. Spans the user marked (and a refine's) stay marked."""
+        if not rv.own_span or rv.job.kind == "refine" or rv.last_write is None:
+            return
+        i, text, first = rv.last_write
+        doc = self.doc
+        doc.end_rewrite()
+        doc.undo()  # the last hunk's step, written again without the mark
+        if first:
+            self._write_first(rv, text, keep=False)
+        else:
+            doc.apply_rewrite({rv.job.span_ids[i]: text})
 
     def show_hunk(self, rv: Review) -> None:
         """Scroll the current hunk into view (at its line in the document)."""

@@ -21,7 +21,7 @@ from dgterm.tui.actions.reviewing import threshold
 from dgterm.tui.host import Host
 from dgterm.tui.job import Job
 from dgterm.tui.keymap import Mode
-from dgterm.tui.lifecycle import Running
+from dgterm.tui.lifecycle import Reviewing, Running
 from dgterm.tui.screens.prompt import PromptScreen
 
 STEP_PAINT_INTERVAL = 1 / 15  # seconds: run steps repaint at most 15 times a second, like the REPL
@@ -143,6 +143,9 @@ class ModelActions(Host):
                            create=True)
 
     def action_lens(self) -> None:
+        if isinstance(self.lifecycle, Reviewing):
+            self.toggle_draft_lens(self.lifecycle)
+            return
         if self.editor.lens_active:
             self.editor.clear_lens()
             self.apply(self.lifecycle.lens_off)
@@ -269,12 +272,19 @@ class ModelActions(Host):
         self.post_message(m.ReviewReady())
 
     def on_run_cancelled(self, message: m.RunCancelled) -> None:
+        if self.draft_lens_ended(message.job):
+            return
         if self.lifecycle.owns(message.job) and self.apply(self.lifecycle.fail):
             self.end_run(message.job, restore=True)
             self.notify("Run cancelled; the document is as it was.")
 
     def on_run_failed(self, message: m.RunFailed) -> None:
-        if self.lifecycle.owns(message.job) and self.apply(self.lifecycle.fail):
+        if self.draft_lens_ended(message.job):
+            pass  # the review goes on
+        elif self.lifecycle.owns(message.job) and self.apply(self.lifecycle.fail):
             self.end_run(message.job, restore=True)
             self.canvas.show_stats(message.reason)
-        self.notify(message.reason, title="Run failed", severity="error", timeout=10)
+        if message.notice:
+            self.notify(message.reason)
+        else:
+            self.notify(message.reason, title="Run failed", severity="error", timeout=10)

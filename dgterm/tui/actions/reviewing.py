@@ -19,7 +19,9 @@ class ReviewActions(Host):
         rv = self.review
         if rv is None:
             return
-        self.editor.show_preview(rv.drafts())
+        lensed = self.draft_lens_view(rv)
+        self.editor.highlight_cursor_line = lensed is None  # else it hides the tint of the cursor's line
+        self.editor.show_preview(lensed or rv.drafts())
         frame = rv.frame()
         if frame is not None:
             upto = rv.frames[: (rv.step if rv.step is not None else len(rv.frames) - 1) + 1]
@@ -76,18 +78,21 @@ class ReviewActions(Host):
         self._browse(step=1)
 
     def action_cancel(self) -> None:
-        """Escape: cancel the run, reject the candidates, cancel or clear the lens."""
+        """Escape: cancel the run, reject the candidates, cancel or clear the lens (of a draft too)."""
         match self.lifecycle:
             case Running(job=job) as state:
                 self.lifecycle = state.cancel()
                 self.end_run(job, restore=True)
                 self.canvas.show_stats("Cancelled; the document is as it was.")
                 self.notify("Run cancelled; the document is as it was.")
-            case Reviewing(review=rv) as state:
+            case Reviewing(lensing=None, lens_shown=False, review=rv) as state:
                 self.lifecycle = state.reject()
+                self.unmark_own_span(rv)
                 self.end_run(rv.job, restore=True)
                 self.notify(f"Kept the {rv.accepted} hunk(s) accepted; the rest is as it was." if rv.accepted
                             else "Rejected; the document is as it was.")
+            case Reviewing() as state:  # the lens of the shown candidate: the hunks again
+                self.toggle_draft_lens(state)
             case Lensing(job=job) as state:
                 job.cancel.set()
                 self.lifecycle = state.cancel()
@@ -106,6 +111,7 @@ class ReviewActions(Host):
                 if job.created_span and self.doc.can_undo():
                     self.doc.undo()
         self.editor.read_only = self.doc.read_only
+        self.editor.highlight_cursor_line = True
         self.editor.sync_from_doc()
         self.editor.focus()
         self.canvas.show_choices([], 0)  # the candidates and the timeline are gone with the review
