@@ -11,11 +11,17 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.mktemp("user")
     monkeypatch.setenv("DGTERM_CONFIG", str(root / "config.toml"))
     monkeypatch.setenv("DGTERM_STATE_DIR", str(root / "state"))
-    for name in ("DGTERM_MODEL", "DGTERM_DEVICE", "DGTERM_DTYPE", "DGTERM_QUANT", "DGTERM_THEME", "DGTERM_ALLOW_OFFLOAD",
-                 "DGTERM_SERVER", "DGTERM_API_KEY", "DGTERM_KERNELS", "DGTERM_OFFLOAD_EXPERTS",
-                 "DGTERM_THINKING"):
+    for name in ("DGTERM_MODEL", "DGTERM_DEVICE", "DGTERM_DTYPE", "DGTERM_QUANT", "DGTERM_THEME",
+                 "DGTERM_ALLOW_OFFLOAD", "DGTERM_SERVER", "DGTERM_API_KEY", "DGTERM_KERNELS",
+                 "DGTERM_OFFLOAD_EXPERTS", "DGTERM_THINKING", "DGTERM_COMPILE"):
         monkeypatch.delenv(name, raising=False)
     return root
+
+
+@pytest.fixture(autouse=True)
+def kernel_mode_unset(monkeypatch):
+    """A model load sets the process's kernel mode; each test starts with none set."""
+    monkeypatch.setattr("dgterm.engine.local.kernels.selfcheck._mode", [])
 
 
 @pytest.fixture

@@ -212,7 +212,7 @@ def print_ranking(r: dict) -> None:
     print("|---|---|---|---|")
     print(f"| before: 1 draw, noise per candidate and seed | {r['spread before']:.3f} "
           f"| {100 * r['concordance before']:.0f}% | {100 * r['top compiles before']:.0f}% |")
-    print(f"| after: shared draws (scoring.DRAWS), fixed scoring seed | {r['spread after']:.3f} "
+    print(f"| after: shared draws (pll.DRAWS), fixed scoring seed | {r['spread after']:.3f} "
           f"(scoring seed varied: {r['spread after, scoring seed varied']:.3f}) "
           f"| {100 * r['concordance after']:.0f}% | {100 * r['top compiles after']:.0f}% |")
 

@@ -22,7 +22,6 @@ multiply the logits, 262,144 wide for the real model, by the number of draws.)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -30,21 +29,7 @@ import torch
 from dgterm.engine.events import RunResult, Window
 from dgterm.engine.local.denoise import LocalModel, decoder_logits, decoder_mask, restriction
 from dgterm.engine.local.prefill import SharedPrefill
-
-STRIDE = 4
-DRAWS = 4  # at most; a long draft averages over more tokens and needs fewer (TOKEN_DRAWS)
-TOKEN_DRAWS = 32  # draws x generated tokens: a standard error of about 0.1 nats on the bundled model
-
-
-class Score(float):
-    """A score (a float, as before) with ``se``: the standard error of its mean over the noise draws."""
-
-    se: float
-
-    def __new__(cls, value: float, se: float = 0.0) -> Score:
-        score = super().__new__(cls, value)
-        score.se = se
-        return score
+from dgterm.engine.pll import STRIDE, Score, draws_for, free_positions, hidden_groups, noise, scores
 
 
 def score_run(lm: LocalModel, windows: Sequence[Window], run: RunResult, *, skip_pad: bool, seed: int) -> list[float]:
@@ -86,20 +71,17 @@ def loglik(lm: LocalModel, windows: Sequence[Window], canvases: list[torch.Tenso
         if parts:
             cur_len = prefill.append(torch.cat(parts, dim=-1), cur_len)
         final = final.to(device)
-        free = torch.ones(C, dtype=torch.bool) if window.pinned is None else ~window.pinned.cpu()
-        noise = torch.randint(0, lm.vocab_size, (draws, stride, C), generator=gen).to(device)  # the same for every row
+        hiding = noise(gen, draws, lm.vocab_size, C, stride).to(device)  # the same for every row
         mask = decoder_mask(model, final, prefill.cache, cur_len)
         positions = torch.arange(cur_len, cur_len + C, dtype=torch.int32, device=device)[None]
         restrict = restriction(window.allowed, lm.vocab_size, device)
         counted = final != lm.pad_id if skip_pad else torch.ones_like(final, dtype=torch.bool)
-        for r, group in enumerate(_groups(free, stride)):
-            if not len(group):
+        for r, hidden in enumerate(hidden_groups(free_positions(window, C), stride)):
+            if not hidden.any():
                 continue
-            hidden = torch.zeros(C, dtype=torch.bool)
-            hidden[group] = True
             hidden = hidden.to(device)
             for d in range(draws):
-                canvas = torch.where(hidden, noise[d, r], final)
+                canvas = torch.where(hidden, hiding[d, r], final)
                 logits = decoder_logits(model, canvas, None, mask, prefill.cache, positions)
                 if restrict is not None:
                     logits = restrict(logits)
@@ -108,19 +90,5 @@ def loglik(lm: LocalModel, windows: Sequence[Window], canvases: list[torch.Tenso
                 total[d] += (logp * (hidden & counted)).sum(-1).double().cpu()
             count += (hidden & counted).sum(-1).double().cpu()
         pending = final
-    means = total / count.clamp(min=1)  # (draws, B)
-    spread = means.std(0) / math.sqrt(draws) if draws > 1 else torch.zeros(B, dtype=torch.float64)
-    return [Score(float(m), float(s)) for m, s in zip(means.mean(0), spread)]
+    return scores(total, count)
 
-
-def draws_for(windows: Sequence[Window], canvas_length: int) -> int:
-    """Noise draws for a draft of the windows' generated tokens: ``DRAWS`` for a short span, down
-    to 2 (a standard error still needs two) once the tokens average the noise out themselves."""
-    tokens = sum(canvas_length if w.pinned is None else int((~w.pinned).sum()) for w in windows)
-    return min(DRAWS, max(2, -(-TOKEN_DRAWS // max(tokens, 1))))
-
-
-def _groups(free: torch.Tensor, stride: int) -> list[torch.Tensor]:
-    """Every ``stride``-th free position, for each offset: neighbours land in different groups."""
-    where = torch.nonzero(free)[:, 0]
-    return [where[r::stride] for r in range(stride)]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from dgterm.engine.events import Window
+from dgterm.engine.events import Window, candidate_seed
 from dgterm.engine.local import prefill
 from dgterm.engine.local.denoise import denoise
 
@@ -48,7 +48,7 @@ def test_candidates_share_one_prefill_and_keep_their_tokens(bundled, mode):
     assert rows.calls[0] == (1, len(ids))  # the prompt once, for all four
     assert all(b == 4 for b, _ in rows.calls[1:])  # the candidates' own canvases, each row
     for b in range(4):
-        alone = _run(bundled, ids, params.replace(seed=5 + b))
+        alone = _run(bundled, ids, params.replace(seed=candidate_seed(5, b)))
         for mine, single in zip(batch.canvases, alone.canvases):
             assert torch.equal(mine[b], single[0]), f"candidate {b}"
 

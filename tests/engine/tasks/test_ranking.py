@@ -51,7 +51,7 @@ def test_scores_over_several_windows_read_one_draw_at_a_time(tiny):
 
 def test_a_long_draft_needs_fewer_draws_than_a_short_one():
     from dgterm.engine.events import Window
-    from dgterm.engine.local.scoring import DRAWS, draws_for
+    from dgterm.engine.pll import DRAWS, draws_for
 
     def span(free: int) -> Window:
         pinned = torch.ones(128, dtype=torch.bool)
@@ -60,3 +60,23 @@ def test_a_long_draft_needs_fewer_draws_than_a_short_one():
 
     assert draws_for([span(6)], 128) == DRAWS
     assert draws_for([span(32)], 128) == 2 == draws_for([Window([1]), Window([])], 128)  # two whole canvases
+
+
+def test_a_length_search_scores_each_row_over_its_own_free_positions(tiny):
+    """Rows of a length search pin different positions (a (B, C) mask): each row is scored as
+    its own layout alone would be, not over the positions of the mask's row indices."""
+    from dgterm.engine.events import Window
+
+    C = tiny.canvas_length
+    layouts = []
+    for free in (3, 9):
+        pinned = torch.ones(C, dtype=torch.bool)
+        pinned[4 : 4 + free] = False
+        layouts.append(pinned)
+    known = torch.full((C,), 5, dtype=torch.long)
+    final = torch.randint(6, tiny.vocab_size, (2, C), generator=torch.Generator().manual_seed(0))
+    batch = Window([1, 7, 8], known.expand(2, -1).clone(), torch.stack(layouts))
+    together = loglik(tiny, [batch], [final], draws=2, seed=3)
+    for b, pinned in enumerate(layouts):
+        alone = loglik(tiny, [Window([1, 7, 8], known, pinned)], [final[b : b + 1]], draws=2, seed=3)
+        assert abs(together[b] - alone[0]) < 1e-4
