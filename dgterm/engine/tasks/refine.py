@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from dgterm.engine.output.tokens import token_text
+from dgterm.engine.output.tokens import decode, token_text
 from dgterm.engine.params import CHARS_PER_TOKEN_BOUND, DEFAULT_REFINE_BELOW, SamplerParams
 from dgterm.engine.tasks.infill import InfillPlan, check_spans, window_starts
 from dgterm.engine.tasks.lens import LensToken
@@ -155,14 +155,12 @@ def refine(lm: Engine, text: str, start: int, end: int, params: SamplerParams | 
     if not plan.canvas.spans:
         raise NothingToRefine(f"No token of the span is under the threshold {plan.below:g}; "
                               "raise it to refine more.")
-    words = token_text(lm.tokenizer)
 
     def finish(canvas: InfillPlan, canvases: list[torch.Tensor]) -> Candidate:
         pieces, new, cursor = [], [], 0
         for i, span in enumerate(canvas.spans):
-            drawn = b"".join(words.raw(t) for t in canvas.span_ids(canvases, i) if t not in words.special)
             # half a character is dropped, never shown broken (a remote tokenizer shows one piece as U+FFFD)
-            new.append(drawn.decode("utf-8", "ignore").replace("\ufffd", ""))
+            new.append(decode(lm.tokenizer, canvas.span_ids(canvases, i)).replace("\ufffd", ""))
             pieces += [text[cursor : span.start], new[-1]]
             cursor = span.end
         pieces.append(text[cursor:])
