@@ -60,9 +60,53 @@ def test_cpu_pass_writes_the_processed_logits_in_place_and_skips_rows_not_workin
     work = torch.tensor([True, False] * 5)
     buf = x.clone()
     argmax, entropy, sample = K.fused_sample_cpu(buf, t, work, torch.rand(10))
-    assert torch.equal(buf, x / t)
+    assert torch.equal(buf, floored(x / t))
     assert bool((entropy[~work] == 0).all()) and bool((argmax[~work] == 0).all()) and bool((sample[~work] == 0).all())
     assert torch.equal(argmax[work], (x / t).argmax(-1)[work])
+
+
+def floored(x: torch.Tensor) -> torch.Tensor:
+    """What the CPU pass leaves of ``x``: every row lifted to its top less FLOOR, but a row with barred logits."""
+    barred = (x <= K.BARRED).any(-1, keepdim=True)
+    return torch.where(barred, x, torch.maximum(x, x.amax(-1, keepdim=True) - K.FLOOR))
+
+
+def test_the_floor_leaves_no_subnormal_probability_and_a_barred_logit_barred():
+    x = logits_like_a_model(12, 4096) * 20  # peaked: most of each row's softmax is subnormal unfloored
+    # row 1 holds -inf logits, and row 3 is held to 10 tokens
+    x[3, 10:] = torch.finfo(torch.float32).min / 2  # as restriction() bars
+    tiny = torch.finfo(torch.float32).tiny
+    p = torch.softmax(x, -1)
+    assert bool(((p > 0) & (p < tiny)).any())
+    buf = x.clone()
+    uniforms = torch.zeros(12)  # the lowest draw: the first token with any mass
+    _, _, sample = K.fused_sample_cpu(buf, torch.tensor(1.0), torch.ones(12, dtype=torch.bool), uniforms)
+    q = torch.softmax(buf, -1)
+    free = torch.tensor([r not in (1, 3) for r in range(12)])
+    assert not bool(((q > 0) & (q < tiny))[free].any())
+    assert torch.equal(buf[3], x[3]) and torch.equal(buf[1], x[1]) and int(sample[3]) < 10
+    assert torch.allclose(q, p, rtol=0, atol=1e-25)  # the mass moved is below anything float32 adds up
+
+
+def test_the_floor_changes_no_token_of_a_run(bundled, monkeypatch):
+    """Fused runs of the bundled model (two candidates; a canvas with pinned positions and one
+    held to a few tokens) give the same tokens with the floor and without it."""
+    from dgterm.engine.events import Window
+    from dgterm.engine.local.denoise import denoise
+
+    ids = bundled.tokenizer("def main(argv):\n", add_special_tokens=False)["input_ids"]
+    C = bundled.canvas_length
+    pinned = torch.zeros(C, dtype=torch.bool)
+    pinned[C // 2:] = True
+    windows = [Window(prefix=ids), Window(prefix=ids, known=torch.full((C,), ids[0]), pinned=pinned,
+                                          allowed={0: ids[:3]})]
+
+    def run(floor):
+        monkeypatch.setattr(K, "FLOOR", floor)
+        params = bundled.defaults.replace(steps=12, seed=3, mode="fused")
+        return [denoise(bundled, [w], params, candidates=2).collect().canvases for w in windows]
+
+    assert str(run(K.FLOOR)) == str(run(float("inf")))
 
 
 @pytest.mark.parametrize("vocab", [2048, 300])  # the block-sum search, and one block

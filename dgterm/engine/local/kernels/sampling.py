@@ -18,6 +18,15 @@ Two implementations, one contract (``fused_sample``):
 
 The processed logits (``x``, the next step's self-conditioning input) are written in
 place when the dtype allows, so a step holds no logits-sized temporary.
+
+On the CPU a logit more than :data:`FLOOR` below its row's top is raised to that floor
+(``e^-64``, 1.6e-28 of the top's probability). Below it ``exp`` and the softmax return
+subnormal numbers, and x86 cores compute on those a hundred times slower (the flush-to-zero
+flag is per thread, and torch's worker threads do not have it): the self-conditioning
+softmax times the embedding matrix was a third of a decoder forward on the bundled model.
+The floor changes no float32 sum that holds a probability above ~1e-20, so the argmax,
+entropy, samples and soft embeddings are those of the unfloored pass (a test checks the
+tokens); a row holding barred logits (see ``denoise.restriction``) keeps them barred.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ __all__ = ["CDF_CHUNK", "ROW_BLOCK_BYTES", "fused_sample", "fused_sample_cpu", "
 
 ROW_BLOCK_BYTES = 1 << 21  # a CPU block of rows: ~2 MiB of float32, two buffers stay in L2/L3
 CDF_CHUNK = 1024  # vocabulary entries per partial sum of the CPU inverse-CDF search
+FLOOR = 64.0  # CPU: logits more than this below their row's top are raised to it (no subnormals)
+BARRED = torch.finfo(torch.float32).min / 4  # below this a logit is barred, not low: a row holding one is not floored
 
 
 def temperature_of(params, cur_step: int, device) -> torch.Tensor:
@@ -71,7 +82,8 @@ def _use_triton(x: torch.Tensor) -> bool:
 
 
 def fused_sample_cpu(logits: torch.Tensor, temperature: torch.Tensor, work: torch.Tensor, uniforms: torch.Tensor):
-    """The CPU pass: ``logits`` (N, V) float32 is divided by ``temperature`` in place; for
+    """The CPU pass: ``logits`` (N, V) float32 is divided by ``temperature`` (and floored,
+    :data:`FLOOR`) in place; for
     the ``work`` rows returns argmax, entropy and a sample drawn by inverting the row's
     CDF at ``uniforms`` (N,) — each (N,), 0 for the other rows. Rows go in blocks that
     stay in cache: one exponential pass per block serves the entropy and the sample."""
@@ -87,15 +99,16 @@ def fused_sample_cpu(logits: torch.Tensor, temperature: torch.Tensor, work: torc
     for i in range(0, n, block):
         x = logits[i : i + block]
         x.div_(temperature)
+        m, am = x.max(dim=-1, keepdim=True)
+        x.clamp_(min=torch.where(x.amin(dim=-1, keepdim=True) > BARRED, m - FLOOR, -torch.inf))
         mine = rows[i : i + block]
         if not any(mine):
             continue
         idx = None if all(mine) else torch.tensor([k for k, w in enumerate(mine) if w]) + i
         if idx is not None:
-            x = logits.index_select(0, idx)
+            x, m, am = logits.index_select(0, idx), m[idx - i], am[idx - i]
         r = x.shape[0]
         d, e = d_buf[:r], e_buf[:r]
-        m, am = x.max(dim=-1, keepdim=True)
         torch.sub(x, m, out=d).clamp_(min=torch.finfo(d.dtype).min)  # x - m <= 0; -inf logits count 0
         torch.exp(d, out=e)
         partial = e.view(r, vocab // chunk, chunk).sum(-1)  # (r, chunks)
