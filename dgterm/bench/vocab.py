@@ -7,6 +7,11 @@ context, then through the vocabulary-sized work of a step (the lm head and its
 soft-capping, the sampler's pass, the self-conditioning softmax times the embedding
 matrix). The step is estimated as the layers times their count plus the vocabulary work
 once; ``rows`` canvas positions (fewer than the canvas: both parts scale with the rows).
+
+The sampler and the self-conditioning see logits spread as a model's are (a few likely
+tokens over a long tail, soft-capped, at a low temperature of the schedule), where part
+of the softmax is subnormal; the self-conditioning product is timed on them as they come
+(before) and floored as the CPU sampler leaves them (after: ``kernels.sampling.FLOOR``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 PROFILE = Path(__file__).resolve().parents[2] / "runtime" / "profiles" / "diffusiongemma-26b-a4b"
+TEMPERATURE = 0.4  # the default schedule's lowest
+TINY = 1.1754943508222875e-38  # float32's smallest normal number
 
 
 def _timed(fn, repeats: int) -> float:
@@ -74,28 +81,45 @@ def vocab_share(rows: int = 16, context: int = 1024, repeats: int = 3, dtype: st
         logits = torch.nn.functional.linear(hidden, embed).float()
         return torch.tanh(logits / cap) * cap
 
-    logits = head()
-    temperature = torch.tensor(0.5)
+    temperature = torch.tensor(TEMPERATURE)
+    tempered = model_like_logits(rows, vocab, cap) / temperature
     work = torch.ones(rows, dtype=torch.bool)
+    floored = tempered.clone()
+    fused_sample(floored, torch.tensor(1.0), work, torch.rand(rows), None, torch.float32)
 
     def sampler():  # the fused sampler's CPU pass
-        fused_sample(logits[0].clone(), temperature, work, torch.rand(rows), None, compute)
+        fused_sample(tempered.clone(), temperature, work, torch.rand(rows), None, compute)
 
-    def self_conditioning():  # the next step's soft embeddings (transformers' decoder)
-        return torch.matmul(logits.softmax(-1, dtype=torch.float32).to(compute), embed)
+    def self_conditioning(sc):  # the next step's soft embeddings (transformers' decoder)
+        return lambda: torch.matmul(sc.to(compute).softmax(-1, dtype=torch.float32).to(compute), embed)
 
     with torch.no_grad():
         part = {"lm head + soft-capping": _timed(head, repeats), "sampler pass": _timed(sampler, repeats),
-                "self-conditioning": _timed(self_conditioning, repeats)}
+                "self-conditioning": _timed(self_conditioning(floored), repeats)}
+        before = {**part, "self-conditioning": _timed(self_conditioning(tempered), repeats)}
     layers = {kind: sum(1 for t in text.layer_types if t == kind) for kind in kinds}
     stack = sum(layer_s[k] * n for k, n in layers.items())
-    vocab_s = sum(part.values())
+    vocab_s, vocab_before = sum(part.values()), sum(before.values())
     stack_flops = sum(layer_flops[k] * n for k, n in layers.items())
     vocab_flops = 2 * (2 * width * vocab)  # the lm head and the self-conditioning product, per row
+    probs = tempered.softmax(-1)
     return {"rows": rows, "context": context, "dtype": dtype, "layers": layers, "layer_s": layer_s,
-            "vocab_s": part, "step_s": stack + vocab_s, "vocab_share": vocab_s / (stack + vocab_s),
+            "temperature": TEMPERATURE, "subnormal_share": float(((probs > 0) & (probs < TINY)).float().mean()),
+            "vocab_s": part, "vocab_s_before": before, "step_s": stack + vocab_s,
+            "vocab_share": vocab_s / (stack + vocab_s), "vocab_share_before": vocab_before / (stack + vocab_before),
             "flops_per_row": {"layers": stack_flops, "vocab": vocab_flops},
             "vocab_share_flops": vocab_flops / (stack_flops + vocab_flops)}
+
+
+def model_like_logits(rows: int, vocab: int, cap: float):
+    """Soft-capped logits spread as a language model's: a normal tail (sd 8) and 16 likely
+    tokens 25 above it, so that a row spans about 45 of the cap's 60."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randn(rows, vocab, generator=g) * 8
+    raw[:, :16] += 25
+    return torch.tanh(raw / cap) * cap
 
 
 def _layer_flops(layer, text, keys: int) -> float:

@@ -272,6 +272,9 @@ def print_step(compiled, share) -> None:
     if share:
         print(f"\nvocabulary's share of a step at the 26B-A4B's sizes ({share['rows']} canvas rows, "
               f"{share['context']:,}-token context, {share['dtype']}): {100 * share['vocab_share']:.1f}% of the "
-              f"time on this machine, {100 * share['vocab_share_flops']:.1f}% of the FLOPs; "
+              f"time on this machine ({100 * share['vocab_share_before']:.1f}% with the softmax's "
+              f"{100 * share['subnormal_share']:.0f}% subnormal probabilities unfloored, at temperature "
+              f"{share['temperature']}), {100 * share['vocab_share_flops']:.1f}% of the FLOPs; "
               + ", ".join(f"{k} {v:.3f} s" for k, v in share["vocab_s"].items())
+              + f" (unfloored {share['vocab_s_before']['self-conditioning']:.3f} s)"
               + "; layers " + ", ".join(f"{k} {v:.3f} s" for k, v in share["layer_s"].items()))
