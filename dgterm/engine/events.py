@@ -31,6 +31,13 @@ class StepEvent:
     finished: torch.Tensor  # (B,) bool, candidate stopped denoising this window
     elapsed: float  # seconds since the run started
     tokens: int = 0  # free tokens decided so far in the run (all windows, first candidate)
+    warmup: float = 0.0  # of ``elapsed``, the seconds spent compiling the step (``--compile``, once per shape)
+
+    @property
+    def rate(self) -> float:
+        """Tokens a second of denoising (the compile warm-up left out)."""
+        busy = self.elapsed - self.warmup
+        return self.tokens / busy if busy > 0 else 0.0
 
     @property
     def free(self) -> torch.Tensor:
@@ -65,12 +72,17 @@ class RunResult:
         return (self.generated.to(torch.float32) / f).tolist()
 
     @property
+    def busy(self) -> float:
+        """Seconds of the run less the compile warm-up: what the rates divide by."""
+        return self.elapsed - self.timings.get("warm-up", 0.0)
+
+    @property
     def tokens_per_second(self) -> float:
-        return float(self.generated.sum()) / self.elapsed if self.elapsed > 0 else 0.0
+        return float(self.generated.sum()) / self.busy if self.busy > 0 else 0.0
 
     def row_rate(self, row: int) -> float:
         """Tokens per second of one candidate (what a front end that shows one draft reports)."""
-        return int(self.generated[row]) / self.elapsed if self.elapsed > 0 else 0.0
+        return int(self.generated[row]) / self.busy if self.busy > 0 else 0.0
 
 
 @dataclass

@@ -51,7 +51,9 @@ def follow(worker: RunThread, cancel: threading.Event, console: Console, live: b
     worker.start()
     try:
         if region:
-            region.draw(Text(""), Text("encoding the prompt… · Ctrl-C cancels", STATUS))
+            compiling = " (a new shape's first step compiles: up to minutes on a CPU)" if getattr(
+                task.lm, "compile", False) else ""
+            region.draw(Text(""), Text(f"encoding the prompt…{compiling} · Ctrl-C cancels", STATUS))
         while True:
             try:
                 while not worker.done.wait(region.interval if region else 0.1):

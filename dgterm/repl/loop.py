@@ -373,5 +373,7 @@ class Repl:
         else:
             self.console.print(Text(answer), soft_wrap=False)
         tokens = int(run.generated[cand.row])  # the draft shown, as /stats counts it
+        warmup = run.timings.get("warm-up", 0.0)
         self.notes.print(Text(f"{sum(run.steps)} steps · {tokens} tokens · {run.row_rate(cand.row):.1f} tok/s · "
-                              f"{run.elapsed:.1f} s · seed {seed}", STATUS))
+                              f"{run.elapsed:.1f} s{f' (compiling {warmup:.1f} s)' if warmup else ''} · seed {seed}",
+                              STATUS))

@@ -57,15 +57,16 @@ def canvas_text(drafts) -> Text:
 def status_text(event, max_canvases: int, row: int = 0) -> Text:
     """step k/N · canvas · accepted · mean entropy · tok/s of a StepEvent (of candidate ``row``)."""
     free = int(event.free[row].sum())
-    rate = event.tokens / event.elapsed if event.elapsed > 0 else 0.0
     parts = [
         f"step {event.step}/{event.max_steps}",
         f"canvas {event.window + 1}/{max_canvases}",
         f"accepted {event.accepted_free(row)}/{free}",
         f"mean entropy {event.mean_entropy(row):.2f}",
-        f"{rate:.1f} tok/s",
+        f"{event.rate:.1f} tok/s",
         "Ctrl-C cancels",
     ]
+    if event.warmup:
+        parts.insert(-1, f"compiled in {event.warmup:.1f} s")
     return Text(" · ".join(parts), STATUS)
 
 

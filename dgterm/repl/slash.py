@@ -203,8 +203,10 @@ def _stats(repl, arg):
         table.add_row("decoder forwards", str(forwards))
         table.add_row("tokens", str(tokens))
         table.add_row("tokens per forward", f"{tokens / max(forwards, 1):.2f}")
-        table.add_row("tokens per second", f"{tokens / run.elapsed if run.elapsed > 0 else 0.0:.1f}")  # = row_rate
-        table.add_row("time", f"{run.elapsed:.2f} s (encoding {run.timings.get('encode', 0.0):.2f} s)")
+        table.add_row("tokens per second", f"{tokens / run.busy if run.busy > 0 else 0.0:.1f}")  # = row_rate
+        warmup = run.timings.get("warm-up", 0.0)
+        table.add_row("time", f"{run.elapsed:.2f} s (encoding {run.timings.get('encode', 0.0):.2f} s"
+                      + (f", compiling the step {warmup:.2f} s)" if warmup else ")"))
         if best:
             table.add_row("log-likelihood per token", f"{best.score:.3f} ± {best.score_se:.3f}")
             table.add_row("mean entropy (last step)", f"{best.entropy:.3f}")

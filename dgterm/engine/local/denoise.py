@@ -138,12 +138,12 @@ def _denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, b
             mirror.push(news, StepEvent(window=wi, step=step, max_steps=params.steps, canvas=canvas, argmax=argmax,
                                         accepted=accepted, entropy=entropy, finished=finished, elapsed=0.0,
                                         pinned=None if pins is None else pins.mask))
-            shown, stopped = yield from _deliver(mirror, t0)
+            shown, stopped = yield from _deliver(mirror, t0, warmed)
             last = shown or last
             if stopped:  # every row had finished at ``last``: any later step is undone
                 break
         else:
-            shown, _ = yield from _deliver(mirror, t0, everything=True)
+            shown, _ = yield from _deliver(mirror, t0, warmed, everything=True)
             last = shown or last
         assert last is not None  # a canvas has one step at least
         steps.append(last.step)
@@ -161,13 +161,14 @@ def _denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, b
     return result()
 
 
-def _deliver(mirror: HostMirror, t0: float,
+def _deliver(mirror: HostMirror, t0: float, warmed: Callable[[], dict[str, float]],
              everything: bool = False) -> Generator[StepEvent, None, tuple[StepEvent | None, bool]]:
     """Yield the steps whose numbers have reached the host; returns the last one yielded and
     whether every row had finished at it (the later steps already queued are dropped)."""
     event = None
     for (all_finished, tokens), event in mirror.ready(everything):
         event.tokens, event.elapsed = int(tokens), time.perf_counter() - t0
+        event.warmup = warmed().get("warm-up", 0.0)
         yield event
         if all_finished:
             mirror.clear()

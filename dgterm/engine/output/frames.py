@@ -70,6 +70,7 @@ class Frame:
     accepted: list  # [row] free tokens accepted at this step
     entropy: list  # [row] mean entropy of the free positions
     finished: list  # [row] bool
+    warmup: float = 0.0  # of ``elapsed``, the seconds spent compiling the step
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def step_record(event) -> dict:
     ``tolist`` without importing torch."""
     return {
         "window": event.window, "step": event.step, "max_steps": event.max_steps, "elapsed": event.elapsed,
-        "tokens": event.tokens, "canvas": event.canvas.tolist(), "argmax": event.argmax.tolist(),
+        "warmup": event.warmup, "tokens": event.tokens, "canvas": event.canvas.tolist(),
+        "argmax": event.argmax.tolist(),
         "accepted": event.accepted.int().tolist(), "entropy": event.entropy.float().tolist(),
         "pinned": None if event.pinned is None else event.pinned.int().tolist(),
         "finished": event.finished.int().tolist(),
@@ -172,7 +174,7 @@ def build_frame(record: Mapping, layout: Layout, last: dict[int, Mapping],
         drafts.append(spans)
     return Frame(window=w, step=record["step"], max_steps=record["max_steps"], elapsed=record["elapsed"],
                  tokens=record.get("tokens", 0), drafts=drafts, canvas=canvas, accepted=acc, entropy=ent,
-                 finished=[bool(x) for x in record["finished"]])
+                 finished=[bool(x) for x in record["finished"]], warmup=record.get("warmup", 0.0))
 
 
 class FrameBuilder:

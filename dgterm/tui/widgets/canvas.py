@@ -57,7 +57,8 @@ class CanvasPanel(VerticalScroll):
         """Paint one step: statistics, sparkline (accepted per step) and the whole canvas."""
         forwards = sum(1 for f in frames if not f.finished[row] or f is frames[-1]) or 1
         tokens = sum(1 for span in frame.drafts[row] for t in span if t.state == "accepted")
-        rate = tokens / frame.elapsed if frame.elapsed > 0 else 0.0
+        busy = frame.elapsed - frame.warmup
+        rate = tokens / busy if busy > 0 else 0.0
         stats = Text()
         stats.append(f"{label}\n", style="bold")
         stats.append(f"window {frame.window + 1} · step {frame.step}/{frame.max_steps}\n")
@@ -66,6 +67,8 @@ class CanvasPanel(VerticalScroll):
         stats.append(f"mean entropy {mean:.3f} / stop {threshold:g}",
                      style="green" if mean <= threshold else "yellow")
         stats.append(f"\n{tokens} decided · {rate:.1f} tok/s · {tokens / forwards:.2f} tok/forward")
+        if frame.warmup:
+            stats.append(f"\ncompiled the step in {frame.warmup:.1f} s (once per shape)")
         self.query_one("#canvas-stats", FlowText).show(stats)
         self.query_one(Sparkline).values = tuple(f.accepted[row] for f in frames)
         pal = palette_of(self.app.current_theme)

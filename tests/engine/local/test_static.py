@@ -141,3 +141,16 @@ def test_compile_with_a_quantized_model_is_one_sentence_at_load():
 
     with pytest.raises(ModelLoadError, match="--compile needs an unquantized model"):
         loading.load("bundled", quant="nf4", compile=True)
+
+
+def test_the_compile_warm_up_is_said_on_each_step_and_left_out_of_the_rates(tiny):
+    from torch._dynamo.testing import CompileCounter
+
+    params = tiny.defaults.replace(seed=2, steps=3, max_new_tokens=16, mode="fused")
+    run = denoise(tiny, [Window([2, 100, 200])], params, backend=CompileCounter())
+    warmups = [e.warmup for e in run]
+    result = run.result
+    assert warmups[0] > 0 and len(set(warmups)) == 1 and result.timings["warm-up"] == warmups[0]
+    assert result.busy == pytest.approx(result.elapsed - warmups[0])
+    eager = denoise(tiny, [Window([2, 100, 200])], params)
+    assert {e.warmup for e in eager} == {0.0} and eager.result.busy == eager.result.elapsed
