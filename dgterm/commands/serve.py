@@ -56,6 +56,7 @@ def run(args) -> int:
                          "the config) so that every request must send it, or keep --host 127.0.0.1.")
     import uvicorn
 
+    from dgterm.engine.tasks.template import thinking_of
     from dgterm.server.app import ServeConfig, build_app
     from dgterm.server.connection import guarded
     from dgterm.server.protocol import Limits
@@ -69,7 +70,9 @@ def run(args) -> int:
     limits = Limits(max_body=args.max_body, max_tokens=args.max_tokens, max_candidates=args.max_candidates,
                     max_queue=args.max_queue)
     names = args.served_model_name or [lm.name, engine_args.settings.model]
-    app = build_app(lm, ServeConfig(api_key=key, max_batch=args.max_batch, limits=limits, served_names=names))
+    thinking = thinking_of(engine_args.settings.thinking, None)
+    app = build_app(lm, ServeConfig(api_key=key, max_batch=args.max_batch, limits=limits, served_names=names,
+                                    thinking=thinking))
     host, port = sock.getsockname()[:2]
     print(f"dgterm serve: {names[0]} at http://{host}:{port}/v1 (max batch {args.max_batch}"
           f"{', API key required' if key else ''})", file=sys.stderr, flush=True)

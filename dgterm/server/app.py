@@ -25,7 +25,7 @@ from dgterm.engine.output.tokens import decode
 from dgterm.engine.remote.wire import ids_to_bitmap
 from dgterm.engine.tasks.healing import heal_edge
 from dgterm.server.metrics import CONTENT_TYPE, Metrics
-from dgterm.server.protocol import ApiError, Limits
+from dgterm.server.protocol import ApiError, Limits, enable_thinking
 from dgterm.server.scoring import Scorer
 from dgterm.server.serving import Serving
 
@@ -39,6 +39,7 @@ class ServeConfig:
     limits: Limits = field(default_factory=Limits)
     served_names: list[str] = field(default_factory=list)  # the names a request may give; none: the model's own
     body_timeout: float = 60.0  # seconds a request body may take to arrive
+    thinking: bool | None = None  # --thinking: the chat template's enable_thinking unless a request says
 
 
 def _no_constant(name: str):
@@ -56,7 +57,7 @@ class Server:
         self.lm, self.config, self.limits = lm, config, config.limits
         self.metrics = Metrics()
         self.names = list(dict.fromkeys(config.served_names or [lm.name]))
-        self.serving = Serving(lm, config.limits, config.max_batch, self.metrics, self.names)
+        self.serving = Serving(lm, config.limits, config.max_batch, self.metrics, self.names, config.thinking)
         self.scorer = Scorer(lm, config.limits, self.names)
         self.created = int(time.time())
 
@@ -130,7 +131,8 @@ class Server:
             raise ApiError(400, "The request body must be a JSON object.")
         tok = self.lm.tokenizer
         if "messages" in body:
-            ids = self.serving.chat_ids(body["messages"], bool(body.get("add_generation_prompt", True)))
+            ids = self.serving.chat_ids(body["messages"], bool(body.get("add_generation_prompt", True)),
+                                        enable_thinking(body))
         else:
             prompt = body.get("prompt")
             if not isinstance(prompt, str):

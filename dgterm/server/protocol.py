@@ -42,7 +42,7 @@ class Limits:
 COMMON = {"model", "max_tokens", "n", "seed", "stream", "return_tokens_as_token_ids", "ignore_eos", "vllm_xargs",
           "logprob_token_ids", "dgterm", "temperature", "top_p", "user"}
 FIELDS = {False: COMMON | {"prompt", "logprobs"},
-          True: COMMON | {"messages", "max_completion_tokens", "logprobs", "top_logprobs"}}
+          True: COMMON | {"messages", "max_completion_tokens", "logprobs", "top_logprobs", "chat_template_kwargs"}}
 XARGS = {"diffusion_seed_canvas", "diffusion_pinned", "diffusion_max_steps", "diffusion_canvas_length",
          "diffusion_read_only", "diffusion_constrained"}
 EXTENSION = {"frames", "sampler", "rng_state", "allowed"}
@@ -80,6 +80,15 @@ class Request:
     frames: bool = False
     sampler: dict = field(default_factory=dict)
     chat: bool = False
+    thinking: bool | None = None  # chat_template_kwargs.enable_thinking (None: the server's --thinking)
+
+
+def enable_thinking(body: dict) -> bool | None:
+    """``chat_template_kwargs`` as vLLM takes it, of which this server reads ``enable_thinking``."""
+    kwargs = _object(body, "chat_template_kwargs")
+    _known(kwargs, {"enable_thinking"}, "chat_template_kwargs")
+    value = kwargs.get("enable_thinking")
+    return None if value is None else _flag(value, "chat_template_kwargs.enable_thinking")
 
 
 def _whole(value, name: str, low: int, high: int | None = None) -> int:
@@ -228,4 +237,4 @@ def parse(body, *, chat: bool, model_names: Sequence[str], canvas_length: int, v
                    pinned=pinned, width=width, logprob_ids=logprob_ids, constrained=constrained, rng_state=rng_state,
                    allowed=allowed,
                    max_steps=max_steps, read_only=read_only, frames=_flag(ext.get("frames"), "dgterm.frames"),
-                   sampler=sampler, chat=chat)
+                   sampler=sampler, chat=chat, thinking=enable_thinking(body))

@@ -34,8 +34,10 @@ from dgterm.server.protocol import ApiError, Limits, Request, parse
 class Serving:
     """The model behind the routes: one batcher; requests checked against the model and run on it."""
 
-    def __init__(self, lm, limits: Limits, max_batch: int, metrics: Metrics, names: list[str]):
+    def __init__(self, lm, limits: Limits, max_batch: int, metrics: Metrics, names: list[str],
+                 thinking: bool | None = None):
         self.lm, self.limits, self.metrics = lm, limits, metrics
+        self.thinking = thinking  # the chat template's enable_thinking when a request does not say
         self.names = names  # the served model names; responses carry the first
         self.batcher = Batcher(lm, max_batch, on_step=metrics.batch.observe)
         metrics.watch(self.batcher)
@@ -61,8 +63,9 @@ class Serving:
             return EventSourceResponse(run.stream(http), ping=15)
         return await run.complete(http)
 
-    def chat_ids(self, messages, generation_prompt: bool = True) -> list[int]:
-        """The ids of a conversation through the model's chat template (the one renderer)."""
+    def chat_ids(self, messages, generation_prompt: bool = True, thinking: bool | None = None) -> list[int]:
+        """The ids of a conversation through the model's chat template (the one renderer); ``thinking``:
+        its ``enable_thinking`` (None: the server's setting)."""
         tok = self.lm.tokenizer
         if not self.lm.has_chat_template:
             raise ApiError(400, f"{self.lm.name} has no chat template; use /v1/completions.")
@@ -71,7 +74,7 @@ class Serving:
                                                      for m in messages):
             raise ApiError(400, "messages must be a list of {role, content} objects with text content.", "messages")
         try:
-            text = render_chat(tok, messages, generation_prompt)
+            text = render_chat(tok, messages, generation_prompt, self.thinking if thinking is None else thinking)
         except InputError as e:  # the template's own refusal (roles out of order), said as the HTTP surface says it
             raise ApiError(400, f"The chat template refused these messages ({e.__context__ or e}).",
                            "messages") from None
@@ -80,7 +83,7 @@ class Serving:
     def prompt_ids(self, req: Request) -> list[int]:
         tok = self.lm.tokenizer
         if req.messages is not None:
-            return self.chat_ids(req.messages)
+            return self.chat_ids(req.messages, thinking=req.thinking)
         if req.prompt is not None:
             return req.prompt
         return [tok.bos_token_id] + tok(req.text, add_special_tokens=False)["input_ids"]

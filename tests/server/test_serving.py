@@ -21,7 +21,7 @@ def serving(tokenizer=None) -> Serving:
     """A Serving without its batcher thread: what the routes ask of it before a run."""
     lm = SimpleNamespace(name="m", has_chat_template=True, tokenizer=tokenizer or RefusingTokenizer(),
                          defaults=SamplerParams())
-    return SimpleNamespace(lm=lm, limits=Limits())
+    return SimpleNamespace(lm=lm, limits=Limits(), thinking=None)
 
 
 def test_a_template_that_refuses_is_a_400_naming_why():
