@@ -36,6 +36,8 @@ def add_arguments(p):
     p.add_argument("--max-body", type=whole(1), default=1 << 20, help="largest request body in bytes")
     p.add_argument("--header-timeout", type=seconds, default=10.0, metavar="SECONDS",
                    help="a request whose headers take longer gets a 408 (default %(default)s)")
+    p.add_argument("--body-timeout", type=seconds, default=60.0, metavar="SECONDS",
+                   help="a request whose body takes longer to arrive gets a 408 (default %(default)s)")
     p.add_argument("--served-model-name", nargs="+", metavar="NAME",
                    help="the model names requests may give, the first in every response (default: the "
                         "checkpoint's own name and the --model argument as given)")
@@ -72,7 +74,7 @@ def run(args) -> int:
     names = args.served_model_name or [lm.name, engine_args.settings.model]
     thinking = thinking_of(engine_args.settings.thinking, None)
     app = build_app(lm, ServeConfig(api_key=key, max_batch=args.max_batch, limits=limits, served_names=names,
-                                    thinking=thinking))
+                                    thinking=thinking, body_timeout=args.body_timeout))
     host, port = sock.getsockname()[:2]
     print(f"dgterm serve: {names[0]} at http://{host}:{port}/v1 (max batch {args.max_batch}"
           f"{', API key required' if key else ''})", file=sys.stderr, flush=True)

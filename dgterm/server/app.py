@@ -47,7 +47,10 @@ def _no_constant(name: str):
 
 
 def error(e: ApiError) -> JSONResponse:
-    return JSONResponse(e.body(), status_code=e.status)
+    """The error's response; after a body that was not read whole (too large, too slow) the
+    connection closes, or the body's rest would be read as the next request."""
+    unread = e.status in (408, 413)
+    return JSONResponse(e.body(), status_code=e.status, headers={"Connection": "close"} if unread else None)
 
 
 class Server:

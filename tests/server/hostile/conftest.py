@@ -14,7 +14,8 @@ def server():
     from dgterm.server.spawn import spawn
 
     served = spawn("--max-batch", "4", "--max-queue", "16", "--max-body", "65536", "--max-tokens", "512",
-                   "--header-timeout", "1", "--served-model-name", *NAMES, env={"DGTERM_API_KEY": KEY})
+                   "--header-timeout", "1", "--body-timeout", "2", "--served-model-name", *NAMES,
+                   env={"DGTERM_API_KEY": KEY})
     served.key = KEY
     yield served
     served.stop()

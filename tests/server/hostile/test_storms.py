@@ -110,6 +110,22 @@ def test_headers_sent_a_byte_at_a_time_get_a_408(server):
     assert_answers(server)
 
 
+def test_a_body_that_stops_arriving_gets_a_408(server):
+    """Whole headers, then a tenth of the body the Content-Length promised: a 408 past the
+    two-second body deadline (``--body-timeout 2``), and the server answers the next request."""
+    body = json.dumps(SMALL).encode()
+    sock = raw_request(server.url)
+    sock.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                 + body[: len(body) // 10])
+    t0 = time.monotonic()
+    status, answer = read_response(sock)
+    sock.close()
+    assert status == 408 and "body did not arrive within 2 seconds" in answer["error"]["message"]
+    assert 1.9 < time.monotonic() - t0 < 6
+    assert_answers(server)
+
+
 def test_a_connection_that_sends_nothing_is_closed(server):
     sock = raw_request(server.url)
     t0 = time.monotonic()
