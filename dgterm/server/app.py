@@ -170,7 +170,11 @@ class Server:
         if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < vocab
                                                    for t in tokens):
             raise ApiError(400, f"tokens must be a list of token ids in [0, {vocab}).", "tokens")
-        return JSONResponse({"prompt": decode(self.lm.tokenizer, tokens)})
+        out: dict = {"prompt": decode(self.lm.tokenizer, tokens)}
+        ext = body.get("dgterm")
+        if isinstance(ext, dict) and ext.get("bytes") is True:  # what each token stands for, part of a character or not
+            out["dgterm"] = {"bytes": [self.serving.texts.raw(t).hex() for t in tokens]}
+        return JSONResponse(out)
 
     # ------------------------------------------------------------ generation
 

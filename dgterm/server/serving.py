@@ -287,7 +287,9 @@ class RunState:
     def _frame(self, payload: dict) -> dict:
         fresh = {i for i in payload["argmax"] + payload["canvas"] if i not in self.seen}
         self.seen |= fresh
-        return {**payload, "texts": {str(i): self.serving.texts(i) for i in fresh}}
+        texts = self.serving.texts
+        return {**payload, "texts": {str(i): texts(i) for i in fresh},
+                "bytes": {str(i): texts.raw(i).hex() for i in fresh}}
 
 
 def rng_state(value, device):

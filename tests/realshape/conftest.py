@@ -27,3 +27,13 @@ def gemma(realshape):
 
     return loading.load(str(realshape.snapshot))
 
+
+
+@pytest.fixture(scope="session")
+def served_gemma(realshape):
+    """The fixture behind a real `dgterm serve` (``--thinking on``), stopped at the end."""
+    from dgterm.server.spawn import spawn
+
+    server = spawn("--model", str(realshape.snapshot), "--thinking", "on")
+    yield server
+    server.stop()

@@ -65,29 +65,23 @@ def test_thinking_is_a_setting_with_one_sentence_for_a_bad_value(monkeypatch):
         load_settings()
 
 
-def test_dgterm_serve_takes_thinking_from_its_flag_and_each_request(realshape, gemma):
+def test_dgterm_serve_takes_thinking_from_its_flag_and_each_request(served_gemma, gemma):
     """``dgterm serve --thinking on`` renders chats with ``enable_thinking``; a request's
     ``chat_template_kwargs.enable_thinking`` (vLLM's field) overrides it; any other key is a 400."""
     import httpx
 
-    from dgterm.server.spawn import spawn
-
     think = gemma.tokenizer.convert_tokens_to_ids(THINK)
-    server = spawn("--model", str(realshape.snapshot), "--thinking", "on")
-    try:
-        turn = {"messages": [{"role": "user", "content": "Hi"}]}
+    url = served_gemma.url
+    turn = {"messages": [{"role": "user", "content": "Hi"}]}
 
-        def tokens(**extra):
-            return httpx.post(server.url + "/tokenize", json={**turn, **extra}).json()["tokens"]
+    def tokens(**extra):
+        return httpx.post(url + "/tokenize", json={**turn, **extra}).json()["tokens"]
 
-        assert think in tokens()
-        assert think not in tokens(chat_template_kwargs={"enable_thinking": False})
-        bad = httpx.post(server.url + "/v1/chat/completions",
-                         json={**turn, "chat_template_kwargs": {"tools": []}, "max_tokens": 4})
-        assert bad.status_code == 400 and "chat_template_kwargs.tools" in bad.json()["error"]["message"]
-        off = httpx.post(server.url + "/v1/chat/completions", timeout=120,
-                         json={**turn, "chat_template_kwargs": {"enable_thinking": False}, "max_tokens": 4,
-                               "dgterm": {"sampler": {"steps": 2}}})
-        assert off.status_code == 200, off.text
-    finally:
-        server.stop()
+    assert think in tokens()
+    assert think not in tokens(chat_template_kwargs={"enable_thinking": False})
+    bad = httpx.post(url + "/v1/chat/completions", json={**turn, "chat_template_kwargs": {"tools": []}, "max_tokens": 4})
+    assert bad.status_code == 400 and "chat_template_kwargs.tools" in bad.json()["error"]["message"]
+    off = httpx.post(url + "/v1/chat/completions", timeout=120,
+                     json={**turn, "chat_template_kwargs": {"enable_thinking": False}, "max_tokens": 4,
+                           "dgterm": {"sampler": {"steps": 2}}})
+    assert off.status_code == 200, off.text

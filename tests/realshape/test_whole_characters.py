@@ -45,3 +45,20 @@ def test_an_infill_span_ending_inside_a_character_holds_whole_characters(gemma):
     cand = task._finish(plan, [torch.as_tensor(c) for c in canvases])
     assert "\ufffd" not in cand.text and cand.spans[0].endswith("東 ")
     assert cand.text == TEXT[:start] + cand.spans[0] + TEXT[start + 6 :]
+
+
+def test_through_a_server_a_split_character_reads_whole_or_not_at_all(served_gemma, gemma):
+    """`dgterm serve` says what each token's bytes are, so its client shows a character split
+    over byte pieces whole, as in process; vLLM only detokenizes, so there a piece whose text
+    is U+FFFD alone counts as unknown bytes: never a U+FFFD."""
+    from dgterm.engine.remote.client import RemoteEngine
+
+    ids = ids_of(gemma.tokenizer, PIECES)
+    here = tokens.TokenText(gemma.tokenizer).row(ids)
+    assert "".join(here) == WHOLE
+    there = RemoteEngine(served_gemma.url)
+    assert tokens.TokenText(there.tokenizer).row(ids) == here
+    vllm_like = RemoteEngine(served_gemma.url, vllm_only=True)
+    row = tokens.TokenText(vllm_like.tokenizer).row(ids)
+    assert "\ufffd" not in "".join(row) and "".join(row).startswith(" w")
+    there.close(), vllm_like.close()

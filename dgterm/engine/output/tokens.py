@@ -48,17 +48,24 @@ class TokenText(_Rows):
         """The bytes a token stands for: a byte-level token may hold part of a character."""
         data = self.raw_cache.get(token)
         if data is None:
-            piece = "" if token in self.special else self.tokenizer.convert_ids_to_tokens(token)
-            if self.byte_level and all(c in BYTE_LEVEL for c in piece):
-                data = bytes(BYTE_LEVEL[c] for c in piece)
-            elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):  # SentencePiece byte fallback
-                data = bytes([int(piece[3:5], 16)])
-            elif "\u2581" in piece:  # SentencePiece's word marker stands for a space
-                data = piece.replace("\u2581", " ").encode("utf-8", "surrogatepass")
+            if token in self.special:
+                data = b""
+            elif hasattr(self.tokenizer, "token_bytes"):  # a server's tokenizer says them (engine.remote)
+                data = self.tokenizer.token_bytes(token)
             else:
-                data = self(token).encode("utf-8", "surrogatepass")
+                data = self._piece_bytes(token)
             self.raw_cache[token] = data
         return data
+
+    def _piece_bytes(self, token: int) -> bytes:
+        piece = self.tokenizer.convert_ids_to_tokens(token)
+        if self.byte_level and all(c in BYTE_LEVEL for c in piece):
+            return bytes(BYTE_LEVEL[c] for c in piece)
+        if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):  # SentencePiece byte fallback
+            return bytes([int(piece[3:5], 16)])
+        if "\u2581" in piece:  # SentencePiece's word marker stands for a space
+            return piece.replace("\u2581", " ").encode("utf-8", "surrogatepass")
+        return self(token).encode("utf-8", "surrogatepass")
 
     def starting_with(self, prefix: bytes) -> list[int]:
         """Every (non-special) token whose bytes start with ``prefix`` (token healing)."""

@@ -134,6 +134,7 @@ class RemoteTokenizer:
         self.bos_token_id, self.unk_token_id = bos, None
         self.all_special_ids = sorted(special)
         self.texts: dict[int, str] = {}
+        self.bytes: dict[int, bytes] = {}  # what `dgterm serve` says each token stands for
         self.lock = threading.Lock()
         self._ids: dict[str, int | None] = {}
 
@@ -174,9 +175,27 @@ class RemoteTokenizer:
             return out["tokens"], "", []
         return healed["tokens"], healed["healed"], bitmap_to_ids(healed["allowed"], self.vocab_size, "allowed")
 
-    def learn(self, texts: dict) -> None:
+    def learn(self, texts: dict, data: dict | None = None) -> None:
+        """Single tokens' texts, and their bytes (hex) where the server sends them."""
         with self.lock:
             self.texts.update({int(k): v for k, v in texts.items()})
+            self.bytes.update({int(k): bytes.fromhex(v) for k, v in (data or {}).items()})
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes ``token`` stands for (a byte token: part of a character), as
+        :class:`~dgterm.engine.output.tokens.TokenText` reads them. `dgterm serve` says; vLLM
+        only detokenizes, and a token whose text is U+FFFD alone is taken for part of a
+        character whose bytes are not known: none, rather than a U+FFFD in the document."""
+        token = int(token)
+        if token in self.all_special_ids:
+            return b""
+        if token not in self.bytes and self.server_heals:
+            out = self.http.post("/detokenize", {"model": self.model, "tokens": [token], "dgterm": {"bytes": True}})
+            self.learn({token: out["prompt"]}, {token: out["dgterm"]["bytes"][0]})
+        if token in self.bytes:
+            return self.bytes[token]
+        text = self.decode([token])
+        return b"" if text == "\ufffd" else text.encode("utf-8", "surrogatepass")
 
     def learn_ids(self, ids) -> None:
         """Fetch the text of every id not known yet, a few requests at a time."""

@@ -46,7 +46,7 @@ def run_remote(engine, windows, params, batch, cancel, stop_at_eos):
             state = chunk.get("dgterm_rng_state", state)
             frame = chunk.get("dgterm_frame")
             if frame and "step" in frame:
-                engine.tokenizer.learn(frame.get("texts", {}))
+                engine.tokenizer.learn(frame.get("texts", {}), frame.get("bytes"))
                 news.put((b, "frame", (first_window + frame["window"], frame)))
             for choice in chunk.get("choices", []):
                 ids += logprob_ids(choice.get("logprobs") or {})

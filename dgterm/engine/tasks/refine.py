@@ -21,8 +21,8 @@ The contract the front ends (editor, CLI, REPL, server clients) build on:
   ``Task.drafts``, traces and the editor's frames show each run's live draft; ``collect()`` gives
   ranked Candidates whose ``text`` is ``text`` with only the runs replaced (``spans[i]`` the new
   text of run i, ``lengths[i]`` its tokens). Every character outside the runs is the
-  original's, byte for byte. Bytes that do not make whole characters (and U+FFFD, as which a
-  remote tokenizer shows such a piece) are dropped from a run.
+  original's, byte for byte. Bytes that do not make whole characters are dropped from a run
+  (:func:`~dgterm.engine.output.tokens.decode`, through a server too).
 - Errors are :class:`~dgterm.errors.InputError` (one sentence): an empty or out-of-range span,
   a threshold outside 0..1 (:func:`check_threshold`), and :class:`NothingToRefine` when no
   token is under ``below``.
@@ -159,8 +159,7 @@ def refine(lm: Engine, text: str, start: int, end: int, params: SamplerParams | 
     def finish(canvas: InfillPlan, canvases: list[torch.Tensor]) -> Candidate:
         pieces, new, cursor = [], [], 0
         for i, span in enumerate(canvas.spans):
-            # half a character is dropped, never shown broken (a remote tokenizer shows one piece as U+FFFD)
-            new.append(decode(lm.tokenizer, canvas.span_ids(canvases, i)).replace("\ufffd", ""))
+            new.append(decode(lm.tokenizer, canvas.span_ids(canvases, i)))  # half a character is dropped
             pieces += [text[cursor : span.start], new[-1]]
             cursor = span.end
         pieces.append(text[cursor:])
