@@ -200,13 +200,15 @@ class Repl:
 
     # ------------------------------------------------------------------ model and settings
 
-    def load(self, spec: str | None) -> None:
-        """Load a model (None: the configured one). On failure no model is loaded and the REPL stays up."""
+    def load(self, spec: str | None, keep: bool = False) -> None:
+        """Load a model (None: the configured one). On failure the REPL stays up, with no model
+        loaded, or with the one it had when ``keep`` (which frees it only once the new one is in)."""
         engine_args = self.engine_args.replace(model=spec)
         if spec is not None:
             engine_args = engine_args.replace(server="")  # /model SPEC loads that model here
         s = engine_args.settings
-        self._unload()
+        if not keep:
+            self._unload()
         try:
             loading = self.notes.status(f"Loading {s.server or s.model}…") if self.notes.is_terminal else nullcontext()
             with no_echo(), loading:
@@ -221,6 +223,8 @@ class Repl:
             self.error(f"Loading {s.model} failed ({type(e).__name__}: {str(e)[:200]}); "
                        "pick another model with /model.")
             return
+        if keep:
+            self._unload()
         self._use(lm)
         self.note(f"{lm.summary()}, {self.mode} mode, loaded in {lm.load_seconds:.1f} s. /help lists commands.")
 

@@ -132,11 +132,11 @@ def _model(repl, arg):
         raise InputError("Say which model: /model bundled, /model PATH or /model ORG/NAME.")
     from dgterm.engine.local import checkpoint
 
-    # refuse a bad spec before unloading
+    # refuse a bad spec before unloading; a checkpoint small enough to hold beside the working
+    # model loads first (any failure, NaN weights included, keeps the working one)
     path = checkpoint.resolve(arg, repl.engine_args.download)
     checkpoint.check_checkpoint(path)
-    checkpoint.check_finite(path)  # NaN weights: refused here, not after the working model is gone
-    repl.load(arg)
+    repl.load(arg, keep=checkpoint.weights_bytes(path) <= checkpoint.SCAN_LIMIT)
 
 
 @command("/mode chat|plain", "chat: answer with the chat template and the conversation; plain: continue raw text",

@@ -186,15 +186,19 @@ def check_weights(path: Path, config) -> None:
                               "mismatched_keys": wrong})
 
 
-SCAN_LIMIT = 4 << 30  # weights up to this size are read for NaN before loading; larger ones are checked by the load
+SCAN_LIMIT = 4 << 30  # "small": doctor reads such weights for NaN; /model loads them beside the working model
+
+
+def weights_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.glob("*.safetensors"))
 
 
 def check_finite(path: Path) -> None:
     """Refuse a small checkpoint whose floating-point weights hold NaN or infinity before it is
-    loaded (``doctor``; the REPL's ``/model``, which would unload the working model first)."""
-    files = sorted(path.glob("*.safetensors"))
-    if sum(f.stat().st_size for f in files) > SCAN_LIMIT:
+    loaded (``doctor``, which does not load it otherwise)."""
+    if weights_bytes(path) > SCAN_LIMIT:
         return
+    files = sorted(path.glob("*.safetensors"))
     import torch
     from safetensors import safe_open
 
