@@ -54,7 +54,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("dgterm.lens", "ctrl+l", "lens", "Lens", "Tint the visible text (in review: the shown candidate) by how much the model would change each token; never edits.", "Model", True, modes=(EDIT, REVIEW)),
     Action("dgterm.doubt_more", "alt+up", "doubt_more", "Doubt more", "With the lens shown: raise the doubt threshold, so more tokens are marked doubted.", "Model", modes=(EDIT, REVIEW)),
     Action("dgterm.doubt_less", "alt+down", "doubt_less", "Doubt less", "With the lens shown: lower the doubt threshold.", "Model", modes=(EDIT, REVIEW)),
-    Action("dgterm.refine", "alt+r", "refine", "Refine", "Draw again only the doubted tokens of the span at the cursor (or the selection), everything else pinned.", "Model", priority=True, modes=(EDIT, REVIEW)),
+    Action("dgterm.refine", "alt+r", "refine", "Refine", "Draw again only the doubted tokens of the span at the cursor (or the selection), everything else pinned; on a candidate, take it first.", "Model", priority=True, modes=(EDIT, REVIEW)),
     Action("dgterm.cancel", "escape", "cancel", "Cancel", "Cancel the run (the document stays as it was), reject the drafts, or clear the lens.", "Run", True, True, modes=RUN),
     Action("dgterm.accept", "enter", "accept", "Accept", "Accept the shown candidate (all its hunks left) as one undo step.", "Run", True, True, modes=(REVIEW,)),
     Action("dgterm.next_candidate", "tab,alt+right_square_bracket", "next_candidate", "Next", "Show the next candidate of the run (alt+] as in Copilot).", "Run", True, True, modes=(REVIEW,)),

@@ -51,8 +51,6 @@ async def test_the_lens_on_a_draft(demo, bundled):
         assert app.doubt_below == 0.01
         assert shown(app)[1].count("doubted") == expected_states(app).count("doubted") < states.count("doubted")
         assert "Doubted (kept with p < 0.01)" in str(app.canvas.query_one("#canvas-stats").render())
-        await pilot.press("alt+r")  # a refine is of the document: it says how to get there
-        assert app.mode == "review" and "enter takes the shown candidate, then alt+r" in notes(app)[-1]
         await pilot.press("tab")  # the other candidate: scored anew
         await settle(app, pilot)
         assert app.review.choice == 1 and app.lifecycle.lens_shown
@@ -66,3 +64,26 @@ async def test_the_lens_on_a_draft(demo, bundled):
         assert app.mode == "review" and not app.lifecycle.lens_shown
         await pilot.press("escape")
         assert app.mode == "edit" and app.doc.text == before
+
+
+async def test_alt_r_on_a_draft_takes_it_and_redraws_its_doubted_tokens(demo, bundled):
+    """A refine is of the document: alt+r on a candidate takes it (one undo step, its span left
+    marked) and refines that span live; accepting the refine is a second undo step."""
+    app = make_app(str(demo), lm=bundled, sampler=dict(steps=4, seed=3), candidates=2)
+    async with app.run_test(size=SIZE) as pilot:
+        before = app.doc.text
+        a, b = select(app, "sum(values) / len(values)")
+        await pilot.press("ctrl+t", "ctrl+g")
+        await settle(app, pilot)
+        first = app.review.current.texts[0]
+        taken = before[:a] + first + before[b:]
+        await pilot.press("alt+r")
+        assert app.doc.text == taken and [(s.start, s.end) for s in app.doc.spans] == [(a, a + len(first))]
+        await settle(app, pilot)
+        assert app.mode == "review" and app.job.kind == "refine" and app.job.span_ids == [app.doc.spans[0].id]
+        await pilot.press("enter")
+        assert app.doc.text == before[:a] + app.doc.text[a:len(app.doc.text) - len(before) + b] + before[b:]
+        await pilot.press("ctrl+z")
+        assert app.doc.text == taken
+        await pilot.press("ctrl+z")
+        assert app.doc.text == before

@@ -9,6 +9,7 @@ leaves the span marked, so the lens and a refine can go again."""
 
 from __future__ import annotations
 
+from dgterm.editor import Span
 from dgterm.engine.params import DEFAULT_REFINE_BELOW
 from dgterm.tui import messages as m
 from dgterm.tui.host import Host
@@ -38,7 +39,7 @@ class DoubtActions(Host):
             scores = self.draft_lens_scores()
             self.show_review()
             doubted = sum(1 for t in scores if t.prob < below)
-            refine = "; enter takes the candidate, then alt+r redraws them."
+            refine = "; alt+r takes the candidate and redraws them."
         else:
             scores, doubted = self.lens_scores or [], self.editor.show_doubt(below)
             refine = ", alt+r draws the doubted tokens of the span at the cursor again."
@@ -70,9 +71,10 @@ class DoubtActions(Host):
         self.show_doubt()
 
     def action_refine(self) -> None:
-        if isinstance(self.lifecycle, Reviewing):  # a refine redraws text in the document
-            self.notify("A refine redraws text in the document: enter takes the shown candidate, then alt+r "
-                        "redraws its doubted tokens.")
+        if isinstance(self.lifecycle, Reviewing):  # a refine redraws text in the document: take the draft first
+            filled = [s for s in map(self.doc.span, self.accept_shown(keep_spans=True)) if s is not None]
+            if filled:  # its first span (the view's cursor is in the draft's hunks, not in the document)
+                self._refine(filled[0])
             return
         if self.allowed(self.lifecycle.ready) is None:
             return
@@ -82,8 +84,11 @@ class DoubtActions(Host):
             self.notify("Put the cursor in a masked span (or select text) to refine it; ctrl+l shows where "
                         "the model doubts.")
             return
-        if span is not None:
-            a, b = span.start, span.end
+        self._refine(span, (a, b))
+
+    def _refine(self, span: Span | None, selection: tuple[int, int] = (0, 0)) -> None:
+        """Start the refine of ``span`` (a marked span), or of the ``selection`` when there is none."""
+        a, b = (span.start, span.end) if span is not None else selection
         lens = self.lens_scores if self.editor.lens_active else None
         self.start_job(Job("refine", self.doc.text, [(a, b, None)], [span.id] if span else [],
                            candidates=self.candidates, below=self.doubt_below, lens=lens), create=span is None)

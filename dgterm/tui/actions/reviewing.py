@@ -32,13 +32,20 @@ class ReviewActions(Host):
         self.refresh_status()
 
     def action_accept(self) -> None:
+        if self.accept_shown(keep_spans=False):
+            self.notify("Accepted; ctrl+z undoes the whole rewrite.")
+
+    def accept_shown(self, keep_spans: bool) -> list[int]:
+        """Take the shown candidate (the hunks taken, and what is left of it) as one undo step;
+        the ids of the spans it filled, left marked if ``keep_spans`` (always after a refine, to
+        be refined again), or [] when it could not be taken."""
         state, doc = self.lifecycle, self.doc
         if not self.apply(state.accept):
-            return
+            return []
         assert isinstance(state, Reviewing)  # the one state that accepts
         rv = state.review
         job, texts = rv.job, rv.take_all()  # the hunks taken and the shown candidate's left (all: the candidate)
-        keep = job.kind == "refine"  # the span stays marked, to be refined again
+        keep = keep_spans or job.kind == "refine"
         try:
             if job.created_span:
                 a, b, _ = job.spans[0]
@@ -46,14 +53,16 @@ class ReviewActions(Host):
                 with doc.group():
                     span = doc.add_span(a, b)
                     doc.apply_rewrite({span: texts[0]}, keep_spans=keep)
+                filled = [span.id]
             else:
                 doc.apply_rewrite(dict(zip(job.span_ids, texts)), keep_spans=keep)
+                filled = list(job.span_ids)
         except DocumentError as e:
             self.notify(str(e), severity="error")
             self.end_run(job, restore=True)
-            return
+            return []
         self.end_run(job, restore=False)
-        self.notify("Accepted; ctrl+z undoes the whole rewrite.")
+        return filled
 
     def _browse(self, choice: int = 0, step: int = 0) -> None:
         rv = self.allowed(self.lifecycle.browsed)
