@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from dgterm.engine.params import SAMPLER_FIELDS, SamplerParams
+from dgterm.engine.params import REMOTE_TOP_K, SAMPLER_FIELDS, SamplerParams
 from dgterm.errors import RemoteError
 
 PROBE_ID = 2**31 - 1  # an id past any vocabulary: the range error names the vocabulary size
@@ -341,6 +341,9 @@ class RemoteEngine:
     def denoise(self, windows, params: SamplerParams, *, candidates: int = 1, cancel=None, stop_at_eos: bool = True):
         from dgterm.engine.events import Run
         from dgterm.engine.remote.run import run_remote
+
+        if params.sc_top_k:
+            raise RemoteError(REMOTE_TOP_K)
 
         return Run(run_remote(self, list(windows), params, candidates, cancel, stop_at_eos))
 
