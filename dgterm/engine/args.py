@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from dgterm.config import DEFAULT_CANDIDATES, Settings, load_settings
 from dgterm.engine.local.checkpoint import DTYPES, QUANTS
-from dgterm.engine.params import COMPILED_TOP_K, REMOTE_TOP_K, SAMPLER_FIELDS, SamplerParams
+from dgterm.engine.params import COMPILED_TOP_K, SAMPLER_FIELDS, SamplerParams
 from dgterm.errors import InputError, SettingError
 
 if TYPE_CHECKING:
@@ -152,8 +152,6 @@ class EngineArgs:
             raise InputError("--candidates must be at least 1.")
         if params.sc_top_k and self.settings.compile:
             raise InputError(COMPILED_TOP_K)
-        if params.sc_top_k and self.settings.server:
-            raise InputError(REMOTE_TOP_K)
         return params
 
     def local_files(self) -> list:

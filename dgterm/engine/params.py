@@ -18,15 +18,16 @@ REAL = ("entropy_bound", "t_max", "t_min", "confidence")
 # The settings of the denoising sampler itself: the per-request ``dgterm.sampler`` of `dgterm serve`
 # (what the remote engine sends), and the first of the command-line sampler flags.
 SAMPLER_FIELDS = ("steps", "entropy_bound", "t_max", "t_min", "stability", "confidence")
+OPT_IN_FIELDS = ("sc_top_k",)  # also taken by `dgterm serve`; the remote engine sends them only when set
 MODES = ("fused", "reference")  # how a step is drawn (dgterm.engine.local.sampler)
 # How spans are laid out (the infill task, the lens, the editor's token counts):
 DEFAULT_INSERT_TOKENS = 16  # tokens an empty span (an insertion point) asks for
 CHARS_PER_TOKEN_BOUND = 8  # generous: how many characters of context to tokenize per token wanted
-# top-k self-conditioning (sc_top_k) runs only in the eager step loop of this process
+# top-k self-conditioning (sc_top_k) runs in the eager step loop and in `dgterm serve`'s batcher
 COMPILED_TOP_K = ("Top-k self-conditioning (--sc-top-k) does not run in the compiled step (--compile); "
                   "drop one of them.")
-REMOTE_TOP_K = ("Top-k self-conditioning (--sc-top-k) runs only on a model loaded in this process, not on a "
-                "server (--server); drop one of them.")
+REMOTE_TOP_K = ("Top-k self-conditioning (--sc-top-k) runs in this process or on dgterm serve, not on vLLM; "
+                "drop the flag or give a dgterm serve address.")
 # Refine (dgterm.engine.tasks.refine): a token of the span whose confidence (the lens's probability that
 # the model keeps it) is under this is re-noised and drawn again; the others are pinned.
 DEFAULT_REFINE_BELOW = 0.1

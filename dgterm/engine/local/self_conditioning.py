@@ -21,17 +21,28 @@ from typing import Any
 import torch
 
 
-def soft_embeddings(decoder: Any, logits: torch.Tensor, k: int) -> torch.Tensor:
+def soft_embeddings(logits: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, k: int) -> torch.Tensor:
     """(B, C, H) soft embeddings of ``logits`` (B, C, V) from their top ``k`` (at most the
-    vocabulary), in the embedding's dtype, scaled as the decoder scales its own."""
-    embed = decoder.embed_tokens
-    weight = embed.weight
+    vocabulary) rows of ``weight`` (V, H), in its dtype, times ``scale`` (the decoder's embed_scale)."""
     batch, length, vocab = logits.shape
     values, ids = logits.topk(min(k, vocab), dim=-1, sorted=False)
     weights = values.softmax(dim=-1, dtype=torch.float32).to(weight.dtype)
     flat = torch.nn.functional.embedding_bag(ids.view(batch * length, -1), weight, mode="sum",
                                              per_sample_weights=weights.view(batch * length, -1))
-    return flat.view(batch, length, -1) * embed.embed_scale.to(weight.dtype)
+    return flat.view(batch, length, -1) * scale.to(weight.dtype)
+
+
+def signal_of(logits: torch.Tensor | None, k: int, embed: Any, length: int) -> torch.Tensor:
+    """(1, C, H): one batch row's signal from its logits (1, C, V) through ``embed`` (the
+    decoder's embed_tokens): none (None: a canvas's first step), exact (``k`` 0: as the
+    decoder computes it) or from the top ``k``."""
+    weight = embed.weight
+    if logits is None:
+        return weight.new_zeros(1, length, weight.shape[1])
+    if k:
+        return soft_embeddings(logits, weight, embed.embed_scale, k)
+    return torch.matmul(logits.softmax(dim=-1, dtype=torch.float32).to(weight.dtype), weight) \
+        * embed.embed_scale.to(weight.dtype)
 
 
 @contextmanager
@@ -55,5 +66,6 @@ def top_k_logits(model: Any, k: int, self_conditioning: torch.Tensor | None, **i
     if self_conditioning is None:
         return model(**inputs).logits
     decoder = model.model.decoder
-    with injected(decoder, soft_embeddings(decoder, self_conditioning, k)):
+    embed = decoder.embed_tokens
+    with injected(decoder, soft_embeddings(self_conditioning, embed.weight, embed.embed_scale, k)):
         return model(**inputs).logits

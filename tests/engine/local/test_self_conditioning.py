@@ -1,5 +1,6 @@
 """Top-k self-conditioning (opt-in): the exact soft embeddings at K = vocabulary, the simplex,
-no signal at a canvas's first step, the hook gone after the forward, and the refusals."""
+no signal at a canvas's first step, the hook gone after the forward, `dgterm serve` alike,
+and the refusals (reference sampler, --compile, vLLM)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from dgterm.engine import tasks
 from dgterm.engine.events import Window
 from dgterm.engine.local.denoise import denoise
 from dgterm.engine.local.self_conditioning import injected, soft_embeddings, top_k_logits
 from dgterm.engine.params import COMPILED_TOP_K, REMOTE_TOP_K, SamplerParams
+from dgterm.engine.remote.client import RemoteEngine
 from dgterm.errors import RemoteError, SettingError
 from tests.helpers.cli import dgterm
 
@@ -40,17 +43,17 @@ def test_all_of_the_vocabulary_gives_the_exact_soft_embeddings_within_float_roun
     decoder = bundled.model.model.decoder
     logits = _logits(bundled)
     exact = _exact(decoder, logits)
+    embed = decoder.embed_tokens.weight, decoder.embed_tokens.embed_scale
     for k in (bundled.vocab_size, 10 * bundled.vocab_size):
-        assert torch.allclose(soft_embeddings(decoder, logits, k), exact, rtol=1e-5, atol=2e-4)
-    assert not torch.allclose(soft_embeddings(decoder, logits, 8), exact, rtol=1e-2, atol=1e-2)
+        assert torch.allclose(soft_embeddings(logits, *embed, k), exact, rtol=1e-5, atol=2e-4)
+    assert not torch.allclose(soft_embeddings(logits, *embed, 8), exact, rtol=1e-2, atol=1e-2)
 
 
 def test_the_weights_are_the_softmax_of_the_top_k_and_sum_to_one():
     """With one-hot embeddings the soft embedding is the weight vector itself."""
     vocab, k = 50, 4
-    decoder = SimpleNamespace(embed_tokens=SimpleNamespace(weight=torch.eye(vocab), embed_scale=torch.tensor(1.0)))
     logits = torch.randn(3, 7, vocab, generator=torch.Generator().manual_seed(1)) * 3
-    weights = soft_embeddings(decoder, logits, k)
+    weights = soft_embeddings(logits, torch.eye(vocab), torch.tensor(1.0), k)
     assert torch.allclose(weights.sum(-1), torch.ones(3, 7))
     assert (weights >= 0).all() and ((weights > 0).sum(-1) == k).all()
     values, ids = logits.topk(k, dim=-1)
@@ -63,7 +66,7 @@ def _continue(lm, params):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_all_of_the_vocabulary_draws_the_exact_runs_tokens(bundled, seed):
-    params = bundled.defaults.replace(seed=seed, steps=10)
+    params = bundled.defaults.replace(seed=seed, steps=6)
     exact = _continue(bundled, params)
     assert torch.equal(_continue(bundled, params.replace(sc_top_k=bundled.vocab_size)), exact)
     assert not torch.equal(_continue(bundled, params.replace(sc_top_k=1)), exact)  # the test can fail
@@ -109,16 +112,30 @@ def test_the_compiled_step_refuses_it(bundled):
     assert str(e.value) == COMPILED_TOP_K
 
 
-def test_a_remote_engine_refuses_it(remote):
+def test_dgterm_serve_draws_what_this_process_draws(remote, bundled):
+    """Through the batcher (two candidates: two rows of one forward), the same texts; and not
+    the exact run's (K = 1: the signal is one embedding row)."""
+    p = bundled.defaults.replace(steps=6, seed=5, max_new_tokens=40, sc_top_k=1)
+
+    def texts(lm, params):
+        got = tasks.continue_text(lm, "import os\n", params, candidates=2).collect().candidates
+        return [c.text for c in sorted(got, key=lambda c: c.seed)]
+
+    there = texts(remote, p)
+    assert there == texts(bundled, p)
+    assert there != texts(remote, p.replace(sc_top_k=0))
+
+
+def test_vllm_refuses_it_in_one_sentence():
+    vllm = SimpleNamespace(speaks_dgterm=False)
     with pytest.raises(RemoteError) as e:
-        remote.denoise([Window([1, 2])], SamplerParams(sc_top_k=8))
+        RemoteEngine.denoise(vllm, [Window([1, 2])], SamplerParams(sc_top_k=8))
     assert str(e.value) == REMOTE_TOP_K
 
 
 @pytest.mark.parametrize("flags, said", [
     (["--sampler", "reference"], "approximation"),
     (["--compile"], COMPILED_TOP_K),
-    (["--server", "http://127.0.0.1:9"], REMOTE_TOP_K),
     (["--sc-top-k", "-1"], "at least 0"),
 ])
 def test_the_cli_refuses_in_one_line_with_status_2(flags, said):
