@@ -252,10 +252,15 @@ def candidate_scores(lm, cases: list[Case], params, baselines: Baselines, candid
     return out
 
 
-def denoising_loss(lm, levels=(0.1, 0.3, 0.5, 0.7, 0.9), windows: int = 32, seed: int = 0) -> dict[float, float]:
-    """Cross-entropy on the corrupted canvas positions of held-out windows, by noise level."""
+def denoising_loss(lm, levels=(0.1, 0.3, 0.5, 0.7, 0.9), windows: int = 32, seed: int = 0,
+                   self_conditioning: int | None = None) -> dict[float, float]:
+    """Cross-entropy on the corrupted canvas positions of held-out windows, by noise level.
+    ``self_conditioning``: a second pass self-conditioned on the first's logits, as half the
+    training batches are (0: exact; K: on their top K only); None: one pass."""
     import torch
     import torch.nn.functional as F
+
+    from dgterm.engine.local.self_conditioning import top_k_logits
 
     g = torch.Generator().manual_seed(seed)
     tok = lm.tokenizer
@@ -274,7 +279,12 @@ def denoising_loss(lm, levels=(0.1, 0.3, 0.5, 0.7, 0.9), windows: int = 32, seed
             mask = (torch.rand(clean.shape, generator=g) < t).to(lm.device)
             noise = torch.randint(0, lm.vocab_size, clean.shape, generator=g).to(lm.device)
             noisy = torch.where(mask, noise, clean)
-            logits = lm.model(input_ids=prefix, decoder_input_ids=noisy).logits
+            inputs = dict(input_ids=prefix, decoder_input_ids=noisy)
+            logits = lm.model(**inputs).logits
+            if self_conditioning == 0:
+                logits = lm.model(**inputs, self_conditioning_logits=logits).logits
+            elif self_conditioning is not None:
+                logits = top_k_logits(lm.model, self_conditioning, logits, **inputs)
             ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), clean.reshape(-1), reduction="none")
             out[t] = float((ce.view_as(clean) * mask).sum() / mask.sum().clamp(min=1))
     return out

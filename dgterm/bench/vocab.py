@@ -37,15 +37,17 @@ def _timed(fn, repeats: int) -> float:
 
 
 def vocab_share(rows: int = 16, context: int = 1024, repeats: int = 3, dtype: str = "bfloat16",
-                profile: Path = PROFILE) -> dict:
+                profile: Path = PROFILE, sc_top_k: int = 32) -> dict:
     """Seconds of one sliding and one full layer, and of the vocabulary work, for ``rows``
     canvas positions over ``context`` cached tokens; the vocabulary's share of a step, in
-    time on this machine and in FLOPs (``profile``: a model's config directory)."""
+    time on this machine and in FLOPs (``profile``: a model's config directory). "After":
+    the same with the self-conditioning over the top ``sc_top_k`` (opt-in, approximate)."""
     import torch
     from transformers import DiffusionGemmaConfig, DynamicCache
     from transformers.models.diffusion_gemma import modeling_diffusion_gemma as dg
 
     from dgterm.engine.local.kernels.sampling import fused_sample
+    from dgterm.engine.local.self_conditioning import soft_embeddings
 
     torch.manual_seed(0)
     compute = getattr(torch, dtype)
@@ -93,22 +95,31 @@ def vocab_share(rows: int = 16, context: int = 1024, repeats: int = 3, dtype: st
     def self_conditioning(sc):  # the next step's soft embeddings (transformers' decoder)
         return lambda: torch.matmul(sc.to(compute).softmax(-1, dtype=torch.float32).to(compute), embed)
 
+    def top_k():  # the same from the top sc_top_k of each row (dgterm.engine.local.self_conditioning)
+        return soft_embeddings(floored[None], embed, torch.tensor(1.0), sc_top_k)
+
     with torch.no_grad():
         part = {"lm head + soft-capping": _timed(head, repeats), "sampler pass": _timed(sampler, repeats),
                 "self-conditioning": _timed(self_conditioning(floored), repeats)}
         before = {**part, "self-conditioning": _timed(self_conditioning(tempered), repeats)}
+        after = {**{k: v for k, v in part.items() if k != "self-conditioning"},
+                 f"self-conditioning, top {sc_top_k}": _timed(top_k, repeats)}
     layers = {kind: sum(1 for t in text.layer_types if t == kind) for kind in kinds}
     stack = sum(layer_s[k] * n for k, n in layers.items())
-    vocab_s, vocab_before = sum(part.values()), sum(before.values())
+    vocab_s, vocab_before, after_s = sum(part.values()), sum(before.values()), sum(after.values())
     stack_flops = sum(layer_flops[k] * n for k, n in layers.items())
     vocab_flops = 2 * (2 * width * vocab)  # the lm head and the self-conditioning product, per row
+    after_flops = 2 * width * (vocab + sc_top_k)  # the lm head, and K embedding rows weighed
     probs = tempered.softmax(-1)
     return {"rows": rows, "context": context, "dtype": dtype, "layers": layers, "layer_s": layer_s,
             "temperature": TEMPERATURE, "subnormal_share": float(((probs > 0) & (probs < TINY)).float().mean()),
             "vocab_s": part, "vocab_s_before": before, "step_s": stack + vocab_s,
             "vocab_share": vocab_s / (stack + vocab_s), "vocab_share_before": vocab_before / (stack + vocab_before),
             "flops_per_row": {"layers": stack_flops, "vocab": vocab_flops},
-            "vocab_share_flops": vocab_flops / (stack_flops + vocab_flops)}
+            "vocab_share_flops": vocab_flops / (stack_flops + vocab_flops),
+            "after": {"sc_top_k": sc_top_k, "vocab_s": after, "step_s": stack + after_s,
+                      "vocab_share": after_s / (stack + after_s), "flops_per_row": after_flops,
+                      "vocab_share_flops": after_flops / (stack_flops + after_flops)}}
 
 
 def model_like_logits(rows: int, vocab: int, cap: float):

@@ -42,6 +42,9 @@ def add_arguments(p):
                    help="token healing at span edges; both: each case with and without (default %(default)s)")
     q.add_argument("--ranking", action="store_true",
                    help="also: score spread over 10 seeds and ranking vs compile success, scorer before/after")
+    q.add_argument("--sc-top-k", type=whole_list, metavar="K,...",
+                   help="instead: exact self-conditioning against its top-K approximation for each K, side by side "
+                        "on the same cases (agreement, self-conditioned loss, exact match, compile rate, seconds)")
     v = sub.add_parser("serve", help="dgterm serve: 1, 4, 8 concurrent clients; server vs in-process")
     v.add_argument("--steps", type=whole(1), default=16)
     v.add_argument("--repeats", type=whole(1), default=3)
@@ -138,6 +141,8 @@ def run(args) -> int:
     cases = quality.sample_cases(lm.tokenizer, args.n, args.seed, kinds=args.kinds)
     baselines = quality.Baselines.from_training_data(lm.tokenizer)
     params = lm.defaults.replace(seed=args.seed)
+    if args.sc_top_k:
+        return top_k_report(lm, cases, params, baselines, args)
     healing = {"on": (True,), "off": (False,), "both": (False, True)}[args.healing]
     report = {"denoising_loss": quality.denoising_loss(lm)}
     with tqdm(total=len(cases), desc="infill", leave=False) as bar:
@@ -200,6 +205,26 @@ def run(args) -> int:
         print("|---" * len(columns) + "|")
         for row in sweep:
             print("| " + " | ".join(str(row[c]) for c in columns) + " |")
+    return 0
+
+
+def top_k_report(lm, cases, params, baselines, args) -> int:
+    """``bench quality --sc-top-k``: every arm on the same cases and seeds (dgterm.bench.self_conditioning)."""
+    import json
+
+    from dgterm.bench import self_conditioning as sc
+
+    report = {"arms": sc.scores(lm, cases, params, baselines, args.sc_top_k, args.candidates),
+              "agreement": sc.agreement(lm, cases, params, args.sc_top_k),
+              "speed": sc.speed(lm, args.sc_top_k, repeats=2)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(sc.table(report["arms"], report["agreement"]))
+    s = report["speed"]
+    print(f"\n{s['steps']}-step continuation, one canvas, arms in turn: "
+          + ", ".join(f"{k} {spread(s['median_s'][k], s['min_max_s'][k])} s ({s['speed_ratio_vs_exact'][k]:.2f}×)"
+                      for k in s["median_s"]))
     return 0
 
 
@@ -278,3 +303,7 @@ def print_step(compiled, share) -> None:
               + ", ".join(f"{k} {v:.3f} s" for k, v in share["vocab_s"].items())
               + f" (unfloored {share['vocab_s_before']['self-conditioning']:.3f} s)"
               + "; layers " + ", ".join(f"{k} {v:.3f} s" for k, v in share["layer_s"].items()))
+        a = share["after"]
+        print(f"after, with top-{a['sc_top_k']} self-conditioning (--sc-top-k, approximate): "
+              f"{100 * a['vocab_share']:.1f}% of the time, {100 * a['vocab_share_flops']:.1f}% of the FLOPs; "
+              + ", ".join(f"{k} {v:.3f} s" for k, v in a["vocab_s"].items()))

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING
 
 from dgterm.config import DEFAULT_CANDIDATES, Settings, load_settings
 from dgterm.engine.local.checkpoint import DTYPES, QUANTS
-from dgterm.engine.params import SAMPLER_FIELDS, SamplerParams
+from dgterm.engine.params import COMPILED_TOP_K, SAMPLER_FIELDS, SamplerParams
 from dgterm.errors import InputError, SettingError
 
 if TYPE_CHECKING:
     from dgterm.engine.backend import Engine
 
 # the sampler flags: a flag --entropy-bound sets SamplerParams.entropy_bound
-SAMPLER_FLAGS = (*SAMPLER_FIELDS, "seed", "max_new_tokens", "canvases")
+SAMPLER_FLAGS = (*SAMPLER_FIELDS, "seed", "max_new_tokens", "canvases", "sc_top_k")
 
 
 def _layers(text: str) -> str:
@@ -91,6 +91,9 @@ class EngineArgs:
         g.add_argument("--canvases", type=int, help="at most this many canvases")
         g.add_argument("--sampler", choices=("fused", "reference"),
                        help="fused (default): one pass per row; reference: token for token what transformers draws")
+        g.add_argument("--sc-top-k", type=int, metavar="K",
+                       help="self-condition on the top K of the last step's distribution only (approximate; "
+                            "default 0: all, exact)")
         g.add_argument("--candidates", type=int, default=candidates,
                        help="candidates denoised together (default %(default)s, as in the editor)")
 
@@ -147,6 +150,8 @@ class EngineArgs:
             raise InputError(f"Bad sampler setting: {e}; fix {where} of the config file.") from None
         if self.candidates < 1:
             raise InputError("--candidates must be at least 1.")
+        if params.sc_top_k and self.settings.compile:
+            raise InputError(COMPILED_TOP_K)
         return params
 
     def local_files(self) -> list:

@@ -10,17 +10,24 @@ from dgterm.errors import SettingError
 
 # whole-number settings and their ranges (None allowed for seed and canvases)
 WHOLE = {"steps": (1, 100_000), "stability": (0, 100_000), "max_new_tokens": (1, 1 << 24),
-         "canvases": (1, 1 << 20), "seed": (0, (1 << 63) - 1), "max_length": (1, 1 << 24)}
+         "canvases": (1, 1 << 20), "seed": (0, (1 << 63) - 1), "max_length": (1, 1 << 24),
+         "sc_top_k": (0, 1 << 24)}
 OPTIONAL = ("seed", "canvases", "max_length")
 DEFAULT_MAX_NEW_TOKENS = 256  # transformers' default; max_length counts only while max_new_tokens is left at it
 REAL = ("entropy_bound", "t_max", "t_min", "confidence")
 # The settings of the denoising sampler itself: the per-request ``dgterm.sampler`` of `dgterm serve`
 # (what the remote engine sends), and the first of the command-line sampler flags.
 SAMPLER_FIELDS = ("steps", "entropy_bound", "t_max", "t_min", "stability", "confidence")
+OPT_IN_FIELDS = ("sc_top_k",)  # also taken by `dgterm serve`; the remote engine sends them only when set
 MODES = ("fused", "reference")  # how a step is drawn (dgterm.engine.local.sampler)
 # How spans are laid out (the infill task, the lens, the editor's token counts):
 DEFAULT_INSERT_TOKENS = 16  # tokens an empty span (an insertion point) asks for
 CHARS_PER_TOKEN_BOUND = 8  # generous: how many characters of context to tokenize per token wanted
+# top-k self-conditioning (sc_top_k) runs in the eager step loop and in `dgterm serve`'s batcher
+COMPILED_TOP_K = ("Top-k self-conditioning (--sc-top-k) does not run in the compiled step (--compile); "
+                  "drop one of them.")
+REMOTE_TOP_K = ("Top-k self-conditioning (--sc-top-k) runs in this process or on dgterm serve, not on vLLM; "
+                "drop the flag or give a dgterm serve address.")
 # Refine (dgterm.engine.tasks.refine): a token of the span whose confidence (the lens's probability that
 # the model keeps it) is under this is re-noised and drawn again; the others are pinned.
 DEFAULT_REFINE_BELOW = 0.1
@@ -45,6 +52,9 @@ class SamplerParams:
     canvases: int | None = None  # at most this many canvases; None: from max_new_tokens
     max_length: int | None = None  # prompt + generated tokens, when max_new_tokens is left at its default
     mode: str = "fused"  # or "reference": token for token what model.generate draws
+    # self-conditioning from the top k of the previous step's logits (0: all of them, exact);
+    # approximate, opt-in (dgterm.engine.local.self_conditioning)
+    sc_top_k: int = 0
 
     def __post_init__(self):
         for name, (low, high) in WHOLE.items():
@@ -63,6 +73,9 @@ class SamplerParams:
                 raise SettingError(f"{name} must be a number, not {v!r}")
         if self.mode not in MODES:
             raise SettingError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.sc_top_k and self.mode == "reference":
+            raise SettingError("top-k self-conditioning (sc_top_k) is an approximation and the reference sampler "
+                               "draws exactly what generate draws: drop one of them")
         if self.entropy_bound <= 0:
             raise SettingError("entropy bound must be greater than 0")
         if not 0 <= self.t_min < self.t_max:

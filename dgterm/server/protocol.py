@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from dgterm.engine.params import SAMPLER_FIELDS
+from dgterm.engine.params import OPT_IN_FIELDS, SAMPLER_FIELDS
 from dgterm.engine.remote.wire import WireError, allowed_from_json
 
 
@@ -216,8 +216,9 @@ def parse(body, *, chat: bool, model_names: Sequence[str], canvas_length: int, v
     ext = _object(body, "dgterm")
     _known(ext, EXTENSION, "dgterm")
     sampler = ext.get("sampler", {})
-    if not isinstance(sampler, dict) or set(sampler) - set(SAMPLER_FIELDS):
-        raise ApiError(400, f"dgterm.sampler takes {', '.join(SAMPLER_FIELDS)} only.", "dgterm.sampler")
+    if not isinstance(sampler, dict) or set(sampler) - {*SAMPLER_FIELDS, *OPT_IN_FIELDS}:
+        raise ApiError(400, f"dgterm.sampler takes {', '.join((*SAMPLER_FIELDS, *OPT_IN_FIELDS))} only.",
+                       "dgterm.sampler")
     if "steps" in sampler:
         _whole(sampler["steps"], "dgterm.sampler.steps", 1, limits.max_steps)
     rng_state = ext.get("rng_state")

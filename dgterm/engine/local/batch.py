@@ -30,6 +30,7 @@ from dgterm.engine.local.denoise import LocalModel, decoder_mask, generated_toke
 from dgterm.engine.local.oom import as_out_of_memory, explain_for_server
 from dgterm.engine.local.prefill import _cache_keyword, encode, fork
 from dgterm.engine.local.sampler import Pins, Sampler
+from dgterm.engine.local.self_conditioning import injected, signal_of
 from dgterm.engine.params import SamplerParams
 
 Sink = Callable[[str, Any], None]
@@ -247,15 +248,21 @@ class Batcher:
             cache, mask, positions = self._merge(group)
         now = [s.denoising for s in group]
         canvas = torch.cat([d.canvas for d in now])
+        for s in group:
+            s.forwards += 1
+        inputs = dict(decoder_input_ids=canvas, decoder_attention_mask=mask, decoder_position_ids=positions,
+                      **{_cache_keyword(lm.model): cache})
+        if any(s.params.sc_top_k for s in group):  # each row's own signal, put in for this forward
+            decoder = lm.model.model.decoder
+            signal = torch.cat([signal_of(d.sc, s.params.sc_top_k, decoder.embed_tokens, C)
+                                for d, s in zip(now, group, strict=True)])
+            with injected(decoder, signal):
+                return lm.model(**inputs).logits
         vocab = lm.vocab_size
         sc = torch.cat([d.sc if d.sc is not None else torch.zeros(1, C, vocab, dtype=self.sc_dtype, device=device)
                         for d in now])
         sc_mask = torch.tensor([d.sc is not None for d in now], device=device)
-        for s in group:
-            s.forwards += 1
-        return lm.model(decoder_input_ids=canvas, self_conditioning_logits=sc, self_conditioning_mask=sc_mask,
-                        decoder_attention_mask=mask, decoder_position_ids=positions,
-                        **{_cache_keyword(lm.model): cache}).logits
+        return lm.model(**inputs, self_conditioning_logits=sc, self_conditioning_mask=sc_mask).logits
 
     def _merge(self, group: list[Sequence]) -> tuple[Any, Any, torch.Tensor]:
         """One cache for the group, each row left-padded (one pad slot at least), built

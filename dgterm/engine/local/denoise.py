@@ -21,8 +21,10 @@ from dgterm.engine.backend import Engine
 from dgterm.engine.events import Run, RunResult, StepEvent, Window, seeds_for
 from dgterm.engine.local.prefill import SharedPrefill, _cache_keyword
 from dgterm.engine.local.sampler import Pins, Sampler
+from dgterm.engine.local.self_conditioning import top_k_logits
 from dgterm.engine.local.static import DecoderForward, HostMirror, StaticContext, decoder_forward
-from dgterm.engine.params import SamplerParams
+from dgterm.engine.params import COMPILED_TOP_K, SamplerParams
+from dgterm.errors import SettingError
 
 
 class LocalModel(Engine, Protocol):
@@ -48,6 +50,8 @@ def denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, *,
     if static is None:
         static = backend is not None or lm.compile
         backend = backend or ("inductor" if lm.compile else None)
+    if static and params.sc_top_k:
+        raise SettingError(COMPILED_TOP_K)
     forward = decoder_forward(lm.model, backend) if static else None
     return Run(_denoise(lm, windows, params, candidates, cancel, stop_at_eos, lag, forward))
 
@@ -125,7 +129,7 @@ def _denoise(lm: LocalModel, windows: Iterable[Window], params: SamplerParams, b
                 return result(cancelled=True)
             forwards += ~(finished | done)
             if forward is None:
-                logits = decoder_logits(model, canvas, sc, mask, cache, positions)
+                logits = decoder_logits(model, canvas, sc, mask, cache, positions, params.sc_top_k)
             else:
                 assert context is not None and sc is not None  # set with forward
                 logits = forward(canvas, sc, sc_off if step == 1 else sc_on, mask, context, positions)
@@ -222,7 +226,11 @@ def decoder_mask(model: Any, canvas: torch.Tensor, cache: Any, cur_len: int, vis
 
 
 def decoder_logits(model: Any, canvas: torch.Tensor, self_conditioning: torch.Tensor | None, mask: Any, cache: Any,
-                   positions: torch.Tensor) -> torch.Tensor:
-    """One decoder forward over the canvas: the logits of every canvas position."""
-    return model(decoder_input_ids=canvas, self_conditioning_logits=self_conditioning, decoder_attention_mask=mask,
-                 decoder_position_ids=positions, **{_cache_keyword(model): cache}).logits
+                   positions: torch.Tensor, sc_top_k: int = 0) -> torch.Tensor:
+    """One decoder forward over the canvas: the logits of every canvas position (``sc_top_k``:
+    self-conditioned on the top k of ``self_conditioning`` only)."""
+    inputs = dict(decoder_input_ids=canvas, decoder_attention_mask=mask, decoder_position_ids=positions,
+                  **{_cache_keyword(model): cache})
+    if sc_top_k:
+        return top_k_logits(model, sc_top_k, self_conditioning, **inputs)
+    return model(**inputs, self_conditioning_logits=self_conditioning).logits

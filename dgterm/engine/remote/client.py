@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from dgterm.engine.params import SAMPLER_FIELDS, SamplerParams
+from dgterm.engine.params import OPT_IN_FIELDS, REMOTE_TOP_K, SAMPLER_FIELDS, SamplerParams
 from dgterm.errors import RemoteError
 
 PROBE_ID = 2**31 - 1  # an id past any vocabulary: the range error names the vocabulary size
@@ -361,6 +361,9 @@ class RemoteEngine:
         from dgterm.engine.events import Run
         from dgterm.engine.remote.run import run_remote
 
+        if params.sc_top_k and not self.speaks_dgterm:
+            raise RemoteError(REMOTE_TOP_K)
+
         return Run(run_remote(self, list(windows), params, candidates, cancel, stop_at_eos))
 
     def request(self, prompt: list[int], max_tokens: int, params: SamplerParams, seed: int, *, frames: bool,
@@ -374,7 +377,9 @@ class RemoteEngine:
                 "vllm_xargs": {"diffusion_max_steps": params.steps, **(xargs or {})}}
         if self.speaks_dgterm:  # vLLM refuses a seed and has its sampler in its own config
             body["seed"] = seed
-            body["dgterm"] = {"frames": frames, "sampler": {k: getattr(params, k) for k in SAMPLER_FIELDS}}
+            sampler = {k: getattr(params, k) for k in SAMPLER_FIELDS}
+            sampler |= {k: getattr(params, k) for k in OPT_IN_FIELDS if getattr(params, k)}
+            body["dgterm"] = {"frames": frames, "sampler": sampler}
             if rng_state is not None:
                 body["dgterm"]["rng_state"] = rng_state
             if allowed:
