@@ -38,11 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SPINCOUNT = "2000"  # GNU OpenMP's busy-wait iterations before a thread sleeps (its default: 300,000)
+
+
 def main(argv: list[str] | None = None) -> int:
-    # torch's CPU threads spin while they wait for work; with anything else busy on the
-    # machine that spinning halves the speed or worse. Waiting passively costs ~4% idle
-    # (docs/benchmarks.md). Set before torch is imported; the user's setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # torch's CPU threads spin while they wait for work: with anything else busy on the
+    # machine, spinning for long makes a run several times slower, and not spinning at all
+    # makes it twice as slow on an idle machine. A short spin is within a third of the best
+    # of both (docs/benchmarks.md, "CPU threads on a busy machine"). Set before torch is
+    # imported; a wait policy or spin count the user set wins.
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", SPINCOUNT)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
         argv.insert(0, "open")  # dgterm FILE

@@ -255,3 +255,27 @@ def test_require_valid_draws_until_a_candidate_parses_or_says_none_did(tiny_dir,
     notes.write_text("some notes\n")
     out = dgterm("infill", notes, "--span", "0:4", "--model", tiny_dir, "--require-valid")
     assert out.returncode == 2 and "--require-valid needs a file dgterm can parse (Python, JSON" in out.stderr
+
+
+def test_torch_threads_spin_briefly_unless_the_user_set_how(monkeypatch):
+    """``dgterm`` sets GNU OpenMP's spin count before torch loads (docs/benchmarks.md, "CPU
+    threads on a busy machine"), and leaves the wait alone when the user chose one."""
+    import os
+
+    from dgterm import cli
+
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert os.environ["GOMP_SPINCOUNT"] == cli.SPINCOUNT
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "GOMP_SPINCOUNT" not in os.environ
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setenv("GOMP_SPINCOUNT", "7")
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert os.environ["GOMP_SPINCOUNT"] == "7"
