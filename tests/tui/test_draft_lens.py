@@ -9,7 +9,7 @@ import pytest
 
 from dgterm.tui.app import make_app
 
-from tests.helpers.tui import SIZE, notes, select, settle
+from tests.helpers.tui import SIZE, select, settle
 
 pytestmark = pytest.mark.slow
 
@@ -28,13 +28,19 @@ def expected_states(app) -> list[str]:
             for t in app.draft_scores[1]]
 
 
+async def infill_mean(app, pilot) -> tuple[int, int]:
+    """Mask the body of the demo's ``mean`` and run an infill to its review; the span's offsets."""
+    a, b = select(app, "sum(values) / len(values)")
+    await pilot.press("ctrl+t", "ctrl+g")
+    await settle(app, pilot)
+    return a, b
+
+
 async def test_the_lens_on_a_draft(demo, bundled):
     app = make_app(str(demo), lm=bundled, sampler=dict(steps=4, seed=3), candidates=2)
     async with app.run_test(size=SIZE) as pilot:
         before = app.doc.text
-        a, b = select(app, "sum(values) / len(values)")
-        await pilot.press("ctrl+t", "ctrl+g")
-        await settle(app, pilot)
+        a, b = await infill_mean(app, pilot)
         assert app.mode == "review" and len(app.review.choices) == 2
         first, second = (c.texts[0] for c in app.review.choices)
         assert first != second
@@ -72,9 +78,7 @@ async def test_alt_r_on_a_draft_takes_it_and_redraws_its_doubted_tokens(demo, bu
     app = make_app(str(demo), lm=bundled, sampler=dict(steps=4, seed=3), candidates=2)
     async with app.run_test(size=SIZE) as pilot:
         before = app.doc.text
-        a, b = select(app, "sum(values) / len(values)")
-        await pilot.press("ctrl+t", "ctrl+g")
-        await settle(app, pilot)
+        a, b = await infill_mean(app, pilot)
         first = app.review.current.texts[0]
         taken = before[:a] + first + before[b:]
         await pilot.press("alt+r")
