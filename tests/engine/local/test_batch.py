@@ -103,3 +103,20 @@ def test_the_servers_candidates_share_one_prefill_and_keep_their_tokens(bundled)
     assert lengths.count(len(ids)) == 1  # the prompt once, for all three
     for mine, single in zip(together, alone):
         assert canvases(mine) == canvases(single)
+
+
+def test_an_exact_row_beside_a_top_k_row_draws_what_it_draws_alone(bundled):
+    """A forward that holds a top-k self-conditioned row gives every row its signal by hand:
+    the exact row's (the softmax times the embedding, as the decoder computes it) changes
+    none of its tokens; the top-k row's do differ from an exact run of its seed."""
+    ids = [bundled.tokenizer.bos_token_id] + bundled.tokenizer("def f(x):", add_special_tokens=False)["input_ids"]
+    p = bundled.defaults.replace(steps=6, seed=5)
+
+    def seq(params):
+        return Sequence([Window(ids), Window([])], params, None, stop_at_eos=False)
+
+    (alone,) = run(bundled, [seq(p)])
+    exact, top = run(bundled, [seq(p), seq(p.replace(seed=9, sc_top_k=1))])
+    (exact_9,) = run(bundled, [seq(p.replace(seed=9))])
+    assert canvases(exact) == canvases(alone)
+    assert canvases(top) != canvases(exact_9)
