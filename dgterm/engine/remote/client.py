@@ -220,9 +220,6 @@ class RemoteTokenizer:
             self.learn({ids[0]: text})
         return text
 
-    def convert_ids_to_tokens(self, token: int) -> str:
-        return "" if token in self.all_special_ids else self.decode([token])
-
     def convert_tokens_to_ids(self, tokens):
         out = []
         for t in tokens:
